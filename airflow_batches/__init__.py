@@ -1,0 +1,40 @@
+"""airflow-batches: the Message Batches API from Airflow.
+
+Importing the package does not import Airflow: the API client (``airflow_batches.api``) and
+the emulator work without it. The Airflow classes load on first access.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from airflow_batches._version import __version__
+
+_LAZY = {
+    "Client": "airflow_batches.api",
+    "AsyncClient": "airflow_batches.api",
+    "MessageBatchesHook": "airflow_batches.hooks.batches",
+    "SubmitBatchOperator": "airflow_batches.operators.submit",
+    "BatchSensor": "airflow_batches.sensors.batch",
+    "BatchTrigger": "airflow_batches.triggers.batch",
+    "FetchResultsOperator": "airflow_batches.operators.fetch",
+}
+
+__all__ = [
+    "AsyncClient",
+    "BatchSensor",
+    "BatchTrigger",
+    "Client",
+    "FetchResultsOperator",
+    "MessageBatchesHook",
+    "SubmitBatchOperator",
+    "__version__",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'airflow_batches' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

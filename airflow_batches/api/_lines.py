@@ -1,0 +1,56 @@
+"""Split a stream of byte chunks into lines, whatever the chunk boundaries.
+
+Works on bytes: a chunk may end in the middle of a line or of a UTF-8 character, and neither
+matters because ``\\n`` never occurs inside a multi-byte UTF-8 sequence. Lines are returned
+without their terminator; blank lines are dropped (JSONL has none, but a trailing newline or a
+CRLF must not produce an empty record).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+
+
+class LineDecoder:
+    """Incremental splitter shared by the sync and async readers."""
+
+    __slots__ = ("_pending",)
+
+    def __init__(self) -> None:
+        self._pending: list[bytes] = []
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        if not chunk:
+            return []
+        parts = chunk.split(b"\n")
+        if len(parts) == 1:
+            self._pending.append(chunk)
+            return []
+        first = b"".join((*self._pending, parts[0])) if self._pending else parts[0]
+        self._pending = [parts[-1]] if parts[-1] else []
+        return [line for line in (_strip_cr(first), *map(_strip_cr, parts[1:-1])) if line]
+
+    def flush(self) -> list[bytes]:
+        rest = _strip_cr(b"".join(self._pending))
+        self._pending = []
+        return [rest] if rest else []
+
+
+def _strip_cr(line: bytes) -> bytes:
+    return line[:-1] if line.endswith(b"\r") else line
+
+
+def iter_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    decoder = LineDecoder()
+    for chunk in chunks:
+        yield from decoder.feed(chunk)
+    yield from decoder.flush()
+
+
+async def aiter_lines(chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
+    decoder = LineDecoder()
+    async for chunk in chunks:
+        for line in decoder.feed(chunk):
+            yield line
+    for line in decoder.flush():
+        yield line

@@ -1,0 +1,226 @@
+"""Wire models of the Message Batches API.
+
+Response models accept unknown fields: the API grows, and a new field must never break a
+nightly run. Request models are strict exactly where the API is (``custom_id``, ``max_tokens``,
+no streaming) and pass every other Messages parameter through untouched.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, TypeAdapter, model_validator
+
+CUSTOM_ID_PATTERN = r"^[a-zA-Z0-9_-]{1,64}$"
+MAX_REQUESTS_PER_BATCH = 100_000
+MAX_BATCH_BYTES = 256 * 1024 * 1024
+"""256 MB as the API counts it (binary megabytes, the stricter reading)."""
+
+RESULTS_RETENTION_DAYS = 29
+BATCH_EXPIRY_HOURS = 24
+
+ProcessingStatus = Literal["in_progress", "canceling", "ended"]
+ResultType = Literal["succeeded", "errored", "canceled", "expired"]
+RESULT_TYPES: tuple[ResultType, ...] = ("succeeded", "errored", "canceled", "expired")
+
+ErrorType = Literal[
+    "invalid_request_error",
+    "authentication_error",
+    "billing_error",
+    "permission_error",
+    "not_found_error",
+    "request_too_large",
+    "rate_limit_error",
+    "timeout_error",
+    "api_error",
+    "overloaded_error",
+]
+
+SDK_ONLY_KEYS = frozenset({"extra_body", "extra_headers", "extra_query", "timeout", "betas"})
+"""Keyword arguments of the official SDK that are not API parameters; one in ``params`` fails."""
+
+PARAMS_REMOVED_IN: dict[str, frozenset[str]] = {
+    "2026-10-21": frozenset({"temperature", "top_p", "top_k"}),
+}
+"""Messages parameters that an ``anthropic-version`` no longer accepts."""
+
+
+class _Response(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+class RequestCounts(_Response):
+    """Requests of a batch by state; the five always sum to the batch's size."""
+
+    processing: int = 0
+    succeeded: int = 0
+    errored: int = 0
+    canceled: int = 0
+    expired: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.processing + self.succeeded + self.errored + self.canceled + self.expired
+
+
+class MessageBatch(_Response):
+    id: str
+    type: Literal["message_batch"] = "message_batch"
+    processing_status: ProcessingStatus
+    request_counts: RequestCounts
+    created_at: datetime
+    expires_at: datetime
+    ended_at: datetime | None = None
+    archived_at: datetime | None = None
+    """Set once the results are gone (29 days after creation)."""
+    cancel_initiated_at: datetime | None = None
+    results_url: str | None = None
+    """Absolute URL of the JSONL results; null until the batch has ended. Follow it as given."""
+
+    @property
+    def is_ended(self) -> bool:
+        return self.processing_status == "ended"
+
+
+class MessageBatchPage(_Response):
+    data: list[MessageBatch]
+    has_more: bool
+    first_id: str | None = None
+    last_id: str | None = None
+
+
+class DeletedMessageBatch(_Response):
+    id: str
+    type: Literal["message_batch_deleted"] = "message_batch_deleted"
+
+
+class ErrorDetail(_Response):
+    type: str
+    message: str = ""
+
+
+class ErrorBody(_Response):
+    """The API's error envelope, both for HTTP errors and for errored result lines."""
+
+    type: Literal["error"] = "error"
+    error: ErrorDetail
+    request_id: str | None = None
+
+
+class CacheCreation(_Response):
+    ephemeral_5m_input_tokens: int = 0
+    ephemeral_1h_input_tokens: int = 0
+
+
+class ServerToolUse(_Response):
+    web_search_requests: int = 0
+    web_fetch_requests: int = 0
+
+
+class Usage(_Response):
+    input_tokens: int
+    output_tokens: int
+    cache_creation_input_tokens: int | None = None
+    cache_read_input_tokens: int | None = None
+    cache_creation: CacheCreation | None = None
+    server_tool_use: ServerToolUse | None = None
+    service_tier: str | None = None
+
+
+class ContentBlock(_Response):
+    """One typed block (text, tool_use, thinking, ...); fields beyond ``type`` pass through."""
+
+    type: str
+
+
+class Message(_Response):
+    id: str
+    type: Literal["message"] = "message"
+    role: Literal["assistant"] = "assistant"
+    model: str
+    content: list[ContentBlock]
+    stop_reason: str | None = None
+    stop_sequence: str | None = None
+    usage: Usage
+
+
+class SucceededResult(_Response):
+    type: Literal["succeeded"]
+    message: Message
+
+
+class ErroredResult(_Response):
+    type: Literal["errored"]
+    error: ErrorBody
+
+
+class CanceledResult(_Response):
+    type: Literal["canceled"]
+
+
+class ExpiredResult(_Response):
+    type: Literal["expired"]
+
+
+BatchResult = Annotated[
+    SucceededResult | ErroredResult | CanceledResult | ExpiredResult,
+    Field(discriminator="type"),
+]
+
+
+class BatchResultLine(_Response):
+    """One line of a batch's JSONL results."""
+
+    custom_id: str
+    result: BatchResult
+
+
+RESULT_LINE_ADAPTER: TypeAdapter[BatchResultLine] = TypeAdapter(BatchResultLine)
+
+
+# --- requests (strict) --------------------------------------------------------------------
+
+
+class MessageParams(BaseModel):
+    """Messages create parameters of one batch request.
+
+    Only what the batch endpoint itself enforces is checked here; any other parameter
+    (tools, images, system blocks, cache_control, thinking, metadata, beta fields, ...) is kept
+    exactly as given.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    model: Annotated[str, Field(min_length=1)]
+    max_tokens: Annotated[StrictInt, Field(ge=1)]
+    messages: list[dict[str, Any]]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_streaming_or_sdk_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            if "stream" in data and data["stream"] is not False:
+                raise ValueError("stream: streaming is not allowed in a batch request")
+            leaked = sorted(SDK_ONLY_KEYS.intersection(data))
+            if leaked:
+                raise ValueError(
+                    f"{', '.join(leaked)}: SDK-only option(s), not API parameters; "
+                    "remove them from params"
+                )
+        return data
+
+
+class BatchRequest(BaseModel):
+    """One item of a create call: ``{"custom_id": ..., "params": {...}}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    custom_id: Annotated[str, Field(pattern=CUSTOM_ID_PATTERN)]
+    params: MessageParams
+
+
+class CreateBatchBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    requests: Annotated[list[BatchRequest], Field(min_length=1, max_length=MAX_REQUESTS_PER_BATCH)]
