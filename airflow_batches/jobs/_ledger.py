@@ -1,0 +1,81 @@
+"""The job ledger and the job descriptor.
+
+The ledger (``ledger.json`` in the job's folder on shared storage) is the write-ahead record
+that makes submission idempotent. Before each create call the shard's *intent* (a timestamp)
+is written; right after, the batch id. A retry of the task reads the ledger: shards with an id
+are re-attached, shards with an intent but no id are looked for among the workspace's recent
+batches (the create may have succeeded just before a crash), the rest are created.
+
+The descriptor is the small summary that travels in XCom: ids and counts, never requests.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class ShardRecord(_Model):
+    index: int
+    request_count: int
+    offset: int
+    length: int
+    body_bytes: int
+    intents: list[datetime] = Field(default_factory=list)
+    """When each create call for this shard was about to be sent."""
+    batch_id: str | None = None
+    created_at: datetime | None = None
+    expires_at: datetime | None = None
+    adopted: bool = False
+    """True when the batch was found by listing (a create whose answer was lost)."""
+
+
+class Ledger(_Model):
+    version: int = 1
+    fingerprint: str
+    request_count: int
+    rejected_count: int = 0
+    attempt: int = 1
+    """1 for the job's own submission; 2, 3, ... for follow-ups of failed requests."""
+    requests_file: str
+    """Name, within the job folder, of the staged requests this ledger's shards index."""
+    anthropic_version: str
+    shards: list[ShardRecord]
+
+
+class BatchInfo(_Model):
+    id: str
+    request_count: int
+    created_at: datetime | None = None
+    expires_at: datetime | None = None
+    attempt: int = 1
+
+
+class JobDescriptor(_Model):
+    """What ``SubmitBatchOperator`` returns to XCom and the sensor and fetcher read."""
+
+    job_id: str
+    fingerprint: str
+    conn_id: str
+    job_dir: str
+    """URI of the job's folder on shared storage (ledger, staged requests, raw results)."""
+    job_dir_conn_id: str | None = None
+    request_count: int
+    rejected_count: int = 0
+    anthropic_version: str
+    batches: list[BatchInfo]
+    submitted_at: datetime
+
+    @property
+    def batch_ids(self) -> list[str]:
+        return [b.id for b in self.batches]
+
+    @property
+    def expires_at(self) -> datetime | None:
+        stamps = [b.expires_at for b in self.batches if b.expires_at]
+        return max(stamps) if stamps else None

@@ -1,0 +1,330 @@
+"""Submit a prepared job exactly once, across task retries and worker crashes.
+
+See ``_ledger`` for the write-ahead protocol. The one window it cannot close: a create that
+the API accepted but had not yet made visible in the batch list when the retry looked (the
+retry would then create a second batch). Airflow's retry delay (minutes) makes this window
+practically empty; it is documented in docs/idempotency.md.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import IO, Any
+
+from airflow_batches.api import (
+    APIConnectionError,
+    APIStatusError,
+    Client,
+    MessageBatch,
+    RetryPolicy,
+    retry_delay,
+)
+from airflow_batches.api._retry import RETRYABLE_STATUSES
+from airflow_batches.jobs._ledger import BatchInfo, JobDescriptor, Ledger, ShardRecord
+from airflow_batches.jobs._prepare import (
+    OnInvalid,
+    Prepared,
+    RequestValidator,
+    Shard,
+    iter_shard_body,
+    prepare,
+)
+from airflow_batches.jobs._store import JobStore, atomic_writer, ensure_dir
+
+log = logging.getLogger(__name__)
+
+REQUESTS_FILE = "requests.jsonl"
+LEDGER_FILE = "ledger.json"
+REJECTED_FILE = "rejected.jsonl"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def job_key(fingerprint: str) -> str:
+    return fingerprint[:16]
+
+
+def stage_requests(
+    root: JobStore,
+    records: Iterable[tuple[str, Any]],
+    validator: RequestValidator,
+    *,
+    on_invalid: OnInvalid = "fail",
+) -> tuple[JobStore, Prepared]:
+    """Validate and stage the input under ``root/<fingerprint>/``; return that folder.
+
+    The staged file is written under a temporary name and moved into place once valid; a
+    retry with the same input finds it (same fingerprint) and reuses the folder.
+    """
+    ensure_dir(root.root)
+    tmp = root.path(f".requests-{uuid.uuid4().hex[:12]}.partial")
+    try:
+        with tmp.open("wb") as sink:
+            prepared = prepare(records, validator, sink, on_invalid=on_invalid)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    job = root.sub(job_key(prepared.fingerprint))
+    ensure_dir(job.root)
+    final = job.path(REQUESTS_FILE)
+    if final.exists():
+        tmp.unlink(missing_ok=True)
+    else:
+        tmp.rename(final)
+    if prepared.rejected:
+        with atomic_writer(job.path(REJECTED_FILE)) as out:
+            for problem in prepared.rejected:
+                out.write(_json_line(problem.to_dict()))
+    return job, prepared
+
+
+def _json_line(data: Mapping[str, Any]) -> bytes:
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+
+
+def new_ledger(
+    prepared: Prepared,
+    *,
+    anthropic_version: str,
+    attempt: int = 1,
+    requests_file: str = REQUESTS_FILE,
+) -> Ledger:
+    return Ledger(
+        fingerprint=prepared.fingerprint,
+        request_count=prepared.request_count,
+        rejected_count=prepared.rejected_count,
+        attempt=attempt,
+        requests_file=requests_file,
+        anthropic_version=anthropic_version,
+        shards=[
+            ShardRecord(
+                index=s.index,
+                request_count=s.count,
+                offset=s.offset,
+                length=s.length,
+                body_bytes=s.body_bytes,
+            )
+            for s in prepared.shards
+        ],
+    )
+
+
+def _retryable(exc: Exception) -> bool:
+    if isinstance(exc, APIConnectionError):
+        return True
+    return isinstance(exc, APIStatusError) and exc.status_code in RETRYABLE_STATUSES
+
+
+class JobSubmitter:
+    """Create the batches of a ledger that have none yet; never create one twice.
+
+    :param client: a client; its own retries are switched off for create calls, because a
+        create retried blindly after a lost answer is a batch paid twice.
+    :param create_attempts: create calls per shard before giving up; between two attempts the
+        workspace's batches are searched for the one the failed call may have created.
+    :param clock_skew: how much earlier than our intent a batch's ``created_at`` may be and
+        still count as ours (the API's clock and ours differ).
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        store: JobStore,
+        *,
+        ledger_name: str = LEDGER_FILE,
+        create_attempts: int = 4,
+        retry_policy: RetryPolicy | None = None,
+        clock_skew: timedelta = timedelta(minutes=2),
+        extra_headers: Mapping[str, str] | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        sleep: Callable[[float], None] = time.sleep,
+        logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
+    ) -> None:
+        self.client = client
+        self.store = store
+        self.ledger_name = ledger_name
+        self.create_attempts = max(1, create_attempts)
+        self.retry_policy = retry_policy or client.settings.retry
+        self.clock_skew = clock_skew
+        self.extra_headers = dict(extra_headers or {})
+        self.clock = clock
+        self.sleep = sleep
+        self.log = logger or log
+
+    def load(self) -> Ledger | None:
+        data = self.store.read_json(self.ledger_name)
+        return None if data is None else Ledger.model_validate(data)
+
+    def save(self, ledger: Ledger) -> None:
+        self.store.write_json(ledger.model_dump(mode="json"), self.ledger_name)
+
+    def submit(self, ledger: Ledger) -> Ledger:
+        """Bring every shard of ``ledger`` to a batch id, saving progress after each step."""
+        total = len(ledger.shards)
+        for shard in ledger.shards:
+            if shard.batch_id:
+                self.log.info(
+                    "Shard %d/%d: re-attached to batch %s (%d requests)",
+                    shard.index + 1,
+                    total,
+                    shard.batch_id,
+                    shard.request_count,
+                )
+                continue
+            if shard.intents:
+                orphan = self.find_orphan(ledger, shard)
+                if orphan is not None:
+                    self._record(ledger, shard, orphan, adopted=True)
+                    continue
+            self._create(ledger, shard, total)
+        return ledger
+
+    def _create(self, ledger: Ledger, shard: ShardRecord, total: int) -> None:
+        requests_path = self.store.path(ledger.requests_file)
+
+        planned = Shard(shard.index, 0, shard.request_count, shard.offset, shard.length)
+
+        def open_staged() -> IO[bytes]:
+            stream: IO[bytes] = requests_path.open("rb")
+            return stream
+
+        def body() -> Iterable[bytes]:
+            return iter_shard_body(open_staged, planned)
+
+        for attempt in range(self.create_attempts):
+            shard.intents.append(self.clock())
+            self.save(ledger)
+            self.log.info(
+                "Shard %d/%d: creating a batch of %d requests (%.1f MB)%s",
+                shard.index + 1,
+                total,
+                shard.request_count,
+                shard.body_bytes / 1e6,
+                f", attempt {attempt + 1}" if attempt else "",
+            )
+            try:
+                batch = self.client.create_from_body(
+                    body,
+                    content_length=shard.body_bytes,
+                    extra_headers=self.extra_headers,
+                    max_retries=0,
+                )
+            except (APIStatusError, APIConnectionError) as exc:
+                if not _retryable(exc) or attempt + 1 >= self.create_attempts:
+                    raise
+                retry_after = getattr(exc, "retry_after", None)
+                headers = {"retry-after": str(retry_after)} if retry_after else None
+                wait = retry_delay(attempt, headers, self.retry_policy)
+                self.log.warning(
+                    "Shard %d/%d: create failed (%s); looking for a batch it may have "
+                    "created, then retrying in %.1fs",
+                    shard.index + 1,
+                    total,
+                    exc,
+                    wait,
+                )
+                self.sleep(wait)
+                orphan = self.find_orphan(ledger, shard)
+                if orphan is not None:
+                    self._record(ledger, shard, orphan, adopted=True)
+                    return
+                continue
+            self._record(ledger, shard, batch, adopted=False)
+            return
+
+    def _record(
+        self, ledger: Ledger, shard: ShardRecord, batch: MessageBatch, *, adopted: bool
+    ) -> None:
+        shard.batch_id = batch.id
+        shard.created_at = batch.created_at
+        shard.expires_at = batch.expires_at
+        shard.adopted = adopted
+        self.save(ledger)
+        if adopted:
+            self.log.warning(
+                "Shard %d: adopted batch %s (created %s, %d requests): a create whose answer "
+                "was lost had made it; no new batch was created",
+                shard.index + 1,
+                batch.id,
+                batch.created_at.isoformat(),
+                batch.request_counts.total,
+            )
+        else:
+            self.log.info(
+                "Shard %d: created batch %s (expires %s)",
+                shard.index + 1,
+                batch.id,
+                batch.expires_at.isoformat(),
+            )
+
+    def find_orphan(self, ledger: Ledger, shard: ShardRecord) -> MessageBatch | None:
+        """A batch this shard's earlier create call made, if the workspace shows one.
+
+        Candidates: created no earlier than the first intent (minus the clock skew), with the
+        shard's request count, and not already claimed by another shard of the job. The list
+        is newest first, so the scan stops at the first older batch.
+        """
+        if not shard.intents:
+            return None
+        since = min(shard.intents) - self.clock_skew
+        claimed = {s.batch_id for s in ledger.shards if s.batch_id}
+        candidates: list[MessageBatch] = []
+        for batch in self.client.list(limit=100):
+            if batch.created_at < since:
+                break
+            if batch.id in claimed:
+                continue
+            if batch.request_counts.total == shard.request_count:
+                candidates.append(batch)
+        if not candidates:
+            return None
+        candidates.sort(key=lambda b: b.created_at)
+        if len(candidates) > 1:
+            self.log.warning(
+                "Shard %d: %d batches of %d requests were created since its first attempt "
+                "(%s); adopting the earliest. The others may belong to another job, or be "
+                "duplicates from repeated crashes: check them.",
+                shard.index + 1,
+                len(candidates),
+                shard.request_count,
+                ", ".join(b.id for b in candidates),
+            )
+        return candidates[0]
+
+
+def descriptor_from_ledger(
+    ledger: Ledger,
+    *,
+    conn_id: str,
+    job_dir: str,
+    job_dir_conn_id: str | None,
+    submitted_at: datetime,
+) -> JobDescriptor:
+    return JobDescriptor(
+        job_id=job_key(ledger.fingerprint),
+        fingerprint=ledger.fingerprint,
+        conn_id=conn_id,
+        job_dir=job_dir,
+        job_dir_conn_id=job_dir_conn_id,
+        request_count=ledger.request_count,
+        rejected_count=ledger.rejected_count,
+        anthropic_version=ledger.anthropic_version,
+        batches=[
+            BatchInfo(
+                id=s.batch_id or "",
+                request_count=s.request_count,
+                created_at=s.created_at,
+                expires_at=s.expires_at,
+                attempt=ledger.attempt,
+            )
+            for s in ledger.shards
+        ],
+        submitted_at=submitted_at,
+    )
