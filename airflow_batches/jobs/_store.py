@@ -10,33 +10,11 @@ import json
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from typing import IO, Any, Protocol, Self
+from typing import IO, Any, Self
 
-
-class StoragePath(Protocol):
-    """The part of ``ObjectStoragePath`` / ``pathlib.Path`` the jobs layer uses."""
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def parent(self) -> Any: ...
-
-    def __truediv__(self, key: str) -> Any: ...
-
-    def open(self, mode: str = ...) -> Any: ...
-
-    def exists(self) -> bool: ...
-
-    def is_file(self) -> bool: ...
-
-    def unlink(self, missing_ok: bool = ...) -> None: ...
-
-    def mkdir(self, parents: bool = ..., exist_ok: bool = ...) -> None: ...
-
-    def rename(self, target: Any) -> Any: ...
-
-    def iterdir(self) -> Any: ...
+StoragePath = Any
+"""A path with the ``pathlib`` surface that ``ObjectStoragePath`` (file://, s3://, gs://, ...)
+and ``pathlib.Path`` share: ``/``, ``open``, ``exists``, ``unlink``, ``mkdir``, ``rename``."""
 
 
 def child(base: StoragePath, *parts: str) -> StoragePath:

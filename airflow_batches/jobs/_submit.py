@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from airflow_batches.api import (
     APIConnectionError,
@@ -116,6 +116,45 @@ def new_ledger(
     )
 
 
+class LedgerBackend(Protocol):
+    """Where a ledger is kept between task tries: must be visible from every worker."""
+
+    def load(self) -> Ledger | None: ...
+
+    def save(self, ledger: Ledger) -> None: ...
+
+
+class FileLedger:
+    """A ledger kept as JSON in a job folder on shared storage."""
+
+    def __init__(self, store: JobStore, name: str = LEDGER_FILE) -> None:
+        self.store = store
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"FileLedger({str(self.store.path(self.name))!r})"
+
+    def load(self) -> Ledger | None:
+        data = self.store.read_json(self.name)
+        return None if data is None else Ledger.model_validate(data)
+
+    def save(self, ledger: Ledger) -> None:
+        self.store.write_json(ledger.model_dump(mode="json"), self.name)
+
+
+class MemoryLedger:
+    """A ledger that lives as long as the process (no crash recovery; tests, local runs)."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, Any] | None = None
+
+    def load(self) -> Ledger | None:
+        return None if self.data is None else Ledger.model_validate(self.data)
+
+    def save(self, ledger: Ledger) -> None:
+        self.data = ledger.model_dump(mode="json")
+
+
 def _retryable(exc: Exception) -> bool:
     if isinstance(exc, APIConnectionError):
         return True
@@ -136,20 +175,20 @@ class JobSubmitter:
     def __init__(
         self,
         client: Client,
-        store: JobStore,
+        backend: LedgerBackend,
+        open_requests: Callable[[], IO[bytes]],
         *,
-        ledger_name: str = LEDGER_FILE,
         create_attempts: int = 4,
         retry_policy: RetryPolicy | None = None,
         clock_skew: timedelta = timedelta(minutes=2),
         extra_headers: Mapping[str, str] | None = None,
         clock: Callable[[], datetime] = utcnow,
         sleep: Callable[[float], None] = time.sleep,
-        logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
+        logger: Any = None,
     ) -> None:
         self.client = client
-        self.store = store
-        self.ledger_name = ledger_name
+        self.backend = backend
+        self.open_requests = open_requests
         self.create_attempts = max(1, create_attempts)
         self.retry_policy = retry_policy or client.settings.retry
         self.clock_skew = clock_skew
@@ -158,12 +197,8 @@ class JobSubmitter:
         self.sleep = sleep
         self.log = logger or log
 
-    def load(self) -> Ledger | None:
-        data = self.store.read_json(self.ledger_name)
-        return None if data is None else Ledger.model_validate(data)
-
     def save(self, ledger: Ledger) -> None:
-        self.store.write_json(ledger.model_dump(mode="json"), self.ledger_name)
+        self.backend.save(ledger)
 
     def submit(self, ledger: Ledger) -> Ledger:
         """Bring every shard of ``ledger`` to a batch id, saving progress after each step."""
@@ -187,16 +222,10 @@ class JobSubmitter:
         return ledger
 
     def _create(self, ledger: Ledger, shard: ShardRecord, total: int) -> None:
-        requests_path = self.store.path(ledger.requests_file)
-
         planned = Shard(shard.index, 0, shard.request_count, shard.offset, shard.length)
 
-        def open_staged() -> IO[bytes]:
-            stream: IO[bytes] = requests_path.open("rb")
-            return stream
-
         def body() -> Iterable[bytes]:
-            return iter_shard_body(open_staged, planned)
+            return iter_shard_body(self.open_requests, planned)
 
         for attempt in range(self.create_attempts):
             shard.intents.append(self.clock())

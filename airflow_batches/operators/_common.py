@@ -1,0 +1,118 @@
+"""Airflow glue shared by the operators and the sensor: config, storage, XCom shapes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import ObjectStoragePath, conf
+
+from airflow_batches.jobs._ledger import JobDescriptor, Ledger
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+CONF_SECTION = "airflow_batches"
+
+
+def conf_get(key: str) -> str | None:
+    value = conf.get(CONF_SECTION, key, fallback=None)
+    return value or None
+
+
+def storage_path(
+    path: str | ObjectStoragePath | None, conn_id: str | None
+) -> ObjectStoragePath | None:
+    """An ``ObjectStoragePath`` from a URI or a path object, honouring its connection."""
+    if path is None or path == "":
+        return None
+    if isinstance(path, ObjectStoragePath):
+        return path
+    text = str(path)
+    if "://" not in text:
+        text = "file://" + text
+    return ObjectStoragePath(text, conn_id=conn_id)
+
+
+def staging_root(
+    path: str | ObjectStoragePath | None, conn_id: str | None
+) -> ObjectStoragePath | None:
+    """The shared folder for staged requests: the operator's, else ``[airflow_batches]``."""
+    if path:
+        return storage_path(path, conn_id)
+    configured = conf_get("staging_path")
+    if configured:
+        return storage_path(configured, conn_id or conf_get("staging_conn_id"))
+    return None
+
+
+def task_folder(context: Context) -> str:
+    """A storage-safe folder name unique to the task instance (dag, run, task, map index)."""
+    ti = context["ti"]
+    parts = [ti.dag_id, ti.run_id, ti.task_id]
+    map_index = getattr(ti, "map_index", -1)
+    if map_index is not None and map_index >= 0:
+        parts.append(f"map-{map_index}")
+    return "/".join(_safe(p) for p in parts)
+
+
+def _safe(part: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_.=" else "_" for c in part)
+
+
+class StateStoreLedger:
+    """A job ledger kept in Airflow's task state store (metadata DB, Airflow >= 3.3).
+
+    Every worker sees it, it survives task retries, and it needs no configuration.
+    """
+
+    def __init__(self, accessor: Any, key: str) -> None:
+        self.accessor = accessor
+        self.key = key
+
+    def __repr__(self) -> str:
+        return f"StateStoreLedger(key={self.key!r})"
+
+    def load(self) -> Ledger | None:
+        data = self.accessor.get(self.key)
+        return None if not data else Ledger.model_validate(data)
+
+    def save(self, ledger: Ledger) -> None:
+        self.accessor.set(self.key, ledger.model_dump(mode="json"))
+
+
+def state_store(context: Context) -> Any | None:
+    return context.get("task_state_store")
+
+
+def coerce_job(value: Any) -> JobDescriptor | None:
+    """A job descriptor from what XCom gives back (dict, JSON text), or None if not one."""
+    if isinstance(value, JobDescriptor):
+        return value
+    if isinstance(value, str) and value.lstrip().startswith("{"):
+        value = json.loads(value)
+    if isinstance(value, Mapping) and "batches" in value and "fingerprint" in value:
+        return JobDescriptor.model_validate(value)
+    return None
+
+
+def coerce_batch_ids(value: Any) -> list[str]:
+    """Batch ids from a job descriptor, a list of ids, or one id."""
+    job = coerce_job(value)
+    if job is not None:
+        return job.batch_ids
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            value = json.loads(text)
+        else:
+            return [part.strip() for part in text.split(",") if part.strip()]
+    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
+        ids = [str(v).strip() for v in value if str(v).strip()]
+        if ids:
+            return ids
+    raise ValueError(
+        f"expected a job descriptor (the output of SubmitBatchOperator), a batch id or a list "
+        f"of batch ids; got {type(value).__name__}"
+    )

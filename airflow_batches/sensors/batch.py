@@ -1,0 +1,225 @@
+"""BatchSensor: wait for a job's batches to end, deferring to the triggerer by default."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseSensorOperator, conf
+from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout, AirflowSkipException
+
+from airflow_batches.api import APIConnectionError, APIStatusError, Client, MessageBatch
+from airflow_batches.hooks.batches import MessageBatchesHook
+from airflow_batches.jobs._progress import (
+    JobProgress,
+    OutcomePolicy,
+    Severity,
+    Verdict,
+    WaitEvent,
+    batch_summaries,
+    judge,
+)
+from airflow_batches.operators._common import coerce_batch_ids, coerce_job
+from airflow_batches.triggers.batch import BatchTrigger, is_transient
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+NOT_FOUND_GRACE = 300.0
+"""Seconds after submission during which a 404 is taken for the API's read-after-create lag."""
+
+
+class BatchSensor(BaseSensorOperator):
+    """Wait until every batch of a job has ``processing_status == "ended"``.
+
+    Pokes once; if work is left it defers to ``BatchTrigger`` (no worker slot held) or, with
+    ``deferrable=False``, keeps polling in the worker. The poll interval grows from
+    ``poke_interval`` by ``backoff_factor`` up to ``max_poke_interval``; ``retry-after`` is
+    honoured; up to ``max_transient_errors`` consecutive transient failures are tolerated.
+
+    Outcome: every request canceled -> skipped; errored / expired requests -> a warning or,
+    with ``on_errored="fail"`` / ``on_expired="fail"``, a failure; ``min_success_ratio`` fails
+    the task below that share of succeeded requests. Returns a summary of the batches.
+
+    :param job: the output of ``SubmitBatchOperator`` (templated), a batch id or a list of ids.
+    :param conn_id: defaults to the job's connection.
+    :param timeout: seconds before giving up (default 26 h: batches expire after 24 h).
+    :param cancel_on_timeout: cancel unfinished batches when the wait times out.
+    :param cancel_on_kill: cancel unfinished batches when the task is killed (also while
+        deferred: the trigger's ``on_kill``).
+    """
+
+    template_fields: Sequence[str] = ("job",)
+    ui_color = "#e4f0e8"
+
+    def __init__(
+        self,
+        *,
+        job: Any,
+        conn_id: str | None = None,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        poke_interval: float = 60.0,
+        max_poke_interval: float = 600.0,
+        backoff_factor: float = 1.5,
+        timeout: float | timedelta = timedelta(hours=26),
+        cancel_on_timeout: bool = False,
+        cancel_on_kill: bool = True,
+        on_errored: Severity = "warn",
+        on_expired: Severity = "warn",
+        min_success_ratio: float | None = None,
+        max_transient_errors: int = 10,
+        **kwargs: Any,
+    ) -> None:
+        if isinstance(timeout, timedelta):
+            timeout = timeout.total_seconds()
+        super().__init__(poke_interval=poke_interval, timeout=timeout, **kwargs)
+        self.job = job
+        self.conn_id = conn_id
+        self.deferrable = deferrable
+        self.max_poke_interval = max_poke_interval
+        self.backoff_factor = backoff_factor
+        self.cancel_on_timeout = cancel_on_timeout
+        self.cancel_on_kill = cancel_on_kill
+        self.policy = OutcomePolicy(on_errored, on_expired, min_success_ratio)
+        self.max_transient_errors = max_transient_errors
+        self._sleep: Callable[[float], None] = time.sleep
+        self._watching: list[str] = []
+
+    # -- resolution -----------------------------------------------------------------------
+
+    def _resolve(self) -> tuple[list[str], str, float | None]:
+        descriptor = coerce_job(self.job)
+        ids = coerce_batch_ids(self.job)
+        conn_id = self.conn_id or (descriptor.conn_id if descriptor else None)
+        conn_id = conn_id or MessageBatchesHook.default_conn_name
+        grace = None
+        if descriptor is not None:
+            grace = descriptor.submitted_at.timestamp() + NOT_FOUND_GRACE
+        return ids, conn_id, grace
+
+    @cached_property
+    def _conn_id(self) -> str:
+        return self._resolve()[1]
+
+    def _client(self, conn_id: str) -> Client:
+        return MessageBatchesHook(conn_id=conn_id).get_client(max_retries=0)
+
+    # -- execution ------------------------------------------------------------------------
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        ids, conn_id, grace = self._resolve()
+        self._watching = ids
+        started = time.time()
+        deadline = started + float(self.timeout)
+        self.log.info("Waiting for %d batch(es): %s", len(ids), ", ".join(ids))
+        with self._client(conn_id) as client:
+            batches = self._poll(client, ids, grace, errors_so_far=0)[0]
+            if batches is not None and JobProgress.of(batches).all_ended:
+                return self._finish(batches, time.time() - started)
+            if batches is not None:
+                self.log.info("%s", JobProgress.of(batches).line(0))
+            if self.deferrable:
+                self.defer(
+                    trigger=BatchTrigger(
+                        batch_ids=ids,
+                        conn_id=conn_id,
+                        poke_interval=self.poke_interval,
+                        max_poke_interval=self.max_poke_interval,
+                        backoff_factor=self.backoff_factor,
+                        deadline=deadline,
+                        cancel_on_timeout=self.cancel_on_timeout,
+                        cancel_on_kill=self.cancel_on_kill,
+                        max_transient_errors=self.max_transient_errors,
+                        not_found_grace_until=grace,
+                        started_at=started,
+                    ),
+                    method_name="execute_complete",
+                )
+            return self._wait_in_worker(client, ids, grace, started, deadline)
+
+    def _poll(
+        self, client: Client, ids: list[str], grace: float | None, errors_so_far: int
+    ) -> tuple[list[MessageBatch] | None, int, float]:
+        """One poll: (batches or None on a transient failure, error count, suggested wait)."""
+        try:
+            return [client.retrieve(i) for i in ids], 0, 0.0
+        except (APIStatusError, APIConnectionError) as exc:
+            if not is_transient(exc, now=time.time(), not_found_grace_until=grace):
+                raise AirflowException(f"polling failed permanently: {exc}") from exc
+            errors = errors_so_far + 1
+            if errors > self.max_transient_errors:
+                raise AirflowException(f"{errors} consecutive polls failed; last: {exc}") from exc
+            self.log.warning(
+                "Poll failed (%s); attempt %d of %d", exc, errors, self.max_transient_errors
+            )
+            return None, errors, float(getattr(exc, "retry_after", None) or 0.0)
+
+    def _wait_in_worker(
+        self, client: Client, ids: list[str], grace: float | None, started: float, deadline: float
+    ) -> dict[str, Any]:
+        interval = float(self.poke_interval)
+        errors = 0
+        while True:
+            remaining = deadline - time.time()
+            if remaining <= 0:
+                if self.cancel_on_timeout:
+                    self._cancel(client, ids)
+                raise AirflowSensorTimeout("the wait timed out before every batch ended")
+            self._sleep(min(interval, remaining))
+            batches, errors, asked = self._poll(client, ids, grace, errors)
+            if batches is None:
+                interval = max(interval, asked)
+                continue
+            progress = JobProgress.of(batches)
+            self.log.info("%s", progress.line(time.time() - started))
+            if progress.all_ended:
+                return self._finish(batches, time.time() - started)
+            interval = min(interval * self.backoff_factor, self.max_poke_interval)
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+        result = WaitEvent.model_validate(event)
+        if result.status == "timeout":
+            raise AirflowSensorTimeout(result.message)
+        if result.status == "error":
+            raise AirflowException(result.message)
+        return self._finish(result.batches, result.elapsed)
+
+    def _finish(self, batches: list[MessageBatch], elapsed: float) -> dict[str, Any]:
+        progress = JobProgress.of(batches)
+        self.log.info("All batches ended: %s", progress.line(elapsed))
+        verdict: Verdict = judge(progress, self.policy)
+        for message in verdict.messages:
+            self.log.warning("%s", message)
+        if verdict.action == "skip":
+            raise AirflowSkipException("; ".join(verdict.messages))
+        if verdict.action == "fail":
+            raise AirflowException("; ".join(verdict.messages))
+        return {
+            "batch_ids": [b.id for b in batches],
+            "counts": progress.counts,
+            "requests": progress.requests,
+            "elapsed_seconds": round(elapsed, 3),
+            "batches": batch_summaries(batches),
+        }
+
+    # -- cancellation ---------------------------------------------------------------------
+
+    def _cancel(self, client: Client, ids: list[str]) -> None:
+        for batch_id in ids:
+            try:
+                batch = client.retrieve(batch_id)
+                if not batch.is_ended:
+                    client.cancel(batch_id)
+                    self.log.warning("Canceled batch %s", batch_id)
+            except (APIStatusError, APIConnectionError) as exc:
+                self.log.warning("Could not cancel batch %s: %s", batch_id, exc)
+
+    def on_kill(self) -> None:
+        """Cancel the unfinished batches when the task is killed while polling in the worker."""
+        if not self.cancel_on_kill or not self._watching:
+            return
+        with self._client(self._conn_id) as client:
+            self._cancel(client, self._watching)
