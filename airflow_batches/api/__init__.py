@@ -34,6 +34,7 @@ from airflow_batches.api._errors import (
     ResultsNotReadyError,
     ServiceUnavailableError,
     UnprocessableEntityError,
+    status_error_class,
 )
 from airflow_batches.api._lines import LineDecoder, aiter_lines, iter_lines
 from airflow_batches.api._models import (
@@ -119,4 +120,5 @@ __all__ = [
     "retry_after_seconds",
     "retry_delay",
     "should_retry",
+    "status_error_class",
 ]

@@ -283,11 +283,12 @@ class _BaseClient:
             request_id = request_id or body.request_id
         cls = status_error_class(response.status_code)
         return cls(
-            f"{response.request.method} {response.request.url.path}: {message}",
+            message,
             status_code=response.status_code,
             error_type=error_type,
             request_id=request_id,
             retry_after=retry_after_seconds(response.headers),
+            context=f"{response.request.method} {response.request.url.path}",
         )
 
     def _retry_wait(
@@ -318,6 +319,17 @@ class _BaseClient:
         )
 
 
+def _parse_result_line(batch: MessageBatch, number: int, line: bytes) -> BatchResultLine:
+    try:
+        return RESULT_LINE_ADAPTER.validate_json(line)
+    except pydantic.ValidationError as exc:
+        # Neither the line nor its input goes into the message: it may be megabytes long.
+        raise ResponseValidationError(
+            f"results of batch {batch.id}, line {number}: not a result line: "
+            f"{exc.errors(include_url=False, include_input=False)}"
+        ) from None
+
+
 class ResultsStream:
     """An open results download (sync). Iterate once, with one of the three views."""
 
@@ -335,8 +347,8 @@ class ResultsStream:
         return iter_lines(self.iter_bytes())
 
     def iter_results(self) -> Iterator[BatchResultLine]:
-        for line in self.iter_lines():
-            yield RESULT_LINE_ADAPTER.validate_json(line)
+        for number, line in enumerate(self.iter_lines(), start=1):
+            yield _parse_result_line(self.batch, number, line)
 
 
 class AsyncResultsStream:
@@ -357,8 +369,10 @@ class AsyncResultsStream:
         return aiter_lines(self.aiter_bytes())
 
     async def aiter_results(self) -> AsyncIterator[BatchResultLine]:
+        number = 0
         async for line in self.aiter_lines():
-            yield RESULT_LINE_ADAPTER.validate_json(line)
+            number += 1
+            yield _parse_result_line(self.batch, number, line)
 
 
 class Client(_BaseClient):
@@ -420,6 +434,13 @@ class Client(_BaseClient):
             request = build()
             try:
                 response = self._http.send(request, stream=stream)
+                if not response.is_success:
+                    # An error answer is small: read it whole (a failure here is a
+                    # connection error like any other, and retried as one).
+                    try:
+                        response.read()
+                    finally:
+                        response.close()
             except httpx.TransportError as exc:
                 conn_error = connection_error_from(exc, request)
                 wait = self._retry_wait(attempt, None, None, max_retries)
@@ -429,12 +450,6 @@ class Client(_BaseClient):
             else:
                 if response.is_success:
                     return response
-                try:
-                    response.read()
-                except httpx.TransportError as exc:
-                    raise connection_error_from(exc, request) from exc
-                finally:
-                    response.close()
                 error = self._status_error(response)
                 wait = self._retry_wait(
                     attempt, response.status_code, response.headers, max_retries
@@ -619,6 +634,13 @@ class AsyncClient(_BaseClient):
             request = build()
             try:
                 response = await self._http.send(request, stream=stream)
+                if not response.is_success:
+                    # An error answer is small: read it whole (a failure here is a
+                    # connection error like any other, and retried as one).
+                    try:
+                        await response.aread()
+                    finally:
+                        await response.aclose()
             except httpx.TransportError as exc:
                 conn_error = connection_error_from(exc, request)
                 wait = self._retry_wait(attempt, None, None, max_retries)
@@ -628,12 +650,6 @@ class AsyncClient(_BaseClient):
             else:
                 if response.is_success:
                     return response
-                try:
-                    await response.aread()
-                except httpx.TransportError as exc:
-                    raise connection_error_from(exc, request) from exc
-                finally:
-                    await response.aclose()
                 error = self._status_error(response)
                 wait = self._retry_wait(
                     attempt, response.status_code, response.headers, max_retries

@@ -95,7 +95,11 @@ class APITimeoutError(APIConnectionError):
 
 
 class APIStatusError(BatchesError):
-    """The API answered with an error status."""
+    """The API answered with an error status.
+
+    ``message`` is the API's own ``error.message`` (or the start of a non-JSON body);
+    ``context`` names the call (``"GET /v1/messages/batches/…"``) and shows only in ``str()``.
+    """
 
     status_code: int = 0
 
@@ -107,12 +111,17 @@ class APIStatusError(BatchesError):
         error_type: str | None = None,
         request_id: str | None = None,
         retry_after: float | None = None,
+        context: str = "",
     ) -> None:
         self.status_code = status_code if status_code is not None else type(self).status_code
         self.error_type = error_type
         self.request_id = request_id
         self.retry_after = retry_after
-        text = f"{self.status_code} {error_type or 'error'}: {message}"
+        self.context = context
+        text = f"{self.status_code} {error_type or 'error'}: "
+        if context:
+            text += f"{context}: "
+        text += message
         if request_id:
             text += f" (request-id: {request_id})"
         super().__init__(text)
@@ -125,6 +134,7 @@ class APIStatusError(BatchesError):
             "error_type": self.error_type,
             "request_id": self.request_id,
             "retry_after": self.retry_after,
+            "context": self.context,
         }
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
+import httpx
 from airflow.sdk import BaseHook
 from airflow.sdk.definitions.connection import Connection
 
@@ -20,6 +22,8 @@ from airflow_batches.api import (
 )
 
 CONN_TYPE = "message_batches"
+
+_N = TypeVar("_N", int, float)
 
 
 class ConnectionConfig:
@@ -44,9 +48,8 @@ class ConnectionConfig:
         self.betas = _betas(extra.get("betas"))
         self.workspace_id = _opt_str(extra.get("workspace_id"))
         self.default_model = _opt_str(extra.get("default_model"))
-        self.timeout = float(extra["timeout"]) if extra.get("timeout") not in (None, "") else None
-        retries = extra.get("max_retries")
-        self.max_retries = int(retries) if retries not in (None, "") else None
+        self.timeout = _number(conn, extra, "timeout", float)
+        self.max_retries = _number(conn, extra, "max_retries", int)
 
     def __repr__(self) -> str:
         return (
@@ -84,14 +87,16 @@ def _extras(conn: Connection) -> dict[str, Any]:
 
 
 def _base_url(conn: Connection) -> str | None:
-    host = (conn.host or "").strip()
+    """Host as a URL: ``https://`` unless the host or the schema field names a scheme."""
+    host = (conn.host or "").strip().rstrip("/")
     if not host:
         return None
     if "://" not in host:
-        scheme = conn.schema or "https"
-        host = f"{scheme}://{host}"
-    if conn.port and host.count(":") < 2:
-        host = f"{host.rstrip('/')}:{conn.port}"
+        host = f"{conn.schema or 'https'}://{host}"
+    if conn.port:
+        parts = urlsplit(host)
+        if parts.port is None:
+            host = urlunsplit(parts._replace(netloc=f"{parts.netloc}:{conn.port}"))
     return host.rstrip("/")
 
 
@@ -107,6 +112,18 @@ def _opt_str(value: Any) -> str | None:
     return str(value) if value not in (None, "") else None
 
 
+def _number(conn: Connection, extra: Mapping[str, Any], name: str, kind: type[_N]) -> _N | None:
+    value = extra.get(name)
+    if value in (None, ""):
+        return None
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"connection {conn.conn_id!r}: extra {name} must be {kind.__name__}, got {value!r}"
+        ) from None
+
+
 class MessageBatchesHook(BaseHook):
     """Interact with the Message Batches API through an Airflow connection.
 
@@ -115,6 +132,10 @@ class MessageBatchesHook(BaseHook):
     separated), ``workspace_id``, ``default_model``, ``timeout`` (seconds), ``max_retries``.
 
     :param conn_id: the connection id.
+    :param transport: the httpx transport of every sync client this hook builds (a proxy, a
+        custom TLS set-up, or ``httpx.MockTransport`` in tests); default: httpx's own.
+    :param async_transport: the same for async clients (``httpx.ASGITransport`` serves the
+        emulator in-process).
     """
 
     conn_name_attr = "conn_id"
@@ -122,9 +143,18 @@ class MessageBatchesHook(BaseHook):
     conn_type = CONN_TYPE
     hook_name = "Message Batches"
 
-    def __init__(self, conn_id: str = default_conn_name, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        conn_id: str = default_conn_name,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        async_transport: httpx.AsyncBaseTransport | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.conn_id = conn_id
+        self.transport = transport
+        self.async_transport = async_transport
 
     def __repr__(self) -> str:
         return f"MessageBatchesHook(conn_id={self.conn_id!r})"
@@ -147,17 +177,24 @@ class MessageBatchesHook(BaseHook):
 
     def get_conn(self) -> Client:
         """A new sync client; close it (or use it in a ``with``)."""
-        self._check_key(self.config)
-        return Client(**self.config.client_kwargs())
+        return self.get_client()
 
     def get_client(self, **overrides: Any) -> Client:
+        """A new sync client; ``overrides`` replace any ``Client`` argument."""
         self._check_key(self.config)
-        return Client(**{**self.config.client_kwargs(), **overrides})
+        kwargs = self.config.client_kwargs()
+        if self.transport is not None:
+            kwargs["transport"] = self.transport
+        return Client(**{**kwargs, **overrides})
 
     async def get_async_client(self, **overrides: Any) -> AsyncClient:
+        """A new async client, the connection read without blocking the event loop."""
         config = await self.aconfig()
         self._check_key(config)
-        return AsyncClient(**{**config.client_kwargs(), **overrides})
+        kwargs = config.client_kwargs()
+        if self.async_transport is not None:
+            kwargs["transport"] = self.async_transport
+        return AsyncClient(**{**kwargs, **overrides})
 
     @property
     def default_model(self) -> str | None:
