@@ -1,0 +1,4 @@
+"""A logical job over one or more batches: validation, sharding, manifest, retry ledger.
+
+Nothing in this package imports Airflow.
+"""
