@@ -22,8 +22,9 @@ from airflow_batches.jobs._progress import (
     batch_summaries,
     judge,
 )
+from airflow_batches.jobs._wait import Poller, PollingFailed, WaitTimeout
 from airflow_batches.operators._common import coerce_batch_ids, coerce_job
-from airflow_batches.triggers.batch import BatchTrigger, is_transient
+from airflow_batches.triggers.batch import BatchTrigger
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -116,7 +117,11 @@ class BatchSensor(BaseSensorOperator):
         deadline = started + float(self.timeout)
         self.log.info("Waiting for %d batch(es): %s", len(ids), ", ".join(ids))
         with self._client(conn_id) as client:
-            batches = self._poll(client, ids, grace, errors_so_far=0)[0]
+            poller = self._poller(client, grace)
+            try:
+                batches = poller.poll_once(ids, errors=0)[0]
+            except PollingFailed as exc:
+                raise AirflowException(str(exc)) from exc
             if batches is not None and JobProgress.of(batches).all_ended:
                 return self._finish(batches, time.time() - started)
             if batches is not None:
@@ -138,46 +143,27 @@ class BatchSensor(BaseSensorOperator):
                     ),
                     method_name="execute_complete",
                 )
-            return self._wait_in_worker(client, ids, grace, started, deadline)
-
-    def _poll(
-        self, client: Client, ids: list[str], grace: float | None, errors_so_far: int
-    ) -> tuple[list[MessageBatch] | None, int, float]:
-        """One poll: (batches or None on a transient failure, error count, suggested wait)."""
-        try:
-            return [client.retrieve(i) for i in ids], 0, 0.0
-        except (APIStatusError, APIConnectionError) as exc:
-            if not is_transient(exc, now=time.time(), not_found_grace_until=grace):
-                raise AirflowException(f"polling failed permanently: {exc}") from exc
-            errors = errors_so_far + 1
-            if errors > self.max_transient_errors:
-                raise AirflowException(f"{errors} consecutive polls failed; last: {exc}") from exc
-            self.log.warning(
-                "Poll failed (%s); attempt %d of %d", exc, errors, self.max_transient_errors
-            )
-            return None, errors, float(getattr(exc, "retry_after", None) or 0.0)
-
-    def _wait_in_worker(
-        self, client: Client, ids: list[str], grace: float | None, started: float, deadline: float
-    ) -> dict[str, Any]:
-        interval = float(self.poke_interval)
-        errors = 0
-        while True:
-            remaining = deadline - time.time()
-            if remaining <= 0:
+            try:
+                batches = poller.wait(ids, started=started, deadline=deadline)
+            except PollingFailed as exc:
+                raise AirflowException(str(exc)) from exc
+            except WaitTimeout as exc:
                 if self.cancel_on_timeout:
                     self._cancel(client, ids)
-                raise AirflowSensorTimeout("the wait timed out before every batch ended")
-            self._sleep(min(interval, remaining))
-            batches, errors, asked = self._poll(client, ids, grace, errors)
-            if batches is None:
-                interval = max(interval, asked)
-                continue
-            progress = JobProgress.of(batches)
-            self.log.info("%s", progress.line(time.time() - started))
-            if progress.all_ended:
-                return self._finish(batches, time.time() - started)
-            interval = min(interval * self.backoff_factor, self.max_poke_interval)
+                raise AirflowSensorTimeout(str(exc)) from exc
+            return self._finish(batches, time.time() - started)
+
+    def _poller(self, client: Client, grace: float | None) -> Poller:
+        return Poller(
+            client=client,
+            log=self.log,
+            poke_interval=float(self.poke_interval),
+            max_poke_interval=self.max_poke_interval,
+            backoff_factor=self.backoff_factor,
+            max_transient_errors=self.max_transient_errors,
+            not_found_grace_until=grace,
+            sleep=self._sleep,
+        )
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         result = WaitEvent.model_validate(event)

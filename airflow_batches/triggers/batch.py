@@ -9,31 +9,12 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_batches.api import (
-    APIConnectionError,
-    APIStatusError,
-    AsyncClient,
-    MessageBatch,
-    NotFoundError,
-)
-from airflow_batches.api._retry import RETRYABLE_STATUSES
+from airflow_batches.api import APIConnectionError, APIStatusError, AsyncClient, MessageBatch
 from airflow_batches.hooks.batches import MessageBatchesHook
 from airflow_batches.jobs._progress import JobProgress, batch_summaries
+from airflow_batches.jobs._wait import is_transient
 
 CANCEL_TIMEOUT = 30.0
-
-
-def is_transient(exc: Exception, *, now: float, not_found_grace_until: float | None) -> bool:
-    """Whether a failed poll is worth another try (as opposed to failing the wait now).
-
-    A 404 shortly after creation is transient: the API has been seen to answer 404 for a
-    batch a second after creating it.
-    """
-    if isinstance(exc, APIConnectionError):
-        return True
-    if isinstance(exc, NotFoundError):
-        return not_found_grace_until is not None and now < not_found_grace_until
-    return isinstance(exc, APIStatusError) and exc.status_code in RETRYABLE_STATUSES
 
 
 class BatchTrigger(BaseTrigger):
