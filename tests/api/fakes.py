@@ -7,11 +7,14 @@ async client's coroutine (or drains its async iterator) to completion.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 
 import httpx
+import pytest
 
 from airflow_batches.api import AsyncClient, Client
 
@@ -21,6 +24,18 @@ CREATED_AT = "2026-11-01T10:00:00Z"
 EXPIRES_AT = "2026-11-02T10:00:00Z"
 
 Answer = Callable[[httpx.Request], httpx.Response]
+
+# Loggers that might see a request: ours, httpx's and httpcore's. Airflow quietens httpx once it
+# is imported, so each is opened up explicitly rather than through the root logger alone.
+CHATTY_LOGGERS = ("", "airflow_batches", "httpx", "httpcore", "airflow")
+
+
+@contextlib.contextmanager
+def debug_logging(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    with contextlib.ExitStack() as stack:
+        for name in CHATTY_LOGGERS:
+            stack.enter_context(caplog.at_level(logging.DEBUG, logger=name or None))
+        yield
 
 
 def batch_json(

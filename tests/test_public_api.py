@@ -1,0 +1,72 @@
+"""The public surface: every exported name resolves, and the API layer needs no Airflow."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import airflow_batches
+import airflow_batches.api as api
+from airflow_batches.api import _errors
+
+
+def test_every_name_in_api_all_resolves() -> None:
+    assert len(api.__all__) == len(set(api.__all__))
+    for name in api.__all__:
+        assert getattr(api, name) is not None, name
+
+
+def test_api_all_has_every_exception() -> None:
+    exported = set(_errors.__all__)
+    assert exported <= set(api.__all__)
+    for name in _errors.__all__:
+        obj = getattr(api, name)
+        if isinstance(obj, type):
+            assert issubclass(obj, api.BatchesError)
+
+
+def test_no_public_name_is_missing_from_all() -> None:
+    public = {
+        name
+        for name, value in vars(api).items()
+        if not name.startswith("_") and getattr(value, "__module__", "").startswith(api.__name__)
+    }
+    assert public <= set(api.__all__)
+
+
+def test_top_level_names() -> None:
+    assert airflow_batches.Client is api.Client
+    assert airflow_batches.AsyncClient is api.AsyncClient
+    assert "MessageBatchesHook" in airflow_batches.__all__
+    assert airflow_batches.MessageBatchesHook.conn_type == "message_batches"
+    assert isinstance(airflow_batches.__version__, str)
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        _ = airflow_batches.Nope
+
+
+def test_the_api_layer_does_not_import_airflow() -> None:
+    # A fresh interpreter: this test process has imported Airflow long ago.
+    code = textwrap.dedent(
+        """
+        import sys
+        import httpx
+        import airflow_batches
+        import airflow_batches.api
+        from airflow_batches.api import Client
+
+        def handler(request):
+            return httpx.Response(200, json={"data": [], "has_more": False})
+
+        with Client(api_key="k", transport=httpx.MockTransport(handler)) as client:
+            assert list(client.list()) == []
+        loaded = sorted(m for m in sys.modules if m == "airflow" or m.startswith("airflow."))
+        print(",".join(loaded))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == ""
