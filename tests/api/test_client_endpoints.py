@@ -2,24 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import parse_qs
 
 import httpx
+import pydantic
 import pytest
 
 from airflow_batches.api import (
+    AsyncClient,
     BatchRequest,
+    Client,
     DeletedMessageBatch,
     MessageBatch,
     MessageBatchPage,
+    OverloadedError,
+    PermissionDeniedError,
     ResponseValidationError,
     encode_request_line,
     iter_create_body,
 )
-from tests.api.fakes import BASE_URL, Driver, FakeAPI, batch_json, error_reply, reply
+from tests.api.fakes import API_KEY, BASE_URL, Driver, FakeAPI, batch_json, error_reply, reply
 
 PARAMS: dict[str, Any] = {
     "model": "claude-sonnet-4-5",
@@ -62,8 +68,6 @@ def test_create_from_request_objects(connect: Callable[..., Driver]) -> None:
 
 
 def test_create_validates_before_sending(connect: Callable[..., Driver]) -> None:
-    import pydantic
-
     api = FakeAPI()
     client = connect(api)
     with pytest.raises(pydantic.ValidationError):
@@ -136,8 +140,6 @@ def test_body_factory_is_called_afresh_for_each_attempt(connect: Callable[..., D
 
 
 def test_create_max_retries_per_call(connect: Callable[..., Driver]) -> None:
-    from airflow_batches.api import OverloadedError
-
     api = FakeAPI(default=error_reply(529, "overloaded_error"))
     client = connect(api, max_retries=5)
     with pytest.raises(OverloadedError):
@@ -147,9 +149,6 @@ def test_create_max_retries_per_call(connect: Callable[..., Driver]) -> None:
 
 @pytest.mark.anyio
 async def test_async_create_from_an_async_body() -> None:
-    from airflow_batches.api import AsyncClient
-    from tests.api.fakes import API_KEY
-
     calls: list[int] = []
 
     async def pieces() -> Any:
@@ -325,9 +324,6 @@ def test_list_of_nothing(connect: Callable[..., Driver]) -> None:
 
 
 def test_list_is_lazy() -> None:
-    from airflow_batches.api import Client
-    from tests.api.fakes import API_KEY
-
     api = paging_api()
     with Client(api_key=API_KEY, base_url=BASE_URL, transport=api.transport) as client:
         iterator = client.list(limit=3)
@@ -371,10 +367,59 @@ def test_list_page_before(connect: Callable[..., Driver]) -> None:
 
 
 def test_error_mid_listing_propagates(connect: Callable[..., Driver]) -> None:
-    from airflow_batches.api import PermissionDeniedError
-
     pages = paging_api()
     api = FakeAPI(lambda r: pages(r), error_reply(403, "permission_error", "no"))
     with pytest.raises(PermissionDeniedError):
         connect(api).list(limit=5)
     assert len(api.requests) == 2
+
+
+class StreamingReceiver(httpx.BaseTransport, httpx.AsyncBaseTransport):
+    """Reads a request body chunk by chunk, noting how much the sender had produced by then."""
+
+    def __init__(self, produced: list[bytes]) -> None:
+        self.produced = produced
+        self.seen: list[tuple[bytes, int]] = []
+
+    def _answer(self) -> httpx.Response:
+        return httpx.Response(200, json=batch_json())
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        assert isinstance(request.stream, httpx.SyncByteStream)
+        for chunk in request.stream:
+            self.seen.append((chunk, len(self.produced)))
+        return self._answer()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        assert isinstance(request.stream, httpx.AsyncByteStream)
+        async for chunk in request.stream:
+            self.seen.append((chunk, len(self.produced)))
+        return self._answer()
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_streamed_body_is_never_held_whole(kind: str) -> None:
+    produced: list[bytes] = []
+    pieces = [b'{"requests":['] + [b"x" * 1000] * 20 + [b"]}"]
+
+    def factory() -> Iterator[bytes]:
+        for piece in pieces:
+            produced.append(piece)
+            yield piece
+
+    receiver = StreamingReceiver(produced)
+    if kind == "sync":
+        with Client(api_key=API_KEY, base_url=BASE_URL, transport=receiver) as client:
+            client.create_from_body(factory)
+    else:
+
+        async def run() -> None:
+            async with AsyncClient(
+                api_key=API_KEY, base_url=BASE_URL, transport=receiver
+            ) as client:
+                await client.create_from_body(factory)
+
+        asyncio.run(run())
+    assert b"".join(chunk for chunk, _ in receiver.seen) == b"".join(pieces)
+    # Each piece reached the wire before the next one was even produced.
+    assert [count for _, count in receiver.seen] == list(range(1, len(pieces) + 1))

@@ -8,7 +8,13 @@ import httpx
 import pytest
 
 import airflow_batches
-from airflow_batches.api import DEFAULT_BASE_URL, Client, ClientSettings, RetryPolicy
+from airflow_batches.api import (
+    DEFAULT_BASE_URL,
+    APIStatusError,
+    Client,
+    ClientSettings,
+    RetryPolicy,
+)
 from tests.api.fakes import API_KEY, Driver, FakeAPI, batch_json, ended_batch, reply
 
 OK = reply(200, batch_json())
@@ -109,8 +115,6 @@ def test_tls_verification_is_on() -> None:
 def test_redirects_are_not_followed(connect: Callable[..., Driver]) -> None:
     # A redirect would resend the key to wherever it points.
     api = FakeAPI(reply(302, content=b"", headers={"location": "https://evil.test/"}))
-    from airflow_batches.api import APIStatusError
-
     with pytest.raises(APIStatusError) as caught:
         connect(api).retrieve("msgbatch_01")
     assert caught.value.status_code == 302

@@ -33,7 +33,7 @@ from airflow_batches.api import (
     ServiceUnavailableError,
     UnprocessableEntityError,
 )
-from tests.api.fakes import API_KEY, Driver, FakeAPI, error_reply, raise_, reply
+from tests.api.fakes import API_KEY, Driver, FakeAPI, batch_json, error_reply, raise_, reply
 
 STATUS_TABLE = [
     (400, "invalid_request_error", BadRequestError),
@@ -183,8 +183,6 @@ def test_transport_errors_are_mapped_and_retried(
 
 
 def test_transport_error_then_success(connect: Callable[..., Driver]) -> None:
-    from tests.api.fakes import batch_json
-
     api = FakeAPI(raise_(httpx.ConnectError), raise_(httpx.ReadTimeout), reply(200, batch_json()))
     client = connect(api)
     assert client.retrieve("msgbatch_01").id == "msgbatch_01"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.server
 import pickle
+import socket
 import threading
 import traceback
 from collections.abc import Callable, Iterator
@@ -184,8 +185,6 @@ def test_logs_over_a_real_connection(loopback: str, caplog: pytest.LogCaptureFix
 
 
 def test_connection_error_over_a_real_socket(caplog: pytest.LogCaptureFixture) -> None:
-    import socket
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import socket
 from typing import Any
 
 import httpx
@@ -290,8 +291,6 @@ def test_test_connection_does_not_retry(conn: Any) -> None:
 
 
 def test_test_connection_on_an_unreachable_host(conn: Any) -> None:
-    import socket
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
