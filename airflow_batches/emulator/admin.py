@@ -1,0 +1,156 @@
+"""The admin view under ``/_emulator``: what arrived, runtime settings, the clock.
+
+No real client ever calls these paths; they need no API key (the emulator serves loopback).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from airflow_batches.emulator.errors import invalid_request, json_response, not_found
+from airflow_batches.emulator.intake import RequestIndex
+from airflow_batches.emulator.service import Emulator, emulator_of
+from airflow_batches.emulator.store import BatchRecord
+
+
+def _json(data: Any) -> Response:
+    return json_response(json.dumps(data, default=str))
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise invalid_request("the body must be a JSON object") from None
+    if not isinstance(data, dict):
+        raise invalid_request("the body must be a JSON object")
+    return data
+
+
+def _record(emulator: Emulator, request: Request) -> BatchRecord:
+    batch_id = request.path_params["batch_id"]
+    record = emulator.store.get(batch_id)
+    if record is None:
+        raise not_found(f"Message batch {batch_id!r} not found")
+    return record
+
+
+async def health(request: Request) -> Response:
+    return _json({"ok": True})
+
+
+async def stats(request: Request) -> Response:
+    return _json(emulator_of(request).stats())
+
+
+async def list_batches(request: Request) -> Response:
+    emulator = emulator_of(request)
+    workspace = request.query_params.get("workspace")
+    data = [
+        emulator.admin_batch(r)
+        for r in sorted(emulator.store.all(), key=lambda r: r.seq)
+        if workspace is None or r.workspace == workspace
+    ]
+    return _json({"data": data})
+
+
+async def get_batch(request: Request) -> Response:
+    emulator = emulator_of(request)
+    return _json(emulator.admin_batch(_record(emulator, request)))
+
+
+async def batch_requests(request: Request) -> Response:
+    """The request items of a batch as received, one JSON object a line, in input order."""
+    emulator = emulator_of(request)
+    record = _record(emulator, request)
+    files = emulator.store.files(record.id)
+    index = RequestIndex.load(files)
+    fd = os.open(files.body, os.O_RDONLY)
+
+    async def lines() -> AsyncIterator[bytes]:
+        try:
+            for i in range(len(index)):
+                offset, length = index[i]
+                item = os.pread(fd, length, offset)
+                if b"\n" in item or b"\r" in item:
+                    # A pretty-printed body: re-encode so that one item stays one line.
+                    item = json.dumps(json.loads(item), ensure_ascii=False).encode()
+                yield item + b"\n"
+        finally:
+            os.close(fd)
+
+    return StreamingResponse(lines(), media_type="application/x-jsonl")
+
+
+async def get_config(request: Request) -> Response:
+    return json_response(emulator_of(request).config.model_dump_json())
+
+
+async def update_config(request: Request) -> Response:
+    emulator = emulator_of(request)
+    overrides = await _body(request)
+    try:
+        config = emulator.update_config(overrides)
+    except ValidationError as exc:
+        raise invalid_request(
+            "; ".join(
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                for e in exc.errors(include_url=False)
+            )
+        ) from None
+    return json_response(config.model_dump_json())
+
+
+def _clock_view(emulator: Emulator) -> dict[str, Any]:
+    return {
+        "now": emulator.clock.now_datetime().isoformat(),
+        "epoch": emulator.clock.now(),
+        "time_scale": emulator.clock.scale,
+    }
+
+
+async def get_clock(request: Request) -> Response:
+    return _json(_clock_view(emulator_of(request)))
+
+
+async def advance_clock(request: Request) -> Response:
+    emulator = emulator_of(request)
+    body = await _body(request)
+    seconds = body.get("seconds", 0)
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
+        raise invalid_request("seconds: a number >= 0 is required")
+    emulator.clock.advance(float(seconds))
+    # Expiry and archiving happen before the answer, so a test can assert right after.
+    emulator.engine.tick()
+    return _json(_clock_view(emulator))
+
+
+async def reset(request: Request) -> Response:
+    emulator = emulator_of(request)
+    emulator.reset()
+    return _json({"ok": True})
+
+
+routes = [
+    Route("/health", health, methods=["GET"]),
+    Route("/stats", stats, methods=["GET"]),
+    Route("/batches", list_batches, methods=["GET"]),
+    Route("/batches/{batch_id}", get_batch, methods=["GET"]),
+    Route("/batches/{batch_id}/requests", batch_requests, methods=["GET"]),
+    Route("/config", get_config, methods=["GET"]),
+    Route("/config", update_config, methods=["PATCH", "POST"]),
+    Route("/clock", get_clock, methods=["GET"]),
+    Route("/clock/advance", advance_clock, methods=["POST"]),
+    Route("/reset", reset, methods=["POST"]),
+]

@@ -1,0 +1,141 @@
+"""Fault injection: error answers, dropped connections and slow answers, per endpoint.
+
+Implemented as plain ASGI middleware because a dropped connection can only be produced below
+the request/response abstraction: the answer starts, then stops half-way, and the server
+closes the socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+from collections import Counter
+from typing import TYPE_CHECKING, Literal
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from airflow_batches.emulator.config import Endpoint, FaultRates
+from airflow_batches.emulator.errors import REQUEST_ID_KEY, error_response, new_request_id
+
+if TYPE_CHECKING:
+    from airflow_batches.emulator.service import Emulator
+
+Fault = Literal["429", "500", "529", "drop", "drop_after", "slow"]
+
+_BATCH = re.compile(r"^/v1/messages/batches/(?P<id>[^/]+)(?P<tail>/cancel|/results)?/?$")
+
+
+def endpoint_of(method: str, path: str) -> Endpoint | None:
+    """Which API operation a request is, or None for anything else (the admin view)."""
+    if path.rstrip("/") == "/v1/messages/batches":
+        return {"POST": "create", "GET": "list"}.get(method)  # type: ignore[return-value]
+    match = _BATCH.match(path)
+    if match is None:
+        return None
+    tail = match.group("tail")
+    if tail == "/cancel":
+        return "cancel" if method == "POST" else None
+    if tail == "/results":
+        return "results" if method == "GET" else None
+    return {"GET": "retrieve", "DELETE": "delete"}.get(method)  # type: ignore[return-value]
+
+
+class FaultInjector:
+    """Seeded draws, so a run with the same calls injects the same faults."""
+
+    def __init__(self, seed: int) -> None:
+        self.reset(seed)
+
+    def reset(self, seed: int) -> None:
+        self._rng = random.Random(seed)
+        self._injected: dict[str, Counter[str]] = {}
+
+    def injected(self, endpoint: str) -> dict[str, int]:
+        return dict(self._injected.get(endpoint, Counter()))
+
+    def decide(self, endpoint: Endpoint, rates: FaultRates | None) -> Fault | None:
+        if rates is None:
+            return None
+        counts = self._injected.setdefault(endpoint, Counter())
+        if rates.max_count is not None and sum(counts.values()) >= rates.max_count:
+            return None
+        draw = self._rng.random()
+        table: list[tuple[Fault, float]] = [
+            ("429", rates.rate_429),
+            ("500", rates.rate_500),
+            ("529", rates.rate_529),
+            ("drop", rates.rate_drop),
+            ("drop_after", rates.rate_drop_after),
+            ("slow", rates.rate_slow),
+        ]
+        edge = 0.0
+        for fault, rate in table:
+            edge += rate
+            if rate and draw < edge:
+                counts[fault] += 1
+                return fault
+        return None
+
+
+_ERRORS = {
+    "429": ("rate_limit_error", "Number of requests has exceeded your rate limit (emulated)"),
+    "500": ("api_error", "Internal server error (emulated)"),
+    "529": ("overloaded_error", "Overloaded (emulated)"),
+}
+
+
+async def _drop(send: Send) -> None:
+    # Promise a body, deliver part of it, return: the server closes the connection.
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", b"4096")],
+        }
+    )
+    await send({"type": "http.response.body", "body": b'{"type":', "more_body": True})
+
+
+class FaultMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        emulator: Emulator = scope["app"].state.emulator
+        await emulator.ensure_started()
+        endpoint = endpoint_of(scope["method"], scope["path"])
+        if endpoint is None:
+            await self.app(scope, receive, send)
+            return
+        emulator.count_call(endpoint)
+        rates = emulator.config.faults_for(endpoint)
+        fault = emulator.faults.decide(endpoint, rates)
+        if fault is None or rates is None:
+            await self.app(scope, receive, send)
+        elif fault == "slow":
+            await asyncio.sleep(rates.slow_seconds)
+            await self.app(scope, receive, send)
+        elif fault == "drop":
+            await _drop(send)
+        elif fault == "drop_after":
+
+            async def swallow(message: Message) -> None:
+                return None
+
+            await self.app(scope, receive, swallow)
+            await _drop(send)
+        else:
+            error_type, message = _ERRORS[fault]
+            headers = {}
+            if fault in ("429", "529") and rates.retry_after:
+                headers["retry-after"] = f"{rates.retry_after:g}"
+            state = scope.setdefault("state", {})
+            request_id = state.get(REQUEST_ID_KEY) or new_request_id()
+            response = error_response(
+                error_type, message, status=int(fault), request_id=request_id, headers=headers
+            )
+            await response(scope, receive, send)

@@ -1,0 +1,332 @@
+"""Responders: what a succeeded request answers.
+
+A responder is any callable ``(ResponderContext) -> dict`` returning a Message object (the
+``message`` of a succeeded line), chosen by import path (``config.responder =
+"module:callable"``). It may raise ``RequestError`` to end the request ``errored``. It runs in
+a worker thread, so it may block, and must be thread-safe.
+
+The default responder is deterministic: the same params give the same content and token
+counts (only the message id differs between requests).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import random
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from airflow_batches.emulator.validation import RequestError
+
+__all__ = [
+    "CacheLedger",
+    "RequestError",
+    "Responder",
+    "ResponderContext",
+    "default_responder",
+    "load_responder",
+]
+
+_encoder = msgspec.json.Encoder(order="sorted")
+
+_VOCABULARY = (
+    "batch request model answer token result stream cache prompt queue worker emulated "
+    "reply line field value output input system message tool usage count latency clock "
+    "retry window offset index chunk bytes shard job manifest cost price state ended "
+    "canceled expired errored succeeded schema record ledger signal branch metric sample "
+    "review summary detail example context"
+)
+_WORDS = tuple(_VOCABULARY.split())
+
+CACHE_TTL_SECONDS = {"5m": 300.0, "1h": 3600.0}
+
+
+@dataclass(frozen=True, slots=True)
+class ResponderContext:
+    """Everything a responder may look at for one request."""
+
+    batch_id: str
+    custom_id: str
+    params: dict[str, Any]
+    workspace: str
+    api_version: str
+    betas: tuple[str, ...]
+    now: float
+    """Emulated time (epoch seconds) at which the request is processed."""
+    message_id: str
+    cache: CacheLedger
+    cache_min_tokens: int
+
+
+Responder = Callable[[ResponderContext], dict[str, Any]]
+
+
+def load_responder(path: str) -> Responder:
+    """Import ``module:callable``."""
+    module_name, _, attr = path.partition(":")
+    target: Any = importlib.import_module(module_name)
+    for part in attr.split("."):
+        target = getattr(target, part)
+    if not callable(target):
+        raise TypeError(f"responder {path!r} is not callable")
+    responder: Responder = target
+    return responder
+
+
+# -- prompt caching --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Breakpoint:
+    prefix_tokens: int
+    key: str
+    ttl: float
+
+
+@dataclass(frozen=True, slots=True)
+class CacheUsage:
+    input_tokens: int
+    write_5m: int
+    write_1h: int
+    read: int
+
+
+class CacheLedger:
+    """Prompt-cache entries per workspace, expiring in emulated time.
+
+    A lookup reads the longest cached prefix ending at a breakpoint (and refreshes its
+    lifetime, as a hit does on the real API), then writes every later breakpoint whose prefix
+    is long enough to be cached.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[tuple[str, str], float] = {}
+
+    def account(
+        self,
+        workspace: str,
+        breakpoints: list[Breakpoint],
+        total_tokens: int,
+        now: float,
+        min_tokens: int,
+    ) -> CacheUsage:
+        with self._lock:
+            if len(self._entries) > 200_000:
+                self._entries = {k: v for k, v in self._entries.items() if v > now}
+            read_upto = 0
+            first_write = 0
+            for i in range(len(breakpoints) - 1, -1, -1):
+                bp = breakpoints[i]
+                expiry = self._entries.get((workspace, bp.key))
+                if expiry is not None and expiry > now:
+                    read_upto = bp.prefix_tokens
+                    self._entries[(workspace, bp.key)] = max(expiry, now + bp.ttl)
+                    first_write = i + 1
+                    break
+            write_5m = write_1h = 0
+            previous = read_upto
+            for bp in breakpoints[first_write:]:
+                if bp.prefix_tokens < max(min_tokens, 1) or bp.prefix_tokens <= previous:
+                    continue
+                written = bp.prefix_tokens - previous
+                if bp.ttl >= CACHE_TTL_SECONDS["1h"]:
+                    write_1h += written
+                else:
+                    write_5m += written
+                self._entries[(workspace, bp.key)] = now + bp.ttl
+                previous = bp.prefix_tokens
+        return CacheUsage(
+            input_tokens=max(total_tokens - read_upto - write_5m - write_1h, 0),
+            write_5m=write_5m,
+            write_1h=write_1h,
+            read=read_upto,
+        )
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+def _tokens(data: bytes) -> int:
+    # About four bytes a token, as a rule of thumb for English text.
+    return max(1, (len(data) + 3) // 4)
+
+
+def _ttl(marker: Any) -> float:
+    if isinstance(marker, dict):
+        return CACHE_TTL_SECONDS.get(str(marker.get("ttl", "5m")), 300.0)
+    return 300.0
+
+
+def _segments(params: dict[str, Any]) -> list[tuple[bytes, Any]]:
+    """The prompt in cache order (tools, system, messages): (bytes, cache_control or None)."""
+    out: list[tuple[bytes, Any]] = []
+
+    def add(block: Any, prefix: bytes = b"") -> None:
+        if isinstance(block, dict):
+            marker = block.get("cache_control")
+            clean = {k: v for k, v in block.items() if k != "cache_control"}
+            out.append((prefix + _encoder.encode(clean), marker))
+        elif isinstance(block, str):
+            out.append((prefix + block.encode(), None))
+        else:
+            out.append((prefix + _encoder.encode(block), None))
+
+    for tool in params.get("tools") or ():
+        add(tool)
+    system = params.get("system")
+    if isinstance(system, list):
+        for block in system:
+            add(block)
+    elif system:
+        add(system)
+    for message in params.get("messages") or ():
+        role = str(message.get("role", "")).encode() + b":" if isinstance(message, dict) else b""
+        content = message.get("content") if isinstance(message, dict) else message
+        if isinstance(content, list):
+            for block in content:
+                add(block, role)
+        else:
+            add(content, role)
+    top = params.get("cache_control")
+    if top and out and out[-1][1] is None:
+        # Automatic caching: the breakpoint goes on the last block of the prompt.
+        out[-1] = (out[-1][0], top)
+    return out
+
+
+def prompt_usage(ctx: ResponderContext) -> CacheUsage:
+    """Input tokens split into plain input, cache writes and cache reads."""
+    running = hashlib.blake2b(str(ctx.params.get("model")).encode(), digest_size=16)
+    total = 0
+    breakpoints: list[Breakpoint] = []
+    for data, marker in _segments(ctx.params):
+        running.update(len(data).to_bytes(8, "little"))
+        running.update(data)
+        total += _tokens(data)
+        if marker:
+            breakpoints.append(Breakpoint(total, running.copy().hexdigest(), _ttl(marker)))
+    return ctx.cache.account(ctx.workspace, breakpoints, total, ctx.now, ctx.cache_min_tokens)
+
+
+# -- the default responder -------------------------------------------------------------------
+
+
+def _fake_from_schema(schema: Any, rng: random.Random, depth: int = 0) -> Any:
+    if not isinstance(schema, dict) or depth > 4:
+        return None
+    kind = schema.get("type")
+    if schema.get("enum"):
+        return schema["enum"][0]
+    if kind == "object":
+        props = schema.get("properties") or {}
+        required = schema.get("required") or list(props)
+        return {
+            name: _fake_from_schema(props.get(name), rng, depth + 1)
+            for name in required
+            if name in props
+        }
+    if kind == "array":
+        return [_fake_from_schema(schema.get("items"), rng, depth + 1)]
+    if kind == "integer":
+        return rng.randint(0, 100)
+    if kind == "number":
+        return round(rng.random() * 100, 2)
+    if kind == "boolean":
+        return rng.random() < 0.5
+    if kind == "string":
+        return rng.choice(_WORDS)
+    return None
+
+
+def _tool_choice(params: dict[str, Any], rng: random.Random) -> dict[str, Any] | None:
+    tools = [t for t in params.get("tools") or () if isinstance(t, dict) and t.get("name")]
+    choice = params.get("tool_choice")
+    if not tools or not isinstance(choice, dict):
+        return None
+    if choice.get("type") == "tool":
+        return next((t for t in tools if t.get("name") == choice.get("name")), None)
+    if choice.get("type") == "any":
+        return tools[rng.randrange(len(tools))]
+    return None
+
+
+def default_responder(ctx: ResponderContext) -> dict[str, Any]:
+    """A deterministic Message derived from the params."""
+    params = ctx.params
+    # max_tokens is left out so that it only cuts the answer, never changes it.
+    seed_bytes = _encoder.encode({k: v for k, v in params.items() if k != "max_tokens"})
+    digest = hashlib.blake2b(seed_bytes, digest_size=16).digest()
+    rng = random.Random(int.from_bytes(digest, "big"))
+    max_tokens = int(params["max_tokens"])
+    usage = prompt_usage(ctx)
+
+    content: list[dict[str, Any]] = []
+    budget = max_tokens
+    stop_reason = "end_turn"
+    stop_sequence: str | None = None
+    thinking = params.get("thinking")
+    if isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive"):
+        thought = [rng.choice(_WORDS) for _ in range(min(budget, 8 + rng.randrange(16)))]
+        budget -= len(thought)
+        content.append(
+            {
+                "type": "thinking",
+                "thinking": " ".join(thought),
+                "signature": "emulated-" + digest.hex()[:16],
+            }
+        )
+
+    tool = _tool_choice(params, rng)
+    if tool is not None and budget >= 1:
+        tool_input = _fake_from_schema(tool.get("input_schema"), rng) or {}
+        encoded_input = _encoder.encode(tool_input)
+        budget -= _tokens(encoded_input)
+        content.append(
+            {
+                "type": "tool_use",
+                "id": "toolu_" + hashlib.blake2b(digest + b"tool", digest_size=12).hexdigest(),
+                "name": tool["name"],
+                "input": tool_input,
+            }
+        )
+        stop_reason = "tool_use" if budget >= 0 else "max_tokens"
+    else:
+        planned = [rng.choice(_WORDS) for _ in range(5 + rng.randrange(60))]
+        stops = [s for s in params.get("stop_sequences") or () if isinstance(s, str)]
+        for i, word in enumerate(planned):
+            if word in stops:
+                planned, stop_reason, stop_sequence = planned[:i], "stop_sequence", word
+                break
+        if len(planned) > budget:
+            planned, stop_reason, stop_sequence = planned[: max(budget, 0)], "max_tokens", None
+        budget -= len(planned)
+        content.append({"type": "text", "text": " ".join(planned)})
+
+    output_tokens = max(1, min(max_tokens - budget, max_tokens))
+    return {
+        "id": ctx.message_id,
+        "type": "message",
+        "role": "assistant",
+        "model": params["model"],
+        "content": content,
+        "stop_reason": stop_reason,
+        "stop_sequence": stop_sequence,
+        "usage": {
+            "input_tokens": usage.input_tokens,
+            "cache_creation_input_tokens": usage.write_5m + usage.write_1h,
+            "cache_read_input_tokens": usage.read,
+            "cache_creation": {
+                "ephemeral_5m_input_tokens": usage.write_5m,
+                "ephemeral_1h_input_tokens": usage.write_1h,
+            },
+            "output_tokens": output_tokens,
+            "service_tier": "batch",
+        },
+    }

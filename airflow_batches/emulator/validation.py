@@ -1,0 +1,114 @@
+"""Asynchronous validation of one request's params, as the API does after a batch is created.
+
+A problem here never fails the create call: the request ends ``errored`` with the error this
+function returns, and the rest of the batch is processed as usual.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from fnmatch import fnmatchcase
+from typing import Any
+
+from airflow_batches.api._models import PARAMS_REMOVED_IN, SDK_ONLY_KEYS
+from airflow_batches.emulator.config import OUTPUT_300K_BETA
+
+
+class RequestError(Exception):
+    """Turns a request into an ``errored`` result line (responders may raise it too)."""
+
+    def __init__(self, error_type: str, message: str) -> None:
+        super().__init__(f"{error_type}: {message}")
+        self.error_type = error_type
+        self.message = message
+
+
+def _invalid(message: str) -> RequestError:
+    return RequestError("invalid_request_error", message)
+
+
+def model_known(model: str, patterns: Sequence[str]) -> bool:
+    return any(model == p or fnmatchcase(model, p) for p in patterns)
+
+
+def validate_params(
+    params: Any,
+    *,
+    api_version: str,
+    betas: Sequence[str],
+    user_profile_id: str | None,
+    models: Sequence[str],
+    max_output_tokens: int,
+) -> RequestError | None:
+    """The first problem of ``params``, or None when the request can be answered."""
+    if not isinstance(params, dict):
+        return _invalid("params: Input should be an object")
+    for key in sorted(SDK_ONLY_KEYS.intersection(params)):
+        return _invalid(f"{key}: Extra inputs are not permitted")
+    for key in sorted(PARAMS_REMOVED_IN.get(api_version, frozenset()).intersection(params)):
+        return _invalid(
+            f"{key}: Extra inputs are not permitted (`{key}` is not a parameter under "
+            f"anthropic-version {api_version})"
+        )
+    model = params.get("model")
+    if model is None:
+        return _invalid("model: Field required")
+    if not isinstance(model, str) or not model:
+        return _invalid("model: Input should be a valid string")
+    problem = _check_max_tokens(params, betas, max_output_tokens)
+    if problem is not None:
+        return problem
+    stream = params.get("stream", False)
+    if stream is not False:
+        return _invalid("stream: streaming is not supported in the Message Batches API")
+    problem = _check_messages(params.get("messages"))
+    if problem is not None:
+        return problem
+    own_profile = params.get("user_profile_id")
+    if user_profile_id and own_profile and own_profile != user_profile_id:
+        return _invalid(
+            "user_profile_id: conflicts with the batch's anthropic-user-profile-id header "
+            f"({own_profile!r} != {user_profile_id!r})"
+        )
+    if not model_known(model, models):
+        return RequestError("not_found_error", f"model: {model}")
+    return None
+
+
+def _check_max_tokens(
+    params: dict[str, Any], betas: Sequence[str], max_output_tokens: int
+) -> RequestError | None:
+    if "max_tokens" not in params:
+        return _invalid("max_tokens: Field required")
+    value = params["max_tokens"]
+    if isinstance(value, bool) or not isinstance(value, int):
+        return _invalid("max_tokens: Input should be a valid integer")
+    if value < 1:
+        return _invalid("max_tokens: Input should be greater than or equal to 1")
+    limit = max(max_output_tokens, 300_000) if OUTPUT_300K_BETA in betas else max_output_tokens
+    if value > limit:
+        return _invalid(
+            f"max_tokens: {value} > {limit}, which is the maximum allowed number of output "
+            f"tokens for {params.get('model')}"
+        )
+    return None
+
+
+def _check_messages(messages: Any) -> RequestError | None:
+    if messages is None:
+        return _invalid("messages: Field required")
+    if not isinstance(messages, list):
+        return _invalid("messages: Input should be a valid list")
+    if not messages:
+        return _invalid("messages: List should have at least 1 item after validation")
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict):
+            return _invalid(f"messages.{i}: Input should be an object")
+        if message.get("role") not in ("user", "assistant"):
+            return _invalid(f"messages.{i}.role: Input should be 'user' or 'assistant'")
+        content = message.get("content")
+        if content is None:
+            return _invalid(f"messages.{i}.content: Field required")
+        if not isinstance(content, str | list):
+            return _invalid(f"messages.{i}.content: Input should be a valid string or list")
+    return None
