@@ -128,6 +128,10 @@ def make_settings(
     key = api_key if isinstance(api_key, Secret) else Secret(api_key)
     if not key:
         raise ValueError("an API key is required")
+    base_url = (base_url or DEFAULT_BASE_URL).rstrip("/")
+    if not base_url.startswith(("https://", "http://")):
+        # Fail here, not as a "connection error" retried with backoff on the first call.
+        raise ValueError(f"base_url must start with https:// or http://, got {base_url!r}")
     if isinstance(timeout, int | float):
         timeout = httpx.Timeout(float(timeout), connect=min(5.0, float(timeout)))
     policy = retry or RetryPolicy()
@@ -141,7 +145,7 @@ def make_settings(
         )
     return ClientSettings(
         api_key=key,
-        base_url=(base_url or DEFAULT_BASE_URL).rstrip("/"),
+        base_url=base_url,
         anthropic_version=anthropic_version or DEFAULT_API_VERSION,
         betas=tuple(b.strip() for b in betas or () if b.strip()),
         workspace_id=workspace_id or None,
@@ -250,6 +254,10 @@ class _BaseClient:
                 f"{batch.processing_status}); results exist only once it has",
                 batch_id=batch.id,
             )
+        if "://" not in batch.results_url:
+            # The API sends an absolute URL, used exactly as given; a relative one (a proxy or
+            # an older emulator) can only mean the server that answered.
+            return self._url("/" + batch.results_url.lstrip("/"))
         return batch.results_url
 
     # -- responses -------------------------------------------------------------------------

@@ -134,3 +134,9 @@ def test_extra_headers_are_per_call(connect: Callable[..., Driver]) -> None:
     client.retrieve("msgbatch_01")
     assert api.requests[0].headers["anthropic-user-profile-id"] == "prof_1"
     assert "anthropic-user-profile-id" not in api.requests[1].headers
+
+
+@pytest.mark.parametrize("base_url", ["api.anthropic.com", "ftp://x.test", "127.0.0.1:8089"])
+def test_a_base_url_without_http_fails_at_once(base_url: str) -> None:
+    with pytest.raises(ValueError, match="base_url must start with"):
+        Client(api_key=API_KEY, base_url=base_url)

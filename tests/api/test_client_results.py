@@ -278,3 +278,10 @@ def test_a_non_json_line_is_a_response_validation_error(connect: Callable[..., D
     api = FakeAPI(results_reply(b"<html>oops</html>\n"))
     with pytest.raises(ResponseValidationError, match="line 1"):
         connect(api).results(MessageBatch.model_validate(ended_batch()))
+
+
+def test_a_relative_results_url_means_the_base_url(connect: Callable[..., Driver]) -> None:
+    api = FakeAPI(results_reply())
+    batch = MessageBatch.model_validate(ended_batch(results_url="v1/messages/batches/b/results"))
+    assert connect(api).iter_result_lines(batch) == LINES
+    assert str(api.last.url) == f"{BASE_URL}/v1/messages/batches/b/results"
