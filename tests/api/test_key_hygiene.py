@@ -160,7 +160,7 @@ def loopback() -> Iterator[str]:
     _Handler.seen_keys = []
     _Handler.statuses = [529, 500]
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}"
