@@ -257,13 +257,20 @@ def _tool_choice(params: dict[str, Any], rng: random.Random) -> dict[str, Any] |
     return None
 
 
+def _words(digest: bytes, count: int) -> list[str]:
+    # A hash stream is several times faster than random.choice for 100,000 requests.
+    stream = hashlib.shake_128(digest).digest(count)
+    return [_WORDS[b % len(_WORDS)] for b in stream]
+
+
 def default_responder(ctx: ResponderContext) -> dict[str, Any]:
     """A deterministic Message derived from the params."""
     params = ctx.params
     # max_tokens is left out so that it only cuts the answer, never changes it.
     seed_bytes = _encoder.encode({k: v for k, v in params.items() if k != "max_tokens"})
     digest = hashlib.blake2b(seed_bytes, digest_size=16).digest()
-    rng = random.Random(int.from_bytes(digest, "big"))
+    # Only tool answers need a real generator; seeding one costs more than the rest.
+    rng = random.Random(int.from_bytes(digest, "big")) if params.get("tools") else None
     max_tokens = int(params["max_tokens"])
     usage = prompt_usage(ctx)
 
@@ -273,7 +280,7 @@ def default_responder(ctx: ResponderContext) -> dict[str, Any]:
     stop_sequence: str | None = None
     thinking = params.get("thinking")
     if isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive"):
-        thought = [rng.choice(_WORDS) for _ in range(min(budget, 8 + rng.randrange(16)))]
+        thought = _words(digest[::-1], min(budget, 8 + digest[1] % 16))
         budget -= len(thought)
         content.append(
             {
@@ -283,8 +290,8 @@ def default_responder(ctx: ResponderContext) -> dict[str, Any]:
             }
         )
 
-    tool = _tool_choice(params, rng)
-    if tool is not None and budget >= 1:
+    tool = _tool_choice(params, rng) if rng is not None else None
+    if tool is not None and rng is not None and budget >= 1:
         tool_input = _fake_from_schema(tool.get("input_schema"), rng) or {}
         encoded_input = _encoder.encode(tool_input)
         budget -= _tokens(encoded_input)
@@ -298,7 +305,7 @@ def default_responder(ctx: ResponderContext) -> dict[str, Any]:
         )
         stop_reason = "tool_use" if budget >= 0 else "max_tokens"
     else:
-        planned = [rng.choice(_WORDS) for _ in range(5 + rng.randrange(60))]
+        planned = _words(digest, 5 + digest[0] % 60)
         stops = [s for s in params.get("stop_sequences") or () if isinstance(s, str)]
         for i, word in enumerate(planned):
             if word in stops:

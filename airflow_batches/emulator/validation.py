@@ -6,7 +6,8 @@ function returns, and the rest of the batch is processed as usual.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from fnmatch import fnmatchcase
 from typing import Any
 
@@ -28,7 +29,19 @@ def _invalid(message: str) -> RequestError:
 
 
 def model_known(model: str, patterns: Sequence[str]) -> bool:
-    return any(model == p or fnmatchcase(model, p) for p in patterns)
+    return _known_models(tuple(patterns))(model)
+
+
+@functools.lru_cache(maxsize=8)
+def _known_models(patterns: tuple[str, ...]) -> Callable[[str], bool]:
+    exact = frozenset(p for p in patterns if not any(c in p for c in "*?["))
+    wild = [p for p in patterns if p not in exact]
+
+    @functools.lru_cache(maxsize=1024)
+    def known(model: str) -> bool:
+        return model in exact or any(fnmatchcase(model, p) for p in wild)
+
+    return known
 
 
 def validate_params(

@@ -167,9 +167,11 @@ def test_errors_have_the_api_shape(emulator: RunningEmulator) -> None:
     assert unknown_path.status_code == 404
     strict_error(unknown_path)
 
-    with anthropic.Anthropic(api_key="wrong", base_url=emulator.base_url, max_retries=0) as sdk:
-        with pytest.raises(anthropic.AuthenticationError):
-            sdk.messages.batches.list()
+    with (
+        anthropic.Anthropic(api_key="wrong", base_url=emulator.base_url, max_retries=0) as sdk,
+        pytest.raises(anthropic.AuthenticationError),
+    ):
+        sdk.messages.batches.list()
 
 
 def test_beta_namespace_and_query_are_accepted(
