@@ -228,9 +228,10 @@ class FetchResultsOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         job = self._resolve_job()
         if self.resubmit_failed and not job.job_dir:
-            raise AirflowException(
-                "resubmit_failed=True needs the submitted requests on shared storage: give "
-                "SubmitBatchOperator a staging_path (or set [airflow_batches] staging_path)"
+            self.log.warning(
+                "resubmit_failed=True, but the job's requests were not staged on shared "
+                "storage, so failures cannot be resent: give SubmitBatchOperator a "
+                "staging_path (or set [airflow_batches] staging_path). Fetching as is."
             )
         state = self._load_state(context, job)
         return self._advance(context, job, state, started_at=datetime.now(UTC))
@@ -272,7 +273,11 @@ class FetchResultsOperator(BaseOperator):
                             "once a batch has ended (put a BatchSensor before this task)"
                         )
                     self._wait(context, client, job, state, latest, started_at)
-                if not self.resubmit_failed or latest.number >= self.max_attempts:
+                if (
+                    not self.resubmit_failed
+                    or not job.job_dir
+                    or latest.number >= self.max_attempts
+                ):
                     break
                 ids, reasons = collect_resubmittable(client, latest, self.retry_error_types)
                 if not ids:

@@ -1,0 +1,141 @@
+"""Run real DAGs in-process with ``dag.test()`` against the emulator over loopback HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_batches.emulator.testing import RunningEmulator
+
+CONN_ID = "message_batches_default"
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> None:
+    """Migrate the session's SQLite metadata DB once (tests/conftest.py chose its home)."""
+    airflow = Path(sys.executable).with_name("airflow")
+    subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True, env=os.environ)
+
+
+@dataclass
+class DagResult:
+    dag_id: str
+    run_id: str
+    state: str
+    states: dict[str, str | None]
+    xcoms: dict[str, Any] = field(default_factory=dict)
+
+    def xcom(self, task_id: str) -> Any:
+        return self.xcoms.get(task_id)
+
+
+class DagRunner:
+    """Writes a DAG file into the DAGs folder and runs it with ``dag.test()``."""
+
+    def __init__(self, emulator: RunningEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+        self.emulator = emulator
+        self.tmp_path = tmp_path
+        self.dags_folder = Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
+        self.dags_folder.mkdir(parents=True, exist_ok=True)
+        self.staging = tmp_path / "staging"
+        self.results = tmp_path / "results"
+        self.monkeypatch = monkeypatch
+        self.set_connection()
+        monkeypatch.setenv("AIRFLOW__AIRFLOW_BATCHES__STAGING_PATH", f"file://{self.staging}")
+
+    def set_connection(self, conn_id: str = CONN_ID, **extra: Any) -> None:
+        conn = {
+            "conn_type": "message_batches",
+            "host": self.emulator.base_url,
+            "password": self.emulator.api_key,
+            "extra": {"max_retries": 2, **extra},
+        }
+        self.monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
+
+    def run(self, body: str, *, dag_id: str | None = None) -> DagResult:
+        """Run a DAG whose tasks are defined by ``body`` (inside ``with DAG(...)``)."""
+        from airflow.dag_processing.dagbag import DagBag
+
+        dag_id = dag_id or f"t_{uuid.uuid4().hex[:10]}"
+        for old in self.dags_folder.glob("*.py"):
+            old.unlink()
+        source = (
+            "from datetime import datetime, timedelta\n"
+            "from airflow.sdk import DAG, Asset, task\n"
+            "from airflow_batches import *\n"
+            f"with DAG({dag_id!r}, schedule=None, start_date=datetime(2026, 1, 1)) as dag:\n"
+            + textwrap.indent(textwrap.dedent(body), "    ")
+        )
+        (self.dags_folder / f"{dag_id}.py").write_text(source)
+        bag = DagBag(str(self.dags_folder))
+        assert not bag.import_errors, bag.import_errors
+        dag = bag.get_dag(dag_id)
+        assert dag is not None
+        run = dag.test(logical_date=datetime.now(UTC))
+        return self._collect(dag_id, run)
+
+    def _collect(self, dag_id: str, run: Any) -> DagResult:
+        from sqlalchemy import select
+
+        from airflow.models.taskinstance import TaskInstance
+        from airflow.models.xcom import XComModel
+        from airflow.utils.session import create_session
+
+        with create_session() as session:
+            tis = session.scalars(
+                select(TaskInstance).where(
+                    TaskInstance.dag_id == dag_id, TaskInstance.run_id == run.run_id
+                )
+            ).all()
+            states = {ti.task_id: (str(ti.state) if ti.state else None) for ti in tis}
+            rows = session.scalars(
+                select(XComModel).where(
+                    XComModel.dag_id == dag_id,
+                    XComModel.run_id == run.run_id,
+                    XComModel.key == "return_value",
+                )
+            ).all()
+            xcoms = {row.task_id: _load(row.value) for row in rows}
+        return DagResult(dag_id, run.run_id, str(run.state), states, xcoms)
+
+
+def _load(value: Any) -> Any:
+    if isinstance(value, str | bytes):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+@pytest.fixture
+def dag_runner(
+    airflow_db: None, emulator: RunningEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[DagRunner]:
+    yield DagRunner(emulator, tmp_path, monkeypatch)
+
+
+def make_requests(n: int, *, prefix: str = "r", **params: Any) -> list[dict[str, Any]]:
+    return [
+        {
+            "custom_id": f"{prefix}{i}",
+            "params": {
+                "model": "claude-haiku-4-5",
+                "max_tokens": 32,
+                "messages": [{"role": "user", "content": f"question {i}"}],
+                **params,
+            },
+        }
+        for i in range(n)
+    ]
