@@ -29,7 +29,7 @@ from pathlib import Path
 
 import httpx
 
-_WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu".split()
+_WORDS = ("alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa")
 
 
 def body(n: int, item_bytes: int, piece: int = 1 << 18) -> Iterator[bytes]:
@@ -102,7 +102,8 @@ def main() -> int:
             if "API key" in line:
                 key = line.split(":", 1)[1].strip()
                 break
-        assert base_url and key, "the emulator did not print its address"
+        if not base_url or not key:
+            raise RuntimeError("the emulator did not print its address")
         headers = {"x-api-key": key, "anthropic-version": "2023-06-01"}
         idle_rss = peak_rss_mib(server.pid)
 
