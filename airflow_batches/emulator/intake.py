@@ -172,6 +172,7 @@ def scan_body(files: BatchFiles, *, max_requests: int, too_many_error: str) -> i
         found = False
         while True:
             if win.peek() == "}" and not found:
+                win.pos += 1
                 break
             key, _, _ = win.value()
             if not isinstance(key, str):

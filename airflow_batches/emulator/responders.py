@@ -43,6 +43,8 @@ _VOCABULARY = (
 )
 _WORDS = tuple(_VOCABULARY.split())
 
+_CUTTERS = frozenset({"max_tokens", "stop_sequences"})
+
 CACHE_TTL_SECONDS = {"5m": 300.0, "1h": 3600.0}
 
 
@@ -266,8 +268,8 @@ def _words(digest: bytes, count: int) -> list[str]:
 def default_responder(ctx: ResponderContext) -> dict[str, Any]:
     """A deterministic Message derived from the params."""
     params = ctx.params
-    # max_tokens is left out so that it only cuts the answer, never changes it.
-    seed_bytes = _encoder.encode({k: v for k, v in params.items() if k != "max_tokens"})
+    # max_tokens and stop_sequences only cut the answer, they never change it.
+    seed_bytes = _encoder.encode({k: v for k, v in params.items() if k not in _CUTTERS})
     digest = hashlib.blake2b(seed_bytes, digest_size=16).digest()
     # Only tool answers need a real generator; seeding one costs more than the rest.
     rng = random.Random(int.from_bytes(digest, "big")) if params.get("tools") else None

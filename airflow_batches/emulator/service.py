@@ -80,7 +80,8 @@ class Emulator:
         if fixed:
             raise invalid_request(f"{', '.join(sorted(fixed))}: cannot change while running")
         new = self.config.updated(overrides)
-        if new.faults != self.config.faults or new.seed != self.config.seed:
+        if "faults" in overrides or "seed" in overrides:
+            # Setting faults again starts their budgets (max_count) afresh.
             self.faults.reset(new.seed)
         self.config = new
         self.engine.reconfigure()
