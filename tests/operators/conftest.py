@@ -8,7 +8,6 @@ import subprocess
 import sys
 import textwrap
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,6 +34,7 @@ class DagResult:
     state: str
     states: dict[str, str | None]
     xcoms: dict[str, Any] = field(default_factory=dict)
+    tries: dict[str, int] = field(default_factory=dict)
 
     def xcom(self, task_id: str) -> Any:
         return self.xcoms.get(task_id)
@@ -63,18 +63,28 @@ class DagRunner:
         }
         self.monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
 
-    def run(self, body: str, *, dag_id: str | None = None) -> DagResult:
-        """Run a DAG whose tasks are defined by ``body`` (inside ``with DAG(...)``)."""
+    def run(self, body: str, *, dag_id: str | None = None, **values: Any) -> DagResult:
+        """Run a DAG whose tasks are defined by ``body`` (inside ``with DAG(...)``).
+
+        ``values`` become module-level names of the DAG file (their ``repr``), plus
+        ``RESULTS`` and ``STAGING`` (file:// URIs under the test's tmp_path).
+        """
         from airflow.dag_processing.dagbag import DagBag
 
         dag_id = dag_id or f"t_{uuid.uuid4().hex[:10]}"
         for old in self.dags_folder.glob("*.py"):
             old.unlink()
+        values = {
+            "RESULTS": f"file://{self.results}",
+            "STAGING": f"file://{self.staging}",
+            **values,
+        }
         source = (
             "from datetime import datetime, timedelta\n"
             "from airflow.sdk import DAG, Asset, task\n"
             "from airflow_batches import *\n"
-            f"with DAG({dag_id!r}, schedule=None, start_date=datetime(2026, 1, 1)) as dag:\n"
+            + "".join(f"{name} = {value!r}\n" for name, value in values.items())
+            + f"with DAG({dag_id!r}, schedule=None, start_date=datetime(2026, 1, 1)) as dag:\n"
             + textwrap.indent(textwrap.dedent(body), "    ")
         )
         (self.dags_folder / f"{dag_id}.py").write_text(source)
@@ -86,11 +96,10 @@ class DagRunner:
         return self._collect(dag_id, run)
 
     def _collect(self, dag_id: str, run: Any) -> DagResult:
-        from sqlalchemy import select
-
         from airflow.models.taskinstance import TaskInstance
         from airflow.models.xcom import XComModel
         from airflow.utils.session import create_session
+        from sqlalchemy import select
 
         with create_session() as session:
             tis = session.scalars(
@@ -99,6 +108,7 @@ class DagRunner:
                 )
             ).all()
             states = {ti.task_id: (str(ti.state) if ti.state else None) for ti in tis}
+            tries = {ti.task_id: ti.try_number for ti in tis}
             rows = session.scalars(
                 select(XComModel).where(
                     XComModel.dag_id == dag_id,
@@ -107,7 +117,7 @@ class DagRunner:
                 )
             ).all()
             xcoms = {row.task_id: _load(row.value) for row in rows}
-        return DagResult(dag_id, run.run_id, str(run.state), states, xcoms)
+        return DagResult(dag_id, run.run_id, str(run.state), states, xcoms, tries)
 
 
 def _load(value: Any) -> Any:
@@ -122,8 +132,8 @@ def _load(value: Any) -> Any:
 @pytest.fixture
 def dag_runner(
     airflow_db: None, emulator: RunningEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[DagRunner]:
-    yield DagRunner(emulator, tmp_path, monkeypatch)
+) -> DagRunner:
+    return DagRunner(emulator, tmp_path, monkeypatch)
 
 
 def make_requests(n: int, *, prefix: str = "r", **params: Any) -> list[dict[str, Any]]:

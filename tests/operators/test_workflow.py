@@ -7,21 +7,26 @@ from tests.operators.conftest import DagRunner
 
 
 def test_submit_wait_fetch_end_to_end(dag_runner: DagRunner) -> None:
-    results = dag_runner.results
+    reqs = [
+        {"custom_id": f"r{i}", "params": {"messages": [{"role": "user", "content": f"q{i}"}]}}
+        for i in range(12)
+    ]
     result = dag_runner.run(
-        f"""
-        reqs = [{{"custom_id": f"r{{i}}", "params": {{"messages": [{{"role": "user", "content": f"q{{i}}"}}]}}}} for i in range(12)]
-        submit = SubmitBatchOperator(task_id="submit", requests=reqs,
-            defaults={{"model": "claude-haiku-4-5", "max_tokens": 40}})
-        wait = BatchSensor(task_id="wait", job=submit.output, poke_interval=0.05, deferrable=True)
-        fetch = FetchResultsOperator(task_id="fetch", job=submit.output,
-            destination="file://{results}", poke_interval=0.05)
-        submit >> wait >> fetch
         """
+        submit = SubmitBatchOperator(task_id="submit", requests=REQS,
+            defaults={"model": "claude-haiku-4-5", "max_tokens": 40})
+        wait = BatchSensor(task_id="wait", job=submit.output, poke_interval=0.05, deferrable=True)
+        fetch = FetchResultsOperator(task_id="fetch", job=submit.output, destination=RESULTS,
+            poke_interval=0.05)
+        submit >> wait >> fetch
+        """,
+        REQS=reqs,
     )
+    results = dag_runner.results
     assert result.state == "success", result.states
     job = result.xcom("submit")
-    assert job["request_count"] == 12 and len(job["batches"]) == 1
+    assert job["request_count"] == 12
+    assert len(job["batches"]) == 1
     lines = (results / "results.jsonl").read_bytes().splitlines()
     assert sorted(json.loads(x)["custom_id"] for x in lines) == sorted(f"r{i}" for i in range(12))
     manifest = json.loads((results / "manifest.json").read_text())

@@ -1,0 +1,177 @@
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+
+from tests.operators.conftest import DagRunner, make_requests
+
+PIPELINE = """
+submit = SubmitBatchOperator(task_id="submit", requests=REQS)
+wait = BatchSensor(task_id="wait", job=submit.output, poke_interval=0.05)
+fetch = FetchResultsOperator(task_id="fetch", job=submit.output, poke_interval=0.05, {fetch})
+submit >> wait >> fetch
+"""
+
+
+def pipeline(fetch_args: str) -> str:
+    return PIPELINE.replace("{fetch}", fetch_args)
+
+
+def test_split_by_type_manifest_and_asset(dag_runner: DagRunner) -> None:
+    dag_runner.emulator.configure(result_errors={"overloaded_error": 0.3}, seed=7)
+    reqs = make_requests(30)
+    reqs[0]["params"]["model"] = "claude-no-such-model"
+    result = dag_runner.run(
+        pipeline(
+            'destination=RESULTS, split_by_type=True, asset=Asset("eval_results", uri=RESULTS)'
+        ),
+        REQS=reqs,
+    )
+    assert result.state == "success", result.states
+    files = {p.name: p.read_bytes().splitlines() for p in dag_runner.results.iterdir()}
+    assert set(files) == {
+        "succeeded.jsonl",
+        "errored.jsonl",
+        "canceled.jsonl",
+        "expired.jsonl",
+        "manifest.json",
+    }
+    manifest = json.loads(b"".join(files["manifest.json"]))
+    by_type = {k.removesuffix(".jsonl"): len(v) for k, v in files.items() if k.endswith(".jsonl")}
+    assert by_type == manifest["counts"]
+    assert sum(by_type.values()) == 30 == manifest["lines"] == manifest["request_count"]
+    errored = [json.loads(x) for x in files["errored.jsonl"]]
+    types = Counter(e["result"]["error"]["error"]["type"] for e in errored)
+    assert types == Counter(manifest["errors_by_type"])
+    assert types["not_found_error"] == 1
+    assert manifest["usage_by_model"]["claude-haiku-4-5"]["requests"] == by_type["succeeded"]
+    assert manifest["cost_usd"] > 0
+    assert manifest["cost_complete"] is True
+    assert manifest["files"]["succeeded"].endswith("succeeded.jsonl")
+    # The Asset event carries the summary, for downstream DAGs scheduled on it.
+    from airflow.models.asset import AssetEvent
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        event = session.scalars(
+            select(AssetEvent).where(
+                AssetEvent.source_dag_id == result.dag_id, AssetEvent.source_task_id == "fetch"
+            )
+        ).one()
+        assert event.extra["lines"] == 30
+        assert event.extra["cost_usd"] == manifest["cost_usd"]
+
+
+def test_resubmits_retryable_failures_and_keeps_one_line_per_request(
+    dag_runner: DagRunner,
+) -> None:
+    dag_runner.emulator.configure(result_errors={"overloaded_error": 0.5}, seed=3)
+    reqs = make_requests(40)
+    reqs[5]["params"]["model"] = "claude-no-such-model"  # not_found_error: never resent
+    result = dag_runner.run(
+        pipeline("destination=RESULTS, resubmit_failed=True, max_attempts=4, deferrable=True"),
+        REQS=reqs,
+    )
+    assert result.state == "success", result.states
+    lines = [
+        json.loads(x) for x in (dag_runner.results / "results.jsonl").read_bytes().splitlines()
+    ]
+    ids = [line["custom_id"] for line in lines]
+    assert sorted(ids) == sorted(r["custom_id"] for r in reqs)  # exactly one line each
+    manifest = result.xcom("fetch")
+    attempts = manifest["attempts"]
+    assert len(attempts) >= 2
+    first_resent = attempts[0]["resubmitted_next"]
+    assert set(first_resent) == {"overloaded_error"}
+    # The attempts' batches hold only the resent requests, never the invalid one.
+    admin = dag_runner.emulator.admin
+    for attempt in attempts[1:]:
+        for batch in attempt["batches"]:
+            sent = {r["custom_id"] for r in admin.requests(batch["id"])}
+            assert "r5" not in sent
+    assert manifest["errors_by_type"].get("not_found_error") == 1
+    assert manifest["superseded_lines"] == sum(
+        sum(a["resubmitted_next"].values()) for a in attempts
+    )
+    # Every resent request's final line comes from its last attempt.
+    final_errors = Counter(
+        line["result"]["error"]["error"]["type"]
+        for line in lines
+        if line["result"]["type"] == "errored"
+    )
+    assert final_errors["overloaded_error"] <= first_resent["overloaded_error"]
+
+
+def test_xcom_output_and_its_size_limit(dag_runner: DagRunner) -> None:
+    result = dag_runner.run(
+        """
+        submit = SubmitBatchOperator(task_id="submit", requests=REQS)
+        small = FetchResultsOperator(task_id="small", job=submit.output)
+        tiny = FetchResultsOperator(task_id="tiny", job=submit.output, max_xcom_bytes=200)
+        submit >> [small, tiny]
+        """,
+        REQS=make_requests(3),
+    )
+    assert result.states["small"] == "success"
+    assert result.states["tiny"] == "failed"
+    out = result.xcom("small")
+    assert len(out["results"]) == 3
+    assert out["manifest"]["counts"]["succeeded"] == 3
+
+
+def test_never_overwrites_another_jobs_results(
+    dag_runner: DagRunner, capfd: pytest.CaptureFixture[str]
+) -> None:
+    body = pipeline("destination=RESULTS")
+    first = dag_runner.run(body, REQS=make_requests(2))
+    assert first.state == "success"
+    before = (dag_runner.results / "results.jsonl").read_bytes()
+    second = dag_runner.run(body, REQS=make_requests(2))
+    assert second.states["fetch"] == "failed"
+    assert "holds the results of another job" in capfd.readouterr().out
+    assert (dag_runner.results / "results.jsonl").read_bytes() == before
+    third = dag_runner.run(
+        body.replace("destination=RESULTS", "destination=RESULTS, overwrite=True"),
+        REQS=make_requests(2),
+    )
+    assert third.state == "success"
+    assert (
+        json.loads((dag_runner.results / "manifest.json").read_text())["batch_ids"]
+        == (third.xcom("fetch")["batch_ids"])
+    )
+
+
+def test_not_ended_and_expired_results_give_clear_errors(
+    dag_runner: DagRunner, capfd: pytest.CaptureFixture[str]
+) -> None:
+    emulator = dag_runner.emulator
+    emulator.configure(paused=True)
+    result = dag_runner.run(
+        """
+        submit = SubmitBatchOperator(task_id="submit", requests=REQS)
+        fetch = FetchResultsOperator(task_id="fetch", job=submit.output, destination=RESULTS)
+        submit >> fetch
+        """,
+        REQS=make_requests(2),
+    )
+    assert result.states["fetch"] == "failed"
+    out = capfd.readouterr().out
+    assert "not ended yet" in out
+    assert "put a BatchSensor before this task" in out
+    assert not dag_runner.results.exists() or not list(dag_runner.results.iterdir())
+
+    emulator.configure(paused=False)
+    batch_id = result.xcom("submit")["batches"][0]["id"]
+    emulator.wait_ended(batch_id)
+    emulator.advance_clock(30 * 86400)
+    again = dag_runner.run(
+        """
+        FetchResultsOperator(task_id="fetch", job=JOB, destination=RESULTS)
+        """,
+        JOB=result.xcom("submit"),
+    )
+    assert again.states["fetch"] == "failed"
+    assert "are gone" in capfd.readouterr().out

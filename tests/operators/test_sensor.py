@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+import pytest
+
+from tests.operators.conftest import DagRunner, make_requests
+
+
+def test_deferred_wait_logs_progress_until_ended(
+    dag_runner: DagRunner, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # Slow enough that the first poke finds work left, so the sensor must defer.
+    dag_runner.emulator.configure(latency=0.05, workers=2)
+    result = dag_runner.run(
+        """
+        submit = SubmitBatchOperator(task_id="submit", requests=REQS, max_requests_per_batch=10)
+        wait = BatchSensor(task_id="wait", job=submit.output, poke_interval=0.05,
+            max_poke_interval=0.1, deferrable=True)
+        submit >> wait
+        """,
+        REQS=make_requests(20),
+    )
+    assert result.state == "success", result.states
+    out = capfd.readouterr().out
+    assert "0/2 batch(es) ended" in out
+    assert "2/2 batch(es) ended; 20/20 requests done (100.0%)" in out
+    summary = result.xcom("wait")
+    assert summary["counts"]["succeeded"] == 20
+    assert summary["requests"] == 20
+
+
+def test_sync_wait_in_worker(dag_runner: DagRunner) -> None:
+    dag_runner.emulator.configure(latency=0.02, workers=1)
+    result = dag_runner.run(
+        """
+        submit = SubmitBatchOperator(task_id="submit", requests=REQS)
+        wait = BatchSensor(task_id="wait", job=submit.output, poke_interval=0.05,
+            deferrable=False)
+        submit >> wait
+        """,
+        REQS=make_requests(10),
+    )
+    assert result.state == "success", result.states
+    assert result.xcom("wait")["counts"]["succeeded"] == 10
+
+
+def test_timeout_cancels_then_all_canceled_is_skipped(dag_runner: DagRunner) -> None:
+    dag_runner.emulator.configure(paused=True)
+    result = dag_runner.run(
+        """
+        submit = SubmitBatchOperator(task_id="submit", requests=REQS)
+        wait = BatchSensor(task_id="wait", job=submit.output, poke_interval=0.05,
+            timeout=0.3, cancel_on_timeout=True, deferrable=True)
+        again = BatchSensor(task_id="again", job=submit.output, poke_interval=0.05,
+            deferrable=True, trigger_rule="all_done")
+        submit >> wait >> again
+        """,
+        REQS=make_requests(4),
+    )
+    assert result.states["wait"] == "failed"
+    assert result.states["again"] == "skipped"
+    batch = dag_runner.emulator.admin.batches()[0]
+    assert batch["status"] == "ended"
+    assert batch["canceled"] == 4
+
+
+def test_errored_results_warn_or_fail_by_policy(dag_runner: DagRunner) -> None:
+    dag_runner.emulator.configure(result_errors={"api_error": 1.0})
+    result = dag_runner.run(
+        """
+        submit = SubmitBatchOperator(task_id="submit", requests=REQS)
+        lenient = BatchSensor(task_id="lenient", job=submit.output, poke_interval=0.05)
+        strict = BatchSensor(task_id="strict", job=submit.output, poke_interval=0.05,
+            on_errored="fail")
+        ratio = BatchSensor(task_id="ratio", job=submit.output, poke_interval=0.05,
+            min_success_ratio=0.5)
+        submit >> [lenient, strict, ratio]
+        """,
+        REQS=make_requests(3),
+    )
+    assert result.states["lenient"] == "success"
+    assert result.states["strict"] == "failed"
+    assert result.states["ratio"] == "failed"
+    assert result.xcom("lenient")["counts"]["errored"] == 3
+
+
+def test_plain_batch_ids_are_accepted(dag_runner: DagRunner) -> None:
+    from airflow_batches.api import Client
+
+    client = Client(api_key=dag_runner.emulator.api_key, base_url=dag_runner.emulator.base_url)
+    batch = client.create(make_requests(2))
+    result = dag_runner.run(
+        """
+        wait = BatchSensor(task_id="wait", job=BATCH_ID, poke_interval=0.05)
+        fetch = FetchResultsOperator(task_id="fetch", job=[BATCH_ID])
+        wait >> fetch
+        """,
+        BATCH_ID=batch.id,
+    )
+    assert result.state == "success", result.states
+    fetched = result.xcom("fetch")
+    assert sorted(r["custom_id"] for r in fetched["results"]) == ["r0", "r1"]
+    assert fetched["manifest"]["batch_ids"] == [batch.id]
