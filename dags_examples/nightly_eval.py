@@ -20,6 +20,14 @@ RESULTS = Asset(name="nightly_eval_results", uri=RESULTS_ROOT)
 # Shared storage for the staged requests: lets a retry re-attach and failures be resent.
 STAGING = os.environ.get("AIRFLOW_BATCHES_STAGING", "file:///tmp/airflow-batches/staging")
 
+# A long shared instruction marked for prompt caching: every request repeats it, so after the
+# first write most requests read it from the cache (at 10 % of the input price).
+RUBRIC = "\n".join(
+    f"Rule {i}: answer in at most two sentences, cite no sources, and say 'unsure' when a "
+    "question has no single factual answer; never invent numbers or names."
+    for i in range(1, 41)
+)
+
 QUESTIONS = [
     "What is the capital of France?",
     "Summarise the plot of Hamlet in one sentence.",
@@ -60,7 +68,7 @@ with DAG(
             "system": [
                 {
                     "type": "text",
-                    "text": "You are a precise assistant. Answer briefly.",
+                    "text": "You are a precise assistant.\n" + RUBRIC,
                     "cache_control": {"type": "ephemeral"},
                 }
             ],
