@@ -179,3 +179,30 @@ def test_the_clock_is_visible_to_the_admin(emulator: RunningEmulator) -> None:
     after = emulator.advance_clock(3600)
     assert after.timestamp() - before["epoch"] >= 3600
     assert emulator.admin.clock()["epoch"] >= after.timestamp()
+
+
+def test_the_fresh_batch_404_glitch(emulator: RunningEmulator, client: Client) -> None:
+    emulator.configure(not_found_after_create=60)
+    batch = client.create(requests(1))
+    assert _raw(emulator, "GET", f"/{batch.id}").status_code == 404
+    emulator.advance_clock(61)
+    assert client.retrieve(batch.id).id == batch.id
+
+
+def test_every_answer_has_a_request_id(emulator: RunningEmulator, client: Client) -> None:
+    batch = client.create(requests(1))
+    emulator.wait_ended(batch.id)
+    answers = [
+        _raw(emulator, "GET", ""),
+        _raw(emulator, "GET", f"/{batch.id}"),
+        _raw(emulator, "GET", f"/{batch.id}/results"),
+        _raw(emulator, "POST", f"/{batch.id}/cancel"),
+        _raw(emulator, "DELETE", f"/{batch.id}"),
+        _raw(emulator, "PUT", f"/{batch.id}"),
+        httpx.get(f"{emulator.base_url}/_emulator/stats"),
+    ]
+    ids = [a.headers["request-id"] for a in answers]
+    assert all(i.startswith("req_") for i in ids)
+    assert len(set(ids)) == len(ids)
+    assert answers[5].status_code == 405
+    assert answers[5].json()["error"]["type"] == "invalid_request_error"
