@@ -159,9 +159,8 @@ def main() -> None:
         t0 = time.perf_counter()
         write_input(Path(work) / "input.jsonl", args.requests, args.prompt_bytes)
         size = (Path(work) / "input.jsonl").stat().st_size
-        print(
-            f"input: {args.requests:,} requests, {size / 1e6:.1f} MB ({time.perf_counter() - t0:.1f} s to write)"
-        )
+        took = time.perf_counter() - t0
+        print(f"input: {args.requests:,} requests, {size / 1e6:.1f} MB ({took:.1f} s to write)")
         config = EmulatorConfig(max_queued_requests=10_000_000, workers=8)
         with serve_emulator(config, data_dir=Path(work) / "emulator") as emulator:
             submitted = run_phase("submit", args, emulator.base_url)
