@@ -151,7 +151,7 @@ def test_unknown_params_pass_through_untouched() -> None:
 def test_jsonl_lines_without_changes_are_sent_byte_for_byte() -> None:
     raw = b'{"custom_id": "a",  "params": {"model":"m","max_tokens":1.0e0,"messages":[]}}\n'
     # max_tokens 1.0e0 is a float: invalid, and reported by line number.
-    with pytest.raises(RequestValidationError, match="line 1 .*max_tokens"):
+    with pytest.raises(RequestValidationError, match=r"line 1 .*max_tokens"):
         prepare(records_from_jsonl(io.BytesIO(raw)), validator(), io.BytesIO())
     good = (
         b'\xef\xbb\xbf{"custom_id": "a",  "params": {"model":"m","max_tokens":3,'
