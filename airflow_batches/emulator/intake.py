@@ -22,7 +22,16 @@ from airflow_batches.emulator.store import BatchFiles
 
 _CUSTOM_ID = re.compile(CUSTOM_ID_PATTERN)
 _WS = re.compile(r"[ \t\n\r]*")
-_DECODER = json.JSONDecoder()
+class _NotJSON(ValueError):
+    pass
+
+
+def _no_constants(name: str) -> Any:
+    # Python's json accepts NaN and Infinity; JSON (and the API) does not.
+    raise _NotJSON(f"{name} is not valid JSON")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_no_constants)
 _INDEX = struct.Struct("<QI")
 _CHUNK = 1 << 20
 
@@ -116,6 +125,8 @@ class _Window:
                 if incomplete and self._fill(max(_CHUNK, len(self.buf))):
                     continue
                 raise self.syntax_error(exc.msg, self.start + exc.pos) from None
+            except _NotJSON as exc:
+                raise self.syntax_error(str(exc)) from None
             begin = self.offset
             self.pos = end
             return obj, begin, self.offset - begin

@@ -83,6 +83,7 @@ def test_structural_errors_name_the_item_and_field(
         ('{"requests": [] }', "requests: List should have at least 1 item"),
         ('{"other": 1}', "other: Extra inputs are not permitted"),
         ("{}", "requests: Field required"),
+        ('{"requests": [{"custom_id": "a", "params": {"x": NaN}}]}', "NaN is not valid JSON"),
         (_body([request("a")]) + " trailing", "Extra data"),
         ('{"requests": [' + json.dumps(request("a")) + " " + json.dumps(request("b")), "','"),
     ],

@@ -7,11 +7,11 @@ with the SDK's own pydantic types in strict mode.
 from __future__ import annotations
 
 import asyncio
-import json
 
 import anthropic
 import httpx
 import pytest
+from anthropic.pagination import AsyncPage, SyncPage
 from anthropic.types.messages import (
     DeletedMessageBatch,
     MessageBatch,
@@ -68,11 +68,10 @@ def test_full_cycle_sync(emulator: RunningEmulator, sdk: anthropic.Anthropic) ->
     assert sorted(lines) == sorted(f"req-{i}" for i in range(5))
 
     listed = sdk.messages.batches.with_raw_response.list(limit=10).http_response
-    body = listed.json()
-    assert body["has_more"] is False
-    assert body["first_id"] == body["last_id"] == created.id
-    for item in body["data"]:
-        assert strict_batch(json.dumps(item).encode()).id == created.id
+    page = SyncPage[MessageBatch].model_validate_json(listed.content, strict=True)
+    assert page.has_more is False
+    assert page.first_id == page.last_id == created.id
+    assert [b.id for b in page.data] == [created.id]
 
     deleted = sdk.messages.batches.with_raw_response.delete(created.id).http_response
     assert DeletedMessageBatch.model_validate_json(deleted.content, strict=True).id == created.id
@@ -125,23 +124,66 @@ async def test_full_cycle_async(emulator: RunningEmulator) -> None:
     async with anthropic.AsyncAnthropic(
         api_key=emulator.api_key, base_url=emulator.base_url, max_retries=0
     ) as sdk:
-        raw = await sdk.messages.batches.with_raw_response.create(requests=requests(4))
+        batches = sdk.messages.batches
+        raw = await batches.with_raw_response.create(requests=requests(4))
         created = strict_batch(raw.http_response.content)
-        for _ in range(200):
-            got = await sdk.messages.batches.with_raw_response.retrieve(created.id)
+        assert created.processing_status == "in_progress"
+        for _ in range(250):
+            got = await batches.with_raw_response.retrieve(created.id)
             batch = strict_batch(got.http_response.content)
             if batch.processing_status == "ended":
                 break
             await asyncio.sleep(0.02)
         assert batch.processing_status == "ended"
-        seen = [line.custom_id async for line in await sdk.messages.batches.results(created.id)]
-        assert len(seen) == 4
-        ids = [b.id async for b in sdk.messages.batches.list(limit=1)]
-        assert ids == [created.id]
+        assert batch.request_counts.succeeded == 4
+
+        seen = [line async for line in await batches.results(created.id)]
+        assert sorted(line.custom_id for line in seen) == [f"req-{i}" for i in range(4)]
+        async with httpx.AsyncClient() as http:
+            results = await http.get(
+                batch.results_url or "",
+                headers={
+                    "authorization": f"Bearer {emulator.api_key}",
+                    "anthropic-version": "2026-10-21",
+                },
+            )
+        for line in results.text.splitlines():
+            MessageBatchIndividualResponse.model_validate_json(line, strict=True)
+
+        listed = await batches.with_raw_response.list(limit=1)
+        page = AsyncPage[MessageBatch].model_validate_json(
+            listed.http_response.content, strict=True
+        )
+        assert [b.id for b in page.data] == [created.id]
+        assert [b.id async for b in batches.list(limit=1)] == [created.id]
+
+        emulator.configure(paused=True)
+        waiting = (await batches.create(requests=requests(2))).id
+        canceled = await batches.with_raw_response.cancel(waiting)
+        assert strict_batch(canceled.http_response.content).processing_status == "canceling"
         with pytest.raises(anthropic.BadRequestError, match="already ended"):
-            await sdk.messages.batches.cancel(created.id)
-        deleted = await sdk.messages.batches.delete(created.id)
-        assert deleted.type == "message_batch_deleted"
+            await batches.cancel(created.id)
+
+        deleted = await batches.with_raw_response.delete(created.id)
+        strict = DeletedMessageBatch.model_validate_json(deleted.http_response.content, strict=True)
+        assert strict.type == "message_batch_deleted"
+        with pytest.raises(anthropic.NotFoundError):
+            await batches.retrieve(created.id)
+
+
+def test_cancel_sync(emulator: RunningEmulator, sdk: anthropic.Anthropic) -> None:
+    emulator.configure(paused=True)
+    batch = sdk.messages.batches.create(requests=requests(3))
+    raw = sdk.messages.batches.with_raw_response.cancel(batch.id).http_response
+    canceling = strict_batch(raw.content)
+    assert canceling.processing_status == "canceling"
+    assert canceling.cancel_initiated_at is not None
+    emulator.wait_ended(batch.id)
+    ended = strict_batch(
+        sdk.messages.batches.with_raw_response.retrieve(batch.id).http_response.content
+    )
+    assert ended.request_counts.canceled == 3
+    assert [r.result.type for r in sdk.messages.batches.results(batch.id)] == ["canceled"] * 3
 
 
 def test_errors_have_the_api_shape(emulator: RunningEmulator) -> None:
