@@ -1,0 +1,92 @@
+"""The whole job on S3 (moto on loopback) through ObjectStoragePath: input, staging, results."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.operators.conftest import DagRunner, make_requests
+
+BUCKET = "batch-jobs"
+
+
+@pytest.fixture
+def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        _, port = server.get_host_and_port()
+        endpoint = f"http://127.0.0.1:{port}"
+        conn = {
+            "conn_type": "aws",
+            "login": "testing",
+            "password": "testing",
+            "extra": {"endpoint_url": endpoint, "region_name": "us-east-1"},
+        }
+        monkeypatch.setenv("AIRFLOW_CONN_AWS_TEST", json.dumps(conn))
+        client = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            region_name="us-east-1",
+        )
+        client.create_bucket(Bucket=BUCKET)
+        yield client
+    finally:
+        server.stop()
+
+
+def keys(s3: Any, prefix: str) -> list[str]:
+    listing = s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix)
+    return sorted(item["Key"] for item in listing.get("Contents", []))
+
+
+def test_job_on_s3_with_resubmission(dag_runner: DagRunner, s3: Any) -> None:
+    body = "".join(json.dumps(r) + "\n" for r in make_requests(25))
+    s3.put_object(Bucket=BUCKET, Key="in/requests.jsonl", Body=body.encode())
+    dag_runner.emulator.configure(result_errors={"api_error": 0.3}, seed=11)
+    result = dag_runner.run(
+        """
+        submit = SubmitBatchOperator(task_id="submit", requests_path="s3://batch-jobs/in/requests.jsonl",
+            requests_conn_id="aws_test", staging_path="s3://batch-jobs/staging",
+            staging_conn_id="aws_test", max_requests_per_batch=10)
+        wait = BatchSensor(task_id="wait", job=submit.output, poke_interval=0.05)
+        fetch = FetchResultsOperator(task_id="fetch", job=submit.output,
+            destination="s3://batch-jobs/out/{{ ds_nodash }}", destination_conn_id="aws_test",
+            split_by_type=True, resubmit_failed=True, poke_interval=0.05,
+            asset=Asset("s3_results", uri="s3://batch-jobs/out"))
+        submit >> wait >> fetch
+        """
+    )
+    assert result.state == "success", result.states
+    job = result.xcom("submit")
+    assert job["job_dir"].startswith("s3://aws_test@batch-jobs/staging/")  # conn id kept
+    staged = keys(s3, "staging/")
+    assert any(k.endswith("/requests.jsonl") for k in staged)
+    out = keys(s3, "out/")
+    names = sorted(k.rsplit("/", 1)[1] for k in out)
+    assert names == [
+        "canceled.jsonl",
+        "errored.jsonl",
+        "expired.jsonl",
+        "manifest.json",
+        "succeeded.jsonl",
+    ]  # no partial or temporary object left behind
+    prefix = out[0].rsplit("/", 1)[0]
+    manifest = json.loads(
+        s3.get_object(Bucket=BUCKET, Key=f"{prefix}/manifest.json")["Body"].read()
+    )
+    assert manifest["lines"] == 25
+    assert len(manifest["attempts"]) >= 2
+    lines = []
+    for kind in ("succeeded", "errored", "canceled", "expired"):
+        data = s3.get_object(Bucket=BUCKET, Key=f"{prefix}/{kind}.jsonl")["Body"].read()
+        lines += [json.loads(x)["custom_id"] for x in data.splitlines()]
+    assert sorted(lines) == sorted(f"r{i}" for i in range(25))
