@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -183,9 +184,10 @@ class FetchResultsOperator(BaseOperator):
         conn_id = self.conn_id or MessageBatchesHook.default_conn_name
         with MessageBatchesHook(conn_id=conn_id).get_client() as client:
             batches = [client.retrieve(i) for i in ids]
+        identity = hashlib.sha256(",".join(ids).encode()).hexdigest()
         return JobDescriptor(
-            job_id="ids-" + job_key(",".join(sorted(ids)).encode().hex()),
-            fingerprint=",".join(sorted(ids)),
+            job_id=job_key(identity),
+            fingerprint=identity,
             conn_id=conn_id,
             job_dir="",
             request_count=sum(b.request_counts.total for b in batches),

@@ -76,6 +76,11 @@ class BatchSensor(BaseSensorOperator):
     ) -> None:
         if isinstance(timeout, timedelta):
             timeout = timeout.total_seconds()
+        if kwargs.get("mode") == "reschedule":
+            raise ValueError(
+                "BatchSensor does not support mode='reschedule': use deferrable=True, which "
+                "frees the worker slot and keeps polling in the triggerer"
+            )
         super().__init__(poke_interval=poke_interval, timeout=timeout, **kwargs)
         self.job = job
         self.conn_id = conn_id
