@@ -211,3 +211,32 @@ def test_staging_reuses_the_folder_of_the_same_input(tmp_path: Path) -> None:
     leftovers = [p.name for p in (tmp_path / "staging").iterdir() if p.name.startswith(".")]
     assert leftovers == []
     assert io.BytesIO(job1.path(REQUESTS_FILE).read_bytes()).read().count(b"\n") == 3
+
+
+@pytest.mark.slow
+def test_sharding_at_the_real_limit_of_100000_requests(
+    tmp_path: Path, emulator_factory: Any
+) -> None:
+    from airflow_batches.emulator.config import EmulatorConfig
+
+    emulator = emulator_factory(EmulatorConfig(paused=True, max_queued_requests=200_000))
+    client = Client(api_key=emulator.api_key, base_url=emulator.base_url, timeout=120)
+    items = (
+        {
+            "custom_id": f"r{i}",
+            "params": {
+                "model": "m",
+                "max_tokens": 1,
+                "messages": [{"role": "user", "content": "x"}],
+            },
+        }
+        for i in range(100_001)
+    )
+    validator = RequestValidator(anthropic_version="2023-06-01")  # the API's own limits
+    job, prepared = stage_requests(JobStore(tmp_path / "s"), records_from_items(items), validator)
+    assert [s.count for s in prepared.shards] == [100_000, 1]
+    ledger = new_ledger(prepared, anthropic_version="2023-06-01")
+    submitter(client, MemoryLedger(), job).submit(ledger)
+    created = {b["id"]: b["n_requests"] for b in emulator.admin.batches()}
+    assert sorted(created.values()) == [1, 100_000]
+    assert emulator.admin.requests_received() == 100_001
