@@ -178,6 +178,8 @@ class EmulatorConfig(BaseModel):
     """Faults per endpoint; ``"*"`` applies to every endpoint without its own entry."""
     result_errors: dict[ResultErrorType, Rate] = Field(default_factory=dict)
     """Chance that a request ends ``errored`` with this error type, decided per request."""
+    cancel_seconds: Annotated[float, Field(ge=0.0)] = 0.0
+    """Emulated seconds a cancel takes: the batch stays ``canceling`` at least this long."""
     not_found_after_create: Annotated[float, Field(ge=0.0)] = 0.0
     """Emulated seconds after creation during which retrieve/results answer 404 (the
     eventual-consistency glitch seen on the real API); 0 disables it."""

@@ -404,14 +404,15 @@ class Engine:
         if work.closed or work.inflight:
             return
         record = work.record
+        now = self._clock.now() if now is None else now
         if record.status == "canceling":
-            self._finish(record, work, "canceled")
+            started = record.cancel_initiated_at or now
+            if now >= started + self._config().cancel_seconds:
+                self._finish(record, work, "canceled")
         elif work.waiting == 0:
             self._finish(record, work, None)
-        else:
-            now = self._clock.now() if now is None else now
-            if now >= record.expires_at:
-                self._finish(record, work, "expired")
+        elif now >= record.expires_at:
+            self._finish(record, work, "expired")
 
     def _finish(self, record: BatchRecord, work: BatchWork | None, leftover: str | None) -> None:
         """End a batch: the requests never answered become ``leftover`` lines."""

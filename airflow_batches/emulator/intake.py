@@ -22,6 +22,8 @@ from airflow_batches.emulator.store import BatchFiles
 
 _CUSTOM_ID = re.compile(CUSTOM_ID_PATTERN)
 _WS = re.compile(r"[ \t\n\r]*")
+
+
 class _NotJSON(ValueError):
     pass
 

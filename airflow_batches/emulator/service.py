@@ -14,7 +14,7 @@ from typing import Any
 from starlette.requests import Request
 
 from airflow_batches.emulator.clock import Clock
-from airflow_batches.emulator.config import RUNTIME_FIXED, EmulatorConfig, Endpoint
+from airflow_batches.emulator.config import ENDPOINTS, RUNTIME_FIXED, EmulatorConfig, Endpoint
 from airflow_batches.emulator.engine import Engine
 from airflow_batches.emulator.errors import APIError, invalid_request, not_found
 from airflow_batches.emulator.faults import FaultInjector
@@ -170,7 +170,7 @@ class Emulator:
             }
         endpoints = {
             ep: {"calls": self.calls.get(ep, 0), "faults": self.faults.injected(ep)}
-            for ep in ("create", "retrieve", "list", "cancel", "delete", "results")
+            for ep in ENDPOINTS
         }
         return {
             "workspaces": workspaces,

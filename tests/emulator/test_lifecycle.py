@@ -206,3 +206,15 @@ def test_every_answer_has_a_request_id(emulator: RunningEmulator, client: Client
     assert len(set(ids)) == len(ids)
     assert answers[5].status_code == 405
     assert answers[5].json()["error"]["type"] == "invalid_request_error"
+
+
+def test_a_cancel_can_take_time(emulator: RunningEmulator, client: Client) -> None:
+    emulator.configure(paused=True, cancel_seconds=600)
+    batch = client.create(requests(2))
+    client.cancel(batch.id)
+    emulator.advance_clock(300)
+    assert client.retrieve(batch.id).processing_status == "canceling"
+    emulator.advance_clock(301)
+    ended = client.retrieve(batch.id)
+    assert ended.processing_status == "ended"
+    assert ended.request_counts.canceled == 2
