@@ -167,6 +167,9 @@ class EmulatorConfig(BaseModel):
     max_body_bytes: Annotated[int, Field(ge=1)] = MAX_BATCH_BYTES
     max_queued_requests: Annotated[int, Field(ge=1)] = 500_000
     """Requests waiting to be processed, all workspaces together; a create beyond it is a 429."""
+    requests_per_minute: Annotated[int, Field(ge=1)] | None = None
+    """API calls per key per (real) minute, all batch endpoints together; beyond it a 429 with
+    ``retry-after``. ``None``: no limit."""
     max_output_tokens: Annotated[int, Field(ge=1)] = 128_000
     """Largest ``max_tokens`` accepted; 300,000 with the ``output-300k-2026-03-24`` beta."""
     expiry_hours: Annotated[float, Field(gt=0.0)] = 24.0

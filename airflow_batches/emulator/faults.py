@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import random
 import re
-from collections import Counter
+import time
+from collections import Counter, deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Literal
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -112,6 +114,12 @@ class FaultMiddleware:
             await self.app(scope, receive, send)
             return
         emulator.count_call(endpoint)
+        limit = emulator.config.requests_per_minute
+        if limit:
+            wait = emulator.limiter.take(_key_of(scope), limit)
+            if wait is not None:
+                await self._reject(scope, receive, send, "429", {"retry-after": f"{wait:.0f}"})
+                return
         rates = emulator.config.faults_for(endpoint)
         fault = emulator.faults.decide(endpoint, rates)
         if fault is None or rates is None:
@@ -129,13 +137,49 @@ class FaultMiddleware:
             await self.app(scope, receive, swallow)
             await _drop(send)
         else:
-            error_type, message = _ERRORS[fault]
             headers = {}
             if fault in ("429", "529") and rates.retry_after:
                 headers["retry-after"] = f"{rates.retry_after:g}"
-            state = scope.setdefault("state", {})
-            request_id = state.get(REQUEST_ID_KEY) or new_request_id()
-            response = error_response(
-                error_type, message, status=int(fault), request_id=request_id, headers=headers
-            )
-            await response(scope, receive, send)
+            await self._reject(scope, receive, send, fault, headers)
+
+    @staticmethod
+    async def _reject(
+        scope: Scope, receive: Receive, send: Send, fault: Fault, headers: dict[str, str]
+    ) -> None:
+        error_type, message = _ERRORS[fault]
+        state = scope.setdefault("state", {})
+        request_id = state.get(REQUEST_ID_KEY) or new_request_id()
+        response = error_response(
+            error_type, message, status=int(fault), request_id=request_id, headers=headers
+        )
+        await response(scope, receive, send)
+
+
+def _key_of(scope: Scope) -> str:
+    headers: dict[bytes, bytes] = dict(scope.get("headers") or [])
+    key = headers.get(b"x-api-key")
+    if key is None:
+        key = headers.get(b"authorization", b"").partition(b" ")[2]
+    return key.decode("latin-1")
+
+
+class RateLimiter:
+    """Requests per minute per API key, over a sliding window of real time."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._seen: dict[str, deque[float]] = {}
+
+    def take(self, key: str, per_minute: int) -> float | None:
+        """None if the call may go ahead; else the seconds until it could."""
+        now = self._clock()
+        window = self._seen.setdefault(key, deque())
+        while window and window[0] <= now - 60.0:
+            window.popleft()
+        if len(window) >= per_minute:
+            return max(1.0, 60.0 - (now - window[0]))
+        window.append(now)
+        return None
+
+    def reset(self) -> None:
+        self._seen.clear()

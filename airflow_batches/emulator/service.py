@@ -17,7 +17,7 @@ from airflow_batches.emulator.clock import Clock
 from airflow_batches.emulator.config import ENDPOINTS, RUNTIME_FIXED, EmulatorConfig, Endpoint
 from airflow_batches.emulator.engine import Engine
 from airflow_batches.emulator.errors import APIError, invalid_request, not_found
-from airflow_batches.emulator.faults import FaultInjector
+from airflow_batches.emulator.faults import FaultInjector, RateLimiter
 from airflow_batches.emulator.store import BatchRecord, Store
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,7 @@ class Emulator:
         self.clock = Clock(start, scale=config.time_scale)
         self.engine = Engine(self.store, self.clock, lambda: self.config)
         self.faults = FaultInjector(config.seed)
+        self.limiter = RateLimiter()
         self.calls: dict[str, int] = Counter()
         self._start_lock: asyncio.Lock | None = None
         self._stopped = False
@@ -93,6 +94,7 @@ class Emulator:
         self.store.reset()
         self.engine.cache.clear()
         self.faults.reset(self.config.seed)
+        self.limiter.reset()
         self.calls.clear()
 
     # -- callers ---------------------------------------------------------------------------

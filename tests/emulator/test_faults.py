@@ -165,3 +165,16 @@ def test_errored_results_by_error_type(emulator: RunningEmulator) -> None:
 def test_faults_leave_the_admin_view_alone(emulator: RunningEmulator) -> None:
     emulator.configure(faults={"*": {"rate_500": 1.0}})
     assert emulator.admin.stats()["workspaces"]["default"]["batches_created"] == 0
+
+
+def test_requests_per_minute(emulator: RunningEmulator) -> None:
+    emulator.configure(requests_per_minute=3)
+    url = f"{emulator.base_url}/v1/messages/batches"
+    headers = {"x-api-key": emulator.api_key, "anthropic-version": "2023-06-01"}
+    assert [httpx.get(url, headers=headers).status_code for _ in range(3)] == [200] * 3
+    limited = httpx.get(url, headers=headers)
+    assert limited.status_code == 429
+    assert limited.json()["error"]["type"] == "rate_limit_error"
+    assert 1 <= float(limited.headers["retry-after"]) <= 60
+    emulator.configure(requests_per_minute=None)
+    assert httpx.get(url, headers=headers).status_code == 200
