@@ -175,3 +175,32 @@ def test_not_ended_and_expired_results_give_clear_errors(
     )
     assert again.states["fetch"] == "failed"
     assert "are gone" in capfd.readouterr().out
+
+
+def test_broken_download_publishes_nothing(dag_runner: DagRunner) -> None:
+    dag_runner.emulator.configure(faults={"results": {"rate_drop": 1.0}})
+    result = dag_runner.run(pipeline("destination=RESULTS"), REQS=make_requests(3))
+    assert result.states["fetch"] == "failed"
+    assert not dag_runner.results.exists() or list(dag_runner.results.iterdir()) == []
+
+
+def test_warns_when_results_are_about_to_be_deleted(
+    dag_runner: DagRunner, capfd: pytest.CaptureFixture[str]
+) -> None:
+    first = dag_runner.run(
+        'SubmitBatchOperator(task_id="submit", requests=REQS)', REQS=make_requests(2)
+    )
+    job = first.xcom("submit")
+    dag_runner.emulator.wait_ended(job["batches"][0]["id"])
+    dag_runner.emulator.advance_clock(27 * 86400)
+    # The descriptor's created_at is what the warning reads; age it as the clock moved.
+    from datetime import datetime, timedelta
+
+    for batch in job["batches"]:
+        created = datetime.fromisoformat(batch["created_at"]) - timedelta(days=27)
+        batch["created_at"] = created.isoformat()
+    result = dag_runner.run(
+        'FetchResultsOperator(task_id="fetch", job=JOB, destination=RESULTS)', JOB=job
+    )
+    assert result.state == "success", result.states
+    assert "will be deleted by the API" in capfd.readouterr().out

@@ -2,6 +2,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from tests.operators.conftest import DagRunner
 
@@ -35,3 +38,45 @@ def test_submit_wait_fetch_end_to_end(dag_runner: DagRunner) -> None:
     assert manifest == result.xcom("fetch")
     assert dag_runner.emulator.admin.batches_created() == 1
     assert not [p for p in Path(results).iterdir() if p.name.startswith(".")]
+
+
+def test_the_api_key_never_shows_in_logs_or_xcom(
+    airflow_db: None,
+    emulator_factory: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    from airflow_batches.emulator.config import EmulatorConfig
+
+    secret = "sk-ant-api03-TOPSECRET-0123456789abcdef"
+    emulator = emulator_factory(EmulatorConfig(workspaces={"default": [secret]}, latency=0.02))
+    runner = DagRunner(emulator, tmp_path, monkeypatch)
+    result = runner.run(
+        """
+        submit = SubmitBatchOperator(task_id="submit", requests=REQS)
+        wait = BatchSensor(task_id="wait", job=submit.output, poke_interval=0.05, deferrable=True)
+        fetch = FetchResultsOperator(task_id="fetch", job=submit.output, destination=RESULTS)
+        bad = SubmitBatchOperator(task_id="bad", requests=[{"custom_id": "x"}])
+        submit >> wait >> fetch
+        """,
+        REQS=[
+            {
+                "custom_id": f"r{i}",
+                "params": {
+                    "model": "m",
+                    "max_tokens": 4,
+                    "messages": [{"role": "user", "content": "q"}],
+                },
+            }
+            for i in range(5)
+        ],
+    )
+    assert result.states["fetch"] == "success"
+    assert result.states["bad"] == "failed"
+    captured = capfd.readouterr()
+    assert secret not in captured.out + captured.err
+    assert secret not in json.dumps(result.xcoms)
+    for path in runner.results.rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes()
