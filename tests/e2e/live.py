@@ -1,0 +1,933 @@
+"""A real, live Airflow stack for end-to-end tests.
+
+``airflow dags test`` runs triggers inline, in the same process as the task, so it cannot show
+that a deferrable operator really hands its work to a triggerer (for instance that the trigger
+class is importable there). This module starts the actual components -- api-server, scheduler
+(LocalExecutor), dag-processor and triggerer -- as subprocesses on SQLite in a throw-away
+``AIRFLOW_HOME``, and observes runs from the outside through the public REST API and the log
+files. It imports nothing from Airflow itself, so using it costs the test process nothing.
+
+Typical use (see ``tests/e2e/conftest.py`` for the pytest fixture)::
+
+    with live_airflow(dags_folder, env={"AIRFLOW_CONN_MY_API": "http://127.0.0.1:1234"}) as af:
+        run_id = af.trigger("my_dag", conf={"x": 1})
+        af.wait_for_run("my_dag", run_id)
+        af.assert_deferred_to_triggerer("my_dag", run_id, "my_sensor")
+
+Connections and variables are best passed as ``AIRFLOW_CONN_*`` / ``AIRFLOW_VAR_*`` in ``env``:
+every component sees them from the first moment, and nothing is written to the database.
+
+The harness is written for Linux (it reads ``/proc`` to find every process a component spawned);
+elsewhere it still works but can only vouch for the processes it started directly.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import ctypes
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, NamedTuple
+
+ALL_COMPONENTS: tuple[str, ...] = ("api-server", "scheduler", "dag-processor", "triggerer")
+RUN_TERMINAL_STATES = frozenset({"success", "failed"})
+TI_TERMINAL_STATES = frozenset({"success", "failed", "skipped", "upstream_failed", "removed"})
+
+# Set this to keep the temporary AIRFLOW_HOME (database, task and component logs) after stop().
+KEEP_HOME_ENV = "LIVE_AIRFLOW_KEEP_HOME"
+
+_HEALTH_KEYS = {
+    "scheduler": "scheduler",
+    "triggerer": "triggerer",
+    "dag-processor": "dag_processor",
+}
+_PR_SET_PDEATHSIG = 1
+# The triggerer logs this (into the task's ``*.log.trigger.*.log`` file) right before it starts
+# running a trigger; nothing but a triggerer process writes it.
+_TRIGGER_START = re.compile(r"^trigger .+ \(ID \d+\) starting$")
+_ON_KILL_INVOKED = "Trigger cancelled by user action, invoking on_kill"
+# Fields every task-log line carries; they only add noise to a rendered log.
+_LOG_NOISE_KEYS = frozenset(
+    {"timestamp", "level", "event", "logger", "filename", "lineno", "dag_id", "task_id"}
+    | {"run_id", "try_number", "ti_id", "map_index"}
+)
+
+
+class LiveAirflowError(RuntimeError):
+    """The live stack failed or a run did not behave; the message carries the diagnostics."""
+
+
+class ApiError(LiveAirflowError):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ProcessId(NamedTuple):
+    """A process, told apart from a later one that reuses its pid by its start time."""
+
+    pid: int
+    start_ticks: int
+
+
+@dataclass(frozen=True)
+class _Stat:
+    state: str
+    ppid: int
+    session: int
+    start_ticks: int
+
+
+def _stat(pid: int) -> _Stat | None:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+        # The command name (field 2) may contain spaces and parentheses; everything after the
+        # last ")" is plain space-separated fields, starting with field 3.
+        fields = raw[raw.rindex(")") + 2 :].split()
+        return _Stat(
+            state=fields[0],
+            ppid=int(fields[1]),
+            session=int(fields[3]),
+            start_ticks=int(fields[19]),
+        )
+    except (OSError, ValueError, IndexError):
+        # The process exited while we looked.
+        return None
+
+
+def _has_proc() -> bool:
+    return Path("/proc/self/stat").exists()
+
+
+def is_alive(proc: ProcessId) -> bool:
+    """True while ``proc`` runs; zombies count as gone (only their exit status is left)."""
+    if _has_proc():
+        st = _stat(proc.pid)
+        return st is not None and st.state != "Z" and st.start_ticks == proc.start_ticks
+    try:
+        os.kill(proc.pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def alive(procs: Iterable[ProcessId]) -> set[ProcessId]:
+    """The members of ``procs`` that are still running."""
+    return {p for p in procs if is_alive(p)}
+
+
+def _process_family(leaders: Iterable[int]) -> set[ProcessId]:
+    """Every living process that belongs to the leaders' sessions or descends from them.
+
+    Each component starts in a session of its own. Sessions survive re-parenting, so they still
+    find a grandchild whose parent died; the parent links catch the rare child that started a
+    session of its own (e.g. a subprocess started with ``start_new_session``).
+    """
+    leaders = set(leaders)
+    if not _has_proc():
+        return {ProcessId(pid, 0) for pid in leaders if is_alive(ProcessId(pid, 0))}
+    stats: dict[int, _Stat] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (st := _stat(int(entry))) is not None and st.state != "Z":
+            stats[int(entry)] = st
+    family = {pid for pid, st in stats.items() if st.session in leaders or pid in leaders}
+    grew = True
+    while grew:
+        found = {pid for pid, st in stats.items() if st.ppid in family} - family
+        family |= found
+        grew = bool(found)
+    return {ProcessId(pid, stats[pid].start_ticks) for pid in family}
+
+
+def _load_prctl() -> Any:
+    if sys.platform != "linux":
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+# Resolved before any fork: loading a library in the forked child is not safe.
+_PRCTL = _load_prctl()
+
+
+def _die_with_parent() -> None:
+    # Runs in the child between fork and exec. If the test process is killed outright (a CI
+    # timeout, SIGKILL), the component gets SIGTERM and takes its own children down with it,
+    # instead of living on as an orphan. The signal fires when the *thread* that started the
+    # component ends, so stacks must be started from a thread that outlives them (the main one).
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _tail(text: str, lines: int) -> str:
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _indent(text: str) -> str:
+    return "\n".join(f"    {line}" for line in text.splitlines()) or "    <empty>"
+
+
+def render_log(text: str) -> str:
+    """Turn Airflow's JSON-lines task log into one readable line per record."""
+    out = []
+    for line in text.splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            out.append(line)
+            continue
+        if not isinstance(rec, dict):
+            out.append(line)
+            continue
+        extras = " ".join(
+            f"{key}={value if isinstance(value, str) else json.dumps(value, default=str)}"
+            for key, value in rec.items()
+            if key not in _LOG_NOISE_KEYS
+        )
+        logger = f"[{rec['logger']}] " if rec.get("logger") else ""
+        parts = [
+            str(rec.get("timestamp", "")),
+            str(rec.get("level", "")),
+            logger + str(rec.get("event", "")),
+        ]
+        out.append(" ".join(p for p in parts if p) + (f" {extras}" if extras else ""))
+    return "\n".join(out)
+
+
+def _log_events(text: str) -> list[str]:
+    events = []
+    for line in text.splitlines():
+        with contextlib.suppress(ValueError):
+            rec = json.loads(line)
+            if isinstance(rec, dict) and isinstance(rec.get("event"), str):
+                events.append(rec["event"])
+    return events
+
+
+@dataclass
+class _Component:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+    log_file: IO[bytes]
+
+
+class LiveAirflow:
+    """One live Airflow stack. Use as a context manager, or call :meth:`start` and :meth:`stop`.
+
+    :param dags_folder: the DAGs folder the dag-processor parses and the workers run from.
+    :param env: extra environment for every component, applied last (so it may override the
+        harness's own settings), e.g. ``AIRFLOW_CONN_*``, ``AIRFLOW_VAR_*`` or ``AIRFLOW__X__Y``.
+        Any ``AIRFLOW*`` variable of the calling process is *not* inherited.
+    :param components: which components to run; the api-server is mandatory because workers
+        talk to Airflow only through its execution API.
+    :param pythonpath: folders put in front of ``PYTHONPATH`` for every component. Leave it empty
+        when a test must prove that a trigger is importable from the *installed* package.
+    :param parallelism: ``[core] parallelism``; LocalExecutor starts this many worker processes.
+    :param startup_timeout: seconds to wait for every component to report healthy.
+    """
+
+    def __init__(
+        self,
+        dags_folder: Path | str,
+        *,
+        env: Mapping[str, str] | None = None,
+        components: Sequence[str] = ALL_COMPONENTS,
+        pythonpath: Sequence[Path | str] = (),
+        parallelism: int = 4,
+        startup_timeout: float = 120.0,
+    ) -> None:
+        unknown = set(components) - set(ALL_COMPONENTS)
+        if unknown:
+            raise ValueError(f"unknown components {sorted(unknown)}; choose from {ALL_COMPONENTS}")
+        if "api-server" not in components:
+            raise ValueError("the api-server is required: workers reach Airflow only through it")
+        self.dags_folder = Path(dags_folder).resolve()
+        if not self.dags_folder.is_dir():
+            raise ValueError(f"DAGs folder {self.dags_folder} does not exist")
+        self.components = tuple(components)
+        self.airflow_bin = Path(sys.executable).parent / "airflow"
+        self.home = Path(tempfile.mkdtemp(prefix="airflow-batches-live-"))
+        self.port = 0
+        self.startup_seconds: float | None = None
+        self.seen_processes: set[ProcessId] = set()
+        self._extra_env = dict(env or {})
+        self._pythonpath = [str(Path(p).resolve()) for p in pythonpath]
+        self._parallelism = parallelism
+        self._startup_timeout = startup_timeout
+        self._procs: dict[str, _Component] = {}
+        self._env: dict[str, str] = {}
+        self._started = False
+        self._stopped = False
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def __enter__(self) -> LiveAirflow:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def db_path(self) -> Path:
+        return self.home / "airflow.db"
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The environment every component runs with (e.g. for :meth:`cli`)."""
+        return dict(self._env)
+
+    def start(self) -> LiveAirflow:
+        if self._started:
+            raise LiveAirflowError("a LiveAirflow instance can only be started once")
+        self._started = True
+        began = time.monotonic()
+        try:
+            if not self.airflow_bin.exists():
+                raise LiveAirflowError(
+                    f"no airflow executable next to the interpreter: {self.airflow_bin}"
+                )
+            self.port = _free_port()
+            self._env = self._build_env()
+            self.cli("db", "migrate", timeout=180)
+            for name in self.components:
+                self._spawn(name)
+            self._wait_healthy(began + self._startup_timeout)
+        except BaseException:
+            self.stop()
+            raise
+        self.startup_seconds = time.monotonic() - began
+        return self
+
+    def stop(self, *, grace: float = 10.0) -> None:
+        """Stop every component and everything it spawned; idempotent.
+
+        SIGTERM goes to each component's process group first so they shut down their workers
+        cleanly; whatever is still alive after ``grace`` seconds is SIGKILLed.
+        """
+        if self._stopped:
+            return
+        self._stopped = True
+        self._observe_processes()
+        for comp in self._procs.values():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(comp.popen.pid, signal.SIGTERM)
+        if not self._wait_gone(grace):
+            for comp in self._procs.values():
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(comp.popen.pid, signal.SIGKILL)
+            for proc in alive(self.seen_processes):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(proc.pid, signal.SIGKILL)
+            self._wait_gone(5.0)
+        for comp in self._procs.values():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                comp.popen.wait(timeout=5)
+            comp.log_file.close()
+        if not os.environ.get(KEEP_HOME_ENV):
+            shutil.rmtree(self.home, ignore_errors=True)
+
+    def leftover_processes(self) -> set[ProcessId]:
+        """Processes of this stack that are still running (empty after a clean :meth:`stop`)."""
+        return alive(self.seen_processes)
+
+    def _build_env(self) -> dict[str, str]:
+        # Inherit nothing Airflow-specific: the test session's own AIRFLOW_HOME, a developer's
+        # connections or config would otherwise leak into the stack.
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "_AIRFLOW"))}
+        api_url = self.base_url
+        env.update(
+            {
+                "AIRFLOW_HOME": str(self.home),
+                "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+                "AIRFLOW__CORE__PARALLELISM": str(self._parallelism),
+                "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api_url}/execution/",
+                "AIRFLOW__CORE__AUTH_MANAGER": (
+                    "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+                ),
+                # Lets the REST calls below through without a login.
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+                "AIRFLOW__CORE__FERNET_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.db_path}",
+                "AIRFLOW__API__HOST": "127.0.0.1",
+                "AIRFLOW__API__PORT": str(self.port),
+                "AIRFLOW__API__BASE_URL": api_url,
+                "AIRFLOW__API__WORKERS": "1",
+                "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
+                # Every component signs or checks the same JWTs; the default is per process.
+                "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
+                # Notice DAG files a test writes after start-up (the default is 5 minutes).
+                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+                "AIRFLOW__LOGGING__COLORED_CONSOLE_LOG": "False",
+                "PYTHONUNBUFFERED": "1",
+                # Parsing the DAGs folder must not drop __pycache__ into the source tree.
+                "PYTHONDONTWRITEBYTECODE": "1",
+            }
+        )
+        # A CI proxy must not intercept the workers' calls to the local execution API.
+        for key in ("NO_PROXY", "no_proxy"):
+            env[key] = ",".join(filter(None, [env.get(key, ""), "127.0.0.1", "localhost"]))
+        if self._pythonpath:
+            env["PYTHONPATH"] = os.pathsep.join(
+                [*self._pythonpath, *filter(None, [env.get("PYTHONPATH")])]
+            )
+        env.update(self._extra_env)
+        return env
+
+    def _spawn(self, name: str) -> None:
+        args = {
+            "api-server": ["api-server", "--host", "127.0.0.1", "--port", str(self.port)],
+            # Logs are read from local files, so nothing needs the log-serving side ports.
+            "scheduler": ["scheduler", "--skip-serve-logs"],
+            "triggerer": ["triggerer", "--skip-serve-logs"],
+            "dag-processor": ["dag-processor"],
+        }[name]
+        log_dir = self.home / "components"
+        log_dir.mkdir(exist_ok=True)
+        log_path = log_dir / f"{name}.log"
+        log_file = log_path.open("wb")
+        try:
+            popen = subprocess.Popen(
+                [str(self.airflow_bin), *args],
+                env=self._env,
+                cwd=self.home,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
+        except BaseException:
+            log_file.close()
+            raise
+        self._procs[name] = _Component(name, popen, log_path, log_file)
+
+    def _observe_processes(self) -> None:
+        if self._procs:
+            self.seen_processes |= _process_family(c.popen.pid for c in self._procs.values())
+
+    def _wait_gone(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while True:
+            for comp in self._procs.values():
+                comp.popen.poll()  # reap, so a finished leader is not counted as a zombie
+            if not alive(self.seen_processes) and all(
+                c.popen.returncode is not None for c in self._procs.values()
+            ):
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)
+
+    def check_components(self) -> None:
+        """Raise with the component's log if any component has exited."""
+        self._observe_processes()
+        for comp in self._procs.values():
+            code = comp.popen.poll()
+            if code is not None:
+                raise LiveAirflowError(
+                    f"Airflow {comp.name} exited with code {code}.\n"
+                    f"--- {comp.name} log (tail) ---\n{_tail(self.component_log(comp.name), 60)}"
+                )
+
+    def _wait_healthy(self, deadline: float) -> None:
+        wanted = ["metadatabase", *(_HEALTH_KEYS[c] for c in self.components if c in _HEALTH_KEYS)]
+        health: Any = None
+        while True:
+            self.check_components()
+            with contextlib.suppress(OSError, LiveAirflowError, ValueError):
+                health = self.api("GET", "monitor/health", timeout=5)
+            if isinstance(health, dict) and all(
+                (health.get(key) or {}).get("status") == "healthy" for key in wanted
+            ):
+                return
+            if time.monotonic() > deadline:
+                raise LiveAirflowError(
+                    f"Airflow stack not healthy within {self._startup_timeout:.0f}s "
+                    f"(waiting for {wanted}); last /monitor/health: {health}\n"
+                    + self.component_logs_tail()
+                )
+            time.sleep(0.5)
+
+    # ------------------------------------------------------------------ access
+
+    def api(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        query: Mapping[str, Any] | None = None,
+        timeout: float = 30.0,
+    ) -> Any:
+        """Call the public REST API (``/api/v2/<path>``) and return the decoded JSON."""
+        url = f"{self.base_url}/api/v2/{path.lstrip('/')}"
+        if query:
+            url += "?" + urllib.parse.urlencode(query, doseq=True)
+        request = urllib.request.Request(
+            url,
+            data=None if body is None else json.dumps(body).encode(),
+            method=method,
+            headers={"Content-Type": "application/json", "Accept": "application/json"},
+        )
+        try:
+            with self._opener.open(request, timeout=timeout) as response:
+                raw = response.read()
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode(errors="replace")
+            raise ApiError(
+                exc.code, f"{method} {url} -> HTTP {exc.code}: {detail[:2000]}"
+            ) from None
+        return json.loads(raw) if raw else None
+
+    def _paged(self, path: str, key: str, query: Mapping[str, Any]) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        while True:
+            page = self.api("GET", path, query={**query, "limit": 100, "offset": len(items)})
+            batch = page[key]
+            items.extend(batch)
+            if not batch or len(items) >= page.get("total_entries", 0):
+                return items
+
+    def cli(self, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+        """Run ``airflow <args>`` against this stack; raises with the output if it fails.
+
+        Each call pays Airflow's import time (2-3 s); prefer the REST helpers in tight loops.
+        """
+        try:
+            done = subprocess.run(
+                [str(self.airflow_bin), *args],
+                env=self._env,
+                cwd=self.home,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise LiveAirflowError(
+                f"`airflow {' '.join(args)}` timed out after {timeout}s"
+            ) from exc
+        if done.returncode != 0:
+            raise LiveAirflowError(
+                f"`airflow {' '.join(args)}` exited with {done.returncode}\n"
+                f"--- stdout ---\n{_tail(done.stdout, 40)}\n"
+                f"--- stderr ---\n{_tail(done.stderr, 40)}"
+            )
+        return done
+
+    def set_connection(self, conn_id: str, uri_or_json: str) -> None:
+        """Store a connection in the stack's database (a URI, or Airflow's connection JSON).
+
+        Prefer ``AIRFLOW_CONN_<ID>`` in ``env`` when the value is known before start.
+        """
+        flag = "--conn-json" if uri_or_json.lstrip().startswith("{") else "--conn-uri"
+        with contextlib.suppress(LiveAirflowError):
+            self.cli("connections", "delete", conn_id)
+        self.cli("connections", "add", conn_id, flag, uri_or_json)
+
+    # ------------------------------------------------------------------ runs
+
+    def wait_for_dag(self, dag_id: str, *, timeout: float = 60.0) -> None:
+        """Wait until the dag-processor has parsed ``dag_id`` (raises with import errors)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.check_components()
+            try:
+                self.api("GET", f"dags/{_q(dag_id)}")
+                return
+            except ApiError as exc:
+                if exc.status != 404:
+                    raise
+            if time.monotonic() > deadline:
+                errors: Any
+                try:
+                    errors = self.api("GET", "importErrors").get("import_errors")
+                except (OSError, LiveAirflowError) as exc:
+                    errors = f"<could not read: {exc}>"
+                raise LiveAirflowError(
+                    f"DAG {dag_id!r} not parsed from {self.dags_folder} within {timeout:.0f}s.\n"
+                    f"Import errors: {json.dumps(errors, indent=2)}\n"
+                    f"--- dag-processor log (tail) ---\n"
+                    f"{_tail(self.component_log('dag-processor'), 40)}"
+                )
+            time.sleep(0.5)
+
+    def trigger(
+        self,
+        dag_id: str,
+        conf: Mapping[str, Any] | None = None,
+        *,
+        run_id: str | None = None,
+        parse_timeout: float = 60.0,
+    ) -> str:
+        """Unpause ``dag_id`` and start a manual run; returns its run id."""
+        self.wait_for_dag(dag_id, timeout=parse_timeout)
+        self.api("PATCH", f"dags/{_q(dag_id)}", {"is_paused": False})
+        body: dict[str, Any] = {"logical_date": None, "conf": dict(conf or {})}
+        if run_id is not None:
+            body["dag_run_id"] = run_id
+        return str(self.api("POST", f"dags/{_q(dag_id)}/dagRuns", body)["dag_run_id"])
+
+    def run_state(self, dag_id: str, run_id: str) -> str:
+        return str(self.api("GET", f"dags/{_q(dag_id)}/dagRuns/{_q(run_id)}")["state"])
+
+    def wait_for_run(
+        self,
+        dag_id: str,
+        run_id: str,
+        *,
+        timeout: float = 120.0,
+        expected_state: str | None = "success",
+    ) -> str:
+        """Wait for the run to finish and return its state.
+
+        Raises :class:`LiveAirflowError` with task states and log tails if it does not finish in
+        time, or finishes in a state other than ``expected_state`` (``None`` accepts any).
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            self.check_components()
+            state = self.run_state(dag_id, run_id)
+            if state in RUN_TERMINAL_STATES:
+                break
+            if time.monotonic() > deadline:
+                raise LiveAirflowError(
+                    f"DAG run {dag_id}/{run_id} still {state!r} after {timeout:.0f}s.\n"
+                    + self.diagnostics(dag_id, run_id)
+                )
+            time.sleep(0.5)
+        if expected_state is not None and state != expected_state:
+            raise LiveAirflowError(
+                f"DAG run {dag_id}/{run_id} ended {state!r}, expected {expected_state!r}.\n"
+                + self.diagnostics(dag_id, run_id)
+            )
+        return state
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        """The run's task instances as the REST API returns them."""
+        return self._paged(
+            f"dags/{_q(dag_id)}/dagRuns/{_q(run_id)}/taskInstances", "task_instances", {}
+        )
+
+    def task_states(self, dag_id: str, run_id: str) -> dict[str, str | None]:
+        """``{task_id: state}``; mapped instances are keyed ``"task_id[map_index]"``."""
+        return {
+            ti["task_id"] if ti["map_index"] < 0 else f"{ti['task_id']}[{ti['map_index']}]": ti[
+                "state"
+            ]
+            for ti in self.task_instances(dag_id, run_id)
+        }
+
+    def task_instance(
+        self, dag_id: str, run_id: str, task_id: str, *, map_index: int = -1
+    ) -> dict[str, Any]:
+        path = f"dags/{_q(dag_id)}/dagRuns/{_q(run_id)}/taskInstances/{_q(task_id)}"
+        if map_index >= 0:
+            path += f"/{map_index}"
+        return dict(self.api("GET", path))
+
+    def wait_for_task_state(
+        self,
+        dag_id: str,
+        run_id: str,
+        task_id: str,
+        states: str | Iterable[str],
+        *,
+        map_index: int = -1,
+        timeout: float = 60.0,
+    ) -> str:
+        """Wait until the task instance is in one of ``states``; returns the state reached."""
+        wanted = {states} if isinstance(states, str) else set(states)
+        deadline = time.monotonic() + timeout
+        while True:
+            self.check_components()
+            state = self.task_instance(dag_id, run_id, task_id, map_index=map_index)["state"]
+            if state in wanted:
+                return str(state)
+            if state in TI_TERMINAL_STATES or time.monotonic() > deadline:
+                raise LiveAirflowError(
+                    f"Task {dag_id}/{run_id}/{task_id} is {state!r}, waited for {sorted(wanted)}"
+                    f" ({timeout:.0f}s at most).\n" + self.diagnostics(dag_id, run_id)
+                )
+            time.sleep(0.3)
+
+    def set_task_state(
+        self, dag_id: str, run_id: str, task_id: str, state: str, *, map_index: int = -1
+    ) -> None:
+        """Mark a task instance ``success``, ``failed`` or ``skipped``, as a user in the UI would.
+
+        Marking a *deferred* task makes the triggerer cancel its trigger as a user action, which
+        calls the trigger's ``on_kill()``.
+        """
+        path = f"dags/{_q(dag_id)}/dagRuns/{_q(run_id)}/taskInstances/{_q(task_id)}"
+        if map_index >= 0:
+            path += f"/{map_index}"
+        self.api("PATCH", path, {"new_state": state})
+
+    def clear_task(self, dag_id: str, run_id: str, task_id: str) -> None:
+        """Clear a task instance so it runs again; a deferred task's trigger is killed too."""
+        self.api(
+            "POST",
+            f"dags/{_q(dag_id)}/clearTaskInstances",
+            {
+                "dag_run_id": run_id,
+                "task_ids": [task_id],
+                "dry_run": False,
+                "only_failed": False,
+                "reset_dag_runs": True,
+            },
+        )
+
+    # ------------------------------------------------------------------ deferral evidence
+
+    def task_events(
+        self,
+        dag_id: str,
+        run_id: str,
+        task_id: str,
+        *,
+        try_number: int | None = None,
+        map_index: int = -1,
+    ) -> list[str]:
+        """The audit-log events of one task instance, oldest first.
+
+        The execution API writes one row per state the worker reports (``running``,
+        ``deferred``, ``success``, ``failed`` ...); user actions add rows of their own.
+        """
+        query: dict[str, Any] = {
+            "dag_id": dag_id,
+            "run_id": run_id,
+            "task_id": task_id,
+            "map_index": map_index,
+            "order_by": "id",
+        }
+        if try_number is not None:
+            query["try_number"] = try_number
+        return [str(row["event"]) for row in self._paged("eventLogs", "event_logs", query)]
+
+    def was_deferred(
+        self, dag_id: str, run_id: str, task_id: str, *, try_number: int | None = None
+    ) -> bool:
+        """True if the task's worker reported the ``deferred`` state (recorded server-side)."""
+        return "deferred" in self.task_events(dag_id, run_id, task_id, try_number=try_number)
+
+    def was_resumed(
+        self, dag_id: str, run_id: str, task_id: str, *, try_number: int | None = None
+    ) -> bool:
+        """True if a worker picked the task up again after it had deferred."""
+        events = self.task_events(dag_id, run_id, task_id, try_number=try_number)
+        return "deferred" in events and "running" in events[events.index("deferred") + 1 :]
+
+    def trigger_ran(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> bool:
+        """True if a triggerer process started running the task's trigger."""
+        text = self.trigger_log(dag_id, run_id, task_id, try_number, raw=True)
+        return any(_TRIGGER_START.match(event) for event in _log_events(text))
+
+    def on_kill_invoked(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> bool:
+        """True if the triggerer cancelled the task's trigger as a user action, calling on_kill."""
+        text = self.trigger_log(dag_id, run_id, task_id, try_number, raw=True)
+        return _ON_KILL_INVOKED in _log_events(text)
+
+    def wait_for_trigger_start(
+        self, dag_id: str, run_id: str, task_id: str, try_number: int = 1, *, timeout: float = 60.0
+    ) -> None:
+        """Wait until the triggerer is running the task's trigger.
+
+        Do this before killing a deferred task to test ``on_kill``: a trigger the triggerer has
+        not picked up yet is simply dropped, and its ``on_kill`` never runs.
+        """
+        deadline = time.monotonic() + timeout
+        while not self.trigger_ran(dag_id, run_id, task_id, try_number):
+            self.check_components()
+            if time.monotonic() > deadline:
+                raise LiveAirflowError(
+                    f"No triggerer started the trigger of {dag_id}/{run_id}/{task_id} "
+                    f"within {timeout:.0f}s.\n" + self.diagnostics(dag_id, run_id)
+                )
+            time.sleep(0.3)
+
+    def assert_deferred_to_triggerer(
+        self,
+        dag_id: str,
+        run_id: str,
+        task_id: str,
+        try_number: int = 1,
+        *,
+        resumed: bool = True,
+    ) -> None:
+        """Raise with diagnostics unless the task deferred, a real triggerer ran its trigger,
+        and (if ``resumed``) a worker then picked the task up again."""
+        events = self.task_events(dag_id, run_id, task_id, try_number=try_number)
+        problems = []
+        if "deferred" not in events:
+            problems.append(f"the task never reported 'deferred' (events: {events})")
+        if not self.trigger_ran(dag_id, run_id, task_id, try_number):
+            problems.append("no triggerer logged starting its trigger")
+        if resumed and not self.was_resumed(dag_id, run_id, task_id, try_number=try_number):
+            problems.append(f"no worker resumed it after the deferral (events: {events})")
+        if problems:
+            raise LiveAirflowError(
+                f"Task {dag_id}/{run_id}/{task_id} try {try_number}: "
+                + "; ".join(problems)
+                + "\n"
+                + self.diagnostics(dag_id, run_id)
+            )
+
+    # ------------------------------------------------------------------ logs
+
+    def _ti_log_dir(self, dag_id: str, run_id: str, task_id: str, map_index: int) -> Path:
+        # Follows the default [logging] log_filename_template.
+        path = self.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}"
+        return path / f"map_index={map_index}" if map_index >= 0 else path
+
+    def task_log(
+        self,
+        dag_id: str,
+        run_id: str,
+        task_id: str,
+        try_number: int = 1,
+        *,
+        map_index: int = -1,
+        raw: bool = False,
+    ) -> str:
+        """The worker-side log of one try ("" if none was written yet).
+
+        Rendered one readable line per record unless ``raw`` (Airflow writes JSON lines).
+        """
+        path = self._ti_log_dir(dag_id, run_id, task_id, map_index) / f"attempt={try_number}.log"
+        text = path.read_text(errors="replace") if path.exists() else ""
+        return text if raw else render_log(text)
+
+    def trigger_log(
+        self,
+        dag_id: str,
+        run_id: str,
+        task_id: str,
+        try_number: int = 1,
+        *,
+        map_index: int = -1,
+        raw: bool = False,
+    ) -> str:
+        """What the triggerer logged for this try's trigger(s), including the trigger's own
+        log calls and the ``Trigger fired event`` line ("" if no triggerer ran it)."""
+        folder = self._ti_log_dir(dag_id, run_id, task_id, map_index)
+        texts = [
+            p.read_text(errors="replace")
+            for p in sorted(folder.glob(f"attempt={try_number}.log.trigger.*.log"))
+        ]
+        text = "".join(t if t.endswith("\n") else t + "\n" for t in texts if t)
+        return text if raw else render_log(text)
+
+    def component_log(self, name: str) -> str:
+        """stdout and stderr of one component (``"api-server"``, ``"scheduler"``, ...)."""
+        comp = self._procs.get(name)
+        if comp is None or not comp.log_path.exists():
+            return ""
+        comp.log_file.flush()
+        return comp.log_path.read_text(errors="replace")
+
+    def triggerer_log(self) -> str:
+        """The triggerer process's own output. Per-trigger lines go to :meth:`trigger_log`."""
+        return self.component_log("triggerer")
+
+    def component_logs_tail(self, lines: int = 30) -> str:
+        def useful(line: str) -> bool:
+            # The harness's own polling would otherwise fill the api-server's tail.
+            return not ("request finished" in line and "method=GET path=/api/v2/" in line)
+
+        return "\n".join(
+            f"--- {name} log (tail) ---\n"
+            + _tail("\n".join(filter(useful, self.component_log(name).splitlines())), lines)
+            for name in self._procs
+        )
+
+    def diagnostics(self, dag_id: str | None = None, run_id: str | None = None) -> str:
+        """A report for failure messages: run and task states, task events, log tails."""
+        parts = []
+        if dag_id and run_id:
+            try:
+                parts.append(f"Run state: {self.run_state(dag_id, run_id)}")
+                for ti in self.task_instances(dag_id, run_id):
+                    task_id, try_number, index = ti["task_id"], ti["try_number"], ti["map_index"]
+                    label = task_id if index < 0 else f"{task_id}[{index}]"
+                    events = self.task_events(dag_id, run_id, task_id, map_index=index)
+                    parts.append(
+                        f"Task {label}: state={ti['state']} try={try_number} events={events}"
+                    )
+                    for attempt in range(1, max(try_number, 1) + 1):
+                        log = self.task_log(dag_id, run_id, task_id, attempt, map_index=index)
+                        trig = self.trigger_log(dag_id, run_id, task_id, attempt, map_index=index)
+                        parts.append(
+                            f"  task log, try {attempt} (tail):\n{_indent(_tail(log, 25))}"
+                        )
+                        if trig:
+                            parts.append(
+                                f"  trigger log, try {attempt} (tail):\n{_indent(_tail(trig, 15))}"
+                            )
+            except (OSError, LiveAirflowError, KeyError, ValueError) as exc:
+                parts.append(f"<could not read run details: {exc!r}>")
+        parts.append(self.component_logs_tail())
+        return "\n".join(parts)
+
+
+def _q(part: str) -> str:
+    return urllib.parse.quote(part, safe="")
+
+
+@contextlib.contextmanager
+def live_airflow(
+    dags_folder: Path | str,
+    *,
+    env: Mapping[str, str] | None = None,
+    components: Sequence[str] = ALL_COMPONENTS,
+    pythonpath: Sequence[Path | str] = (),
+    parallelism: int = 4,
+    startup_timeout: float = 120.0,
+) -> Iterator[LiveAirflow]:
+    """Run a :class:`LiveAirflow` stack for the duration of the ``with`` block."""
+    stack = LiveAirflow(
+        dags_folder,
+        env=env,
+        components=components,
+        pythonpath=pythonpath,
+        parallelism=parallelism,
+        startup_timeout=startup_timeout,
+    )
+    with stack:
+        yield stack

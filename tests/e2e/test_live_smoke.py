@@ -1,0 +1,78 @@
+"""Proves the live-stack harness with Airflow's own deferrable sensor and a probe trigger.
+
+The tests share one stack and run in file order; the last one stops it and checks that no
+process is left behind.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import E2E_DAGS
+from tests.e2e.live import LiveAirflow
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def stack(live_airflow_factory) -> LiveAirflow:
+    # The DAGs folder is on PYTHONPATH only so the triggerer can import smoke_on_kill's probe
+    # trigger; the standard provider's trigger comes from the installed package.
+    return live_airflow_factory(E2E_DAGS, pythonpath=[E2E_DAGS])
+
+
+def test_deferrable_sensor_defers_to_the_triggerer_and_resumes(stack: LiveAirflow) -> None:
+    run_id = stack.trigger("smoke_deferrable")
+
+    assert stack.wait_for_run("smoke_deferrable", run_id, timeout=90) == "success"
+    assert stack.task_states("smoke_deferrable", run_id) == {
+        "wait": "success",
+        "after_wait": "success",
+    }
+    stack.assert_deferred_to_triggerer("smoke_deferrable", run_id, "wait")
+    assert stack.task_events("smoke_deferrable", run_id, "wait", try_number=1) == [
+        "running",
+        "deferred",
+        "running",
+        "success",
+    ]
+    assert "Pausing task as DEFERRED" in stack.task_log("smoke_deferrable", run_id, "wait")
+    assert "Trigger fired event" in stack.trigger_log("smoke_deferrable", run_id, "wait")
+    assert not stack.was_deferred("smoke_deferrable", run_id, "after_wait")
+
+
+def test_marking_a_deferred_task_failed_calls_the_trigger_on_kill(
+    stack: LiveAirflow, tmp_path: Path
+) -> None:
+    marker = tmp_path / "on_kill.marker"
+    run_id = stack.trigger("smoke_on_kill", conf={"marker_path": str(marker)})
+    stack.wait_for_task_state("smoke_on_kill", run_id, "deferred", "deferred")
+    stack.wait_for_trigger_start("smoke_on_kill", run_id, "deferred")
+
+    stack.set_task_state("smoke_on_kill", run_id, "deferred", "failed")
+
+    deadline = time.monotonic() + 30
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert marker.exists(), "on_kill() did not run\n" + stack.diagnostics("smoke_on_kill", run_id)
+    assert marker.read_text() == "on_kill called\n"
+    assert stack.on_kill_invoked("smoke_on_kill", run_id, "deferred")
+    assert "probe trigger on_kill wrote" in stack.trigger_log("smoke_on_kill", run_id, "deferred")
+    assert stack.wait_for_run("smoke_on_kill", run_id, expected_state="failed") == "failed"
+
+
+def test_stop_leaves_no_process_behind(stack: LiveAirflow) -> None:
+    stack.check_components()
+    started = set(stack.seen_processes)
+    # Besides the four component leaders, the LocalExecutor workers and the triggerer's
+    # runner subprocess must have been found and tracked.
+    assert len(started) > len(stack.components)
+    home = stack.home
+
+    stack.stop()
+
+    assert stack.leftover_processes() == set()
+    assert not home.exists()
