@@ -192,3 +192,12 @@ async def _pause() -> None:
     import asyncio
 
     await asyncio.sleep(0.01)
+
+
+def test_the_emulator_imports_nothing_from_airflow() -> None:
+    code = (
+        "import sys, airflow_batches.emulator.app, airflow_batches.emulator.cli; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'airflow', 'anthropic'}))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
