@@ -100,3 +100,31 @@ def test_plain_batch_ids_are_accepted(dag_runner: DagRunner) -> None:
     fetched = result.xcom("fetch")
     assert sorted(r["custom_id"] for r in fetched["results"]) == ["r0", "r1"]
     assert fetched["manifest"]["batch_ids"] == [batch.id]
+
+
+def test_on_kill_while_polling_in_the_worker_cancels_unless_told_not_to(
+    dag_runner: DagRunner,
+) -> None:
+    from airflow_batches import BatchSensor
+    from airflow_batches.api import Client
+
+    emulator = dag_runner.emulator
+    emulator.configure(paused=True)
+    client = Client(api_key=emulator.api_key, base_url=emulator.base_url)
+    doomed = client.create(make_requests(2)).id
+    kept = client.create(make_requests(2)).id
+    sensor = BatchSensor(task_id="wait", job=doomed, deferrable=False)
+    sensor._watching = [doomed]  # what execute() records before it starts polling
+    sensor.on_kill()
+    assert client.retrieve(doomed).processing_status in ("canceling", "ended")
+    polite = BatchSensor(task_id="wait2", job=kept, deferrable=False, cancel_on_kill=False)
+    polite._watching = [kept]
+    polite.on_kill()
+    assert client.retrieve(kept).processing_status == "in_progress"
+
+
+def test_reschedule_mode_is_refused() -> None:
+    from airflow_batches import BatchSensor
+
+    with pytest.raises(ValueError, match="deferrable"):
+        BatchSensor(task_id="w", job="msgbatch_x", mode="reschedule")
