@@ -1,0 +1,39 @@
+"""DAGs for the live-stack tests of our own deferrable sensor and trigger."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+
+from airflow.sdk import DAG
+
+from airflow_batches import BatchSensor, FetchResultsOperator, SubmitBatchOperator
+
+RESULTS = os.environ["LIVE_RESULTS"]
+REQUESTS = [
+    {
+        "custom_id": f"live-{i}",
+        "params": {
+            "model": "claude-haiku-4-5",
+            "max_tokens": 16,
+            "messages": [{"role": "user", "content": f"question {i}"}],
+        },
+    }
+    for i in range(12)
+]
+
+with DAG("live_batches", schedule=None, start_date=datetime(2026, 1, 1), catchup=False):
+    submit = SubmitBatchOperator(task_id="submit", requests=REQUESTS)
+    wait = BatchSensor(
+        task_id="wait", job=submit.output, poke_interval=0.2, max_poke_interval=0.5, deferrable=True
+    )
+    fetch = FetchResultsOperator(
+        task_id="fetch",
+        job=submit.output,
+        destination=RESULTS + "/{{ run_id | replace(':', '-') }}",
+    )
+    submit >> wait >> fetch
+
+with DAG("live_batches_kill", schedule=None, start_date=datetime(2026, 1, 1), catchup=False):
+    submit = SubmitBatchOperator(task_id="submit", requests=REQUESTS[:3])
+    BatchSensor(task_id="wait", job=submit.output, poke_interval=0.2, deferrable=True)

@@ -1,0 +1,81 @@
+"""Our sensor on a live stack: it defers to a real triggerer, which loads BatchTrigger from
+the installed package (the DAGs folder is not on PYTHONPATH), and a user killing the deferred
+task cancels the batch through the trigger's on_kill."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_batches.emulator.config import EmulatorConfig
+from airflow_batches.emulator.testing import RunningEmulator, serve_emulator
+from tests.e2e.live import LiveAirflow
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+DAGS = Path(__file__).parent / "batch_dags"
+
+
+@pytest.fixture(scope="module")
+def live_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningEmulator]:
+    data = tmp_path_factory.mktemp("emulator")
+    with serve_emulator(EmulatorConfig(latency=0.15, workers=1), data_dir=data) as emulator:
+        yield emulator
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("results")
+
+
+@pytest.fixture(scope="module")
+def stack(live_airflow_factory: Any, live_emulator: RunningEmulator, results: Path) -> LiveAirflow:
+    conn = {
+        "conn_type": "message_batches",
+        "host": live_emulator.base_url,
+        "password": live_emulator.api_key,
+    }
+    env = {
+        "AIRFLOW_CONN_MESSAGE_BATCHES_DEFAULT": json.dumps(conn),
+        "LIVE_RESULTS": f"file://{results}",
+    }
+    stack: LiveAirflow = live_airflow_factory(DAGS, env=env)
+    return stack
+
+
+def test_sensor_defers_to_a_real_triggerer_and_the_job_completes(
+    stack: LiveAirflow, live_emulator: RunningEmulator, results: Path
+) -> None:
+    run_id = stack.trigger("live_batches")
+    assert stack.wait_for_run("live_batches", run_id, timeout=180) == "success"
+    stack.assert_deferred_to_triggerer("live_batches", run_id, "wait")
+    trigger_log = stack.trigger_log("live_batches", run_id, "wait")
+    assert "batch(es) ended" in trigger_log
+    assert "emulator-key" not in trigger_log
+    lines = [p for p in results.rglob("results.jsonl")]
+    assert len(lines) == 1
+    assert len(lines[0].read_bytes().splitlines()) == 12
+    assert live_emulator.admin.batches_created() == 1
+
+
+def test_killing_the_deferred_sensor_cancels_the_batch(
+    stack: LiveAirflow, live_emulator: RunningEmulator
+) -> None:
+    live_emulator.configure(paused=True)
+    try:
+        run_id = stack.trigger("live_batches_kill")
+        stack.wait_for_task_state("live_batches_kill", run_id, "wait", "deferred", timeout=120)
+        stack.wait_for_trigger_start("live_batches_kill", run_id, "wait")
+        batch_id = live_emulator.admin.batches()[-1]["id"]
+        stack.set_task_state("live_batches_kill", run_id, "wait", "failed")
+        live_emulator.wait_until(
+            lambda: live_emulator.admin.batch(batch_id)["cancel_initiated_at"] is not None,
+            timeout=60,
+        )
+        assert stack.on_kill_invoked("live_batches_kill", run_id, "wait")
+    finally:
+        live_emulator.configure(paused=False)
