@@ -59,6 +59,13 @@ from airflow_batches.api._models import (
     SucceededResult,
     Usage,
 )
+from airflow_batches.api._pricing import (
+    ModelPrice,
+    PriceTable,
+    load_price_table,
+    tokens_cost,
+    usage_cost,
+)
 from airflow_batches.api._retry import RetryPolicy, retry_after_seconds, retry_delay, should_retry
 
 __all__ = [
@@ -95,10 +102,12 @@ __all__ = [
     "MessageBatch",
     "MessageBatchPage",
     "MessageParams",
+    "ModelPrice",
     "NotFoundError",
     "OverloadedError",
     "PaymentRequiredError",
     "PermissionDeniedError",
+    "PriceTable",
     "RateLimitError",
     "RequestCounts",
     "RequestTimeoutError",
@@ -117,8 +126,11 @@ __all__ = [
     "encode_request_line",
     "iter_create_body",
     "iter_lines",
+    "load_price_table",
     "retry_after_seconds",
     "retry_delay",
     "should_retry",
     "status_error_class",
+    "tokens_cost",
+    "usage_cost",
 ]

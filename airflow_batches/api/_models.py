@@ -15,7 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, TypeAdapter, model
 CUSTOM_ID_PATTERN = r"^[a-zA-Z0-9_-]{1,64}$"
 MAX_REQUESTS_PER_BATCH = 100_000
 MAX_BATCH_BYTES = 256 * 1024 * 1024
-"""256 MB as the API counts it (binary megabytes, the stricter reading)."""
+"""The API's "256 MB" read as binary megabytes (the lenient reading, used by the emulator).
+Sharding in ``airflow_batches.jobs`` stays under 256,000,000 bytes, safe under either one."""
 
 RESULTS_RETENTION_DAYS = 29
 BATCH_EXPIRY_HOURS = 24

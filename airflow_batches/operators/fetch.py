@@ -152,9 +152,7 @@ class FetchResultsOperator(BaseOperator):
     def _default_asset(destination: Any, asset: Asset | bool | None) -> Asset | None:
         if isinstance(asset, Asset):
             return asset
-        if asset is False or (asset is True and destination is None):
-            return None
-        if destination is None:
+        if asset is False or destination is None:
             return None
         text = str(destination)
         if "{{" in text or "{%" in text:

@@ -177,8 +177,6 @@ class SubmitBatchOperator(BaseOperator):
             ledger = backend.load()
             if ledger is None:
                 ledger = new_ledger(prepared, anthropic_version=validator.anthropic_version)
-            elif ledger.fingerprint != prepared.fingerprint:  # pragma: no cover - key includes it
-                raise RuntimeError("ledger fingerprint mismatch")
             else:
                 self.log.info(
                     "Found this job's ledger from an earlier try: %d/%d batch(es) already "

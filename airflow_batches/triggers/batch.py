@@ -15,6 +15,7 @@ from airflow_batches.jobs._progress import JobProgress, batch_summaries
 from airflow_batches.jobs._wait import is_transient
 
 CANCEL_TIMEOUT = 30.0
+POLL_CONCURRENCY = 4
 
 
 class BatchTrigger(BaseTrigger):
@@ -110,8 +111,7 @@ class BatchTrigger(BaseTrigger):
             while True:
                 wait = interval
                 try:
-                    pending = self._pending()
-                    fresh = await asyncio.gather(*(client.retrieve(i) for i in pending))
+                    fresh = await self._retrieve_pending(client)
                 except (APIStatusError, APIConnectionError) as exc:
                     now = time.time()
                     grace = self.not_found_grace_until
@@ -159,6 +159,16 @@ class BatchTrigger(BaseTrigger):
                 await asyncio.sleep(wait)
         finally:
             await client.aclose()
+
+    async def _retrieve_pending(self, client: AsyncClient) -> list[MessageBatch]:
+        # A few at a time: a job of many batches must not burst the API's rate limit.
+        gate = asyncio.Semaphore(POLL_CONCURRENCY)
+
+        async def one(batch_id: str) -> MessageBatch:
+            async with gate:
+                return await client.retrieve(batch_id)
+
+        return list(await asyncio.gather(*(one(i) for i in self._pending())))
 
     async def _cancel_pending(self, client: AsyncClient) -> list[str]:
         canceled: list[str] = []
