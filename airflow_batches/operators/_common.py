@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -86,12 +87,23 @@ def state_store(context: Context) -> Any | None:
     return context.get("task_state_store")
 
 
+def parse_text(text: str) -> Any:
+    """A value rendered to text by a template: JSON, or the Python repr Jinja gives a dict."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        try:
+            return ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            raise ValueError(f"not JSON nor a Python literal: {text[:80]!r}") from None
+
+
 def coerce_job(value: Any) -> JobDescriptor | None:
     """A job descriptor from what XCom gives back (dict, JSON text), or None if not one."""
     if isinstance(value, JobDescriptor):
         return value
     if isinstance(value, str) and value.lstrip().startswith("{"):
-        value = json.loads(value)
+        value = parse_text(value)
     if isinstance(value, Mapping) and "batches" in value and "fingerprint" in value:
         return JobDescriptor.model_validate(value)
     return None
@@ -105,7 +117,7 @@ def coerce_batch_ids(value: Any) -> list[str]:
     if isinstance(value, str):
         text = value.strip()
         if text.startswith("["):
-            value = json.loads(text)
+            value = parse_text(text)
         else:
             return [part.strip() for part in text.split(",") if part.strip()]
     if isinstance(value, Sequence) and not isinstance(value, str | bytes):

@@ -38,6 +38,7 @@ from airflow_batches.jobs._submit import (
 )
 from airflow_batches.operators._common import (
     StateStoreLedger,
+    parse_text,
     staging_root,
     state_store,
     storage_path,
@@ -137,7 +138,9 @@ class SubmitBatchOperator(BaseOperator):
                     stream = gzip.GzipFile(fileobj=raw)  # type: ignore[assignment]
                 yield from records_from_jsonl(stream)
             return
-        items = self.requests
+        items: Any = self.requests
+        if isinstance(items, str) and items.lstrip().startswith("["):
+            items = parse_text(items)  # a list that a template rendered as text
         if isinstance(items, str | bytes) or not isinstance(items, Sequence):
             raise TypeError(
                 f"requests must be a list of {{custom_id, params}} objects, got "

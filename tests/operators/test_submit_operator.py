@@ -129,3 +129,22 @@ def test_task_retry_reattaches_instead_of_creating_again(dag_runner: DagRunner) 
     assert dag_runner.emulator.admin.batches_created() == 1
     job = result.xcom("submit")
     assert job["batches"][0]["id"] == dag_runner.emulator.admin.batches()[0]["id"]
+
+
+def test_templated_text_inputs_are_understood(dag_runner: DagRunner) -> None:
+    result = dag_runner.run(
+        """
+        @task
+        def build():
+            return REQS
+        reqs = build()
+        submit = SubmitBatchOperator(task_id="submit",
+            requests="{{ ti.xcom_pull(task_ids='build') | tojson }}")
+        wait = BatchSensor(task_id="wait", poke_interval=0.05,
+            job="{{ ti.xcom_pull(task_ids='submit') }}")
+        reqs >> submit >> wait
+        """,
+        REQS=make_requests(3),
+    )
+    assert result.state == "success", result.states
+    assert result.xcom("wait")["counts"]["succeeded"] == 3
