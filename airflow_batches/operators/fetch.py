@@ -24,6 +24,7 @@ from airflow_batches.jobs._fetch import (
     Attempt,
     FetchState,
     FileSinks,
+    LineSink,
     XComCollector,
     build_manifest,
     collect_resubmittable,
@@ -431,6 +432,24 @@ class FetchResultsOperator(BaseOperator):
                 )
         raise AssertionError("unreachable")
 
+    def _stream(
+        self, client: Client, state: FetchState, sink: LineSink
+    ) -> tuple[ResultTally, dict[str, int]]:
+        """Feed ``sink`` the final lines, tallying them; a broken download stays retryable."""
+        tally = ResultTally(self.price_table)
+
+        def tee(record: ResultRecord, line: bytes) -> None:
+            tally.add(record)
+            sink(record, line)
+
+        try:
+            stats = stream_final_lines(client, state.attempts, tee)
+        except APIConnectionError:
+            raise
+        except BatchesError as exc:
+            raise AirflowException(str(exc)) from exc
+        return tally, stats
+
     def _to_xcom(
         self,
         client: Client,
@@ -439,17 +458,8 @@ class FetchResultsOperator(BaseOperator):
         started_at: datetime,
         ended_at: dict[str, str | None],
     ) -> dict[str, Any]:
-        tally = ResultTally(self.price_table)
         collector = XComCollector(self.max_xcom_bytes)
-
-        def sink(record: ResultRecord, line: bytes) -> None:
-            tally.add(record)
-            collector(record, line)
-
-        try:
-            stats = stream_final_lines(client, state.attempts, sink)
-        except BatchesError as exc:
-            raise AirflowException(str(exc)) from exc
+        tally, stats = self._stream(client, state, collector)
         manifest = build_manifest(
             job=job,
             state=state,
@@ -475,24 +485,13 @@ class FetchResultsOperator(BaseOperator):
         assert destination is not None
         self._guard(destination, job)
         names = file_names(self.split_by_type)
-        tally = ResultTally(self.price_table)
         with ExitStack() as stack:
             streams = {
                 key: stack.enter_context(atomic_writer(destination / name))
                 for key, name in names.items()
             }
             files = FileSinks(streams, split_by_type=self.split_by_type)
-
-            def sink(record: ResultRecord, line: bytes) -> None:
-                tally.add(record)
-                files(record, line)
-
-            try:
-                stats = stream_final_lines(client, state.attempts, sink)
-            except BatchesError as exc:
-                if isinstance(exc, APIConnectionError):
-                    raise
-                raise AirflowException(str(exc)) from exc
+            tally, stats = self._stream(client, state, files)
             if stats["lines"] != job.request_count:
                 raise AirflowException(
                     f"fetched {stats['lines']} result line(s) for {job.request_count} "
