@@ -116,6 +116,18 @@ class BatchSensor(BaseSensorOperator):
     # -- execution ------------------------------------------------------------------------
 
     def execute(self, context: Context) -> dict[str, Any]:
+        try:
+            return self._wait(context)
+        except AirflowSkipException:
+            raise
+        except AirflowException as exc:
+            # The same soft_fail / never_fail semantics as Airflow's own poke loop (a deferred
+            # wait gets them from BaseSensorOperator.resume_execution).
+            if self.soft_fail or self.never_fail:
+                raise AirflowSkipException(f"Skipping ({exc}): soft_fail is set") from exc
+            raise
+
+    def _wait(self, context: Context) -> dict[str, Any]:
         ids, conn_id, grace = self._resolve()
         self._watching = ids
         started = time.time()

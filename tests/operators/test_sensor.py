@@ -128,3 +128,20 @@ def test_reschedule_mode_is_refused() -> None:
 
     with pytest.raises(ValueError, match="deferrable"):
         BatchSensor(task_id="w", job="msgbatch_x", mode="reschedule")
+
+
+def test_soft_fail_turns_failures_into_skips_in_both_modes(dag_runner: DagRunner) -> None:
+    dag_runner.emulator.configure(result_errors={"api_error": 1.0})
+    result = dag_runner.run(
+        """
+        submit = SubmitBatchOperator(task_id="submit", requests=REQS)
+        sync = BatchSensor(task_id="sync", job=submit.output, poke_interval=0.05,
+            on_errored="fail", soft_fail=True, deferrable=False)
+        hard = BatchSensor(task_id="hard", job=submit.output, poke_interval=0.05,
+            on_errored="fail", deferrable=False)
+        submit >> [sync, hard]
+        """,
+        REQS=make_requests(2),
+    )
+    assert result.states["sync"] == "skipped"
+    assert result.states["hard"] == "failed"
