@@ -29,6 +29,7 @@ from airflow_batches.triggers.batch import BatchTrigger
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+DEFER_TIMEOUT_MARGIN = 600.0
 NOT_FOUND_GRACE = 300.0
 """Seconds after submission during which a 404 is taken for the API's read-after-create lag."""
 
@@ -159,6 +160,8 @@ class BatchSensor(BaseSensorOperator):
                         started_at=started,
                     ),
                     method_name="execute_complete",
+                    # A backstop only: the trigger times out first, and can cancel then.
+                    timeout=timedelta(seconds=float(self.timeout) + DEFER_TIMEOUT_MARGIN),
                 )
             try:
                 batches = poller.wait(ids, started=started, deadline=deadline)

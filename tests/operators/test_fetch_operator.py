@@ -204,3 +204,46 @@ def test_warns_when_results_are_about_to_be_deleted(
     )
     assert result.state == "success", result.states
     assert "will be deleted by the API" in capfd.readouterr().out
+
+
+def test_price_overrides_and_unpriced_models(dag_runner: DagRunner) -> None:
+    emulator = dag_runner.emulator
+    emulator.configure(models=[*emulator.config.models, "acme-*"])
+    reqs = make_requests(4)
+    reqs[0]["params"]["model"] = "claude-haiku-4-5-20251001"
+    reqs[1]["params"]["model"] = "claude-sonnet-4-5"
+    reqs[2]["params"]["model"] = "acme-1"
+    result = dag_runner.run(
+        """
+        submit = SubmitBatchOperator(task_id="submit", requests=REQS)
+        default = FetchResultsOperator(task_id="default", job=submit.output)
+        custom = FetchResultsOperator(task_id="custom", job=submit.output,
+            prices={"claude-haiku-4-5": {"input": 100.0, "output": 100.0}})
+        partial = FetchResultsOperator(task_id="partial", job=submit.output,
+            prices=PRICE_FILE)
+        submit >> [default, custom, partial]
+        """,
+        REQS=reqs,
+        PRICE_FILE=str(_price_file(dag_runner)),
+    )
+    assert result.state == "success", result.states
+    default = result.xcom("default")["manifest"]
+    custom = result.xcom("custom")["manifest"]
+    partial = result.xcom("partial")["manifest"]
+    haiku = default["usage_by_model"]["claude-haiku-4-5"]
+    tokens = haiku["input_tokens"] + haiku["output_tokens"]
+    # Batch prices are half the table's; the dated id is priced by its alias.
+    expected = 0.5 * 100.0 * tokens / 1e6
+    assert custom["usage_by_model"]["claude-haiku-4-5"]["cost_usd"] == pytest.approx(expected)
+    assert default["usage_by_model"]["claude-haiku-4-5-20251001"]["priced_as"] == "claude-haiku-4-5"
+    # A model the table does not know is listed, never guessed.
+    assert default["cost_complete"] is False
+    assert default["unpriced_models"] == ["acme-1"]
+    assert default["usage_by_model"]["acme-1"]["cost_usd"] is None
+    assert partial["cost_usd"] > default["cost_usd"]
+
+
+def _price_file(dag_runner: DagRunner) -> object:
+    path = dag_runner.tmp_path / "prices.toml"
+    path.write_text('[models."claude-sonnet-4-5"]\ninput = 300.0\noutput = 300.0\n')
+    return path
