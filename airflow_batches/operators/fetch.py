@@ -181,7 +181,8 @@ class FetchResultsOperator(BaseOperator):
             return descriptor
         ids = coerce_batch_ids(self.job)
         conn_id = self.conn_id or MessageBatchesHook.default_conn_name
-        with MessageBatchesHook(conn_id=conn_id).get_client() as client:
+        hook = MessageBatchesHook(conn_id=conn_id)
+        with hook.get_client() as client:
             batches = [client.retrieve(i) for i in ids]
         identity = hashlib.sha256(",".join(ids).encode()).hexdigest()
         return JobDescriptor(
@@ -190,7 +191,7 @@ class FetchResultsOperator(BaseOperator):
             conn_id=conn_id,
             job_dir="",
             request_count=sum(b.request_counts.total for b in batches),
-            anthropic_version=MessageBatchesHook(conn_id=conn_id).anthropic_version,
+            anthropic_version=hook.anthropic_version,
             batches=[
                 BatchInfo(
                     id=b.id,
@@ -203,13 +204,14 @@ class FetchResultsOperator(BaseOperator):
             submitted_at=min(b.created_at for b in batches),
         )
 
-    def _state_key(self, job: JobDescriptor) -> str:
-        return f"airflow_batches.fetch.{job.job_id}"
+    @staticmethod
+    def _state_key(job_id: str) -> str:
+        return f"airflow_batches.fetch.{job_id}"
 
     def _load_state(self, context: Context, job: JobDescriptor) -> FetchState:
         accessor = state_store(context)
         if accessor is not None:
-            data = accessor.get(self._state_key(job))
+            data = accessor.get(self._state_key(job.job_id))
             if data:
                 state = FetchState.model_validate(data)
                 self.log.info(
@@ -222,7 +224,7 @@ class FetchResultsOperator(BaseOperator):
     def _save_state(self, context: Context, state: FetchState) -> None:
         accessor = state_store(context)
         if accessor is not None:
-            accessor.set(f"airflow_batches.fetch.{state.job_id}", state.model_dump(mode="json"))
+            accessor.set(self._state_key(state.job_id), state.model_dump(mode="json"))
 
     # -- execution ------------------------------------------------------------------------
 
