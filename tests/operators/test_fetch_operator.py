@@ -247,3 +247,40 @@ def _price_file(dag_runner: DagRunner) -> object:
     path = dag_runner.tmp_path / "prices.toml"
     path.write_text('[models."claude-sonnet-4-5"]\ninput = 300.0\noutput = 300.0\n')
     return path
+
+
+def test_fetch_retry_reattaches_to_its_follow_up_batch(dag_runner: DagRunner) -> None:
+    emulator = dag_runner.emulator
+    emulator.configure(result_errors={"api_error": 0.5}, seed=2)
+    first = dag_runner.run(
+        """
+        submit = SubmitBatchOperator(task_id="submit", requests=REQS)
+        wait = BatchSensor(task_id="wait", job=submit.output, poke_interval=0.05)
+        submit >> wait
+        """,
+        REQS=make_requests(12),
+    )
+    assert first.state == "success", first.states
+    assert first.xcom("wait")["counts"]["errored"] > 0
+    # The follow-up's create succeeds but its answer is lost, and the search for it fails:
+    # try 1 of the fetch dies. Try 2 must adopt that batch, not create another.
+    emulator.configure(
+        faults={
+            "create": {"rate_drop_after": 1.0, "max_count": 1},
+            "list": {"rate_500": 1.0, "max_count": 3},
+        }
+    )
+    second = dag_runner.run(
+        """
+        FetchResultsOperator(task_id="fetch", job=JOB, destination=RESULTS,
+            resubmit_failed=True, max_attempts=2, poke_interval=0.05, retries=1,
+            retry_delay=timedelta(seconds=0))
+        """,
+        JOB=first.xcom("submit"),
+    )
+    assert second.state == "success", second.states
+    assert second.tries["fetch"] == 2
+    assert emulator.admin.batches_created() == 2  # the job's batch and one follow-up
+    manifest = second.xcom("fetch")
+    assert len(manifest["attempts"]) == 2
+    assert manifest["lines"] == 12
