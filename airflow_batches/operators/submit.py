@@ -78,6 +78,9 @@ class SubmitBatchOperator(BaseOperator):
     :param user_profile_id: sent as ``anthropic-user-profile-id`` on create.
     :param clock_skew_seconds: tolerance between our clock and the API's when a retry looks
         for a batch created by a create call whose answer was lost.
+    :param create_attempts: create calls per batch before the task fails (retryable answers
+        only: 429, 5xx, 529, connection errors). A task retry re-attaches to the batches
+        already created and goes on with the rest.
     """
 
     template_fields: Sequence[str] = (
@@ -105,6 +108,7 @@ class SubmitBatchOperator(BaseOperator):
         max_bytes_per_batch: int = Limits.max_bytes,
         user_profile_id: str | None = None,
         clock_skew_seconds: float = 120.0,
+        create_attempts: int = 4,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -123,6 +127,7 @@ class SubmitBatchOperator(BaseOperator):
         self.limits = Limits(max_requests_per_batch, max_bytes_per_batch)
         self.user_profile_id = user_profile_id
         self.clock_skew_seconds = clock_skew_seconds
+        self.create_attempts = create_attempts
 
     @cached_property
     def hook(self) -> MessageBatchesHook:
@@ -197,6 +202,7 @@ class SubmitBatchOperator(BaseOperator):
                     client,
                     backend,
                     lambda: job.path(REQUESTS_FILE).open("rb"),
+                    create_attempts=self.create_attempts,
                     clock_skew=timedelta(seconds=self.clock_skew_seconds),
                     extra_headers=headers,
                     logger=self.log,

@@ -284,3 +284,27 @@ def test_fetch_retry_reattaches_to_its_follow_up_batch(dag_runner: DagRunner) ->
     manifest = second.xcom("fetch")
     assert len(manifest["attempts"]) == 2
     assert manifest["lines"] == 12
+
+
+def test_missing_lines_are_detected_and_nothing_is_published(
+    dag_runner: DagRunner, capfd: pytest.CaptureFixture[str]
+) -> None:
+    first = dag_runner.run(
+        """
+        submit = SubmitBatchOperator(task_id="submit", requests=REQS)
+        wait = BatchSensor(task_id="wait", job=submit.output, poke_interval=0.05)
+        submit >> wait
+        """,
+        REQS=make_requests(4),
+    )
+    job = first.xcom("submit")
+    job["batches"][0]["request_count"] = 5  # the API returns 4 lines where 5 were sent
+    job["request_count"] = 5
+    result = dag_runner.run(
+        'FetchResultsOperator(task_id="fetch", job=JOB, destination=RESULTS)', JOB=job
+    )
+    assert result.states["fetch"] == "failed"
+    assert "returned 4 result line(s) for 5 request(s); nothing was published" in (
+        capfd.readouterr().out
+    )
+    assert not dag_runner.results.exists() or list(dag_runner.results.iterdir()) == []
