@@ -2,10 +2,11 @@
 
 The ledger is the write-ahead record that makes submission idempotent. It lives where every
 worker sees it and task retries find it: Airflow's task state store (metadata DB), or else
-``ledger.json`` in the job's folder on shared storage (see docs/idempotency.md). Before each create call the shard's *intent* (a timestamp)
-is written; right after, the batch id. A retry of the task reads the ledger: shards with an id
-are re-attached, shards with an intent but no id are looked for among the workspace's recent
-batches (the create may have succeeded just before a crash), the rest are created.
+``ledger.json`` in the job's folder on shared storage (see docs/idempotency.md). Before each
+create call the shard's *intent* (a timestamp) is written; right after, the batch id. A retry
+of the task reads the ledger: shards with an id are re-attached, shards with an intent but no
+id are looked for among the workspace's recent batches (the create may have succeeded just
+before a crash), the rest are created.
 
 The descriptor is the small summary that travels in XCom: ids and counts, never requests.
 """
