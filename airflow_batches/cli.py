@@ -14,7 +14,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args or args[0] in ("-h", "--help"):
         parser.print_help()
         return 0
-    ns, rest = parser.parse_known_args(args[:1])
+    ns = parser.parse_args(args[:1])
     if ns.command == "version":
         from airflow_batches import __version__
 
@@ -22,7 +22,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     from airflow_batches.emulator.cli import main as emulator_main
 
-    return int(emulator_main(args[1:] + rest))
+    return int(emulator_main(args[1:]))
 
 
 if __name__ == "__main__":

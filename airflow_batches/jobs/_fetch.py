@@ -10,14 +10,14 @@ attempt ``k`` to leave out.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
 import msgspec
 from pydantic import BaseModel, ConfigDict
 
-from airflow_batches.api import BatchesError, Client
+from airflow_batches.api import BatchesError, Client, MessageBatch
 from airflow_batches.api._models import RESULT_TYPES, RESULTS_RETENTION_DAYS
 from airflow_batches.jobs._ledger import BatchInfo, JobDescriptor
 from airflow_batches.jobs._scan import ResultRecord, ResultTally, scan_result_line
@@ -70,21 +70,28 @@ def should_resubmit(record: ResultRecord, error_types: frozenset[str]) -> bool:
     return record.result_type == "errored" and (record.error_type or "") in error_types
 
 
-def iter_batch_lines(client: Client, batch_id: str) -> Iterator[tuple[int, bytes, ResultRecord]]:
+Known = Mapping[str, MessageBatch]
+"""Batches already retrieved, by id: their results are opened without asking again."""
+
+
+def iter_batch_lines(
+    client: Client, batch: str | MessageBatch
+) -> Iterator[tuple[int, bytes, ResultRecord]]:
     """(line number, raw line, scanned record) for every result line of one batch."""
-    with client.stream_results(batch_id) as stream:
+    batch_id = batch if isinstance(batch, str) else batch.id
+    with client.stream_results(batch) as stream:
         for number, line in enumerate(stream.iter_lines(), start=1):
             yield number, line, scan_result_line(line, batch_id=batch_id, line_number=number)
 
 
 def collect_resubmittable(
-    client: Client, attempt: Attempt, error_types: frozenset[str]
+    client: Client, attempt: Attempt, error_types: frozenset[str], known: Known | None = None
 ) -> tuple[set[str], dict[str, int]]:
     """custom_ids of the attempt's results worth resending, and their count by reason."""
     ids: set[str] = set()
     reasons: dict[str, int] = {}
     for info in attempt.batches:
-        for _, _, record in iter_batch_lines(client, info.id):
+        for _, _, record in iter_batch_lines(client, (known or {}).get(info.id, info.id)):
             if should_resubmit(record, error_types):
                 ids.add(record.custom_id)
                 reason = record.error_type or record.result_type
@@ -110,7 +117,7 @@ LineSink = Callable[[ResultRecord, bytes], None]
 
 
 def stream_final_lines(
-    client: Client, attempts: Sequence[Attempt], sink: LineSink
+    client: Client, attempts: Sequence[Attempt], sink: LineSink, known: Known | None = None
 ) -> dict[str, int]:
     """Feed ``sink`` the last-attempt line of every request; check nothing is missing.
 
@@ -125,7 +132,8 @@ def stream_final_lines(
         for info in attempt.batches:
             seen: set[int] = set()
             count = 0
-            for count, line, record in iter_batch_lines(client, info.id):  # noqa: B007
+            batch = (known or {}).get(info.id, info.id)
+            for count, line, record in iter_batch_lines(client, batch):  # noqa: B007
                 key = hash(record.custom_id)
                 if key in seen:
                     raise IncompleteResultsError(

@@ -72,12 +72,10 @@ class JobDescriptor(_Model):
     anthropic_version: str
     batches: list[BatchInfo]
     submitted_at: datetime
+    max_requests_per_batch: int | None = None
+    max_bytes_per_batch: int | None = None
+    """The shard limits the job was submitted with; follow-up batches keep them."""
 
     @property
     def batch_ids(self) -> list[str]:
         return [b.id for b in self.batches]
-
-    @property
-    def expires_at(self) -> datetime | None:
-        stamps = [b.expires_at for b in self.batches if b.expires_at]
-        return max(stamps) if stamps else None

@@ -16,9 +16,14 @@ from dataclasses import dataclass, field
 from typing import IO, Any, Literal
 
 from airflow_batches.api import BatchesError
-from airflow_batches.api._models import PARAMS_REMOVED_IN, SDK_ONLY_KEYS
+from airflow_batches.api._models import (
+    CUSTOM_ID_PATTERN,
+    MAX_REQUESTS_PER_BATCH,
+    PARAMS_REMOVED_IN,
+    SDK_ONLY_KEYS,
+)
 
-_CUSTOM_ID = re.compile(r"[a-zA-Z0-9_-]{1,64}")
+_CUSTOM_ID = re.compile(CUSTOM_ID_PATTERN)
 _ENVELOPE_HEAD = b'{"requests":['
 _ENVELOPE_TAIL = b"]}"
 ENVELOPE_BYTES = len(_ENVELOPE_HEAD) + len(_ENVELOPE_TAIL)
@@ -36,7 +41,7 @@ class Limits:
     the exact bytes sent, envelope and separators included).
     """
 
-    max_requests: int = 100_000
+    max_requests: int = MAX_REQUESTS_PER_BATCH
     max_bytes: int = 256_000_000
 
     def __post_init__(self) -> None:

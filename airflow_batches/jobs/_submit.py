@@ -24,9 +24,9 @@ from airflow_batches.api import (
     RetryPolicy,
     retry_delay,
 )
-from airflow_batches.api._retry import RETRYABLE_STATUSES
 from airflow_batches.jobs._ledger import BatchInfo, JobDescriptor, Ledger, ShardRecord
 from airflow_batches.jobs._prepare import (
+    Limits,
     OnInvalid,
     Prepared,
     RequestValidator,
@@ -35,6 +35,7 @@ from airflow_batches.jobs._prepare import (
     prepare,
 )
 from airflow_batches.jobs._store import JobStore, atomic_writer, ensure_dir
+from airflow_batches.jobs._wait import is_transient
 
 log = logging.getLogger(__name__)
 
@@ -155,12 +156,6 @@ class MemoryLedger:
         self.data = ledger.model_dump(mode="json")
 
 
-def _retryable(exc: Exception) -> bool:
-    if isinstance(exc, APIConnectionError):
-        return True
-    return isinstance(exc, APIStatusError) and exc.status_code in RETRYABLE_STATUSES
-
-
 class JobSubmitter:
     """Create the batches of a ledger that have none yet; never create one twice.
 
@@ -197,9 +192,6 @@ class JobSubmitter:
         self.sleep = sleep
         self.log = logger or log
 
-    def save(self, ledger: Ledger) -> None:
-        self.backend.save(ledger)
-
     def submit(self, ledger: Ledger) -> Ledger:
         """Bring every shard of ``ledger`` to a batch id, saving progress after each step."""
         total = len(ledger.shards)
@@ -229,7 +221,7 @@ class JobSubmitter:
 
         for attempt in range(self.create_attempts):
             shard.intents.append(self.clock())
-            self.save(ledger)
+            self.backend.save(ledger)
             self.log.info(
                 "Shard %d/%d: creating a batch of %d requests (%.1f MB)%s",
                 shard.index + 1,
@@ -246,7 +238,8 @@ class JobSubmitter:
                     max_retries=0,
                 )
             except (APIStatusError, APIConnectionError) as exc:
-                if not _retryable(exc) or attempt + 1 >= self.create_attempts:
+                retryable = is_transient(exc, now=0.0, not_found_grace_until=None)
+                if not retryable or attempt + 1 >= self.create_attempts:
                     raise
                 retry_after = getattr(exc, "retry_after", None)
                 headers = {"retry-after": str(retry_after)} if retry_after else None
@@ -275,7 +268,7 @@ class JobSubmitter:
         shard.created_at = batch.created_at
         shard.expires_at = batch.expires_at
         shard.adopted = adopted
-        self.save(ledger)
+        self.backend.save(ledger)
         if adopted:
             self.log.warning(
                 "Shard %d: adopted batch %s (created %s, %d requests): a create whose answer "
@@ -335,6 +328,7 @@ def descriptor_from_ledger(
     job_dir: str,
     job_dir_conn_id: str | None,
     submitted_at: datetime,
+    limits: Limits | None = None,
 ) -> JobDescriptor:
     return JobDescriptor(
         job_id=job_key(ledger.fingerprint),
@@ -356,4 +350,6 @@ def descriptor_from_ledger(
             for s in ledger.shards
         ],
         submitted_at=submitted_at,
+        max_requests_per_batch=limits.max_requests if limits else None,
+        max_bytes_per_batch=limits.max_bytes if limits else None,
     )

@@ -18,6 +18,11 @@ from airflow_batches.api import (
 from airflow_batches.api._retry import RETRYABLE_STATUSES
 from airflow_batches.jobs._progress import JobProgress
 
+NOT_FOUND_GRACE = 300.0
+"""Seconds after submission during which a 404 is taken for the API's read-after-create lag."""
+DEFER_TIMEOUT_MARGIN = 600.0
+"""Added to a deferred wait's own deadline for Airflow's defer timeout, a backstop only."""
+
 
 def is_transient(exc: Exception, *, now: float, not_found_grace_until: float | None) -> bool:
     """Whether a failed poll is worth another try (as opposed to failing the wait now).

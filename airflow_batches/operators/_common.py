@@ -111,6 +111,10 @@ def coerce_job(value: Any) -> JobDescriptor | None:
 
 def coerce_batch_ids(value: Any) -> list[str]:
     """Batch ids from a job descriptor, a list of ids, or one id."""
+    return list(dict.fromkeys(_batch_ids(value)))
+
+
+def _batch_ids(value: Any) -> list[str]:
     job = coerce_job(value)
     if job is not None:
         return job.batch_ids

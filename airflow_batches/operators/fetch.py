@@ -24,6 +24,7 @@ from airflow_batches.jobs._fetch import (
     Attempt,
     FetchState,
     FileSinks,
+    Known,
     LineSink,
     XComCollector,
     build_manifest,
@@ -34,7 +35,7 @@ from airflow_batches.jobs._fetch import (
     stream_final_lines,
 )
 from airflow_batches.jobs._ledger import BatchInfo, JobDescriptor
-from airflow_batches.jobs._prepare import RequestValidator
+from airflow_batches.jobs._prepare import Limits, RequestValidator
 from airflow_batches.jobs._progress import JobProgress, WaitEvent
 from airflow_batches.jobs._scan import ResultRecord, ResultTally
 from airflow_batches.jobs._store import JobStore, atomic_writer
@@ -47,7 +48,13 @@ from airflow_batches.jobs._submit import (
     new_ledger,
     stage_requests,
 )
-from airflow_batches.jobs._wait import Poller, PollingFailed, WaitTimeout
+from airflow_batches.jobs._wait import (
+    DEFER_TIMEOUT_MARGIN,
+    NOT_FOUND_GRACE,
+    Poller,
+    PollingFailed,
+    WaitTimeout,
+)
 from airflow_batches.operators._common import (
     StateStoreLedger,
     coerce_batch_ids,
@@ -265,7 +272,8 @@ class FetchResultsOperator(BaseOperator):
         with hook.get_client() as client:
             while True:
                 latest = state.latest
-                batches = [client.retrieve(b.id) for b in latest.batches]
+                current = {b.id: client.retrieve(b.id) for b in latest.batches}
+                batches = list(current.values())
                 if not JobProgress.of(batches).all_ended:
                     if latest.number == 1:
                         pending = [
@@ -282,7 +290,9 @@ class FetchResultsOperator(BaseOperator):
                     or latest.number >= self.max_attempts
                 ):
                     break
-                ids, reasons = collect_resubmittable(client, latest, self.retry_error_types)
+                ids, reasons = collect_resubmittable(
+                    client, latest, self.retry_error_types, current
+                )
                 if not ids:
                     break
                 self.log.warning(
@@ -318,10 +328,11 @@ class FetchResultsOperator(BaseOperator):
                     poke_interval=self.poke_interval,
                     max_poke_interval=self.max_poke_interval,
                     deadline=deadline,
-                    not_found_grace_until=now + 300,
+                    not_found_grace_until=now + NOT_FOUND_GRACE,
                     started_at=now,
                 ),
                 method_name="resume",
+                timeout=timedelta(seconds=self.wait_timeout.total_seconds() + DEFER_TIMEOUT_MARGIN),
                 kwargs={
                     "job": job.model_dump(mode="json"),
                     "state": state.model_dump(mode="json"),
@@ -333,7 +344,7 @@ class FetchResultsOperator(BaseOperator):
             log=self.log,
             poke_interval=self.poke_interval,
             max_poke_interval=self.max_poke_interval,
-            not_found_grace_until=now + 300,
+            not_found_grace_until=now + NOT_FOUND_GRACE,
         )
         try:
             poller.wait(ids, started=now, deadline=deadline)
@@ -351,7 +362,11 @@ class FetchResultsOperator(BaseOperator):
                 f"the submitted requests are not at {source}: cannot resend failures "
                 "(is staging_path shared storage that every worker can read?)"
             )
-        validator = RequestValidator(anthropic_version=job.anthropic_version)
+        limits = Limits(
+            job.max_requests_per_batch or Limits.max_requests,
+            job.max_bytes_per_batch or Limits.max_bytes,
+        )
+        validator = RequestValidator(anthropic_version=job.anthropic_version, limits=limits)
         with tempfile.TemporaryDirectory(prefix="airflow-batches-") as tmp:
             with source.open("rb") as stream:  # type: ignore[no-untyped-call]
                 staged, prepared = stage_requests(
@@ -400,13 +415,9 @@ class FetchResultsOperator(BaseOperator):
                 left,
             )
 
-    def _ended_at(self, client: Client, state: FetchState) -> dict[str, str | None]:
-        ended: dict[str, str | None] = {}
-        for attempt in state.attempts:
-            for info in attempt.batches:
-                batch: MessageBatch = client.retrieve(info.id)
-                ended[info.id] = batch.ended_at.isoformat() if batch.ended_at else None
-        return ended
+    @staticmethod
+    def _retrieve_all(client: Client, state: FetchState) -> dict[str, MessageBatch]:
+        return {info.id: client.retrieve(info.id) for a in state.attempts for info in a.batches}
 
     def _publish(
         self,
@@ -417,12 +428,13 @@ class FetchResultsOperator(BaseOperator):
         started_at: datetime,
     ) -> dict[str, Any]:
         self._check_retention(state)
-        ended_at = self._ended_at(client, state)
+        known = self._retrieve_all(client, state)
+        ended_at = {i: b.ended_at.isoformat() if b.ended_at else None for i, b in known.items()}
         for tries in range(1, PUBLISH_TRIES + 1):
             try:
                 if self.destination is None:
-                    return self._to_xcom(client, job, state, started_at, ended_at)
-                return self._to_storage(context, client, job, state, started_at, ended_at)
+                    return self._to_xcom(client, job, state, started_at, ended_at, known)
+                return self._to_storage(context, client, job, state, started_at, ended_at, known)
             except APIConnectionError as exc:
                 if tries == PUBLISH_TRIES:
                     raise
@@ -435,7 +447,7 @@ class FetchResultsOperator(BaseOperator):
         raise AssertionError("unreachable")
 
     def _stream(
-        self, client: Client, state: FetchState, sink: LineSink
+        self, client: Client, state: FetchState, sink: LineSink, known: Known
     ) -> tuple[ResultTally, dict[str, int]]:
         """Feed ``sink`` the final lines, tallying them; a broken download stays retryable."""
         tally = ResultTally(self.price_table)
@@ -445,7 +457,7 @@ class FetchResultsOperator(BaseOperator):
             sink(record, line)
 
         try:
-            stats = stream_final_lines(client, state.attempts, tee)
+            stats = stream_final_lines(client, state.attempts, tee, known)
         except APIConnectionError:
             raise
         except BatchesError as exc:
@@ -459,9 +471,10 @@ class FetchResultsOperator(BaseOperator):
         state: FetchState,
         started_at: datetime,
         ended_at: dict[str, str | None],
+        known: Known,
     ) -> dict[str, Any]:
         collector = XComCollector(self.max_xcom_bytes)
-        tally, stats = self._stream(client, state, collector)
+        tally, stats = self._stream(client, state, collector, known)
         manifest = build_manifest(
             job=job,
             state=state,
@@ -482,6 +495,7 @@ class FetchResultsOperator(BaseOperator):
         state: FetchState,
         started_at: datetime,
         ended_at: dict[str, str | None],
+        known: Known,
     ) -> dict[str, Any]:
         destination = storage_path(self.destination, self.destination_conn_id)
         assert destination is not None
@@ -493,7 +507,7 @@ class FetchResultsOperator(BaseOperator):
                 for key, name in names.items()
             }
             files = FileSinks(streams, split_by_type=self.split_by_type)
-            tally, stats = self._stream(client, state, files)
+            tally, stats = self._stream(client, state, files, known)
             if stats["lines"] != job.request_count:
                 raise AirflowException(
                     f"fetched {stats['lines']} result line(s) for {job.request_count} "

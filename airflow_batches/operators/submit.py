@@ -238,12 +238,14 @@ class SubmitBatchOperator(BaseOperator):
             ledger,
             conn_id=self.conn_id,
             job_dir=str(job.root) if shared else "",
-            job_dir_conn_id=self.staging_conn_id if shared else None,
+            job_dir_conn_id=getattr(job.root, "conn_id", None) if shared else None,
             submitted_at=utcnow(),
+            limits=self.limits,
         )
 
     def _report_rejected(self, count: int, shown: Sequence[Any], job: JobStore, root: Any) -> None:
-        where = f"; all listed in {job.path(REJECTED_FILE)}" if root is not None else ""
+        first = f"the first {len(shown)} " if count > len(shown) else ""
+        where = f"; {first}listed in {job.path(REJECTED_FILE)}" if root is not None else ""
         self.log.warning(
             "Skipped %d invalid request(s) (on_invalid='skip')%s. First ones:\n  %s",
             count,

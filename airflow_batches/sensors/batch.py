@@ -22,16 +22,18 @@ from airflow_batches.jobs._progress import (
     batch_summaries,
     judge,
 )
-from airflow_batches.jobs._wait import Poller, PollingFailed, WaitTimeout
+from airflow_batches.jobs._wait import (
+    DEFER_TIMEOUT_MARGIN,
+    NOT_FOUND_GRACE,
+    Poller,
+    PollingFailed,
+    WaitTimeout,
+)
 from airflow_batches.operators._common import coerce_batch_ids, coerce_job
 from airflow_batches.triggers.batch import BatchTrigger
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
-
-DEFER_TIMEOUT_MARGIN = 600.0
-NOT_FOUND_GRACE = 300.0
-"""Seconds after submission during which a 404 is taken for the API's read-after-create lag."""
 
 
 class BatchSensor(BaseSensorOperator):

@@ -54,7 +54,7 @@ class BatchTrigger(BaseTrigger):
         started_at: float | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
-        self.batch_ids = list(batch_ids)
+        self.batch_ids = list(dict.fromkeys(batch_ids))
         self.conn_id = conn_id
         self.poke_interval = float(poke_interval)
         self.max_poke_interval = float(max(max_poke_interval, poke_interval))
@@ -141,7 +141,7 @@ class BatchTrigger(BaseTrigger):
                     self.log.info(
                         "%s", progress.line(elapsed_seconds=time.time() - self.started_at)
                     )
-                    if progress.all_ended and len(self._latest) == len(self.batch_ids):
+                    if not self._pending():
                         yield self._event("ended")
                         return
                     interval = min(interval * self.backoff_factor, self.max_poke_interval)
@@ -168,7 +168,15 @@ class BatchTrigger(BaseTrigger):
             async with gate:
                 return await client.retrieve(batch_id)
 
-        return list(await asyncio.gather(*(one(i) for i in self._pending())))
+        # Keep what did come back even when one call fails, and let no call outlive the poll.
+        answers = await asyncio.gather(*(one(i) for i in self._pending()), return_exceptions=True)
+        batches = [a for a in answers if isinstance(a, MessageBatch)]
+        for answer in answers:
+            if isinstance(answer, BaseException):
+                for batch in batches:
+                    self._latest[batch.id] = batch
+                raise answer
+        return batches
 
     async def _cancel_pending(self, client: AsyncClient) -> list[str]:
         canceled: list[str] = []

@@ -152,3 +152,14 @@ async def test_young_404_is_transient(emulator: RunningEmulator, client: Client)
     event = await first_event(trigger)
     assert event.status == "error"
     assert "consecutive polls failed" in event.message  # retried, not failed at once
+
+
+async def test_a_batch_named_twice_is_waited_for_once(
+    emulator: RunningEmulator, client: Client
+) -> None:
+    batch = client.create(requests(2))
+    trigger = make([batch.id, batch.id], deadline=time.time() + 30)
+    assert trigger.batch_ids == [batch.id]
+    event = await first_event(trigger)
+    assert event.status == "ended"
+    assert [b.id for b in event.batches] == [batch.id]
