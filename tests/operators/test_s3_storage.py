@@ -48,15 +48,19 @@ def keys(s3: Any, prefix: str) -> list[str]:
     return sorted(item["Key"] for item in listing.get("Contents", []))
 
 
-def test_job_on_s3_with_resubmission(dag_runner: DagRunner, s3: Any) -> None:
+def test_job_on_s3_with_resubmission(
+    dag_runner: DagRunner, s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Staging comes from the [airflow_batches] section, connection included.
+    monkeypatch.setenv("AIRFLOW__AIRFLOW_BATCHES__STAGING_PATH", "s3://batch-jobs/staging")
+    monkeypatch.setenv("AIRFLOW__AIRFLOW_BATCHES__STAGING_CONN_ID", "aws_test")
     body = "".join(json.dumps(r) + "\n" for r in make_requests(25))
     s3.put_object(Bucket=BUCKET, Key="in/requests.jsonl", Body=body.encode())
     dag_runner.emulator.configure(result_errors={"api_error": 0.3}, seed=11)
     result = dag_runner.run(
         """
         submit = SubmitBatchOperator(task_id="submit", requests_path="s3://batch-jobs/in/requests.jsonl",
-            requests_conn_id="aws_test", staging_path="s3://batch-jobs/staging",
-            staging_conn_id="aws_test", max_requests_per_batch=10)
+            requests_conn_id="aws_test", max_requests_per_batch=10)
         wait = BatchSensor(task_id="wait", job=submit.output, poke_interval=0.05)
         fetch = FetchResultsOperator(task_id="fetch", job=submit.output,
             destination="s3://batch-jobs/out/{{ ds_nodash }}", destination_conn_id="aws_test",
@@ -67,6 +71,7 @@ def test_job_on_s3_with_resubmission(dag_runner: DagRunner, s3: Any) -> None:
     )
     assert result.state == "success", result.states
     job = result.xcom("submit")
+    assert job["job_dir_conn_id"] == "aws_test"
     assert job["job_dir"].startswith("s3://aws_test@batch-jobs/staging/")  # conn id kept
     staged = keys(s3, "staging/")
     assert any(k.endswith("/requests.jsonl") for k in staged)
