@@ -250,20 +250,24 @@ class FetchResultsOperator(BaseOperator):
         self,
         context: Context,
         event: dict[str, Any],
-        job: dict[str, Any],
-        state: dict[str, Any],
-        started_at: str,
+        job: dict[str, Any] | None = None,
+        state: dict[str, Any] | None = None,
+        started_at: str | None = None,
     ) -> dict[str, Any]:
-        """Back from waiting in the triggerer for a follow-up attempt."""
+        """Back from waiting in the triggerer for a follow-up attempt.
+
+        The job and its attempts come back in the deferral's kwargs; should a runner hand
+        back only the event, they are rebuilt from the job and the task state store.
+        """
         result = WaitEvent.model_validate(event)
         if result.status != "ended":
             raise AirflowException(f"waiting for the follow-up batches failed: {result.message}")
-        return self._advance(
-            context,
-            JobDescriptor.model_validate(job),
-            FetchState.model_validate(state),
-            started_at=datetime.fromisoformat(started_at),
+        descriptor = JobDescriptor.model_validate(job) if job else self._resolve_job()
+        attempts = (
+            FetchState.model_validate(state) if state else self._load_state(context, descriptor)
         )
+        begun = datetime.fromisoformat(started_at) if started_at else datetime.now(UTC)
+        return self._advance(context, descriptor, attempts, started_at=begun)
 
     def _advance(
         self, context: Context, job: JobDescriptor, state: FetchState, *, started_at: datetime
@@ -283,7 +287,8 @@ class FetchResultsOperator(BaseOperator):
                             f"batch(es) not ended yet: {', '.join(pending)}; results exist only "
                             "once a batch has ended (put a BatchSensor before this task)"
                         )
-                    self._wait(context, client, job, state, latest, started_at)
+                    ended = self._wait(context, client, job, state, latest, started_at)
+                    current = {b.id: b for b in ended}
                 if (
                     not self.resubmit_failed
                     or not job.job_dir
@@ -316,7 +321,7 @@ class FetchResultsOperator(BaseOperator):
         state: FetchState,
         attempt: Attempt,
         started_at: datetime,
-    ) -> None:
+    ) -> list[MessageBatch]:
         ids = [b.id for b in attempt.batches]
         now = time.time()
         deadline = now + self.wait_timeout.total_seconds()
@@ -347,7 +352,7 @@ class FetchResultsOperator(BaseOperator):
             not_found_grace_until=now + NOT_FOUND_GRACE,
         )
         try:
-            poller.wait(ids, started=now, deadline=deadline)
+            return poller.wait(ids, started=now, deadline=deadline)
         except (PollingFailed, WaitTimeout) as exc:
             raise AirflowException(f"waiting for attempt {attempt.number}: {exc}") from exc
 

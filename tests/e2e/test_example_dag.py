@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -56,5 +57,9 @@ def test_nightly_eval_example_runs_with_dags_test(
     assert len(manifest["attempts"]) >= 2  # the overloaded ones were resent
     assert manifest["cost_usd"] > 0
     assert manifest["cache_hit_rate"] > 0.5
+    # Every task succeeded at its first try: a hidden retry would hide a bug.
+    with sqlite3.connect(f"file:{home / 'airflow.db'}?mode=ro", uri=True) as db:
+        tries = dict(db.execute("select task_id, try_number from task_instance").fetchall())
+    assert tries == {"build_requests": 1, "submit": 1, "wait": 1, "fetch": 1}
     results = manifests[0].with_name("results.jsonl").read_bytes().splitlines()
     assert len({json.loads(line)["custom_id"] for line in results}) == 100

@@ -76,6 +76,7 @@ def test_resubmits_retryable_failures_and_keeps_one_line_per_request(
         REQS=reqs,
     )
     assert result.state == "success", result.states
+    assert result.tries["fetch"] == 1
     lines = [
         json.loads(x) for x in (dag_runner.results / "results.jsonl").read_bytes().splitlines()
     ]
@@ -308,3 +309,17 @@ def test_missing_lines_are_detected_and_nothing_is_published(
         capfd.readouterr().out
     )
     assert not dag_runner.results.exists() or list(dag_runner.results.iterdir()) == []
+
+
+def test_resubmission_waiting_in_the_worker(dag_runner: DagRunner) -> None:
+    # Slow enough that each follow-up is still running when the fetch first looks at it.
+    dag_runner.emulator.configure(result_errors={"overloaded_error": 0.5}, latency=0.05)
+    result = dag_runner.run(
+        pipeline("destination=RESULTS, resubmit_failed=True, max_attempts=3, deferrable=False"),
+        REQS=make_requests(16),
+    )
+    assert result.state == "success", result.states
+    assert result.tries["fetch"] == 1
+    manifest = result.xcom("fetch")
+    assert len(manifest["attempts"]) >= 2
+    assert manifest["lines"] == 16
