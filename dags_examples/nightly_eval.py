@@ -97,6 +97,7 @@ with DAG(
         split_by_type=False,
         resubmit_failed=True,
         max_attempts=3,
+        deferrable=True,  # follow-up batches are waited for in the triggerer too
         poke_interval=5,
         retries=3,
     )
