@@ -323,3 +323,19 @@ def test_resubmission_waiting_in_the_worker(dag_runner: DagRunner) -> None:
     manifest = result.xcom("fetch")
     assert len(manifest["attempts"]) >= 2
     assert manifest["lines"] == 16
+
+
+def test_resubmission_waiting_in_the_triggerer(
+    dag_runner: DagRunner, capfd: pytest.CaptureFixture[str]
+) -> None:
+    dag_runner.emulator.configure(result_errors={"overloaded_error": 0.5}, latency=0.05)
+    result = dag_runner.run(
+        pipeline("destination=RESULTS, resubmit_failed=True, max_attempts=2, deferrable=True"),
+        REQS=make_requests(16),
+    )
+    assert result.state == "success", result.states
+    assert result.tries["fetch"] == 1
+    assert "[DAG TEST] running trigger in line" in capfd.readouterr().out
+    manifest = result.xcom("fetch")
+    assert len(manifest["attempts"]) == 2
+    assert manifest["lines"] == 16
