@@ -21,6 +21,7 @@ from airflow_batches.api import (
     APIStatusError,
     Client,
     MessageBatch,
+    RateLimitError,
     RetryPolicy,
     retry_delay,
 )
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 REQUESTS_FILE = "requests.jsonl"
 LEDGER_FILE = "ledger.json"
 REJECTED_FILE = "rejected.jsonl"
+MAX_INTENTS = 10
 
 
 def utcnow() -> datetime:
@@ -117,6 +119,12 @@ def new_ledger(
     )
 
 
+def _asked(exc: Exception) -> dict[str, str] | None:
+    """The server's requested wait, as the header the retry policy reads."""
+    retry_after = getattr(exc, "retry_after", None)
+    return {"retry-after": str(retry_after)} if retry_after else None
+
+
 class LedgerBackend(Protocol):
     """Where a ledger is kept between task tries: must be visible from every worker."""
 
@@ -163,6 +171,8 @@ class JobSubmitter:
         create retried blindly after a lost answer is a batch paid twice.
     :param create_attempts: create calls per shard before giving up; between two attempts the
         workspace's batches are searched for the one the failed call may have created.
+    :param max_rate_limit_wait: seconds a shard may wait out 429s (rate limit, full queue)
+        before the task fails; those answers created nothing, so they cost no attempt.
     :param clock_skew: how much earlier than our intent a batch's ``created_at`` may be and
         still count as ours (the API's clock and ours differ).
     """
@@ -174,6 +184,7 @@ class JobSubmitter:
         open_requests: Callable[[], IO[bytes]],
         *,
         create_attempts: int = 4,
+        max_rate_limit_wait: float = 1800.0,
         retry_policy: RetryPolicy | None = None,
         clock_skew: timedelta = timedelta(minutes=2),
         extra_headers: Mapping[str, str] | None = None,
@@ -185,6 +196,7 @@ class JobSubmitter:
         self.backend = backend
         self.open_requests = open_requests
         self.create_attempts = max(1, create_attempts)
+        self.max_rate_limit_wait = max_rate_limit_wait
         self.retry_policy = retry_policy or client.settings.retry
         self.clock_skew = clock_skew
         self.extra_headers = dict(extra_headers or {})
@@ -219,8 +231,13 @@ class JobSubmitter:
         def body() -> Iterable[bytes]:
             return iter_shard_body(self.open_requests, planned)
 
-        for attempt in range(self.create_attempts):
+        attempt = 0
+        limited = 0
+        limited_for = 0.0
+        while True:
             shard.intents.append(self.clock())
+            if len(shard.intents) > MAX_INTENTS:  # only the first one is ever read back
+                del shard.intents[1:-1]
             self.backend.save(ledger)
             self.log.info(
                 "Shard %d/%d: creating a batch of %d requests (%.1f MB)%s",
@@ -237,13 +254,30 @@ class JobSubmitter:
                     extra_headers=self.extra_headers,
                     max_retries=0,
                 )
+            except RateLimitError as exc:
+                # Rejected, not created: a rate limit or a full queue. Wait for room within
+                # the budget without spending create attempts or searching for an orphan.
+                if limited_for >= self.max_rate_limit_wait:
+                    raise
+                wait = retry_delay(min(limited, 6), _asked(exc), self.retry_policy)
+                self.log.warning(
+                    "Shard %d/%d: %s; waiting %.1fs for room (%.0fs of %.0fs spent)",
+                    shard.index + 1,
+                    total,
+                    exc,
+                    wait,
+                    limited_for,
+                    self.max_rate_limit_wait,
+                )
+                self.sleep(wait)
+                limited += 1
+                limited_for += wait
+                continue
             except (APIStatusError, APIConnectionError) as exc:
                 retryable = is_transient(exc, now=0.0, not_found_grace_until=None)
                 if not retryable or attempt + 1 >= self.create_attempts:
                     raise
-                retry_after = getattr(exc, "retry_after", None)
-                headers = {"retry-after": str(retry_after)} if retry_after else None
-                wait = retry_delay(attempt, headers, self.retry_policy)
+                wait = retry_delay(attempt, _asked(exc), self.retry_policy)
                 self.log.warning(
                     "Shard %d/%d: create failed (%s); looking for a batch it may have "
                     "created, then retrying in %.1fs",
@@ -257,6 +291,7 @@ class JobSubmitter:
                 if orphan is not None:
                     self._record(ledger, shard, orphan, adopted=True)
                     return
+                attempt += 1
                 continue
             self._record(ledger, shard, batch, adopted=False)
             return

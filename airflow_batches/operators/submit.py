@@ -78,9 +78,11 @@ class SubmitBatchOperator(BaseOperator):
     :param user_profile_id: sent as ``anthropic-user-profile-id`` on create.
     :param clock_skew_seconds: tolerance between our clock and the API's when a retry looks
         for a batch created by a create call whose answer was lost.
-    :param create_attempts: create calls per batch before the task fails (retryable answers
-        only: 429, 5xx, 529, connection errors). A task retry re-attaches to the batches
-        already created and goes on with the rest.
+    :param create_attempts: create calls per batch before the task fails on a retryable
+        answer (5xx, 529, connection errors). A task retry re-attaches to the batches already
+        created and goes on with the rest.
+    :param max_rate_limit_wait: seconds a batch may wait out 429s (rate limit, or the
+        workspace's queue is full) before the task fails; a 429 costs no create attempt.
     """
 
     template_fields: Sequence[str] = (
@@ -109,6 +111,7 @@ class SubmitBatchOperator(BaseOperator):
         user_profile_id: str | None = None,
         clock_skew_seconds: float = 120.0,
         create_attempts: int = 4,
+        max_rate_limit_wait: float = 1800.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -128,6 +131,7 @@ class SubmitBatchOperator(BaseOperator):
         self.user_profile_id = user_profile_id
         self.clock_skew_seconds = clock_skew_seconds
         self.create_attempts = create_attempts
+        self.max_rate_limit_wait = max_rate_limit_wait
 
     @cached_property
     def hook(self) -> MessageBatchesHook:
@@ -203,6 +207,7 @@ class SubmitBatchOperator(BaseOperator):
                     backend,
                     lambda: job.path(REQUESTS_FILE).open("rb"),
                     create_attempts=self.create_attempts,
+                    max_rate_limit_wait=self.max_rate_limit_wait,
                     clock_skew=timedelta(seconds=self.clock_skew_seconds),
                     extra_headers=headers,
                     logger=self.log,

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from airflow_batches.api import APIConnectionError, APIStatusError, Client
+from airflow_batches.api import APIConnectionError, APIStatusError, Client, RateLimitError
 from airflow_batches.emulator.testing import RunningEmulator
 from airflow_batches.jobs._ledger import Ledger
 from airflow_batches.jobs._prepare import Limits, RequestValidator, records_from_items
@@ -240,3 +240,44 @@ def test_sharding_at_the_real_limit_of_100000_requests(
     created = {b["id"]: b["n_requests"] for b in emulator.admin.batches()}
     assert sorted(created.values()) == [1, 100_000]
     assert emulator.admin.requests_received() == 100_001
+
+
+def test_a_full_queue_is_waited_out_without_spending_attempts(
+    tmp_path: Path, emulator: RunningEmulator, client: Client
+) -> None:
+    # Processing is paused, so the second shard finds the queue full (429) until our
+    # injected sleep lets the first shard through.
+    emulator.configure(paused=True, max_queued_requests=6)
+    job, prepared = stage(tmp_path, requests(10), Limits(max_requests=5))
+    ledger = new_ledger(prepared, anthropic_version="2023-06-01")
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        if len(waits) == 3:  # the queue drains after a while
+            emulator.configure(paused=False)
+            emulator.wait_ended(str(ledger.shards[0].batch_id))
+
+    submitter(client, MemoryLedger(), job, sleep=sleep, create_attempts=1).submit(ledger)
+    assert all(s.batch_id for s in ledger.shards)
+    assert len(waits) == 3
+    assert emulator.admin.batches_created() == 2
+    assert emulator.admin.calls("list") == 0  # a 429 created nothing: no orphan search
+
+
+def test_the_rate_limit_budget_ends_the_wait(
+    tmp_path: Path, emulator: RunningEmulator, client: Client
+) -> None:
+    emulator.configure(paused=True, max_queued_requests=3)
+    job, prepared = stage(tmp_path, requests(6), Limits(max_requests=3))
+    ledger = new_ledger(prepared, anthropic_version="2023-06-01")
+    waits: list[float] = []
+    with pytest.raises(RateLimitError):
+        submitter(client, MemoryLedger(), job, sleep=waits.append, max_rate_limit_wait=5).submit(
+            ledger
+        )
+    assert sum(waits[:-1]) < 5 <= sum(waits)
+    assert ledger.shards[0].batch_id
+    assert ledger.shards[1].batch_id is None
+    assert len(ledger.shards[1].intents) <= 10
+    assert emulator.admin.batches_created() == 1
