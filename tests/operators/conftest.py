@@ -35,6 +35,8 @@ class DagResult:
     states: dict[str, str | None]
     xcoms: dict[str, Any] = field(default_factory=dict)
     tries: dict[str, int] = field(default_factory=dict)
+    events: dict[str, list[str]] = field(default_factory=dict)
+    """Task state changes from the audit log, in order: running, deferred, running, ..."""
 
     def xcom(self, task_id: str) -> Any:
         return self.xcoms.get(task_id)
@@ -96,6 +98,7 @@ class DagRunner:
         return self._collect(dag_id, run)
 
     def _collect(self, dag_id: str, run: Any) -> DagResult:
+        from airflow.models.log import Log
         from airflow.models.taskinstance import TaskInstance
         from airflow.models.xcom import XComModel
         from airflow.utils.session import create_session
@@ -117,7 +120,13 @@ class DagRunner:
                 )
             ).all()
             xcoms = {row.task_id: _load(row.value) for row in rows}
-        return DagResult(dag_id, run.run_id, str(run.state), states, xcoms, tries)
+            events: dict[str, list[str]] = {}
+            for log in session.scalars(
+                select(Log).where(Log.dag_id == dag_id, Log.run_id == run.run_id).order_by(Log.id)
+            ):
+                if log.task_id:
+                    events.setdefault(log.task_id, []).append(log.event)
+        return DagResult(dag_id, run.run_id, str(run.state), states, xcoms, tries, events)
 
 
 def _load(value: Any) -> Any:

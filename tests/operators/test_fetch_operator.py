@@ -313,29 +313,30 @@ def test_missing_lines_are_detected_and_nothing_is_published(
 
 def test_resubmission_waiting_in_the_worker(dag_runner: DagRunner) -> None:
     # Slow enough that each follow-up is still running when the fetch first looks at it.
-    dag_runner.emulator.configure(result_errors={"overloaded_error": 0.5}, latency=0.05)
+    dag_runner.emulator.configure(result_errors={"overloaded_error": 0.5}, latency=0.2, workers=1)
     result = dag_runner.run(
         pipeline("destination=RESULTS, resubmit_failed=True, max_attempts=3, deferrable=False"),
         REQS=make_requests(16),
     )
     assert result.state == "success", result.states
     assert result.tries["fetch"] == 1
+    assert "deferred" not in result.events["fetch"]
     manifest = result.xcom("fetch")
     assert len(manifest["attempts"]) >= 2
     assert manifest["lines"] == 16
 
 
-def test_resubmission_waiting_in_the_triggerer(
-    dag_runner: DagRunner, capfd: pytest.CaptureFixture[str]
-) -> None:
-    dag_runner.emulator.configure(result_errors={"overloaded_error": 0.5}, latency=0.05)
+def test_resubmission_waiting_in_the_triggerer(dag_runner: DagRunner) -> None:
+    # One worker at 0.2 s a request: the follow-up (about 8 requests) runs for over a second,
+    # far longer than the fetch takes to create it and look at it, so the fetch must defer.
+    dag_runner.emulator.configure(result_errors={"overloaded_error": 0.5}, latency=0.2, workers=1)
     result = dag_runner.run(
         pipeline("destination=RESULTS, resubmit_failed=True, max_attempts=2, deferrable=True"),
         REQS=make_requests(16),
     )
     assert result.state == "success", result.states
     assert result.tries["fetch"] == 1
-    assert "[DAG TEST] running trigger in line" in capfd.readouterr().out
+    assert result.events["fetch"] == ["running", "deferred", "running", "success"]
     manifest = result.xcom("fetch")
     assert len(manifest["attempts"]) == 2
     assert manifest["lines"] == 16

@@ -20,6 +20,7 @@ def test_deferred_wait_logs_progress_until_ended(
         REQS=make_requests(20),
     )
     assert result.state == "success", result.states
+    assert result.events["wait"] == ["running", "deferred", "running", "success"]
     out = capfd.readouterr().out
     assert "0/2 batch(es) ended" in out
     assert "2/2 batch(es) ended; 20/20 requests done (100.0%)" in out
