@@ -434,12 +434,11 @@ class FetchResultsOperator(BaseOperator):
     ) -> dict[str, Any]:
         self._check_retention(state)
         known = self._retrieve_all(client, state)
-        ended_at = {i: b.ended_at.isoformat() if b.ended_at else None for i, b in known.items()}
         for tries in range(1, PUBLISH_TRIES + 1):
             try:
                 if self.destination is None:
-                    return self._to_xcom(client, job, state, started_at, ended_at, known)
-                return self._to_storage(context, client, job, state, started_at, ended_at, known)
+                    return self._to_xcom(client, job, state, started_at, known)
+                return self._to_storage(context, client, job, state, started_at, known)
             except APIConnectionError as exc:
                 if tries == PUBLISH_TRIES:
                     raise
@@ -475,7 +474,6 @@ class FetchResultsOperator(BaseOperator):
         job: JobDescriptor,
         state: FetchState,
         started_at: datetime,
-        ended_at: dict[str, str | None],
         known: Known,
     ) -> dict[str, Any]:
         collector = XComCollector(self.max_xcom_bytes)
@@ -487,7 +485,7 @@ class FetchResultsOperator(BaseOperator):
             stats=stats,
             files={},
             started_at=started_at,
-            ended_at=ended_at,
+            ended_at=_ended_at(known),
         )
         self._log_summary(manifest)
         return {"manifest": manifest, "results": collector.items}
@@ -499,7 +497,6 @@ class FetchResultsOperator(BaseOperator):
         job: JobDescriptor,
         state: FetchState,
         started_at: datetime,
-        ended_at: dict[str, str | None],
         known: Known,
     ) -> dict[str, Any]:
         destination = storage_path(self.destination, self.destination_conn_id)
@@ -525,7 +522,7 @@ class FetchResultsOperator(BaseOperator):
             stats=stats,
             files={key: str(destination / name) for key, name in names.items()},
             started_at=started_at,
-            ended_at=ended_at,
+            ended_at=_ended_at(known),
         )
         manifest["destination"] = str(destination)
         JobStore(destination).write_json(manifest, MANIFEST_FILE)
@@ -574,3 +571,7 @@ class FetchResultsOperator(BaseOperator):
             for key in ("job_id", "lines", "counts", "cost_usd", "destination", "files")
         }
         context["outlet_events"][self.asset].extra = summary
+
+
+def _ended_at(known: Known) -> dict[str, str | None]:
+    return {i: b.ended_at.isoformat() if b.ended_at else None for i, b in known.items()}
