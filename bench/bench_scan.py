@@ -30,7 +30,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from airflow_batches.jobs._scan import ResultTally, scan_result_line
+from airflow_batches.jobs._scan import scan_result_line
+from airflow_batches.jobs._tally import ResultTally
 
 _MODELS = (
     "claude-sonnet-4-5-20250929",

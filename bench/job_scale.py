@@ -26,7 +26,6 @@ from airflow_batches.emulator.testing import serve_emulator
 from airflow_batches.jobs._fetch import Attempt, FileSinks, stream_final_lines
 from airflow_batches.jobs._ledger import BatchInfo
 from airflow_batches.jobs._prepare import Limits, RequestValidator, records_from_jsonl
-from airflow_batches.jobs._scan import ResultTally
 from airflow_batches.jobs._store import JobStore
 from airflow_batches.jobs._submit import (
     REQUESTS_FILE,
@@ -35,6 +34,7 @@ from airflow_batches.jobs._submit import (
     new_ledger,
     stage_requests,
 )
+from airflow_batches.jobs._tally import ResultTally
 
 
 def peak_mib() -> float:

@@ -9,9 +9,8 @@ from airflow_batches.api._client import (
     ClientSettings,
     ResultsStream,
     Secret,
-    encode_request_line,
-    iter_create_body,
 )
+from airflow_batches.api._envelope import encode_request_line, iter_create_body
 from airflow_batches.api._errors import (
     APIConnectionError,
     APIStatusError,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import logging
 import platform
 import ssl
@@ -32,6 +31,7 @@ import httpx
 import pydantic
 
 from airflow_batches._version import __version__
+from airflow_batches.api._envelope import encode_request_line, iter_create_body
 from airflow_batches.api._errors import (
     APIStatusError,
     ResponseValidationError,
@@ -193,28 +193,6 @@ def next_page(page: MessageBatchPage, params: ListParams) -> ListParams | None:
     if params.before_id:
         return ListParams(limit=params.limit, before_id=page.first_id or page.data[0].id)
     return ListParams(limit=params.limit, after_id=page.last_id or page.data[-1].id)
-
-
-def encode_request_line(request: BatchRequest | Mapping[str, Any]) -> bytes:
-    """Validate one request and encode it exactly as it will be sent."""
-    if isinstance(request, BatchRequest):
-        payload: Any = request.model_dump(mode="json", exclude_unset=True)
-    else:
-        BatchRequest.model_validate(request)
-        payload = request
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
-
-
-def iter_create_body(lines: Iterable[bytes]) -> Iterator[bytes]:
-    """Wrap already-encoded request objects into ``{"requests":[...]}``, one piece at a time."""
-    yield b'{"requests":['
-    first = True
-    for line in lines:
-        if not first:
-            yield b","
-        first = False
-        yield line
-    yield b"]}"
 
 
 class _BaseClient:

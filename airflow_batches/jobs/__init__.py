@@ -16,8 +16,9 @@ from airflow_batches.jobs._prepare import (
     records_from_jsonl,
 )
 from airflow_batches.jobs._progress import JobProgress, OutcomePolicy, judge
-from airflow_batches.jobs._scan import ResultRecord, ResultTally, scan_result_line
+from airflow_batches.jobs._scan import ResultRecord, scan_result_line
 from airflow_batches.jobs._submit import JobSubmitter, stage_requests
+from airflow_batches.jobs._tally import ResultTally
 
 __all__ = [
     "RETRYABLE_ERROR_TYPES",

@@ -20,7 +20,8 @@ from pydantic import BaseModel, ConfigDict
 from airflow_batches.api import BatchesError, Client, MessageBatch
 from airflow_batches.api._models import RESULT_TYPES, RESULTS_RETENTION_DAYS
 from airflow_batches.jobs._ledger import BatchInfo, JobDescriptor
-from airflow_batches.jobs._scan import ResultRecord, ResultTally, scan_result_line
+from airflow_batches.jobs._scan import ResultRecord, scan_result_line
+from airflow_batches.jobs._tally import ResultTally
 
 RETRYABLE_ERROR_TYPES = frozenset(
     {"api_error", "overloaded_error", "rate_limit_error", "timeout_error"}

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any, Literal
 
 from airflow_batches.api import BatchesError
+from airflow_batches.api._envelope import ENVELOPE_BYTES, ENVELOPE_HEAD, ENVELOPE_TAIL, dump_request
 from airflow_batches.api._models import (
     CUSTOM_ID_PATTERN,
     MAX_REQUESTS_PER_BATCH,
@@ -24,9 +25,6 @@ from airflow_batches.api._models import (
 )
 
 _CUSTOM_ID = re.compile(CUSTOM_ID_PATTERN)
-_ENVELOPE_HEAD = b'{"requests":['
-_ENVELOPE_TAIL = b"]}"
-ENVELOPE_BYTES = len(_ENVELOPE_HEAD) + len(_ENVELOPE_TAIL)
 _BOM = b"\xef\xbb\xbf"
 
 OnInvalid = Literal["fail", "skip"]
@@ -218,12 +216,7 @@ class RequestValidator:
             line = raw_bytes[3:] if raw_bytes.startswith(_BOM) else raw_bytes
         else:
             try:
-                line = json.dumps(
-                    {"custom_id": cid, "params": merged},
-                    ensure_ascii=False,
-                    separators=(",", ":"),
-                    allow_nan=False,
-                ).encode()
+                line = dump_request({"custom_id": cid, "params": merged})
             except (TypeError, ValueError) as exc:
                 return [Problem(location, cid, "params", f"not JSON-serialisable: {exc}")]
         size = len(line) + ENVELOPE_BYTES
@@ -392,7 +385,7 @@ def iter_shard_body(
     Staged lines never contain a raw newline (JSON escapes it), so turning the separators
     into commas is a byte replacement; the body is exactly ``shard.body_bytes`` long.
     """
-    yield _ENVELOPE_HEAD
+    yield ENVELOPE_HEAD
     remaining = shard.length - 1  # the shard's last newline is not sent
     with open_staged() as stream:
         stream.seek(shard.offset)
@@ -405,4 +398,4 @@ def iter_shard_body(
                 )
             remaining -= len(data)
             yield data.replace(b"\n", b",")
-    yield _ENVELOPE_TAIL
+    yield ENVELOPE_TAIL

@@ -37,7 +37,7 @@ from airflow_batches.jobs._fetch import (
 from airflow_batches.jobs._ledger import BatchInfo, JobDescriptor
 from airflow_batches.jobs._prepare import Limits, RequestValidator
 from airflow_batches.jobs._progress import JobProgress, WaitEvent
-from airflow_batches.jobs._scan import ResultRecord, ResultTally
+from airflow_batches.jobs._scan import ResultRecord
 from airflow_batches.jobs._store import JobStore, atomic_writer
 from airflow_batches.jobs._submit import (
     REQUESTS_FILE,
@@ -48,6 +48,7 @@ from airflow_batches.jobs._submit import (
     new_ledger,
     stage_requests,
 )
+from airflow_batches.jobs._tally import ResultTally
 from airflow_batches.jobs._wait import (
     DEFER_TIMEOUT_MARGIN,
     NOT_FOUND_GRACE,

@@ -13,9 +13,9 @@ from airflow_batches.api._pricing import ModelPrice, PriceTable, load_price_tabl
 from airflow_batches.jobs._scan import (
     MalformedResultLineError,
     ResultRecord,
-    ResultTally,
     scan_result_line,
 )
+from airflow_batches.jobs._tally import ResultTally
 
 SONNET = "claude-sonnet-4-5-20250929"
 HAIKU = "claude-haiku-4-5-20251001"

@@ -1,0 +1,48 @@
+"""The create body, byte for byte: one encoder for ``Client.create`` and a job's shard bodies.
+
+A create body is ``{"requests":[`` + request objects joined by ``,`` + ``]}``. Each request is
+encoded once, compactly and without ASCII escaping, exactly as it will be sent; its size is
+then known before anything is sent, which is what sharding by bytes needs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from airflow_batches.api._models import BatchRequest
+
+ENVELOPE_HEAD = b'{"requests":['
+ENVELOPE_TAIL = b"]}"
+ENVELOPE_BYTES = len(ENVELOPE_HEAD) + len(ENVELOPE_TAIL)
+"""Bytes a create body adds around its request objects."""
+
+
+def dump_request(payload: Mapping[str, Any]) -> bytes:
+    """Encode one already-checked ``{"custom_id", "params"}`` object as it is sent.
+
+    Raises ``TypeError`` or ``ValueError`` for what JSON cannot hold (NaN, infinities,
+    objects that are not JSON types).
+    """
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+
+
+def encode_request_line(request: BatchRequest | Mapping[str, Any]) -> bytes:
+    """Validate one request and encode it exactly as it will be sent."""
+    if isinstance(request, BatchRequest):
+        return dump_request(request.model_dump(mode="json", exclude_unset=True))
+    BatchRequest.model_validate(request)
+    return dump_request(request)
+
+
+def iter_create_body(lines: Iterable[bytes]) -> Iterator[bytes]:
+    """Wrap already-encoded request objects into ``{"requests":[...]}``, one piece at a time."""
+    yield ENVELOPE_HEAD
+    first = True
+    for line in lines:
+        if not first:
+            yield b","
+        first = False
+        yield line
+    yield ENVELOPE_TAIL

@@ -1,0 +1,256 @@
+"""Totals behind a job's manifest: counts, usage and cost of any number of result lines.
+
+:class:`ResultTally` folds :class:`ResultRecord` values into counters whose size depends on the
+number of distinct models and error types, never on the number of lines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+from airflow_batches.api._models import RESULT_TYPES
+from airflow_batches.api._pricing import (
+    US_INFERENCE_GEO,
+    PriceTable,
+    load_price_table,
+    tokens_cost,
+)
+from airflow_batches.jobs._scan import UNKNOWN_ERROR_TYPE, ResultRecord
+
+__all__ = ["ModelUsage", "ResultTally"]
+
+_COST_DECIMALS: Final = 6
+_RATE_DECIMALS: Final = 6
+
+
+class ModelUsage:
+    """Usage totals of the succeeded lines of one model (mutable, owned by a tally)."""
+
+    __slots__ = (
+        "cache_read_input_tokens",
+        "cache_write_1h_tokens",
+        "cache_write_5m_tokens",
+        "input_tokens",
+        "output_tokens",
+        "requests",
+        "web_fetch_requests",
+        "web_search_requests",
+    )
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.input_tokens = 0
+        self.output_tokens = 0
+        self.cache_write_5m_tokens = 0
+        self.cache_write_1h_tokens = 0
+        self.cache_read_input_tokens = 0
+        self.web_search_requests = 0
+        self.web_fetch_requests = 0
+
+    def add(self, other: ModelUsage) -> None:
+        for name in self.__slots__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    @property
+    def cache_write_tokens(self) -> int:
+        return self.cache_write_5m_tokens + self.cache_write_1h_tokens
+
+    @property
+    def cache_hit_rate(self) -> float | None:
+        return _hit_rate(self.cache_read_input_tokens, self.input_tokens, self.cache_write_tokens)
+
+    def cost(self, prices: PriceTable, model: str, *, us_inference: bool) -> float | None:
+        price = prices.get(model)
+        if price is None:
+            return None
+        return tokens_cost(
+            price,
+            input_tokens=self.input_tokens,
+            output_tokens=self.output_tokens,
+            cache_write_5m_tokens=self.cache_write_5m_tokens,
+            cache_write_1h_tokens=self.cache_write_1h_tokens,
+            cache_read_tokens=self.cache_read_input_tokens,
+            web_search_requests=self.web_search_requests,
+            web_fetch_requests=self.web_fetch_requests,
+            us_inference=us_inference,
+            batch=True,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ModelUsage):
+            return NotImplemented
+        return all(getattr(self, n) == getattr(other, n) for n in self.__slots__)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{n}={getattr(self, n)}" for n in _USAGE_KEYS)
+        return f"ModelUsage({fields})"
+
+
+_USAGE_KEYS: Final = (
+    "requests",
+    "input_tokens",
+    "output_tokens",
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
+    "cache_read_input_tokens",
+    "web_search_requests",
+    "web_fetch_requests",
+)
+
+
+def _hit_rate(read: int, uncached: int, written: int) -> float | None:
+    prompt = uncached + written + read
+    return read / prompt if prompt else None
+
+
+class ResultTally:
+    """Counts, usage and cost of any number of result lines, in constant memory.
+
+    Only succeeded lines carry usage and cost: the API bills nothing else. Usage is kept per
+    model and per inference geography (``"us"`` is dearer), and cost is computed from those
+    totals when asked for, which is exact because cost is linear in every count.
+
+    The cache hit rate is ``cache_read / (input + cache_write_5m + cache_write_1h + cache_read)``
+    summed over succeeded lines: the share of prompt tokens served from the cache (the API's
+    ``input_tokens`` already excludes cached ones). It is None when that denominator is 0.
+    """
+
+    __slots__ = ("_counts", "_errors", "_prices", "_usage")
+
+    def __init__(self, prices: PriceTable | None = None) -> None:
+        self._prices = prices if prices is not None else load_price_table()
+        self._counts: dict[str, int] = dict.fromkeys(RESULT_TYPES, 0)
+        self._errors: dict[str, int] = {}
+        self._usage: dict[tuple[str, bool], ModelUsage] = {}
+
+    @property
+    def prices(self) -> PriceTable:
+        return self._prices
+
+    def add(self, record: ResultRecord) -> None:
+        kind = record.result_type
+        self._counts[kind] += 1
+        if kind != "succeeded":
+            if kind == "errored":
+                error = record.error_type or UNKNOWN_ERROR_TYPE
+                self._errors[error] = self._errors.get(error, 0) + 1
+            return
+        key = (record.model or "", record.inference_geo == US_INFERENCE_GEO)
+        totals = self._usage.get(key)
+        if totals is None:
+            totals = self._usage[key] = ModelUsage()
+        totals.requests += 1
+        totals.input_tokens += record.input_tokens
+        totals.output_tokens += record.output_tokens
+        totals.cache_write_5m_tokens += record.cache_write_5m_tokens
+        totals.cache_write_1h_tokens += record.cache_write_1h_tokens
+        totals.cache_read_input_tokens += record.cache_read_input_tokens
+        totals.web_search_requests += record.web_search_requests
+        totals.web_fetch_requests += record.web_fetch_requests
+
+    def merge(self, other: ResultTally) -> None:
+        """Add ``other``'s totals to this tally (for a job of several batches); costs are
+        priced with this tally's table."""
+        for kind, n in other._counts.items():
+            self._counts[kind] = self._counts.get(kind, 0) + n
+        for error, n in other._errors.items():
+            self._errors[error] = self._errors.get(error, 0) + n
+        for key, usage in other._usage.items():
+            mine = self._usage.get(key)
+            if mine is None:
+                mine = self._usage[key] = ModelUsage()
+            mine.add(usage)
+
+    # --- totals ---------------------------------------------------------------------------
+
+    @property
+    def lines(self) -> int:
+        return sum(self._counts.values())
+
+    @property
+    def counts(self) -> Mapping[str, int]:
+        """Lines by result type; all four types always present."""
+        return dict(self._counts)
+
+    @property
+    def error_counts(self) -> Mapping[str, int]:
+        """Errored lines by API error type, sorted by type."""
+        return dict(sorted(self._errors.items()))
+
+    @property
+    def usage_by_model(self) -> Mapping[str, ModelUsage]:
+        """Usage of succeeded lines per model id as reported, sorted by model."""
+        merged: dict[str, ModelUsage] = {}
+        for (model, _us), usage in sorted(self._usage.items()):
+            merged.setdefault(model, ModelUsage()).add(usage)
+        return merged
+
+    def cost_by_model(self) -> Mapping[str, float | None]:
+        """Full-precision USD per model id; None for a model the price table does not know."""
+        costs: dict[str, float | None] = {}
+        for (model, us), usage in sorted(self._usage.items()):
+            cost = usage.cost(self._prices, model, us_inference=us)
+            if cost is None:
+                costs[model] = None
+            elif model not in costs:
+                costs[model] = cost
+            else:
+                previous = costs[model]
+                costs[model] = None if previous is None else previous + cost
+        return costs
+
+    @property
+    def cost_usd(self) -> float:
+        """Full-precision USD of every priced model; see :attr:`unpriced_models` for the rest."""
+        return sum(c for c in self.cost_by_model().values() if c is not None)
+
+    @property
+    def unpriced_models(self) -> list[str]:
+        return [m for m, c in self.cost_by_model().items() if c is None]
+
+    @property
+    def cache_hit_rate(self) -> float | None:
+        read = uncached = written = 0
+        for usage in self._usage.values():
+            read += usage.cache_read_input_tokens
+            uncached += usage.input_tokens
+            written += usage.cache_write_tokens
+        return _hit_rate(read, uncached, written)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready summary with a stable key order; costs rounded to 6 decimals.
+
+        ``cost_usd`` covers priced models only; ``cost_complete`` is false when some
+        succeeded lines came from models listed in ``unpriced_models`` (their usage is still
+        in ``models``, with ``cost_usd`` null).
+        """
+        costs = self.cost_by_model()
+        models: dict[str, Any] = {}
+        for model, usage in self.usage_by_model.items():
+            entry: dict[str, Any] = {key: getattr(usage, key) for key in _USAGE_KEYS}
+            entry["cache_write_tokens"] = usage.cache_write_tokens
+            entry["cache_hit_rate"] = _round(usage.cache_hit_rate, _RATE_DECIMALS)
+            entry["priced_as"] = self._prices.resolve(model)
+            entry["cost_usd"] = _round(costs[model], _COST_DECIMALS)
+            models[model] = entry
+        unpriced = [m for m, c in costs.items() if c is None]
+        return {
+            "lines": self.lines,
+            "counts": self.counts,
+            "error_counts": self.error_counts,
+            "models": models,
+            "cost_usd": round(self.cost_usd, _COST_DECIMALS),
+            "cost_complete": not unpriced,
+            "unpriced_models": unpriced,
+            "cache_hit_rate": _round(self.cache_hit_rate, _RATE_DECIMALS),
+        }
+
+    def __repr__(self) -> str:
+        return f"ResultTally(lines={self.lines}, counts={self.counts})"
+
+
+def _round(value: float | None, decimals: int) -> float | None:
+    return None if value is None else round(value, decimals)
