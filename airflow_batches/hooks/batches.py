@@ -9,9 +9,8 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
-from airflow.sdk import BaseHook
-from airflow.sdk.definitions.connection import Connection
 
+from airflow_batches._compat import BaseHook, Connection
 from airflow_batches.api import (
     DEFAULT_API_VERSION,
     DEFAULT_BASE_URL,

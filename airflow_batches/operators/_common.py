@@ -7,12 +7,11 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import ObjectStoragePath, conf
-
+from airflow_batches._compat import ObjectStoragePath, conf
 from airflow_batches.jobs._ledger import JobDescriptor, Ledger
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from airflow_batches._compat import Context
 
 CONF_SECTION = "airflow_batches"
 

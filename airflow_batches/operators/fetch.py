@@ -12,9 +12,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import Asset, BaseOperator, ObjectStoragePath, conf
-from airflow.sdk.exceptions import AirflowException
-
+from airflow_batches._compat import AirflowException, Asset, BaseOperator, ObjectStoragePath, conf
 from airflow_batches.api import APIConnectionError, BatchesError, Client, MessageBatch
 from airflow_batches.api._pricing import PriceTable, load_price_table
 from airflow_batches.hooks.batches import MessageBatchesHook
@@ -66,7 +64,7 @@ from airflow_batches.operators._common import (
 from airflow_batches.triggers.batch import BatchTrigger
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from airflow_batches._compat import Context
 
 PUBLISH_TRIES = 3
 

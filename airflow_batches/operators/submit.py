@@ -11,8 +11,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator, ObjectStoragePath
-
+from airflow_batches._compat import BaseOperator, ObjectStoragePath
 from airflow_batches.hooks.batches import MessageBatchesHook
 from airflow_batches.jobs._ledger import JobDescriptor, Ledger
 from airflow_batches.jobs._prepare import (
@@ -46,7 +45,7 @@ from airflow_batches.operators._common import (
 )
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from airflow_batches._compat import Context
 
 
 class SubmitBatchOperator(BaseOperator):

@@ -8,9 +8,13 @@ from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseSensorOperator, conf
-from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout, AirflowSkipException
-
+from airflow_batches._compat import (
+    AirflowException,
+    AirflowSensorTimeout,
+    AirflowSkipException,
+    BaseSensorOperator,
+    conf,
+)
 from airflow_batches.api import APIConnectionError, APIStatusError, Client, MessageBatch
 from airflow_batches.hooks.batches import MessageBatchesHook
 from airflow_batches.jobs._progress import (
@@ -33,7 +37,7 @@ from airflow_batches.operators._common import coerce_batch_ids, coerce_job
 from airflow_batches.triggers.batch import BatchTrigger
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from airflow_batches._compat import Context
 
 
 class BatchSensor(BaseSensorOperator):

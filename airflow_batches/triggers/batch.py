@@ -7,8 +7,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from airflow.triggers.base import BaseTrigger, TriggerEvent
-
+from airflow_batches._compat import BaseTrigger, TriggerEvent
 from airflow_batches.api import APIConnectionError, APIStatusError, AsyncClient, MessageBatch
 from airflow_batches.hooks.batches import MessageBatchesHook
 from airflow_batches.jobs._progress import JobProgress, batch_summaries
