@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any, Literal
 
@@ -28,6 +28,12 @@ _CUSTOM_ID = re.compile(CUSTOM_ID_PATTERN)
 _BOM = b"\xef\xbb\xbf"
 
 OnInvalid = Literal["fail", "skip"]
+
+ParamCheck = Callable[[Mapping[str, Any]], Iterable[tuple[str, str]]]
+"""An extra rule over a request's params (defaults applied): yields ``(field, message)`` per
+problem, ``field`` relative to ``params`` (``"tool_choice"``, ``"messages[0].role"``)."""
+Observer = Callable[[str, Mapping[str, Any], bytes], None]
+"""Sees every request that passed: ``(custom_id, params with defaults, encoded line)``."""
 
 
 @dataclass(frozen=True)
@@ -149,8 +155,12 @@ class RequestValidator:
         defaults: Mapping[str, Any] | None = None,
         default_model: str | None = None,
         limits: Limits | None = None,
+        checks: Sequence[ParamCheck] = (),
+        observers: Sequence[Observer] = (),
     ) -> None:
         self.anthropic_version = anthropic_version
+        self.checks = tuple(checks)
+        self.observers = tuple(observers)
         self.defaults = dict(defaults or {})
         self.default_model = default_model
         self.limits = limits or Limits()
@@ -207,6 +217,9 @@ class RequestValidator:
             if "model" not in merged and self.default_model:
                 merged["model"] = self.default_model
         problems.extend(self._check_params(location, cid, merged))
+        for rule in self.checks:
+            for name, message in rule(merged):
+                problems.append(Problem(location, cid, f"params.{name}", message))
         if problems:
             return problems
 
@@ -230,6 +243,8 @@ class RequestValidator:
                     f"{self.limits.max_bytes} bytes",
                 )
             ]
+        for observe in self.observers:
+            observe(cid, merged, line)
         return cid, line
 
     def _check_params(

@@ -217,3 +217,28 @@ def test_bad_defaults_are_rejected_up_front() -> None:
         validator(defaults={"stream": True})
     with pytest.raises(ValueError, match="custom_id"):
         validator(defaults={"custom_id": "x"})
+
+
+def test_extra_checks_and_observers_see_params_with_defaults() -> None:
+    seen: list[tuple[str, str, int]] = []
+
+    def no_high_temperature(params: Any) -> list[tuple[str, str]]:
+        if params.get("temperature", 0) > 1:
+            return [("temperature", "too hot for this test")]
+        return []
+
+    validator = RequestValidator(
+        anthropic_version="2023-06-01",
+        defaults={"model": "m", "max_tokens": 5},
+        checks=[no_high_temperature],
+        observers=[lambda cid, params, line: seen.append((cid, params["model"], len(line)))],
+    )
+    msgs = [{"role": "user", "content": "hi"}]
+    ok = validator.check("request 0", {"custom_id": "a", "params": {"messages": msgs}})
+    bad = validator.check(
+        "request 1", {"custom_id": "b", "params": {"messages": msgs, "temperature": 2}}
+    )
+    assert isinstance(ok, tuple)
+    assert seen == [("a", "m", len(ok[1]))]
+    assert isinstance(bad, list)
+    assert [(p.field, p.custom_id) for p in bad] == [("params.temperature", "b")]
