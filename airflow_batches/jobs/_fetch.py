@@ -2,45 +2,79 @@
 
 A job's requests may have been sent more than once: attempt 1 is the job itself, attempt
 ``k + 1`` resends the retryable failures of attempt ``k``. The final results hold exactly one
-line per custom_id, from its last attempt. They are streamed from the API (never held in
-memory), newest attempt first: the custom_ids seen in attempt ``k + 1`` are the lines of
-attempt ``k`` to leave out.
+line per custom_id, from its last attempt. :class:`FetchWorkflow` plans the attempts
+(resending failures through :func:`~airflow_batches.jobs._submit.submit_job`, the sequence the
+submit operator uses), says when it must wait for batches it created, and publishes the
+results with their manifest, reading every batch through one download path
+(``_results``/``_download``).
+
+A batch whose results are not the job's own requests (a batch adopted after a lost create
+answer that turned out to be another job's) is never published: the job's own requests of
+that batch are sent again as its replacement, and the fetch waits for that one instead.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import ExitStack
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
-import msgspec
 from pydantic import BaseModel, ConfigDict
 
 from airflow_batches.api import BatchesError, Client, MessageBatch
-from airflow_batches.api._models import RESULT_TYPES, RESULTS_RETENTION_DAYS
+from airflow_batches.api._pricing import PriceTable
+from airflow_batches.jobs._download import DownloadPolicy, ResultsChangedError
 from airflow_batches.jobs._ledger import BatchInfo, JobDescriptor
-from airflow_batches.jobs._scan import ResultRecord, scan_result_line
+from airflow_batches.jobs._manifest import (
+    MANIFEST_FILE,
+    Manifest,
+    build_manifest,
+    file_names,
+    retention_deadline,
+)
+from airflow_batches.jobs._prepare import Limits, RequestValidator
+from airflow_batches.jobs._results import (
+    RETRYABLE_ERROR_TYPES,
+    FileSinks,
+    ForeignResultsError,
+    IncompleteResultsError,
+    LineSink,
+    Reader,
+    XComCollector,
+    collect_resubmittable,
+    stream_final_lines,
+)
+from airflow_batches.jobs._staging import (
+    REQUESTS_FILE,
+    LedgerBackend,
+    job_key,
+    select_range,
+    select_requests,
+)
+from airflow_batches.jobs._store import JobStore, StoragePath, atomic_writer, child
+from airflow_batches.jobs._submit import submit_job
 from airflow_batches.jobs._tally import ResultTally
 
-RETRYABLE_ERROR_TYPES = frozenset(
-    {"api_error", "overloaded_error", "rate_limit_error", "timeout_error"}
-)
-"""Errored results worth resending as they are. ``invalid_request_error`` never is: the
-request must be fixed first. Authentication, permission, billing and not-found errors would
-fail again the same way."""
+__all__ = [
+    "MANIFEST_FILE",
+    "RETRYABLE_ERROR_TYPES",
+    "Attempt",
+    "FetchOptions",
+    "FetchState",
+    "FetchWorkflow",
+    "IncompleteResultsError",
+    "NotEndedError",
+    "Published",
+    "WaitFor",
+]
 
-RESULTS_FILE = "results.jsonl"
-MANIFEST_FILE = "manifest.json"
-MANIFEST_VERSION = 1
+PUBLISH_TRIES = 3
 
 
-class IncompleteResultsError(BatchesError):
-    """The lines fetched do not match the requests submitted; nothing was published."""
-
-
-class XComTooLargeError(BatchesError):
-    """The results do not fit the XCom size limit."""
+class NotEndedError(BatchesError):
+    """The job's own batches have not ended: results exist only once they have."""
 
 
 class _Model(BaseModel):
@@ -52,6 +86,8 @@ class Attempt(_Model):
     batches: list[BatchInfo]
     resubmitted_next: dict[str, int] = {}
     """Requests of this attempt resent in the next one, by reason (error type or expired)."""
+    replaced: list[str] = []
+    """Batches of this attempt found not to hold the job's requests, replaced by new ones."""
 
 
 class FetchState(_Model):
@@ -64,200 +100,325 @@ class FetchState(_Model):
     def latest(self) -> Attempt:
         return self.attempts[-1]
 
-
-def should_resubmit(record: ResultRecord, error_types: frozenset[str]) -> bool:
-    if record.result_type == "expired":
-        return True
-    return record.result_type == "errored" and (record.error_type or "") in error_types
+    @classmethod
+    def start(cls, job: JobDescriptor) -> FetchState:
+        return cls(job_id=job.job_id, attempts=[Attempt(number=1, batches=job.batches)])
 
 
-Known = Mapping[str, MessageBatch]
-"""Batches already retrieved, by id: their results are opened without asking again."""
+@dataclass(frozen=True)
+class FetchOptions:
+    """What the user asked of the fetch (see ``FetchResultsOperator``)."""
+
+    resubmit_failed: bool = False
+    max_attempts: int = 3
+    retry_error_types: frozenset[str] = RETRYABLE_ERROR_TYPES
+    split_by_type: bool = False
+    overwrite: bool = False
+    max_xcom_bytes: int = 1024 * 1024
+    retention_warning_days: float = 3.0
 
 
-def iter_batch_lines(
-    client: Client, batch: str | MessageBatch
-) -> Iterator[tuple[int, bytes, ResultRecord]]:
-    """(line number, raw line, scanned record) for every result line of one batch."""
-    batch_id = batch if isinstance(batch, str) else batch.id
-    with client.stream_results(batch) as stream:
-        for number, line in enumerate(stream.iter_lines(), start=1):
-            yield number, line, scan_result_line(line, batch_id=batch_id, line_number=number)
+@dataclass(frozen=True)
+class WaitFor:
+    """The fetch must wait for batches it created (follow-ups or replacements)."""
+
+    batch_ids: list[str]
+    attempt: int
 
 
-def collect_resubmittable(
-    client: Client, attempt: Attempt, error_types: frozenset[str], known: Known | None = None
-) -> tuple[set[str], dict[str, int]]:
-    """custom_ids of the attempt's results worth resending, and their count by reason."""
-    ids: set[str] = set()
-    reasons: dict[str, int] = {}
-    for info in attempt.batches:
-        for _, _, record in iter_batch_lines(client, (known or {}).get(info.id, info.id)):
-            if should_resubmit(record, error_types):
-                ids.add(record.custom_id)
-                reason = record.error_type or record.result_type
-                reasons[reason] = reasons.get(reason, 0) + 1
-    return ids, reasons
+@dataclass
+class Published:
+    manifest: Manifest
+    results: list[Any] | None = None
+    """The results themselves when returned in XCom (no destination)."""
 
 
-class _CustomId(msgspec.Struct):
-    custom_id: str
+@dataclass
+class FetchWorkflow:
+    """Plans and publishes one job's fetch; every side effect goes through its arguments.
 
-
-_decode_custom_id = msgspec.json.Decoder(_CustomId).decode
-
-
-def select_requests(stream: IO[bytes], custom_ids: set[str]) -> Iterator[tuple[str, bytes]]:
-    """The staged request lines whose custom_id is in ``custom_ids``."""
-    for number, line in enumerate(stream, start=1):
-        if line.strip() and _decode_custom_id(line).custom_id in custom_ids:
-            yield f"line {number}", line
-
-
-LineSink = Callable[[ResultRecord, bytes], None]
-
-
-def stream_final_lines(
-    client: Client, attempts: Sequence[Attempt], sink: LineSink, known: Known | None = None
-) -> dict[str, int]:
-    """Feed ``sink`` the last-attempt line of every request; check nothing is missing.
-
-    Raises ``IncompleteResultsError`` when a batch returns a number of lines other than its
-    request count, or the same custom_id twice.
+    :param staged: the job's folder on shared storage, or None (no resending possible).
+    :param ledger_for: where the ledger of a follow-up or replacement with this key lives.
+    :param save_state: called whenever the attempts change (a task retry resumes from it).
     """
-    later_ids: set[str] = set()
-    superseded = 0
-    lines = 0
-    for attempt in reversed(attempts):
-        this_ids: set[str] = set()
-        for info in attempt.batches:
-            seen: set[int] = set()
-            count = 0
-            batch = (known or {}).get(info.id, info.id)
-            for count, line, record in iter_batch_lines(client, batch):  # noqa: B007
-                key = hash(record.custom_id)
-                if key in seen:
-                    raise IncompleteResultsError(
-                        f"batch {info.id} returned custom_id {record.custom_id!r} twice"
+
+    job: JobDescriptor
+    state: FetchState
+    client: Client
+    prices: PriceTable
+    log: Any
+    options: FetchOptions = field(default_factory=FetchOptions)
+    staged: JobStore | None = None
+    ledger_for: Callable[[str], LedgerBackend] | None = None
+    save_state: Callable[[FetchState], None] = lambda state: None
+    download: DownloadPolicy = field(default_factory=DownloadPolicy)
+    submitter: Mapping[str, Any] = field(default_factory=dict)
+    known: dict[str, MessageBatch] = field(default_factory=dict)
+
+    def reader(self) -> Reader:
+        return Reader(self.client, self.log, self.download, job_id=self.job.job_id)
+
+    # -- planning --------------------------------------------------------------------------
+
+    def next_wait(self) -> WaitFor | None:
+        """Resend failures and replace foreign batches until a wait is due or all is read."""
+        while True:
+            latest = self.state.latest
+            for info in latest.batches:
+                self.known[info.id] = self.client.retrieve(info.id)
+            pending = [b.id for b in latest.batches if not self.known[b.id].is_ended]
+            if pending:
+                if latest.number == 1 and not latest.replaced:
+                    shown = ", ".join(f"{i} ({self.known[i].processing_status})" for i in pending)
+                    raise NotEndedError(
+                        f"batch(es) not ended yet: {shown}; results exist only once a batch "
+                        "has ended (put a BatchSensor before this task)"
                     )
-                seen.add(key)
-                if attempt.number > 1:
-                    this_ids.add(record.custom_id)
-                if record.custom_id in later_ids:
-                    superseded += 1
-                    continue
-                lines += 1
-                sink(record, line)
-            if count != info.request_count:
-                raise IncompleteResultsError(
-                    f"batch {info.id} returned {count} result line(s) for "
-                    f"{info.request_count} request(s); nothing was published"
+                return WaitFor([b.id for b in latest.batches], latest.number)
+            o = self.options
+            if not o.resubmit_failed or self.staged is None or latest.number >= o.max_attempts:
+                return None
+            try:
+                ids, reasons = collect_resubmittable(
+                    self.reader(), latest, self.known, o.retry_error_types
                 )
-        later_ids = this_ids
-    return {"lines": lines, "superseded": superseded}
-
-
-class XComCollector:
-    """Collects parsed result lines for XCom, within a byte budget."""
-
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-        self.size = 0
-        self.items: list[Any] = []
-
-    def __call__(self, record: ResultRecord, line: bytes) -> None:
-        self.size += len(line) + 1
-        if self.size > self.max_bytes:
-            raise XComTooLargeError(
-                f"the results exceed the XCom limit of {self.max_bytes:,} bytes (max_xcom_bytes);"
-                " give FetchResultsOperator a destination= to write them to object storage"
+            except ForeignResultsError as exc:
+                self.replace(exc)
+                continue
+            if not ids:
+                return None
+            self.log.warning(
+                "Attempt %d: resending %d request(s) (%s) as attempt %d of %d",
+                latest.number,
+                len(ids),
+                ", ".join(f"{k} {v}" for k, v in sorted(reasons.items())),
+                latest.number + 1,
+                o.max_attempts,
             )
-        self.items.append(json.loads(line))
+            latest.resubmitted_next = reasons
+            number = latest.number + 1
+            wanted = ids
+            batches = self._send(
+                lambda stream: select_requests(stream, wanted),
+                REQUESTS_FILE,
+                key=f"followup.{number}",
+                attempt=number,
+                folder=f"attempt-{number}",
+            )
+            self.state.attempts.append(Attempt(number=number, batches=batches))
+            self.save_state(self.state)
+
+    def replace(self, exc: ForeignResultsError) -> None:
+        """Send again the job's own requests of a batch whose results are not the job's."""
+        attempt, info = self._find(exc.batch_id)
+        self.log.error(
+            "%s. Job %s: sending the %d request(s) of that batch again as a new batch; the "
+            "batch %s is left alone (it belongs to someone else, or to nobody)",
+            exc,
+            self.job.job_id,
+            info.request_count,
+            info.id,
+        )
+        if self.staged is None:
+            raise exc
+        new = self._send(
+            lambda stream: select_range(stream, info.first, info.request_count),
+            info.requests_file or REQUESTS_FILE,
+            key=f"replace.{info.id}",
+            attempt=attempt.number,
+            folder=f"replace-{info.id}",
+        )
+        at = attempt.batches.index(info)
+        attempt.batches[at : at + 1] = new
+        attempt.replaced.append(info.id)
+        self.save_state(self.state)
+
+    def _find(self, batch_id: str) -> tuple[Attempt, BatchInfo]:
+        for attempt in self.state.attempts:
+            for info in attempt.batches:
+                if info.id == batch_id:
+                    return attempt, info
+        raise KeyError(batch_id)
+
+    def _send(
+        self,
+        select: Callable[[IO[bytes]], Iterator[tuple[str, bytes]]],
+        source_name: str,
+        *,
+        key: str,
+        attempt: int,
+        folder: str,
+    ) -> list[BatchInfo]:
+        assert self.staged is not None and self.ledger_for is not None
+        source = self.staged.path(source_name)
+        if not source.exists():
+            raise BatchesError(
+                f"the submitted requests are not at {source}: cannot resend them (is "
+                "staging_path shared storage that every worker can read?)"
+            )
+        job = self.job
+        validator = RequestValidator(
+            anthropic_version=job.anthropic_version,
+            limits=Limits(
+                job.max_requests_per_batch or Limits.max_requests,
+                job.max_bytes_per_batch or Limits.max_bytes,
+            ),
+        )
+        root = self.staged.sub(folder)
+        ledger_for = self.ledger_for
+
+        def backend(prepared: Any, store: JobStore) -> LedgerBackend:
+            return ledger_for(f"{key}.{job_key(prepared.fingerprint)}")
+
+        with source.open("rb") as stream:
+            done = submit_job(
+                select(stream),
+                validator,
+                root=root,
+                client=self.client,
+                backend_for=backend,
+                attempt=attempt,
+                logger=self.log,
+                **self.submitter,
+            )
+        staged_as = f"{folder}/{job_key(done.prepared.fingerprint)}/{REQUESTS_FILE}"
+        return [
+            BatchInfo(
+                id=s.batch_id or "",
+                request_count=s.request_count,
+                created_at=s.created_at,
+                expires_at=s.expires_at,
+                attempt=attempt,
+                ids_digest=s.ids_digest,
+                adopted=s.adopted,
+                requests_file=staged_as,
+                first=s.first,
+            )
+            for s in done.ledger.shards
+        ]
+
+    # -- publishing ------------------------------------------------------------------------
+
+    def publish(self, destination: StoragePath | None, started_at: datetime) -> WaitFor | Published:
+        """Write the final lines and the manifest (or collect them for XCom)."""
+        self._check_retention()
+        for attempt in self.state.attempts:
+            for info in attempt.batches:
+                if info.id not in self.known:
+                    self.known[info.id] = self.client.retrieve(info.id)
+        for tries in range(1, PUBLISH_TRIES + 1):
+            try:
+                if destination is None:
+                    return self._to_xcom(started_at)
+                return self._to_storage(destination, started_at)
+            except ForeignResultsError as exc:
+                self.replace(exc)
+                latest = self.state.latest
+                return WaitFor([b.id for b in latest.batches], latest.number)
+            except ResultsChangedError as exc:
+                if tries == PUBLISH_TRIES:
+                    raise
+                self.log.warning("%s (%d/%d)", exc, tries + 1, PUBLISH_TRIES)
+        raise AssertionError("unreachable")
+
+    def _read(self, sink: LineSink) -> tuple[ResultTally, Any]:
+        tally = ResultTally(self.prices)
+        reader = self.reader()
+
+        def tee(record: Any, line: bytes) -> None:
+            if record is not None:
+                tally.add(record)
+            sink(record, line)
+
+        stats = stream_final_lines(reader, self.state.attempts, self.known, tee)
+        return tally, stats
+
+    def _manifest(
+        self, tally: ResultTally, stats: Any, files: dict[str, str], started: datetime, **kw: Any
+    ) -> Manifest:
+        return build_manifest(
+            job=self.job,
+            attempts=self.state.attempts,
+            tally=tally,
+            stats=stats,
+            known=self.known,
+            files=files,
+            started_at=started,
+            **kw,
+        )
+
+    def _to_xcom(self, started_at: datetime) -> Published:
+        collector = XComCollector(self.options.max_xcom_bytes)
+        tally, stats = self._read(collector)
+        return Published(self._manifest(tally, stats, {}, started_at), collector.items)
+
+    def _to_storage(self, destination: StoragePath, started_at: datetime) -> Published:
+        self.guard(destination)
+        names = file_names(self.options.split_by_type)
+        with ExitStack() as stack:
+
+            def open_file(key: str) -> IO[bytes]:
+                names.setdefault(key, f"{key}.jsonl")
+                return stack.enter_context(atomic_writer(child(destination, names[key])))
+
+            streams = {key: open_file(key) for key in list(names)}
+            sinks = FileSinks(
+                streams, split_by_type=self.options.split_by_type, open_more=open_file
+            )
+            tally, stats = self._read(sinks)
+            if stats.lines != self.job.request_count:
+                raise IncompleteResultsError(
+                    f"fetched {stats.lines} result line(s) for {self.job.request_count} "
+                    "submitted request(s); nothing was published"
+                )
+        files = {key: str(child(destination, name)) for key, name in names.items()}
+        manifest = self._manifest(tally, stats, files, started_at, destination=str(destination))
+        JobStore(destination).write_json(manifest.to_json(), MANIFEST_FILE)
+        return Published(manifest)
+
+    def guard(self, destination: StoragePath) -> None:
+        """Never overwrite silently: only this job's own results may be replaced."""
+        if self.options.overwrite:
+            return
+        existing = JobStore(destination).read_json(MANIFEST_FILE)
+        if existing is not None:
+            theirs = _submitted_ids(existing)
+            if theirs and set(self.job.batch_ids) <= theirs:
+                self.log.info("Re-publishing this job's results at %s", destination)
+                return
+            raise BatchesError(
+                f"{destination} holds the results of another job "
+                f"({existing.get('job_id') if isinstance(existing, dict) else '?'}); pass "
+                "overwrite=True to replace them, or choose another destination"
+            )
+        for name in file_names(self.options.split_by_type).values():
+            if child(destination, name).exists():
+                raise BatchesError(
+                    f"{child(destination, name)} exists and is not from this job; pass "
+                    "overwrite=True to replace it, or choose another destination"
+                )
+
+    def _check_retention(self) -> None:
+        deadline = retention_deadline(b for a in self.state.attempts for b in a.batches)
+        if deadline is None:
+            return
+        left = deadline - datetime.now(UTC)
+        if left < timedelta(days=self.options.retention_warning_days):
+            self.log.warning(
+                "The results of this job will be deleted by the API at %s (in %s): fetch them "
+                "now; they are kept 29 days from creation",
+                deadline.isoformat(),
+                left,
+            )
 
 
-class FileSinks:
-    """Writes lines to one results file, or one per result type, through open streams."""
-
-    def __init__(self, streams: dict[str, IO[bytes]], *, split_by_type: bool) -> None:
-        self.streams = streams
-        self.split_by_type = split_by_type
-
-    def __call__(self, record: ResultRecord, line: bytes) -> None:
-        key = record.result_type if self.split_by_type else "results"
-        stream = self.streams[key]
-        stream.write(line)
-        stream.write(b"\n")
-
-
-def file_names(split_by_type: bool) -> dict[str, str]:
-    if split_by_type:
-        return {kind: f"{kind}.jsonl" for kind in RESULT_TYPES}
-    return {"results": RESULTS_FILE}
-
-
-def retention_deadline(batches: Iterable[BatchInfo]) -> datetime | None:
-    """When the first of these batches' results disappear (29 days after creation)."""
-    created = [b.created_at for b in batches if b.created_at]
-    return min(created) + timedelta(days=RESULTS_RETENTION_DAYS) if created else None
-
-
-def build_manifest(
-    *,
-    job: JobDescriptor,
-    state: FetchState,
-    tally: ResultTally,
-    stats: dict[str, int],
-    files: dict[str, str],
-    started_at: datetime,
-    ended_at: dict[str, str | None],
-) -> dict[str, Any]:
-    """The manifest: what was fetched, what it cost, where it is."""
-    now = datetime.now(UTC)
-    all_batches = [b for a in state.attempts for b in a.batches]
-    ends = [v for v in ended_at.values() if v]
-    deadline = retention_deadline(all_batches)
-    summary = tally.to_dict()
-    return {
-        "manifest_version": MANIFEST_VERSION,
-        "job_id": job.job_id,
-        "fingerprint": job.fingerprint,
-        "anthropic_version": job.anthropic_version,
-        "complete": stats["lines"] == job.request_count,
-        "request_count": job.request_count,
-        "rejected_count": job.rejected_count,
-        "lines": stats["lines"],
-        "counts": summary["counts"],
-        "errors_by_type": summary["error_counts"],
-        "usage_by_model": summary["models"],
-        "cost_usd": summary["cost_usd"],
-        "cost_complete": summary["cost_complete"],
-        "unpriced_models": summary["unpriced_models"],
-        "cache_hit_rate": summary["cache_hit_rate"],
-        "batch_ids": [b.id for b in all_batches],
-        "attempts": [
-            {
-                "attempt": a.number,
-                "batches": [
-                    {
-                        "id": b.id,
-                        "request_count": b.request_count,
-                        "created_at": b.created_at.isoformat() if b.created_at else None,
-                        "ended_at": ended_at.get(b.id),
-                    }
-                    for b in a.batches
-                ],
-                "resubmitted_next": a.resubmitted_next,
-            }
-            for a in state.attempts
-        ],
-        "superseded_lines": stats["superseded"],
-        "timings": {
-            "submitted_at": job.submitted_at.isoformat(),
-            "last_ended_at": max(ends) if ends else None,
-            "fetch_started_at": started_at.isoformat(),
-            "fetched_at": now.isoformat(),
-            "fetch_seconds": round((now - started_at).total_seconds(), 3),
-        },
-        "results_available_until": deadline.isoformat() if deadline else None,
-        "files": files,
-    }
+def _submitted_ids(manifest: Any) -> set[str]:
+    """The batch ids a manifest's job was submitted with (its first attempt, replaced ones
+    included)."""
+    try:
+        first = manifest["attempts"][0]
+        ids = {b["id"] for b in first.get("batches", [])}
+        ids.update(first.get("replaced", []))
+        return ids
+    except (KeyError, IndexError, TypeError, AttributeError):
+        return set()

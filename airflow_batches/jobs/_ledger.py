@@ -28,6 +28,10 @@ class ShardRecord(_Model):
     offset: int
     length: int
     body_bytes: int
+    first: int = 0
+    """Ordinal (0-based) of the shard's first request in the staged requests."""
+    ids_digest: str = ""
+    """Digest of the shard's custom_ids (``_ids``)."""
     intents: list[datetime] = Field(default_factory=list)
     """When each create call for this shard was about to be sent."""
     batch_id: str | None = None
@@ -56,6 +60,14 @@ class BatchInfo(_Model):
     created_at: datetime | None = None
     expires_at: datetime | None = None
     attempt: int = 1
+    ids_digest: str = ""
+    """Digest of the custom_ids submitted in this batch; empty when unknown (plain ids)."""
+    adopted: bool = False
+    """Found by listing after a lost create answer rather than created by this job's call."""
+    requests_file: str = ""
+    """Where in the job folder the batch's requests are staged (for a replacement)."""
+    first: int = 0
+    """Ordinal of the batch's first request in ``requests_file``."""
 
 
 class JobDescriptor(_Model):

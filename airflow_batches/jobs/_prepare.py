@@ -23,6 +23,7 @@ from airflow_batches.api._models import (
     PARAMS_REMOVED_IN,
     SDK_ONLY_KEYS,
 )
+from airflow_batches.jobs._ids import IdsDigest
 
 _CUSTOM_ID = re.compile(CUSTOM_ID_PATTERN)
 _BOM = b"\xef\xbb\xbf"
@@ -122,6 +123,8 @@ class Shard:
     """Byte offset of the shard's first line in the staging file."""
     length: int
     """Bytes of the shard's lines in the staging file, newlines included."""
+    ids_digest: str = ""
+    """Digest of the shard's custom_ids (``_ids``): how a fetch tells its results are ours."""
 
     @property
     def body_bytes(self) -> int:
@@ -336,6 +339,7 @@ def prepare(
     problem_count = 0
     shards: list[Shard] = []
     shard_first = shard_count = shard_offset = shard_length = 0
+    shard_ids = IdsDigest()
     offset = accepted = 0
 
     for location, raw in records:
@@ -361,8 +365,19 @@ def prepare(
         size = len(line) + 1
         body_if_added = ENVELOPE_BYTES + shard_length + size - 1
         if shard_count and (shard_count >= limits.max_requests or body_if_added > limits.max_bytes):
-            shards.append(Shard(len(shards), shard_first, shard_count, shard_offset, shard_length))
+            shards.append(
+                Shard(
+                    len(shards),
+                    shard_first,
+                    shard_count,
+                    shard_offset,
+                    shard_length,
+                    shard_ids.hexdigest(),
+                )
+            )
             shard_first, shard_count, shard_offset, shard_length = accepted, 0, offset, 0
+            shard_ids = IdsDigest()
+        shard_ids.add(custom_id)
         chunk = line + b"\n"
         sink.write(chunk)
         digest.update(chunk)
@@ -376,7 +391,16 @@ def prepare(
             problems, problem_count, anthropic_version=validator.anthropic_version
         )
     if shard_count:
-        shards.append(Shard(len(shards), shard_first, shard_count, shard_offset, shard_length))
+        shards.append(
+            Shard(
+                len(shards),
+                shard_first,
+                shard_count,
+                shard_offset,
+                shard_length,
+                shard_ids.hexdigest(),
+            )
+        )
     if not accepted:
         if problem_count:
             raise RequestValidationError.from_problems(

@@ -56,6 +56,8 @@ class _Usage(msgspec.Struct, gc=False):
     server_tool_use: _ServerToolUse | None = None
     inference_geo: str | None = None
     service_tier: str | None = None
+    usage_missing: bool = False
+    """A succeeded line without ``usage`` (or its token counts): it cannot be costed."""
 
 
 class _Message(msgspec.Struct, gc=False):
@@ -112,6 +114,8 @@ class ResultRecord(msgspec.Struct, frozen=True, gc=False):
     web_fetch_requests: int = 0
     inference_geo: str | None = None
     service_tier: str | None = None
+    usage_missing: bool = False
+    """A succeeded line without ``usage`` (or its token counts): it cannot be costed."""
 
 
 class MalformedResultLineError(ResponseValidationError):
@@ -146,6 +150,27 @@ class MalformedResultLineError(ResponseValidationError):
         }
 
 
+class UnknownResultTypeError(MalformedResultLineError):
+    """A well-formed result line of a type this version does not know (the API grew)."""
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        batch_id: str | None = None,
+        line_number: int | None = None,
+        excerpt: str = "",
+        custom_id: str = "",
+        result_type: str = "",
+    ) -> None:
+        super().__init__(reason, batch_id=batch_id, line_number=line_number, excerpt=excerpt)
+        self.custom_id = custom_id
+        self.result_type = result_type
+
+    def _state(self) -> dict[str, Any]:
+        return {**super()._state(), "custom_id": self.custom_id, "result_type": self.result_type}
+
+
 def scan_result_line(
     line: bytes, *, batch_id: str | None = None, line_number: int | None = None
 ) -> ResultRecord:
@@ -169,6 +194,7 @@ def scan_result_line(
                 "a succeeded result without message.model", line, batch_id, line_number
             )
         usage = message.usage or _NO_USAGE
+        missing = usage.input_tokens is None or usage.output_tokens is None
         created = usage.cache_creation_input_tokens or 0
         breakdown = usage.cache_creation
         if breakdown is None:
@@ -191,6 +217,7 @@ def scan_result_line(
             web_fetch_requests=(tools.web_fetch_requests or 0) if tools else 0,
             inference_geo=usage.inference_geo,
             service_tier=usage.service_tier,
+            usage_missing=missing,
         )
     if kind == "errored":
         return ResultRecord(
@@ -198,7 +225,15 @@ def scan_result_line(
         )
     if kind in _RESULT_TYPE_SET:
         return ResultRecord(custom_id=parsed.custom_id, result_type=kind)
-    raise _malformed(f"unknown result type {kind!r}", line, batch_id, line_number)
+    error = _malformed(f"unknown result type {kind!r}", line, batch_id, line_number)
+    raise UnknownResultTypeError(
+        error.reason,
+        batch_id=batch_id,
+        line_number=line_number,
+        excerpt=error.excerpt,
+        custom_id=parsed.custom_id,
+        result_type=kind,
+    )
 
 
 def _error_type(result: _Result) -> str:

@@ -1,7 +1,8 @@
 """Where a job keeps what must outlive a task try: shared storage, never local disk.
 
 Works on any path object with the ``pathlib`` surface that ``ObjectStoragePath`` (file://,
-s3://, gs://, ...) and ``pathlib.Path`` share, so the jobs layer needs no Airflow import.
+s3://, gs://, ...) and ``pathlib.Path`` share (the :class:`StoragePath` protocol), so the jobs
+layer needs no Airflow import.
 """
 
 from __future__ import annotations
@@ -10,47 +11,124 @@ import json
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from typing import IO, Any, Self
+from typing import IO, Any, Protocol, Self, runtime_checkable
 
-StoragePath = Any
-"""A path with the ``pathlib`` surface that ``ObjectStoragePath`` (file://, s3://, gs://, ...)
-and ``pathlib.Path`` share: ``/``, ``open``, ``exists``, ``unlink``, ``mkdir``, ``rename``."""
+
+@runtime_checkable
+class StoragePath(Protocol):
+    """What the jobs layer uses of a path: ``pathlib.Path`` and ``ObjectStoragePath`` both fit."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def parent(self) -> Any: ...
+
+    def __truediv__(self, key: str) -> Any: ...
+
+    def open(self, *args: Any, **kwargs: Any) -> Any: ...
+
+    def exists(self) -> bool: ...
+
+    def unlink(self, missing_ok: bool = ...) -> None: ...
+
+    def rename(self, target: Any) -> Any: ...
+
+    def mkdir(self, *args: Any, **kwargs: Any) -> None: ...
 
 
 def child(base: StoragePath, *parts: str) -> StoragePath:
-    path: Any = base
+    path = base
     for part in parts:
         path = path / part
-    result: StoragePath = path
-    return result
+    return path
 
 
-def _is_local(path: StoragePath) -> bool:
+DIRECT_WRITE_PROTOCOLS = frozenset({"s3", "s3a"})
+"""Object stores whose upload of the final key is atomic and can be aborted (s3fs)."""
+
+
+def protocol_of(path: StoragePath) -> str:
     protocol = getattr(path, "protocol", "file")
     if isinstance(protocol, tuple | list):
         protocol = protocol[0] if protocol else "file"
-    return protocol in ("", "file", "local")
+    return str(protocol)
+
+
+def is_local(path: StoragePath) -> bool:
+    return protocol_of(path) in ("", "file", "local")
 
 
 def ensure_dir(path: StoragePath) -> None:
     # Object stores have no directories; creating one there is at best a no-op.
-    if _is_local(path):
+    if is_local(path):
         path.mkdir(parents=True, exist_ok=True)
+
+
+def _can_discard(stream: Any) -> bool:
+    """Whether this writer can throw away an unfinished upload instead of committing it.
+
+    fsspec's buffered writers commit what they hold on close, even after an error, unless the
+    filesystem implements ``discard`` (s3fs aborts the multipart upload; a small object is
+    sent only at close, so there is nothing to abort).
+    """
+    discard = getattr(type(stream), "discard", None)
+    if discard is None:
+        return False
+    try:
+        from fsspec.spec import AbstractBufferedFile
+    except ImportError:  # pragma: no cover - fsspec always comes with Airflow
+        return False
+    return discard is not AbstractBufferedFile.discard
+
+
+def open_for_write(path: StoragePath) -> Any:
+    """Open ``path`` for writing bytes, returning the file object itself.
+
+    ``ObjectStoragePath.open`` wraps the file to record lineage on every call; on a path that
+    writes hundreds of thousands of lines that costs more than the writing. The wrapper is told
+    of the write once, and the lines go to the file underneath.
+    """
+    stream = path.open("wb")
+    raw = getattr(stream, "_obj", None)
+    if raw is None:
+        return stream
+    with suppress(Exception):
+        stream.write(b"")
+    return raw
 
 
 @contextmanager
 def atomic_writer(target: StoragePath) -> Iterator[IO[bytes]]:
     """Write ``target`` so that no reader ever sees it partly written.
 
-    The bytes go to a hidden sibling first and are moved into place only when the writer
-    closes without error: a rename on a local disk; on an object store the upload of the
-    final key is itself atomic. A failed write leaves nothing behind under the target name.
+    On an object store whose writer can abort an upload (S3), the final key is written
+    directly: the upload is committed at close, and discarded if the write fails (a rename
+    there would be a full copy and a delete). Elsewhere (local disks, stores that would commit
+    a partial upload) the bytes go to a hidden sibling that is renamed into place once
+    complete. Either way a failed write leaves nothing under the target name.
     """
     ensure_dir(target.parent)
+    if protocol_of(target) in DIRECT_WRITE_PROTOCOLS:
+        stream = open_for_write(target)
+        if not _can_discard(stream):
+            raise TypeError(f"cannot abort a failed upload to {target}")  # pragma: no cover
+        try:
+            yield stream
+        except BaseException:
+            with suppress(Exception):
+                stream.discard()
+            stream.closed = True
+            raise
+        stream.close()
+        return
     tmp = child(target.parent, f".{target.name}.{uuid.uuid4().hex[:12]}.partial")
     try:
-        with tmp.open("wb") as stream:
-            yield stream
+        out = open_for_write(tmp)
+        try:
+            yield out
+        finally:
+            out.close()
         tmp.rename(target)
     except BaseException:
         with suppress(OSError):

@@ -8,13 +8,12 @@ practically empty; it is documented in docs/idempotency.md.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-import uuid
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime, timedelta
-from typing import IO, Any, Protocol
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import IO, Any
 
 from airflow_batches.api import (
     APIConnectionError,
@@ -25,143 +24,54 @@ from airflow_batches.api import (
     RetryPolicy,
     retry_delay,
 )
-from airflow_batches.jobs._ledger import BatchInfo, JobDescriptor, Ledger, ShardRecord
+from airflow_batches.jobs._ledger import Ledger, ShardRecord
 from airflow_batches.jobs._prepare import (
-    Limits,
     OnInvalid,
     Prepared,
     RequestValidator,
     Shard,
     iter_shard_body,
-    prepare,
 )
-from airflow_batches.jobs._store import JobStore, atomic_writer, ensure_dir
+from airflow_batches.jobs._staging import (
+    LEDGER_FILE,
+    REJECTED_FILE,
+    REQUESTS_FILE,
+    FileLedger,
+    LedgerBackend,
+    MemoryLedger,
+    descriptor_from_ledger,
+    job_key,
+    new_ledger,
+    stage_requests,
+    utcnow,
+)
+from airflow_batches.jobs._store import JobStore
 from airflow_batches.jobs._wait import is_transient
 
+__all__ = [
+    "LEDGER_FILE",
+    "REJECTED_FILE",
+    "REQUESTS_FILE",
+    "FileLedger",
+    "JobSubmitter",
+    "LedgerBackend",
+    "MemoryLedger",
+    "Submission",
+    "descriptor_from_ledger",
+    "job_key",
+    "new_ledger",
+    "stage_requests",
+    "submit_job",
+]
+
 log = logging.getLogger(__name__)
-
-REQUESTS_FILE = "requests.jsonl"
-LEDGER_FILE = "ledger.json"
-REJECTED_FILE = "rejected.jsonl"
 MAX_INTENTS = 10
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def job_key(fingerprint: str) -> str:
-    return fingerprint[:16]
-
-
-def stage_requests(
-    root: JobStore,
-    records: Iterable[tuple[str, Any]],
-    validator: RequestValidator,
-    *,
-    on_invalid: OnInvalid = "fail",
-) -> tuple[JobStore, Prepared]:
-    """Validate and stage the input under ``root/<fingerprint>/``; return that folder.
-
-    The staged file is written under a temporary name and moved into place once valid; a
-    retry with the same input finds it (same fingerprint) and reuses the folder.
-    """
-    ensure_dir(root.root)
-    tmp = root.path(f".requests-{uuid.uuid4().hex[:12]}.partial")
-    try:
-        with tmp.open("wb") as sink:
-            prepared = prepare(records, validator, sink, on_invalid=on_invalid)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    job = root.sub(job_key(prepared.fingerprint))
-    ensure_dir(job.root)
-    final = job.path(REQUESTS_FILE)
-    if final.exists():
-        tmp.unlink(missing_ok=True)
-    else:
-        tmp.rename(final)
-    if prepared.rejected:
-        with atomic_writer(job.path(REJECTED_FILE)) as out:
-            for problem in prepared.rejected:
-                out.write(_json_line(problem.to_dict()))
-    return job, prepared
-
-
-def _json_line(data: Mapping[str, Any]) -> bytes:
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
-
-
-def new_ledger(
-    prepared: Prepared,
-    *,
-    anthropic_version: str,
-    attempt: int = 1,
-    requests_file: str = REQUESTS_FILE,
-) -> Ledger:
-    return Ledger(
-        fingerprint=prepared.fingerprint,
-        request_count=prepared.request_count,
-        rejected_count=prepared.rejected_count,
-        attempt=attempt,
-        requests_file=requests_file,
-        anthropic_version=anthropic_version,
-        shards=[
-            ShardRecord(
-                index=s.index,
-                request_count=s.count,
-                offset=s.offset,
-                length=s.length,
-                body_bytes=s.body_bytes,
-            )
-            for s in prepared.shards
-        ],
-    )
 
 
 def _asked(exc: Exception) -> dict[str, str] | None:
     """The server's requested wait, as the header the retry policy reads."""
     retry_after = getattr(exc, "retry_after", None)
     return {"retry-after": str(retry_after)} if retry_after else None
-
-
-class LedgerBackend(Protocol):
-    """Where a ledger is kept between task tries: must be visible from every worker."""
-
-    def load(self) -> Ledger | None: ...
-
-    def save(self, ledger: Ledger) -> None: ...
-
-
-class FileLedger:
-    """A ledger kept as JSON in a job folder on shared storage."""
-
-    def __init__(self, store: JobStore, name: str = LEDGER_FILE) -> None:
-        self.store = store
-        self.name = name
-
-    def __repr__(self) -> str:
-        return f"FileLedger({str(self.store.path(self.name))!r})"
-
-    def load(self) -> Ledger | None:
-        data = self.store.read_json(self.name)
-        return None if data is None else Ledger.model_validate(data)
-
-    def save(self, ledger: Ledger) -> None:
-        self.store.write_json(ledger.model_dump(mode="json"), self.name)
-
-
-class MemoryLedger:
-    """A ledger that lives as long as the process (no crash recovery; tests, local runs)."""
-
-    def __init__(self) -> None:
-        self.data: dict[str, Any] | None = None
-
-    def load(self) -> Ledger | None:
-        return None if self.data is None else Ledger.model_validate(self.data)
-
-    def save(self, ledger: Ledger) -> None:
-        self.data = ledger.model_dump(mode="json")
 
 
 class JobSubmitter:
@@ -356,35 +266,54 @@ class JobSubmitter:
         return candidates[0]
 
 
-def descriptor_from_ledger(
-    ledger: Ledger,
+@dataclass
+class Submission:
+    """A job staged and submitted: its folder, what pre-flight made of it, its ledger."""
+
+    store: JobStore
+    prepared: Prepared
+    ledger: Ledger
+
+
+def submit_job(
+    records: Iterable[tuple[str, Any]],
+    validator: RequestValidator,
     *,
-    conn_id: str,
-    job_dir: str,
-    job_dir_conn_id: str | None,
-    submitted_at: datetime,
-    limits: Limits | None = None,
-) -> JobDescriptor:
-    return JobDescriptor(
-        job_id=job_key(ledger.fingerprint),
-        fingerprint=ledger.fingerprint,
-        conn_id=conn_id,
-        job_dir=job_dir,
-        job_dir_conn_id=job_dir_conn_id,
-        request_count=ledger.request_count,
-        rejected_count=ledger.rejected_count,
-        anthropic_version=ledger.anthropic_version,
-        batches=[
-            BatchInfo(
-                id=s.batch_id or "",
-                request_count=s.request_count,
-                created_at=s.created_at,
-                expires_at=s.expires_at,
-                attempt=ledger.attempt,
-            )
-            for s in ledger.shards
-        ],
-        submitted_at=submitted_at,
-        max_requests_per_batch=limits.max_requests if limits else None,
-        max_bytes_per_batch=limits.max_bytes if limits else None,
+    root: JobStore,
+    client: Client,
+    backend_for: Callable[[Prepared, JobStore], LedgerBackend],
+    on_invalid: OnInvalid = "fail",
+    attempt: int = 1,
+    on_staged: Callable[[JobStore, Prepared], None] | None = None,
+    logger: Any = None,
+    **submitter: Any,
+) -> Submission:
+    """Validate and stage ``records`` under ``root``, then create the batches of the ledger.
+
+    The one sequence every submission takes, the job's own and its follow-ups: stage (a retry
+    with the same input finds the same folder), load or start the ledger (``backend_for``
+    says where it lives), create what has no batch yet. ``on_staged`` runs after pre-flight
+    and before any create call (a place to log, to estimate, or to refuse).
+    """
+    logger = logger or log
+    store, prepared = stage_requests(root, records, validator, on_invalid=on_invalid)
+    if on_staged is not None:
+        on_staged(store, prepared)
+    backend = backend_for(prepared, store)
+    ledger = backend.load()
+    if ledger is None:
+        ledger = new_ledger(
+            prepared, anthropic_version=validator.anthropic_version, attempt=attempt
+        )
+    else:
+        logger.info(
+            "Found this job's ledger from an earlier try: %d/%d batch(es) already created; "
+            "re-attaching",
+            sum(1 for s in ledger.shards if s.batch_id),
+            len(ledger.shards),
+        )
+    opener = store.path(REQUESTS_FILE)
+    JobSubmitter(client, backend, lambda: opener.open("rb"), logger=logger, **submitter).submit(
+        ledger
     )
+    return Submission(store, prepared, ledger)

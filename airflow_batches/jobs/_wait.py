@@ -1,106 +1,323 @@
-"""Waiting for batches to end in a worker (the triggerer has its own async loop)."""
+"""Waiting for batches to end: one I/O-free core, two thin loops over it.
+
+:class:`WaitCore` is a state machine. It is fed the answers (batches or errors) of one round of
+polls and the time, and says what comes next: sleep N seconds, or stop because every batch
+ended, the wait failed, or the deadline passed. It holds everything a wait knows: the latest
+state of every batch, the interval and its backoff, the count of consecutive transient
+errors, the young-batch 404 grace and the deadline. It never sleeps, reads a clock or sends a
+request, so every path through it is a plain unit test.
+
+:func:`wait_in_worker` (sync, a task's own process) and :func:`wait_in_triggerer` (async, the
+triggerer's event loop) are the two loops over it. They differ only in how they poll, sleep and
+cancel; both take the clock and the sleep as arguments. Whatever runs the wait, the outcome is
+the same :class:`~airflow_batches.jobs._progress.WaitEvent`.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from airflow_batches.api import (
     APIConnectionError,
     APIStatusError,
+    AsyncClient,
     BatchesError,
     Client,
     MessageBatch,
     NotFoundError,
+    ResponseValidationError,
 )
 from airflow_batches.api._retry import RETRYABLE_STATUSES
-from airflow_batches.jobs._progress import JobProgress
+from airflow_batches.jobs._progress import JobProgress, WaitEvent
 
 NOT_FOUND_GRACE = 300.0
 """Seconds after submission during which a 404 is taken for the API's read-after-create lag."""
 DEFER_TIMEOUT_MARGIN = 600.0
 """Added to a deferred wait's own deadline for Airflow's defer timeout, a backstop only."""
+PROGRESS_EVERY = 600.0
+"""Seconds between two progress lines when nothing has changed (a change is logged at once)."""
+POLL_CONCURRENCY = 4
+"""Retrieve calls in flight at once for one wait: a job of many batches must not burst."""
+CANCEL_TIMEOUT = 30.0
+
+Answer = MessageBatch | BatchesError
+Answers = Mapping[str, Answer]
 
 
-def is_transient(exc: Exception, *, now: float, not_found_grace_until: float | None) -> bool:
-    """Whether a failed poll is worth another try (as opposed to failing the wait now).
+def is_transient(exc: BaseException, *, now: float, not_found_grace_until: float | None) -> bool:
+    """Whether a failed call is worth another try, as opposed to failing now.
 
-    A 404 shortly after creation is transient: the API has been seen to answer 404 for a
-    batch a second after creating it.
+    A 404 shortly after creation is transient: the API has been seen to answer 404 for a batch
+    a second after creating it. A body that is not a batch (a proxy's error page) is too.
     """
-    if isinstance(exc, APIConnectionError):
+    if isinstance(exc, APIConnectionError | ResponseValidationError):
         return True
     if isinstance(exc, NotFoundError):
         return not_found_grace_until is not None and now < not_found_grace_until
     return isinstance(exc, APIStatusError) and exc.status_code in RETRYABLE_STATUSES
 
 
-class WaitTimeout(BatchesError):
-    """The deadline passed before every batch ended."""
+@dataclass(frozen=True)
+class WaitSettings:
+    """How a wait polls and when it gives up. Times are epoch seconds."""
 
-
-class PollingFailed(BatchesError):
-    """Polling failed permanently, or too many times in a row."""
-
-
-@dataclass
-class Poller:
-    """Poll batches from a worker until they have all ended.
-
-    The interval starts at ``poke_interval`` and grows by ``backoff_factor`` up to
-    ``max_poke_interval``; a server's ``retry-after`` lengthens a wait, never shortens it.
-    """
-
-    client: Client
-    log: Any
     poke_interval: float = 60.0
     max_poke_interval: float = 600.0
     backoff_factor: float = 1.5
     max_transient_errors: int = 10
+    deadline: float | None = None
     not_found_grace_until: float | None = None
-    clock: Callable[[], float] = time.time
-    sleep: Callable[[float], None] = time.sleep
+    started_at: float = 0.0
+    cancel_on_timeout: bool = False
+    progress_every: float = PROGRESS_EVERY
 
-    def poll_once(
-        self, ids: Sequence[str], errors: int
-    ) -> tuple[list[MessageBatch] | None, int, float]:
-        """One round: (batches, or None after a transient failure; error count; asked wait)."""
+    def __post_init__(self) -> None:
+        if self.poke_interval < 0:
+            raise ValueError("poke_interval must be >= 0")
+        if self.max_transient_errors < 0:
+            raise ValueError("max_transient_errors must be >= 0")
+
+
+Action = Literal["sleep", "ended", "failed", "timeout"]
+
+
+@dataclass(frozen=True)
+class Step:
+    """What the core decided after one round."""
+
+    action: Action
+    seconds: float = 0.0
+    """How long to sleep (``action == "sleep"``)."""
+    message: str = ""
+    """Why the wait failed or timed out."""
+    progress: str | None = None
+    """A progress line to log (None: nothing new to say)."""
+    warning: str | None = None
+    """A failed poll to log."""
+
+
+@dataclass
+class WaitCore:
+    """The state of one wait; see the module docstring."""
+
+    batch_ids: list[str]
+    settings: WaitSettings
+    latest: dict[str, MessageBatch] = field(default_factory=dict)
+    interval: float = 0.0
+    errors: int = 0
+    _shown: JobProgress | None = None
+    _shown_at: float = float("-inf")
+
+    def __post_init__(self) -> None:
+        self.batch_ids = list(dict.fromkeys(self.batch_ids))
+        self.interval = self.settings.poke_interval
+
+    @classmethod
+    def of(cls, batch_ids: Sequence[str], settings: WaitSettings) -> WaitCore:
+        return cls(list(batch_ids), settings)
+
+    def pending(self) -> list[str]:
+        """The batches not known to have ended, in the order given."""
+        return [i for i in self.batch_ids if not (i in self.latest and self.latest[i].is_ended)]
+
+    def observe(self, answers: Answers, now: float) -> Step:
+        """Take one round of answers (by batch id) and decide what comes next."""
+        failures: list[BatchesError] = []
+        for answer in answers.values():
+            if isinstance(answer, MessageBatch):
+                self.latest[answer.id] = answer
+            else:
+                failures.append(answer)
+        s = self.settings
+        warning = None
+        if failures:
+            grace = s.not_found_grace_until
+            permanent = [
+                e for e in failures if not is_transient(e, now=now, not_found_grace_until=grace)
+            ]
+            if permanent:
+                return Step("failed", message=f"polling failed permanently: {permanent[0]}")
+            self.errors += 1
+            last = failures[-1]
+            if self.errors > s.max_transient_errors:
+                return Step(
+                    "failed", message=f"{self.errors} consecutive polls failed; last: {last}"
+                )
+            wait = max(self.interval, float(getattr(last, "retry_after", None) or 0.0))
+            warning = (
+                f"Poll failed ({last}); attempt {self.errors} of {s.max_transient_errors}, "
+                f"next in {wait:.1f}s"
+            )
+        else:
+            self.errors = 0
+            wait = self.interval
+        progress = self._progress_line(now)
+        if not failures:
+            if not self.pending():
+                return Step("ended", progress=progress)
+            self.interval = min(self.interval * max(s.backoff_factor, 1.0), s.max_poke_interval)
+        if s.deadline is not None:
+            remaining = s.deadline - now
+            if remaining <= 0:
+                return Step(
+                    "timeout",
+                    message="the wait timed out before every batch ended",
+                    progress=progress,
+                    warning=warning,
+                )
+            wait = min(wait, remaining)
+        return Step("sleep", seconds=max(wait, 0.0), progress=progress, warning=warning)
+
+    def _progress_line(self, now: float) -> str | None:
+        if not self.latest:
+            return None
+        progress = JobProgress.of(self.latest[i] for i in self.batch_ids if i in self.latest)
+        if progress == self._shown and now - self._shown_at < self.settings.progress_every:
+            return None
+        self._shown, self._shown_at = progress, now
+        return progress.line(now - self.settings.started_at)
+
+    def event(self, step: Step, now: float, canceled: Sequence[str] = ()) -> WaitEvent:
+        """The outcome of a wait that stopped at ``step``."""
+        status: Literal["ended", "timeout", "error"] = (
+            "ended"
+            if step.action == "ended"
+            else "timeout"
+            if step.action == "timeout"
+            else "error"
+        )
+        message = step.message
+        if step.action == "timeout" and self.settings.cancel_on_timeout:
+            message += f"; canceled {', '.join(canceled) or 'none'}"
+        return WaitEvent(
+            status=status,
+            message=message,
+            batches=[self.latest[i] for i in self.batch_ids if i in self.latest],
+            elapsed=now - self.settings.started_at,
+        )
+
+
+def _log_step(log: Any, step: Step) -> None:
+    if step.warning:
+        log.warning("%s", step.warning)
+    if step.progress:
+        log.info("%s", step.progress)
+
+
+# --- the worker's loop (sync) -----------------------------------------------------------------
+
+
+def poll_in_worker(client: Client, ids: Sequence[str]) -> dict[str, Answer]:
+    answers: dict[str, Answer] = {}
+    for batch_id in ids:
         try:
-            return [self.client.retrieve(i) for i in ids], 0, 0.0
-        except (APIStatusError, APIConnectionError) as exc:
-            transient = is_transient(
-                exc, now=self.clock(), not_found_grace_until=self.not_found_grace_until
-            )
-            if not transient:
-                raise PollingFailed(f"polling failed permanently: {exc}") from exc
-            errors += 1
-            if errors > self.max_transient_errors:
-                raise PollingFailed(f"{errors} consecutive polls failed; last: {exc}") from exc
-            self.log.warning(
-                "Poll failed (%s); attempt %d of %d", exc, errors, self.max_transient_errors
-            )
-            return None, errors, float(getattr(exc, "retry_after", None) or 0.0)
+            answers[batch_id] = client.retrieve(batch_id)
+        except BatchesError as exc:
+            answers[batch_id] = exc
+    return answers
 
-    def wait(
-        self, ids: Sequence[str], *, started: float, deadline: float | None
-    ) -> list[MessageBatch]:
-        interval = self.poke_interval
-        errors = 0
-        while True:
-            batches, errors, asked = self.poll_once(ids, errors)
-            if batches is not None:
-                progress = JobProgress.of(batches)
-                self.log.info("%s", progress.line(self.clock() - started))
-                if progress.all_ended:
-                    return batches
-            wait = max(interval, asked)
-            if deadline is not None:
-                remaining = deadline - self.clock()
-                if remaining <= 0:
-                    raise WaitTimeout("the wait timed out before every batch ended")
-                wait = min(wait, remaining)
-            self.sleep(wait)
-            if batches is not None:
-                interval = min(interval * self.backoff_factor, self.max_poke_interval)
+
+def cancel_in_worker(client: Client, core: WaitCore, log: Any) -> list[str]:
+    """Cancel the batches of ``core`` still pending; returns those canceled."""
+    canceled: list[str] = []
+    for batch_id in core.pending():
+        try:
+            core.latest[batch_id] = client.cancel(batch_id)
+        except BatchesError as exc:
+            log.warning("Could not cancel batch %s: %s", batch_id, exc)
+            continue
+        canceled.append(batch_id)
+    if canceled:
+        log.warning("Canceled batch(es) %s", ", ".join(canceled))
+    return canceled
+
+
+def step_in_worker(client: Client, core: WaitCore, *, log: Any, clock: Callable[[], float]) -> Step:
+    """One round of polls in the worker, logged."""
+    step = core.observe(poll_in_worker(client, core.pending()), clock())
+    _log_step(log, step)
+    return step
+
+
+def wait_in_worker(
+    client: Client,
+    core: WaitCore,
+    *,
+    log: Any,
+    clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], None] = time.sleep,
+    first: Step | None = None,
+) -> WaitEvent:
+    """Poll from a task's own process until the core stops; ``first`` is a round already made."""
+    step = first or step_in_worker(client, core, log=log, clock=clock)
+    while step.action == "sleep":
+        sleep(step.seconds)
+        step = step_in_worker(client, core, log=log, clock=clock)
+    canceled: list[str] = []
+    if step.action == "timeout" and core.settings.cancel_on_timeout:
+        canceled = cancel_in_worker(client, core, log)
+    return core.event(step, clock(), canceled)
+
+
+# --- the triggerer's loop (async) -------------------------------------------------------------
+
+AsyncPoll = Callable[[Sequence[str]], Awaitable[dict[str, Answer]]]
+
+
+def async_poller(client: AsyncClient, concurrency: int = POLL_CONCURRENCY) -> AsyncPoll:
+    """One retrieve per pending batch, a few at a time; every answer kept, none outlives it."""
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(batch_id: str) -> Answer:
+        async with gate:
+            try:
+                return await client.retrieve(batch_id)
+            except BatchesError as exc:
+                return exc
+
+    async def poll(ids: Sequence[str]) -> dict[str, Answer]:
+        answers = await asyncio.gather(*(one(i) for i in ids))
+        return dict(zip(ids, answers, strict=True))
+
+    return poll
+
+
+async def cancel_in_triggerer(client: AsyncClient, core: WaitCore, log: Any) -> list[str]:
+    canceled: list[str] = []
+    for batch_id in core.pending():
+        try:
+            core.latest[batch_id] = await asyncio.wait_for(client.cancel(batch_id), CANCEL_TIMEOUT)
+        except (BatchesError, TimeoutError) as exc:
+            log.warning("Could not cancel batch %s: %s", batch_id, exc)
+            continue
+        canceled.append(batch_id)
+    if canceled:
+        log.warning("Canceled batch(es) %s", ", ".join(canceled))
+    return canceled
+
+
+async def wait_in_triggerer(
+    client: AsyncClient,
+    core: WaitCore,
+    *,
+    log: Any,
+    poll: AsyncPoll | None = None,
+    clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> WaitEvent:
+    """Poll from the triggerer's event loop until the core stops; never blocks the loop."""
+    poll = poll or async_poller(client)
+    while True:
+        step = core.observe(await poll(core.pending()), clock())
+        _log_step(log, step)
+        if step.action != "sleep":
+            break
+        await sleep(step.seconds)
+    canceled: list[str] = []
+    if step.action == "timeout" and core.settings.cancel_on_timeout:
+        canceled = await cancel_in_triggerer(client, core, log)
+    return core.event(step, clock(), canceled)

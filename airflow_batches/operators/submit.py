@@ -17,23 +17,21 @@ from airflow_batches.jobs._ledger import JobDescriptor, Ledger
 from airflow_batches.jobs._prepare import (
     Limits,
     OnInvalid,
+    Prepared,
     RequestValidator,
     records_from_items,
     records_from_jsonl,
 )
+from airflow_batches.jobs._staging import utcnow
 from airflow_batches.jobs._store import JobStore
 from airflow_batches.jobs._submit import (
     REJECTED_FILE,
-    REQUESTS_FILE,
     FileLedger,
-    JobSubmitter,
     LedgerBackend,
     MemoryLedger,
     descriptor_from_ledger,
     job_key,
-    new_ledger,
-    stage_requests,
-    utcnow,
+    submit_job,
 )
 from airflow_batches.operators._common import (
     StateStoreLedger,
@@ -164,15 +162,11 @@ class SubmitBatchOperator(BaseOperator):
             limits=self.limits,
         )
         root = staging_root(self.staging_path, self.staging_conn_id)
-        with ExitStack() as stack:
-            if root is not None:
-                base = JobStore(root / task_folder(context))
-            else:
-                local = stack.enter_context(tempfile.TemporaryDirectory(prefix="airflow-batches-"))
-                base = JobStore(Path(local))
-            job, prepared = stage_requests(
-                base, self._records(), validator, on_invalid=self.on_invalid
-            )
+        headers = (
+            {"anthropic-user-profile-id": self.user_profile_id} if self.user_profile_id else None
+        )
+
+        def staged(job: JobStore, prepared: Prepared) -> None:
             self.log.info(
                 "Validated %d request(s) for anthropic-version %s: %d batch(es) to submit, "
                 "fingerprint %s",
@@ -184,35 +178,30 @@ class SubmitBatchOperator(BaseOperator):
             if prepared.rejected_count:
                 self._report_rejected(prepared.rejected_count, prepared.rejected, job, root)
 
-            backend = self._ledger_backend(context, job, prepared.fingerprint, durable=root)
-            ledger = backend.load()
-            if ledger is None:
-                ledger = new_ledger(prepared, anthropic_version=validator.anthropic_version)
+        with ExitStack() as stack:
+            if root is not None:
+                base = JobStore(root / task_folder(context))
             else:
-                self.log.info(
-                    "Found this job's ledger from an earlier try: %d/%d batch(es) already "
-                    "created; re-attaching",
-                    sum(1 for s in ledger.shards if s.batch_id),
-                    len(ledger.shards),
-                )
-            headers = (
-                {"anthropic-user-profile-id": self.user_profile_id}
-                if self.user_profile_id
-                else None
+                local = stack.enter_context(tempfile.TemporaryDirectory(prefix="airflow-batches-"))
+                base = JobStore(Path(local))
+            client = stack.enter_context(self.hook.get_client())
+            done = submit_job(
+                self._records(),
+                validator,
+                root=base,
+                client=client,
+                backend_for=lambda prepared, job: self._ledger_backend(
+                    context, job, prepared.fingerprint, durable=root
+                ),
+                on_invalid=self.on_invalid,
+                on_staged=staged,
+                logger=self.log,
+                create_attempts=self.create_attempts,
+                max_rate_limit_wait=self.max_rate_limit_wait,
+                clock_skew=timedelta(seconds=self.clock_skew_seconds),
+                extra_headers=headers,
             )
-            with self.hook.get_client() as client:
-                submitter = JobSubmitter(
-                    client,
-                    backend,
-                    lambda: job.path(REQUESTS_FILE).open("rb"),
-                    create_attempts=self.create_attempts,
-                    max_rate_limit_wait=self.max_rate_limit_wait,
-                    clock_skew=timedelta(seconds=self.clock_skew_seconds),
-                    extra_headers=headers,
-                    logger=self.log,
-                )
-                ledger = submitter.submit(ledger)
-            descriptor = self._descriptor(ledger, job, root)
+            descriptor = self._descriptor(done.ledger, done.store, root)
         self.log.info(
             "Job %s: %d request(s) in batch(es) %s",
             descriptor.job_id,

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import timedelta
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow_batches._compat import (
@@ -15,32 +13,24 @@ from airflow_batches._compat import (
     BaseSensorOperator,
     conf,
 )
-from airflow_batches.api import APIConnectionError, APIStatusError, Client, MessageBatch
 from airflow_batches.hooks.batches import MessageBatchesHook
 from airflow_batches.jobs._progress import (
     JobProgress,
     OutcomePolicy,
     Severity,
-    Verdict,
     WaitEvent,
     batch_summaries,
     judge,
 )
-from airflow_batches.jobs._wait import (
-    DEFER_TIMEOUT_MARGIN,
-    NOT_FOUND_GRACE,
-    Poller,
-    PollingFailed,
-    WaitTimeout,
-)
+from airflow_batches.jobs._wait import NOT_FOUND_GRACE, WaitSettings
 from airflow_batches.operators._common import coerce_batch_ids, coerce_job
-from airflow_batches.triggers.batch import BatchTrigger
+from airflow_batches.operators._waiting import BatchWaiting
 
 if TYPE_CHECKING:
     from airflow_batches._compat import Context
 
 
-class BatchSensor(BaseSensorOperator):
+class BatchSensor(BatchWaiting, BaseSensorOperator):
     """Wait until every batch of a job has ``processing_status == "ended"``.
 
     Pokes once; if work is left it defers to ``BatchTrigger`` (no worker slot held) or, with
@@ -98,33 +88,10 @@ class BatchSensor(BaseSensorOperator):
         self.cancel_on_kill = cancel_on_kill
         self.policy = OutcomePolicy(on_errored, on_expired, min_success_ratio)
         self.max_transient_errors = max_transient_errors
-        self._sleep: Callable[[float], None] = time.sleep
-        self._watching: list[str] = []
-
-    # -- resolution -----------------------------------------------------------------------
-
-    def _resolve(self) -> tuple[list[str], str, float | None]:
-        descriptor = coerce_job(self.job)
-        ids = coerce_batch_ids(self.job)
-        conn_id = self.conn_id or (descriptor.conn_id if descriptor else None)
-        conn_id = conn_id or MessageBatchesHook.default_conn_name
-        grace = None
-        if descriptor is not None:
-            grace = descriptor.submitted_at.timestamp() + NOT_FOUND_GRACE
-        return ids, conn_id, grace
-
-    @cached_property
-    def _conn_id(self) -> str:
-        return self._resolve()[1]
-
-    def _client(self, conn_id: str) -> Client:
-        return MessageBatchesHook(conn_id=conn_id).get_client(max_retries=0)
-
-    # -- execution ------------------------------------------------------------------------
 
     def execute(self, context: Context) -> dict[str, Any]:
         try:
-            return self._wait(context)
+            return self._finish(self._wait())
         except AirflowSkipException:
             raise
         except AirflowException as exc:
@@ -134,75 +101,40 @@ class BatchSensor(BaseSensorOperator):
                 raise AirflowSkipException(f"Skipping ({exc}): soft_fail is set") from exc
             raise
 
-    def _wait(self, context: Context) -> dict[str, Any]:
-        ids, conn_id, grace = self._resolve()
-        self._watching = ids
-        started = time.time()
-        deadline = started + float(self.timeout)
+    def _wait(self) -> WaitEvent:
+        descriptor = coerce_job(self.job)
+        ids = coerce_batch_ids(self.job)
+        conn_id = self.conn_id or (descriptor.conn_id if descriptor else None)
+        started = self._clock()
+        grace = descriptor.submitted_at.timestamp() + NOT_FOUND_GRACE if descriptor else None
         self.log.info("Waiting for %d batch(es): %s", len(ids), ", ".join(ids))
-        with self._client(conn_id) as client:
-            poller = self._poller(client, grace)
-            try:
-                batches = poller.poll_once(ids, errors=0)[0]
-            except PollingFailed as exc:
-                raise AirflowException(str(exc)) from exc
-            if batches is not None and JobProgress.of(batches).all_ended:
-                return self._finish(batches, time.time() - started)
-            if batches is not None:
-                self.log.info("%s", JobProgress.of(batches).line(0))
-            if self.deferrable:
-                self.defer(
-                    trigger=BatchTrigger(
-                        batch_ids=ids,
-                        conn_id=conn_id,
-                        poke_interval=self.poke_interval,
-                        max_poke_interval=self.max_poke_interval,
-                        backoff_factor=self.backoff_factor,
-                        deadline=deadline,
-                        cancel_on_timeout=self.cancel_on_timeout,
-                        cancel_on_kill=self.cancel_on_kill,
-                        max_transient_errors=self.max_transient_errors,
-                        not_found_grace_until=grace,
-                        started_at=started,
-                    ),
-                    method_name="execute_complete",
-                    # A backstop only: the trigger times out first, and can cancel then.
-                    timeout=timedelta(seconds=float(self.timeout) + DEFER_TIMEOUT_MARGIN),
-                )
-            try:
-                batches = poller.wait(ids, started=started, deadline=deadline)
-            except PollingFailed as exc:
-                raise AirflowException(str(exc)) from exc
-            except WaitTimeout as exc:
-                if self.cancel_on_timeout:
-                    self._cancel(client, ids)
-                raise AirflowSensorTimeout(str(exc)) from exc
-            return self._finish(batches, time.time() - started)
-
-    def _poller(self, client: Client, grace: float | None) -> Poller:
-        return Poller(
-            client=client,
-            log=self.log,
-            poke_interval=float(self.poke_interval),
-            max_poke_interval=self.max_poke_interval,
-            backoff_factor=self.backoff_factor,
-            max_transient_errors=self.max_transient_errors,
-            not_found_grace_until=grace,
-            sleep=self._sleep,
+        return self.wait_or_defer(
+            conn_id=conn_id or MessageBatchesHook.default_conn_name,
+            batch_ids=ids,
+            settings=WaitSettings(
+                poke_interval=float(self.poke_interval),
+                max_poke_interval=self.max_poke_interval,
+                backoff_factor=self.backoff_factor,
+                max_transient_errors=self.max_transient_errors,
+                deadline=started + float(self.timeout),
+                not_found_grace_until=grace,
+                started_at=started,
+                cancel_on_timeout=self.cancel_on_timeout,
+            ),
+            method_name="execute_complete",
         )
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
-        result = WaitEvent.model_validate(event)
-        if result.status == "timeout":
-            raise AirflowSensorTimeout(result.message)
-        if result.status == "error":
-            raise AirflowException(result.message)
-        return self._finish(result.batches, result.elapsed)
+        return self._finish(WaitEvent.model_validate(event))
 
-    def _finish(self, batches: list[MessageBatch], elapsed: float) -> dict[str, Any]:
-        progress = JobProgress.of(batches)
-        self.log.info("All batches ended: %s", progress.line(elapsed))
-        verdict: Verdict = judge(progress, self.policy)
+    def _finish(self, event: WaitEvent) -> dict[str, Any]:
+        if event.status == "timeout":
+            raise AirflowSensorTimeout(event.message)
+        if event.status == "error":
+            raise AirflowException(event.message)
+        progress = JobProgress.of(event.batches)
+        self.log.info("All batches ended: %s", progress.line(event.elapsed))
+        verdict = judge(progress, self.policy)
         for message in verdict.messages:
             self.log.warning("%s", message)
         if verdict.action == "skip":
@@ -210,28 +142,9 @@ class BatchSensor(BaseSensorOperator):
         if verdict.action == "fail":
             raise AirflowException("; ".join(verdict.messages))
         return {
-            "batch_ids": [b.id for b in batches],
+            "batch_ids": [b.id for b in event.batches],
             "counts": progress.counts,
             "requests": progress.requests,
-            "elapsed_seconds": round(elapsed, 3),
-            "batches": batch_summaries(batches),
+            "elapsed_seconds": round(event.elapsed, 3),
+            "batches": batch_summaries(event.batches),
         }
-
-    # -- cancellation ---------------------------------------------------------------------
-
-    def _cancel(self, client: Client, ids: list[str]) -> None:
-        for batch_id in ids:
-            try:
-                batch = client.retrieve(batch_id)
-                if not batch.is_ended:
-                    client.cancel(batch_id)
-                    self.log.warning("Canceled batch %s", batch_id)
-            except (APIStatusError, APIConnectionError) as exc:
-                self.log.warning("Could not cancel batch %s: %s", batch_id, exc)
-
-    def on_kill(self) -> None:
-        """Cancel the unfinished batches when the task is killed while polling in the worker."""
-        if not self.cancel_on_kill or not self._watching:
-            return
-        with self._client(self._conn_id) as client:
-            self._cancel(client, self._watching)

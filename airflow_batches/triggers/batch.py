@@ -2,26 +2,27 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from airflow_batches._compat import BaseTrigger, TriggerEvent
-from airflow_batches.api import APIConnectionError, APIStatusError, AsyncClient, MessageBatch
+from airflow_batches.api import AsyncClient
 from airflow_batches.hooks.batches import MessageBatchesHook
-from airflow_batches.jobs._progress import JobProgress, batch_summaries
-from airflow_batches.jobs._wait import is_transient
-
-CANCEL_TIMEOUT = 30.0
-POLL_CONCURRENCY = 4
+from airflow_batches.jobs._wait import (
+    WaitCore,
+    WaitSettings,
+    cancel_in_triggerer,
+    wait_in_triggerer,
+)
 
 
 class BatchTrigger(BaseTrigger):
     """Poll batches until all have ended, the deadline passes, or an error is permanent.
 
     Everything it stores is in its keyword arguments: ids, the connection id and timing;
-    never the API key (the hook reads it from the connection inside the triggerer).
+    never the API key (the hook reads it from the connection inside the triggerer). It fires
+    one event, a :class:`~airflow_batches.jobs._progress.WaitEvent` as JSON.
 
     :param batch_ids: the batches to wait for.
     :param conn_id: the Message Batches connection.
@@ -64,7 +65,19 @@ class BatchTrigger(BaseTrigger):
         self.max_transient_errors = max_transient_errors
         self.not_found_grace_until = not_found_grace_until
         self.started_at = started_at if started_at is not None else time.time()
-        self._latest: dict[str, MessageBatch] = {}
+        self.core = WaitCore.of(self.batch_ids, self.settings())
+
+    def settings(self) -> WaitSettings:
+        return WaitSettings(
+            poke_interval=self.poke_interval,
+            max_poke_interval=self.max_poke_interval,
+            backoff_factor=self.backoff_factor,
+            max_transient_errors=self.max_transient_errors,
+            deadline=self.deadline,
+            not_found_grace_until=self.not_found_grace_until,
+            started_at=self.started_at,
+            cancel_on_timeout=self.cancel_on_timeout,
+        )
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -85,111 +98,16 @@ class BatchTrigger(BaseTrigger):
         )
 
     async def _client(self) -> AsyncClient:
-        # Retries are decided here, per poll, so that waits stay visible in the log.
+        # Retries are decided by the wait core, per poll, so that waits stay visible in the log.
         return await MessageBatchesHook(conn_id=self.conn_id).get_async_client(max_retries=0)
 
-    def _pending(self) -> list[str]:
-        return [i for i in self.batch_ids if not (i in self._latest and self._latest[i].is_ended)]
-
-    def _event(self, status: str, message: str = "") -> TriggerEvent:
-        batches = [self._latest[i] for i in self.batch_ids if i in self._latest]
-        return TriggerEvent(  # type: ignore[no-untyped-call]
-            {
-                "status": status,
-                "message": message,
-                "batches": batch_summaries(batches),
-                "elapsed": time.time() - self.started_at,
-            }
-        )
-
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        interval = self.poke_interval
-        errors = 0
         client = await self._client()
         try:
-            while True:
-                wait = interval
-                try:
-                    fresh = await self._retrieve_pending(client)
-                except (APIStatusError, APIConnectionError) as exc:
-                    now = time.time()
-                    grace = self.not_found_grace_until
-                    if not is_transient(exc, now=now, not_found_grace_until=grace):
-                        yield self._event("error", f"polling failed permanently: {exc}")
-                        return
-                    errors += 1
-                    if errors > self.max_transient_errors:
-                        yield self._event(
-                            "error", f"{errors} consecutive polls failed; last: {exc}"
-                        )
-                        return
-                    retry_after = getattr(exc, "retry_after", None) or 0.0
-                    wait = max(interval, retry_after)
-                    self.log.warning(
-                        "Poll failed (%s); attempt %d of %d, next in %.1fs",
-                        exc,
-                        errors,
-                        self.max_transient_errors,
-                        wait,
-                    )
-                else:
-                    errors = 0
-                    for batch in fresh:
-                        self._latest[batch.id] = batch
-                    progress = JobProgress.of(self._latest.values())
-                    self.log.info(
-                        "%s", progress.line(elapsed_seconds=time.time() - self.started_at)
-                    )
-                    if not self._pending():
-                        yield self._event("ended")
-                        return
-                    interval = min(interval * self.backoff_factor, self.max_poke_interval)
-
-                if self.deadline is not None:
-                    remaining = self.deadline - time.time()
-                    if remaining <= 0:
-                        message = "the wait timed out before every batch ended"
-                        if self.cancel_on_timeout:
-                            canceled = await self._cancel_pending(client)
-                            message += f"; canceled {', '.join(canceled) or 'none'}"
-                        yield self._event("timeout", message)
-                        return
-                    wait = min(wait, remaining)
-                await asyncio.sleep(wait)
+            event = await wait_in_triggerer(client, self.core, log=self.log)
         finally:
             await client.aclose()
-
-    async def _retrieve_pending(self, client: AsyncClient) -> list[MessageBatch]:
-        # A few at a time: a job of many batches must not burst the API's rate limit.
-        gate = asyncio.Semaphore(POLL_CONCURRENCY)
-
-        async def one(batch_id: str) -> MessageBatch:
-            async with gate:
-                return await client.retrieve(batch_id)
-
-        # Keep what did come back even when one call fails, and let no call outlive the poll.
-        answers = await asyncio.gather(*(one(i) for i in self._pending()), return_exceptions=True)
-        batches = [a for a in answers if isinstance(a, MessageBatch)]
-        for answer in answers:
-            if isinstance(answer, BaseException):
-                for batch in batches:
-                    self._latest[batch.id] = batch
-                raise answer
-        return batches
-
-    async def _cancel_pending(self, client: AsyncClient) -> list[str]:
-        canceled: list[str] = []
-        for batch_id in self._pending():
-            try:
-                batch = await asyncio.wait_for(client.cancel(batch_id), CANCEL_TIMEOUT)
-            except (APIStatusError, APIConnectionError, TimeoutError) as exc:
-                self.log.warning("Could not cancel batch %s: %s", batch_id, exc)
-                continue
-            self._latest[batch.id] = batch
-            canceled.append(batch_id)
-        if canceled:
-            self.log.warning("Canceled batch(es) %s", ", ".join(canceled))
-        return canceled
+        yield TriggerEvent(event.model_dump(mode="json"))  # type: ignore[no-untyped-call]
 
     async def on_kill(self) -> None:
         """Cancel the unfinished batches when a user kills the deferred task (Airflow 3.3)."""
@@ -198,6 +116,6 @@ class BatchTrigger(BaseTrigger):
             return
         client = await self._client()
         try:
-            await self._cancel_pending(client)
+            await cancel_in_triggerer(client, self.core, self.log)
         finally:
             await client.aclose()

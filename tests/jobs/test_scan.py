@@ -13,6 +13,7 @@ from airflow_batches.api._pricing import ModelPrice, PriceTable, load_price_tabl
 from airflow_batches.jobs._scan import (
     MalformedResultLineError,
     ResultRecord,
+    UnknownResultTypeError,
     scan_result_line,
 )
 from airflow_batches.jobs._tally import ResultTally
@@ -112,8 +113,12 @@ def test_missing_and_null_usage_fields_are_zero() -> None:
     assert record.output_tokens == record.cache_write_5m_tokens == record.web_search_requests == 0
     assert record.inference_geo is None
     assert record.service_tier is None
+    assert record.usage_missing  # a token count is missing: the line cannot be costed
     del line["result"]["message"]["usage"]
-    assert scan(line) == ResultRecord(custom_id="req-1", result_type="succeeded", model=SONNET)
+    assert scan(line) == ResultRecord(
+        custom_id="req-1", result_type="succeeded", model=SONNET, usage_missing=True
+    )
+    assert not scan(succeeded()).usage_missing
 
 
 def test_partial_breakdown_counts_missing_lifetime_as_zero() -> None:
@@ -214,9 +219,10 @@ def test_malformed_error_without_location_pickles_and_keeps_a_short_excerpt() ->
     assert str(error).startswith("result line is malformed: unknown result type")
     assert len(error.excerpt) == 120
     copy = pickle.loads(pickle.dumps(error))
-    assert type(copy) is MalformedResultLineError
+    assert type(copy) is UnknownResultTypeError
     assert str(copy) == str(error)
     assert copy.excerpt == error.excerpt
+    assert (copy.custom_id, copy.result_type) == ("a", "unheard_of")
 
 
 # --- tally --------------------------------------------------------------------------------------

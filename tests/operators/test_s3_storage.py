@@ -95,3 +95,36 @@ def test_job_on_s3_with_resubmission(
         data = s3.get_object(Bucket=BUCKET, Key=f"{prefix}/{kind}.jsonl")["Body"].read()
         lines += [json.loads(x)["custom_id"] for x in data.splitlines()]
     assert sorted(lines) == sorted(f"r{i}" for i in range(25))
+
+
+def test_results_are_written_straight_to_their_key_and_a_failed_write_leaves_nothing(
+    s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    import uuid
+
+    from airflow.sdk import ObjectStoragePath
+
+    from airflow_batches.jobs._store import atomic_writer
+
+    # A connection of its own: filesystems are cached per connection id, and an earlier
+    # test's moto server (another port) is gone.
+    conn_id = f"aws_{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", os.environ["AIRFLOW_CONN_AWS_TEST"])
+    target = ObjectStoragePath(f"s3://{BUCKET}/direct/results.jsonl", conn_id=conn_id)
+    with atomic_writer(target) as out:
+        out.write(b"x" * (6 * 1024 * 1024))  # past the multipart threshold: parts are uploaded
+        out.write(b"\n")
+        # Nothing under any name until the upload is complete: no hidden copy to rename.
+        assert keys(s3, "direct/") == []
+    assert keys(s3, "direct/") == ["direct/results.jsonl"]
+    assert s3.head_object(Bucket=BUCKET, Key="direct/results.jsonl")["ContentLength"] == (
+        6 * 1024 * 1024 + 1
+    )
+
+    broken = ObjectStoragePath(f"s3://{BUCKET}/direct/broken.jsonl", conn_id=conn_id)
+    with pytest.raises(RuntimeError, match="mid-write"), atomic_writer(broken) as out:
+        out.write(b"y" * (6 * 1024 * 1024))
+        raise RuntimeError("mid-write")
+    assert keys(s3, "direct/") == ["direct/results.jsonl"]
+    assert s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []

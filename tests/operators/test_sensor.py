@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.operators.conftest import DagRunner, make_requests
+from airflow_batches.jobs._wait import WaitCore, WaitSettings
+from tests.operators.conftest import CONN_ID, DagRunner, make_requests
 
 
 def test_deferred_wait_logs_progress_until_ended(
@@ -115,11 +116,11 @@ def test_on_kill_while_polling_in_the_worker_cancels_unless_told_not_to(
     doomed = client.create(make_requests(2)).id
     kept = client.create(make_requests(2)).id
     sensor = BatchSensor(task_id="wait", job=doomed, deferrable=False)
-    sensor._watching = [doomed]  # what execute() records before it starts polling
+    sensor._watching = (CONN_ID, WaitCore.of([doomed], WaitSettings()))  # set while polling
     sensor.on_kill()
     assert client.retrieve(doomed).processing_status in ("canceling", "ended")
     polite = BatchSensor(task_id="wait2", job=kept, deferrable=False, cancel_on_kill=False)
-    polite._watching = [kept]
+    polite._watching = (CONN_ID, WaitCore.of([kept], WaitSettings()))
     polite.on_kill()
     assert client.retrieve(kept).processing_status == "in_progress"
 

@@ -1,0 +1,169 @@
+"""The one way results are read: every line of a batch, resumed across faults.
+
+Every read of results (the scan for failures to resend, the publish to storage, the XCom
+path) goes through :func:`read_batch_lines`. A download cut mid-body, a 5xx, a 529 or a 429
+(with ``retry-after``) is retried within a bounded budget, and the reading *resumes*: lines
+already handed to the caller are never handed out again, so a consumer that writes lines as
+they come never writes one twice.
+
+How it resumes: the results of an ended batch do not change, so the body is read again from
+the start and the lines already delivered are skipped. They are checked, not trusted: the
+count, the total length and the sum of the CRC-32 of the lines skipped must equal those of
+the lines delivered (a set check: the same lines in another order still resume correctly,
+since what follows is then the same remainder). A body that differs raises
+:class:`ResultsChangedError`, and the caller starts over.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, NamedTuple
+
+from airflow_batches.api import BatchesError, Client, MessageBatch, RetryPolicy, retry_delay
+from airflow_batches.jobs._wait import NOT_FOUND_GRACE, is_transient
+
+_MASK = (1 << 64) - 1
+
+
+class ResultsDownloadError(BatchesError):
+    """A batch's results could not be read within the download budget."""
+
+
+class ResultsChangedError(ResultsDownloadError):
+    """A batch's results read again were not the lines read before the cut."""
+
+
+@dataclass(frozen=True)
+class DownloadPolicy:
+    """How hard a download tries: ``max_tries`` reads of one batch's body in all."""
+
+    max_tries: int = 8
+    retry: RetryPolicy = field(
+        default_factory=lambda: RetryPolicy(
+            initial_delay=1.0, max_delay=30.0, max_retry_after=300.0
+        )
+    )
+    sleep: Callable[[float], None] = time.sleep
+
+
+class RawLine(NamedTuple):
+    number: int
+    """1-based number among the raw lines of the body, blank ones included."""
+    data: bytes
+    """The line without its ``\\n`` (nor a ``\\r`` before it); empty for a blank line."""
+    key: int
+    """CRC-32 and length of ``data``: equal keys mean (almost surely) equal lines."""
+
+
+def line_key(data: bytes) -> int:
+    return (zlib.crc32(data) << 32) | (len(data) & 0xFFFFFFFF)
+
+
+class _Delivered:
+    """What has been handed out so far, to check a re-read against."""
+
+    __slots__ = ("count", "total")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.total = 0
+
+    def add(self, key: int) -> None:
+        self.count += 1
+        self.total = (self.total + key) & _MASK
+
+
+def _split(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """Lines of a byte stream, whatever the chunking; a last line without ``\\n`` included."""
+    pending = b""
+    for chunk in chunks:
+        if not chunk:
+            continue
+        parts = chunk.split(b"\n")
+        if len(parts) == 1:
+            pending += chunk
+            continue
+        parts[0] = pending + parts[0]
+        pending = parts.pop()
+        yield from parts
+    if pending:
+        yield pending
+
+
+def read_batch_lines(
+    client: Client,
+    batch: MessageBatch,
+    *,
+    policy: DownloadPolicy | None = None,
+    log: Any = None,
+) -> Iterator[RawLine]:
+    """Every raw line of ``batch``'s results, exactly once, across cuts and transient errors.
+
+    Raises :class:`ResultsDownloadError` naming the batch once ``policy.max_tries`` reads have
+    failed, :class:`ResultsChangedError` if a re-read differs, and the client's own error for
+    a permanent failure (results archived, 401, ...).
+    """
+    policy = policy or DownloadPolicy()
+    delivered = _Delivered()
+    tries = 0
+    while True:
+        tries += 1
+        resume, expected = delivered.count, delivered.total
+        skipped = _Delivered()
+        try:
+            with client.stream_results(batch) as stream:
+                for data in _split(stream.iter_bytes()):
+                    if data.endswith(b"\r"):
+                        data = data[:-1]
+                    key = line_key(data)
+                    if skipped.count < resume:
+                        skipped.add(key)
+                        if skipped.count == resume and skipped.total != expected:
+                            raise _changed(batch, resume)
+                        continue
+                    delivered.add(key)
+                    yield RawLine(delivered.count, data, key)
+            if skipped.count < resume:
+                raise _changed(batch, resume)
+            return
+        except ResultsChangedError:
+            raise
+        except BatchesError as exc:
+            if not _retryable(exc, batch):
+                raise
+            if tries >= policy.max_tries:
+                raise ResultsDownloadError(
+                    f"could not read the results of batch {batch.id}: {tries} attempt(s) "
+                    f"failed, {delivered.count} line(s) read; last error: {exc}"
+                ) from exc
+            asked = getattr(exc, "retry_after", None)
+            headers = {"retry-after": str(asked)} if asked else None
+            wait = retry_delay(tries - 1, headers, policy.retry)
+            if log is not None:
+                log.warning(
+                    "Results of batch %s: %s after %d line(s); resuming in %.1fs (try %d of %d)",
+                    batch.id,
+                    exc,
+                    delivered.count,
+                    wait,
+                    tries + 1,
+                    policy.max_tries,
+                )
+            policy.sleep(wait)
+
+
+def _retryable(exc: BatchesError, batch: MessageBatch) -> bool:
+    ended = batch.ended_at or batch.created_at
+    grace = (ended + timedelta(seconds=NOT_FOUND_GRACE)).timestamp()
+    return is_transient(exc, now=time.time(), not_found_grace_until=grace)
+
+
+def _changed(batch: MessageBatch, count: int) -> ResultsChangedError:
+    return ResultsChangedError(
+        f"the results of batch {batch.id} read again after a broken download are not the "
+        f"{count} line(s) read before; starting over"
+    )

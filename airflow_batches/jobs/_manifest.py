@@ -1,0 +1,195 @@
+"""The manifest: what was fetched, what it cost, where it is (``manifest.json``).
+
+A typed model whose JSON is the file users read; fields keep their order and names across
+releases (new ones are added, none renamed). Reading an existing manifest (to guard a
+destination) tolerates fields this version does not know.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from airflow_batches.api._models import RESULT_TYPES, RESULTS_RETENTION_DAYS, MessageBatch
+from airflow_batches.jobs._ledger import BatchInfo, JobDescriptor
+from airflow_batches.jobs._results import OTHER, ReadStats
+from airflow_batches.jobs._tally import ResultTally
+
+MANIFEST_FILE = "manifest.json"
+RESULTS_FILE = "results.jsonl"
+MANIFEST_VERSION = 1
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class ManifestBatch(_Model):
+    id: str
+    request_count: int
+    created_at: str | None = None
+    ended_at: str | None = None
+
+
+class ManifestAttempt(_Model):
+    attempt: int
+    batches: list[ManifestBatch]
+    resubmitted_next: dict[str, int] = Field(default_factory=dict)
+    replaced: list[str] | None = None
+    """Batches found not to hold the job's requests and replaced (only when some were)."""
+
+
+class Timings(_Model):
+    submitted_at: str
+    last_ended_at: str | None = None
+    fetch_started_at: str
+    fetched_at: str
+    fetch_seconds: float
+
+
+class LineChecks(_Model):
+    """What the line checks kept, skipped or could not cost (see ``_results``)."""
+
+    replayed_lines: int = 0
+    blank_lines: int = 0
+    other_lines: int = 0
+    lines_without_usage: int = 0
+    unknown_types: dict[str, int] = Field(default_factory=dict)
+
+
+class Manifest(_Model):
+    manifest_version: int = MANIFEST_VERSION
+    job_id: str
+    fingerprint: str
+    anthropic_version: str
+    complete: bool
+    request_count: int
+    rejected_count: int = 0
+    lines: int
+    counts: dict[str, int]
+    errors_by_type: dict[str, int]
+    usage_by_model: dict[str, Any]
+    cost_usd: float
+    cost_complete: bool
+    unpriced_models: list[str]
+    cache_hit_rate: float | None
+    batch_ids: list[str]
+    attempts: list[ManifestAttempt]
+    superseded_lines: int
+    timings: Timings
+    results_available_until: str | None
+    files: dict[str, str]
+    destination: str | None = None
+    line_checks: LineChecks | None = None
+    """Only when a check found something (replays, blank lines, unknown types, no usage)."""
+
+    def to_json(self) -> dict[str, Any]:
+        data = self.model_dump(mode="json")
+        for key in ("destination", "line_checks"):
+            if data.get(key) is None:
+                data.pop(key, None)
+        for attempt in data["attempts"]:
+            if attempt.get("replaced") is None:
+                attempt.pop("replaced", None)
+        return data
+
+    @property
+    def first_batch_ids(self) -> list[str]:
+        return [b.id for b in self.attempts[0].batches] if self.attempts else []
+
+
+def file_names(split_by_type: bool) -> dict[str, str]:
+    if split_by_type:
+        return {kind: f"{kind}.jsonl" for kind in RESULT_TYPES}
+    return {"results": RESULTS_FILE}
+
+
+def retention_deadline(batches: Iterable[BatchInfo]) -> datetime | None:
+    """When the first of these batches' results disappear (29 days after creation)."""
+    created = [b.created_at for b in batches if b.created_at]
+    return min(created) + timedelta(days=RESULTS_RETENTION_DAYS) if created else None
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def build_manifest(
+    *,
+    job: JobDescriptor,
+    attempts: Iterable[Any],
+    tally: ResultTally,
+    stats: ReadStats,
+    known: Mapping[str, MessageBatch],
+    files: dict[str, str],
+    started_at: datetime,
+    destination: str | None = None,
+) -> Manifest:
+    """The manifest of a fetch that read every line of ``attempts`` into ``tally``."""
+    now = datetime.now(UTC)
+    attempts = list(attempts)
+    all_batches = [b for a in attempts for b in a.batches]
+    ended = {i: _iso(b.ended_at) for i, b in known.items()}
+    ends = [v for v in ended.values() if v]
+    deadline = retention_deadline(all_batches)
+    summary = tally.to_dict()
+    counts = dict(summary["counts"])
+    if stats.other:
+        counts[OTHER] = stats.other
+    checks = LineChecks(
+        replayed_lines=stats.replayed,
+        blank_lines=stats.blank,
+        other_lines=stats.other,
+        lines_without_usage=stats.usage_missing,
+        unknown_types=dict(sorted(stats.unknown_types.items())),
+    )
+    unpriced = list(summary["unpriced_models"])
+    return Manifest(
+        job_id=job.job_id,
+        fingerprint=job.fingerprint,
+        anthropic_version=job.anthropic_version,
+        complete=stats.lines == job.request_count,
+        request_count=job.request_count,
+        rejected_count=job.rejected_count,
+        lines=stats.lines,
+        counts=counts,
+        errors_by_type=summary["error_counts"],
+        usage_by_model=summary["models"],
+        cost_usd=summary["cost_usd"],
+        cost_complete=summary["cost_complete"] and not stats.usage_missing,
+        unpriced_models=unpriced,
+        cache_hit_rate=summary["cache_hit_rate"],
+        batch_ids=[b.id for b in all_batches],
+        attempts=[
+            ManifestAttempt(
+                attempt=a.number,
+                batches=[
+                    ManifestBatch(
+                        id=b.id,
+                        request_count=b.request_count,
+                        created_at=_iso(b.created_at),
+                        ended_at=ended.get(b.id),
+                    )
+                    for b in a.batches
+                ],
+                resubmitted_next=a.resubmitted_next,
+                replaced=list(a.replaced) or None,
+            )
+            for a in attempts
+        ],
+        superseded_lines=stats.superseded,
+        timings=Timings(
+            submitted_at=job.submitted_at.isoformat(),
+            last_ended_at=max(ends) if ends else None,
+            fetch_started_at=started_at.isoformat(),
+            fetched_at=now.isoformat(),
+            fetch_seconds=round((now - started_at).total_seconds(), 3),
+        ),
+        results_available_until=_iso(deadline),
+        files=files,
+        destination=destination,
+        line_checks=checks if checks != LineChecks() else None,
+    )

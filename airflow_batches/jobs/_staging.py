@@ -1,0 +1,199 @@
+"""Staging a job: its requests validated and written to its folder, its ledger, its descriptor.
+
+The folder of a job (``JobStore``) is on shared storage when the user gives a staging path:
+the staged requests (``requests.jsonl``), the ledger when no task state store keeps it, the
+requests rejected by pre-flight, and the staged requests of follow-up attempts.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import UTC, datetime
+from typing import IO, Any, Protocol
+
+import msgspec
+
+from airflow_batches.jobs._ledger import BatchInfo, JobDescriptor, Ledger, ShardRecord
+from airflow_batches.jobs._prepare import Limits, OnInvalid, Prepared, RequestValidator, prepare
+from airflow_batches.jobs._store import JobStore, atomic_writer, ensure_dir
+
+REQUESTS_FILE = "requests.jsonl"
+LEDGER_FILE = "ledger.json"
+REJECTED_FILE = "rejected.jsonl"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def job_key(fingerprint: str) -> str:
+    return fingerprint[:16]
+
+
+def stage_requests(
+    root: JobStore,
+    records: Iterable[tuple[str, Any]],
+    validator: RequestValidator,
+    *,
+    on_invalid: OnInvalid = "fail",
+) -> tuple[JobStore, Prepared]:
+    """Validate and stage the input under ``root/<fingerprint>/``; return that folder.
+
+    The staged file is written under a temporary name and moved into place once valid; a
+    retry with the same input finds it (same fingerprint) and reuses the folder.
+    """
+    ensure_dir(root.root)
+    tmp = root.path(f".requests-{uuid.uuid4().hex[:12]}.partial")
+    try:
+        with tmp.open("wb") as sink:
+            prepared = prepare(records, validator, sink, on_invalid=on_invalid)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    job = root.sub(job_key(prepared.fingerprint))
+    ensure_dir(job.root)
+    final = job.path(REQUESTS_FILE)
+    if final.exists():
+        tmp.unlink(missing_ok=True)
+    else:
+        tmp.rename(final)
+    if prepared.rejected:
+        with atomic_writer(job.path(REJECTED_FILE)) as out:
+            for problem in prepared.rejected:
+                out.write(_json_line(problem.to_dict()))
+    return job, prepared
+
+
+def _json_line(data: Mapping[str, Any]) -> bytes:
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+
+
+def new_ledger(
+    prepared: Prepared,
+    *,
+    anthropic_version: str,
+    attempt: int = 1,
+    requests_file: str = REQUESTS_FILE,
+) -> Ledger:
+    return Ledger(
+        fingerprint=prepared.fingerprint,
+        request_count=prepared.request_count,
+        rejected_count=prepared.rejected_count,
+        attempt=attempt,
+        requests_file=requests_file,
+        anthropic_version=anthropic_version,
+        shards=[
+            ShardRecord(
+                index=s.index,
+                request_count=s.count,
+                offset=s.offset,
+                length=s.length,
+                body_bytes=s.body_bytes,
+                first=s.first,
+                ids_digest=s.ids_digest,
+            )
+            for s in prepared.shards
+        ],
+    )
+
+
+class LedgerBackend(Protocol):
+    """Where a ledger is kept between task tries: must be visible from every worker."""
+
+    def load(self) -> Ledger | None: ...
+
+    def save(self, ledger: Ledger) -> None: ...
+
+
+class FileLedger:
+    """A ledger kept as JSON in a job folder on shared storage."""
+
+    def __init__(self, store: JobStore, name: str = LEDGER_FILE) -> None:
+        self.store = store
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"FileLedger({str(self.store.path(self.name))!r})"
+
+    def load(self) -> Ledger | None:
+        data = self.store.read_json(self.name)
+        return None if data is None else Ledger.model_validate(data)
+
+    def save(self, ledger: Ledger) -> None:
+        self.store.write_json(ledger.model_dump(mode="json"), self.name)
+
+
+class MemoryLedger:
+    """A ledger that lives as long as the process (no crash recovery; tests, local runs)."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, Any] | None = None
+
+    def load(self) -> Ledger | None:
+        return None if self.data is None else Ledger.model_validate(self.data)
+
+    def save(self, ledger: Ledger) -> None:
+        self.data = ledger.model_dump(mode="json")
+
+
+def descriptor_from_ledger(
+    ledger: Ledger,
+    *,
+    conn_id: str,
+    job_dir: str,
+    job_dir_conn_id: str | None,
+    submitted_at: datetime,
+    limits: Limits | None = None,
+) -> JobDescriptor:
+    return JobDescriptor(
+        job_id=job_key(ledger.fingerprint),
+        fingerprint=ledger.fingerprint,
+        conn_id=conn_id,
+        job_dir=job_dir,
+        job_dir_conn_id=job_dir_conn_id,
+        request_count=ledger.request_count,
+        rejected_count=ledger.rejected_count,
+        anthropic_version=ledger.anthropic_version,
+        batches=[
+            BatchInfo(
+                id=s.batch_id or "",
+                request_count=s.request_count,
+                created_at=s.created_at,
+                expires_at=s.expires_at,
+                attempt=ledger.attempt,
+                ids_digest=s.ids_digest,
+                adopted=s.adopted,
+                requests_file=ledger.requests_file,
+                first=s.first,
+            )
+            for s in ledger.shards
+        ],
+        submitted_at=submitted_at,
+        max_requests_per_batch=limits.max_requests if limits else None,
+        max_bytes_per_batch=limits.max_bytes if limits else None,
+    )
+
+
+class _CustomId(msgspec.Struct):
+    custom_id: str
+
+
+_decode_custom_id = msgspec.json.Decoder(_CustomId).decode
+
+
+def select_requests(stream: IO[bytes], custom_ids: set[str]) -> Iterator[tuple[str, bytes]]:
+    """The staged request lines whose custom_id is in ``custom_ids``."""
+    for number, line in enumerate(stream, start=1):
+        if line.strip() and _decode_custom_id(line).custom_id in custom_ids:
+            yield f"line {number}", line
+
+
+def select_range(stream: IO[bytes], first: int, count: int) -> Iterator[tuple[str, bytes]]:
+    """``count`` staged request lines from ordinal ``first`` (0-based) on."""
+    for number, line in enumerate(stream, start=1):
+        if number > first + count:
+            return
+        if number > first:
+            yield f"line {number}", line
