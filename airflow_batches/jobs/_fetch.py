@@ -15,6 +15,7 @@ that batch are sent again as its replacement, and the fetch waits for that one i
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -197,9 +198,8 @@ class FetchWorkflow:
             )
             latest.resubmitted_next = reasons
             number = latest.number + 1
-            wanted = ids
             batches = self._send(
-                lambda stream: select_requests(stream, wanted),
+                functools.partial(select_requests, custom_ids=ids),
                 REQUESTS_FILE,
                 key=f"followup.{number}",
                 attempt=number,
@@ -222,7 +222,7 @@ class FetchWorkflow:
         if self.staged is None:
             raise exc
         new = self._send(
-            lambda stream: select_range(stream, info.first, info.request_count),
+            functools.partial(select_range, first=info.first, count=info.request_count),
             info.requests_file or REQUESTS_FILE,
             key=f"replace.{info.id}",
             attempt=attempt.number,

@@ -123,8 +123,13 @@ def test_results_are_written_straight_to_their_key_and_a_failed_write_leaves_not
     )
 
     broken = ObjectStoragePath(f"s3://{BUCKET}/direct/broken.jsonl", conn_id=conn_id)
-    with pytest.raises(RuntimeError, match="mid-write"), atomic_writer(broken) as out:
-        out.write(b"y" * (6 * 1024 * 1024))
-        raise RuntimeError("mid-write")
+
+    def write_then_fail() -> None:
+        with atomic_writer(broken) as out:
+            out.write(b"y" * (6 * 1024 * 1024))
+            raise RuntimeError("mid-write")
+
+    with pytest.raises(RuntimeError, match="mid-write"):
+        write_then_fail()
     assert keys(s3, "direct/") == ["direct/results.jsonl"]
     assert s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
