@@ -1,36 +1,40 @@
 """Results downloads: the open stream, and a download that survives a connection cut mid-body.
 
-Opening the results (``stream_results``) is retried like every call (5xx, 529, 429 with
-``retry-after``, connection errors before the answer). A cut *mid-body* is another matter:
-lines have already been handed out, so by default it surfaces as ``APIConnectionError``.
+Opening the results is retried like every call (5xx, 529, 429 with ``retry-after``,
+connection errors before the answer) and raises once the client's retries are spent. A cut
+*mid-body* is another matter: lines have already been handed out, so with ``resumes=0`` (the
+default) it surfaces as ``APIConnectionError``, as it always has.
 
-**Resuming.** ``Client.iter_result_bytes(batch, resumes=N)`` (and ``iter_result_lines``,
-``results``, the same on ``AsyncClient``) survive cuts: each byte is handed out exactly once,
-in whole lines, and a cut costs one of ``N`` resumes. The budget counts cuts *in a row without
-progress*: a cut after at least one more line was read starts the count again, so a long
-download on a flaky link finishes while a server that always fails at the same place does
-not. After a cut the download waits (the client's retry backoff), then asks again:
+**Resuming.** ``iter_result_bytes(batch, resumes=N)``, ``iter_result_lines(...)`` and
+``results(...)`` (the same on ``Client`` and ``AsyncClient``) survive cuts: every byte is
+handed out exactly once, in whole lines, and a cut costs one of ``N`` resumes. The budget
+counts cuts *in a row without progress*: a cut after at least one more line was read starts
+the count again, so a long download on a flaky link finishes while a server that always
+fails at the same place does not. After a cut the download waits (the client's backoff for
+that count), then opens the results again (with the usual retries of an open):
 
-1. with ``Range: bytes=D-`` where ``D`` is the bytes of whole lines handed out (a partial last
+1. with ``Range: bytes=D-``, ``D`` being the bytes of whole lines handed out (a partial last
    line is dropped and read again), plus ``If-Range`` when the first answer had a strong
-   ``ETag``. A ``206`` counts only with ``Content-Range: bytes D-…/T``, no content-encoding,
-   and the same total ``T`` as the first answer;
-2. otherwise (the server ignored the range with a 200, answered 416, or sent another range),
-   from the beginning: the first ``D`` bytes are read again, checked against a CRC-32 of
-   what was handed out, and dropped. If they differ, or the total length changed, it raises
-   ``ResultsChangedError``: nothing wrong was handed out, but the caller must start its
-   read of that batch over, discarding what it made of it.
+   ``ETag``. A 206 is used only with ``Content-Range: bytes D-…/T`` and no content-encoding;
+2. otherwise (the server ignored the range with a 200, answered 416, sent another range, or
+   the first answer was compressed, so offsets into it mean nothing), from the beginning:
+   the first ``D`` bytes are read again, checked against a CRC-32 of what was handed out,
+   and dropped.
 
-When ``N`` resumes are spent, the last cut is raised as ``APIConnectionError`` naming the
-batch and the bytes read. Against a server that ignores ranges (the real API's support is
-unknown; the emulator honours them) a cut costs a re-read of what was already read.
+If the bytes read again differ, or the total ``T`` differs from the first answer's, it raises
+``ResultsChangedError``: nothing wrong was handed out, but the caller must start its read of
+that batch over, discarding what it made of it. When the resumes are spent, the last cut is
+raised as ``APIConnectionError`` naming the batch and the bytes read. Against a server that
+ignores ranges (the real API's support is unknown; the emulator honours them) a cut costs a
+re-read of what was already read, never a wrong or repeated line.
 
 **By hand.** ``stream_results(batch, offset=D, if_range=etag)`` opens one answer;
 ``stream.offset`` says where its bytes start in the whole results: ``D`` when the server
 honoured the range (checked as in 1.), ``0`` when it sent everything (the caller discards
 what it had, or skips ``D`` bytes). ``stream.total`` is the whole length when known,
-``stream.etag`` the strong validator to pass as ``if_range``. ``ResultsDownload`` is the
-I/O-free state machine both clients drive; it can drive another loop (one writing to a file).
+``stream.etag`` the strong validator to pass as ``if_range``, ``stream.encoding`` the
+content-encoding. ``ResultsDownload`` is the I/O-free state machine both clients drive; it
+can drive another loop (one writing straight to a file, say).
 """
 
 from __future__ import annotations

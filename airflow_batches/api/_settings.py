@@ -98,8 +98,18 @@ class ClientOptions(TypedDict, total=False):
     retry: RetryPolicy | None
 
 
+_OPTION_NAMES = ClientOptions.__required_keys__ | ClientOptions.__optional_keys__
+
+
 def make_settings(**options: Unpack[ClientOptions]) -> ClientSettings:
     """Check the options and fill in the defaults; bad values fail here, before any call."""
+    # Keyword arguments typed by a TypedDict are not checked at run time: do what a plain
+    # signature would, so a misspelt option fails instead of being ignored.
+    unknown = sorted(set(options) - _OPTION_NAMES)
+    if unknown:
+        raise TypeError(f"unexpected client option(s): {', '.join(unknown)}")
+    if "api_key" not in options:
+        raise TypeError("missing required keyword argument: 'api_key'")
     api_key = options["api_key"]
     key = api_key if isinstance(api_key, Secret) else Secret(api_key)
     if not key:
