@@ -1,15 +1,13 @@
-"""Client of the Message Batches API. Nothing under this package imports Airflow."""
+"""Client of the Message Batches API. Nothing under this package imports Airflow.
 
-from airflow_batches.api._client import (
-    DEFAULT_API_VERSION,
-    DEFAULT_BASE_URL,
-    AsyncClient,
-    AsyncResultsStream,
-    Client,
-    ClientSettings,
-    ResultsStream,
-    Secret,
-)
+Layout: ``_settings`` (options, the key), ``_base`` (request specs, parsing, the
+retry-or-raise decision), ``_results`` (result streams and resumable downloads: how to read
+results that survive a connection cut is described there), ``_sync`` / ``_async`` (the two
+thin shells), ``_errors``, ``_retry``, ``_models``, ``_envelope``, ``_lines``, ``_pricing``.
+"""
+
+from airflow_batches.api._async import AsyncClient
+from airflow_batches.api._base import retry_or_raise
 from airflow_batches.api._envelope import encode_request_line, iter_create_body
 from airflow_batches.api._errors import (
     APIConnectionError,
@@ -29,6 +27,7 @@ from airflow_batches.api._errors import (
     RequestTimeoutError,
     RequestTooLargeError,
     ResponseValidationError,
+    ResultsChangedError,
     ResultsExpiredError,
     ResultsNotReadyError,
     ServiceUnavailableError,
@@ -65,7 +64,15 @@ from airflow_batches.api._pricing import (
     tokens_cost,
     usage_cost,
 )
+from airflow_batches.api._results import AsyncResultsStream, ResultsStream
 from airflow_batches.api._retry import RetryPolicy, retry_after_seconds, retry_delay, should_retry
+from airflow_batches.api._settings import (
+    DEFAULT_API_VERSION,
+    DEFAULT_BASE_URL,
+    ClientSettings,
+    Secret,
+)
+from airflow_batches.api._sync import Client
 
 __all__ = [
     "CUSTOM_ID_PATTERN",
@@ -112,6 +119,7 @@ __all__ = [
     "RequestTimeoutError",
     "RequestTooLargeError",
     "ResponseValidationError",
+    "ResultsChangedError",
     "ResultsExpiredError",
     "ResultsNotReadyError",
     "ResultsStream",
@@ -128,6 +136,7 @@ __all__ = [
     "load_price_table",
     "retry_after_seconds",
     "retry_delay",
+    "retry_or_raise",
     "should_retry",
     "status_error_class",
     "tokens_cost",

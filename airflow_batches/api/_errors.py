@@ -21,6 +21,7 @@
     │       ├── GatewayTimeoutError       504
     │       └── OverloadedError           529
     ├── ResponseValidationError       a 2xx answer whose body is not what the API promises
+    ├── ResultsChangedError           a resumed results download does not continue what was read
     └── ResultsNotReadyError          results asked for a batch that has not ended
         └── ResultsExpiredError       results asked after the 29-day retention
 
@@ -52,6 +53,7 @@ __all__ = [
     "RequestTimeoutError",
     "RequestTooLargeError",
     "ResponseValidationError",
+    "ResultsChangedError",
     "ResultsExpiredError",
     "ResultsNotReadyError",
     "ServiceUnavailableError",
@@ -235,8 +237,8 @@ class ResponseValidationError(BatchesError):
         return {"message": self.message, "request_id": self.request_id}
 
 
-class ResultsNotReadyError(BatchesError):
-    """Results were asked for a batch whose processing has not ended."""
+class _BatchError(BatchesError):
+    """An error about one batch's results, naming the batch."""
 
     def __init__(self, message: str, *, batch_id: str = "") -> None:
         super().__init__(message)
@@ -244,6 +246,19 @@ class ResultsNotReadyError(BatchesError):
 
     def _state(self) -> dict[str, Any]:
         return {"message": self.message, "batch_id": self.batch_id}
+
+
+class ResultsChangedError(_BatchError):
+    """A results download, opened again after a cut, would not continue the bytes already read.
+
+    The server sent another total length, or the start it sent again differs from what was
+    read. Nothing wrong was handed out: the lines read so far are the old ones, intact. Start
+    the whole read of the batch over (discarding what it produced).
+    """
+
+
+class ResultsNotReadyError(_BatchError):
+    """Results were asked for a batch whose processing has not ended."""
 
 
 class ResultsExpiredError(ResultsNotReadyError):

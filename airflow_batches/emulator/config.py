@@ -116,7 +116,9 @@ class FaultRates(BaseModel):
     """Faults injected into one endpoint. Each rate is the chance per call, drawn in order.
 
     ``drop`` closes the connection before the request is handled; ``drop_after`` handles it
-    (a create does create the batch) and then loses the answer, the nastiest case for a client.
+    (a create does create the batch) and then loses the answer, the nastiest case for a client;
+    ``cut`` handles it and sends the real answer, but closes the connection part-way through
+    its body (a results download cut mid-stream).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -127,6 +129,9 @@ class FaultRates(BaseModel):
     rate_drop: Rate = 0.0
     rate_drop_after: Rate = 0.0
     rate_slow: Rate = 0.0
+    rate_cut: Rate = 0.0
+    cut_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.5
+    """How much of a cut answer's body is sent before the connection is closed."""
     slow_seconds: Annotated[float, Field(ge=0.0)] = 2.0
     """Real seconds a slow answer is held back."""
     retry_after: Annotated[float, Field(ge=0.0)] = 1.0

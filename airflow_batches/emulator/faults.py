@@ -1,4 +1,4 @@
-"""Fault injection: error answers, dropped connections and slow answers, per endpoint.
+"""Fault injection: error answers, dropped or cut connections and slow answers, per endpoint.
 
 Implemented as plain ASGI middleware because a dropped connection can only be produced below
 the request/response abstraction: the answer starts, then stops half-way, and the server
@@ -23,7 +23,7 @@ from airflow_batches.emulator.errors import REQUEST_ID_KEY, error_response, new_
 if TYPE_CHECKING:
     from airflow_batches.emulator.service import Emulator
 
-Fault = Literal["429", "500", "529", "drop", "drop_after", "slow"]
+Fault = Literal["429", "500", "529", "drop", "drop_after", "slow", "cut"]
 
 _BATCH = re.compile(r"^/v1/messages/batches/(?P<id>[^/]+)(?P<tail>/cancel|/results)?/?$")
 
@@ -70,6 +70,7 @@ class FaultInjector:
             ("drop", rates.rate_drop),
             ("drop_after", rates.rate_drop_after),
             ("slow", rates.rate_slow),
+            ("cut", rates.rate_cut),
         ]
         edge = 0.0
         for fault, rate in table:
@@ -97,6 +98,37 @@ async def _drop(send: Send) -> None:
         }
     )
     await send({"type": "http.response.body", "body": b'{"type":', "more_body": True})
+
+
+def _cutting(send: Send, fraction: float) -> Send:
+    """``send`` for the real answer, stopped once ``fraction`` of its body has gone out.
+
+    What the app sends after that is swallowed; the answer is then short of its
+    ``content-length`` and the server closes the connection: a cut mid-body.
+    """
+    allowed: int | None = None
+    sent = 0
+
+    async def cut_send(message: Message) -> None:
+        nonlocal allowed, sent
+        if message["type"] == "http.response.start":
+            length = dict(message.get("headers") or []).get(b"content-length", b"")
+            allowed = int(int(length) * fraction) if length.isdigit() else None
+            await send(message)
+            return
+        if message["type"] != "http.response.body":
+            await send(message)
+            return
+        body: bytes = message.get("body", b"")
+        if allowed is None:  # no length announced: cut the first piece of body in two
+            allowed = len(body) // 2
+        if sent >= allowed:
+            return
+        piece = body[: allowed - sent]
+        sent += len(piece)
+        await send({"type": "http.response.body", "body": piece, "more_body": True})
+
+    return cut_send
 
 
 class FaultMiddleware:
@@ -129,6 +161,8 @@ class FaultMiddleware:
             await self.app(scope, receive, send)
         elif fault == "drop":
             await _drop(send)
+        elif fault == "cut":
+            await self.app(scope, receive, _cutting(send, rates.cut_fraction))
         elif fault == "drop_after":
 
             async def swallow(message: Message) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import secrets
 import shutil
 import string
@@ -29,6 +30,7 @@ _ANSWER = {
     "not_found": "not_found_error",
 }
 _RESULTS_CHUNK = 64 * 1024
+_RANGE = re.compile(r"bytes\s*=\s*(?P<first>\d*)\s*-\s*(?P<last>\d*)", re.IGNORECASE)
 
 
 def new_batch_id() -> str:
@@ -199,10 +201,22 @@ async def batch_results(request: Request) -> Response:
             f"{timedelta(seconds=record.retention_seconds).days} days after creation",
         ) from None
     length = record.results_bytes
+    try:
+        first, last = _byte_range(request, length)
+    except BaseException:
+        handle.close()
+        raise
+    headers = {"content-length": str(last - first + 1), "accept-ranges": "bytes"}
+    status = 200
+    if (first, last) != (0, length - 1):
+        status = 206
+        headers["content-range"] = f"bytes {first}-{last}/{length}"
 
     async def body() -> AsyncIterator[bytes]:
-        remaining = length
+        remaining = last - first + 1
         try:
+            if first:
+                handle.seek(first)
             while remaining > 0:
                 chunk = handle.read(min(_RESULTS_CHUNK, remaining))
                 if not chunk:
@@ -213,10 +227,41 @@ async def batch_results(request: Request) -> Response:
             handle.close()
 
     return StreamingResponse(
-        body(),
-        media_type="application/x-jsonl",
-        headers={"content-length": str(length)},
+        body(), status_code=status, media_type="application/x-jsonl", headers=headers
     )
+
+
+def _byte_range(request: Request, length: int) -> tuple[int, int]:
+    """The first and last byte to send: the whole file unless one satisfiable range is asked.
+
+    As RFC 9110 allows, a malformed or multiple ``Range`` is ignored (200, everything), and so
+    is one with an ``If-Range``: the emulator sends no validator, so none can match. A range
+    starting at or beyond the end is a 416 naming the length.
+    """
+    whole = (0, length - 1)
+    value = request.headers.get("range", "").strip()
+    if not value or "if-range" in request.headers:
+        return whole
+    match = _RANGE.fullmatch(value)
+    if match is None:
+        return whole
+    start, end = match["first"], match["last"]
+    if start:
+        first, last = int(start), min(int(end), length - 1) if end else length - 1
+        if end and int(end) < first:
+            return whole
+    elif end:  # the last N bytes; N = 0 is unsatisfiable
+        first, last = (max(0, length - int(end)) if int(end) else length), length - 1
+    else:
+        return whole
+    if first >= length:
+        raise APIError(
+            "invalid_request_error",
+            f"Range {value!r} is beyond the end of the results ({length} bytes)",
+            status=416,
+            headers={"content-range": f"bytes */{length}"},
+        )
+    return first, last
 
 
 routes = [

@@ -11,6 +11,7 @@ import airflow_batches
 from airflow_batches.api import (
     DEFAULT_BASE_URL,
     APIStatusError,
+    AsyncClient,
     Client,
     ClientSettings,
     RetryPolicy,
@@ -140,3 +141,11 @@ def test_extra_headers_are_per_call(connect: Callable[..., Driver]) -> None:
 def test_a_base_url_without_http_fails_at_once(base_url: str) -> None:
     with pytest.raises(ValueError, match="base_url must start with"):
         Client(api_key=API_KEY, base_url=base_url)
+
+
+@pytest.mark.parametrize("cls", [Client, AsyncClient])
+def test_a_misspelt_option_fails(cls: type[Client] | type[AsyncClient]) -> None:
+    with pytest.raises(TypeError, match="max_retry"):
+        cls(api_key=API_KEY, max_retry=3)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="api_key"):
+        cls()  # type: ignore[call-arg]

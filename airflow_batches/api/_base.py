@@ -1,0 +1,341 @@
+"""The I/O-free core of both clients: request specs, answer parsing, the retry-or-raise decision.
+
+Every call is first written down as a ``RequestSpec`` (method, URL, params, headers, body
+source, expected model, stream or not). ``Client`` and ``AsyncClient`` only turn a spec into
+an ``httpx.Request``, send it, and ask ``retry_or_raise`` what to do with a failed attempt:
+wait that many seconds and send again, or raise that exception. Anything that behaves
+differently between the two shells is a bug in the shells.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+import httpx
+import pydantic
+
+from airflow_batches.api._envelope import encode_request_line, iter_create_body
+from airflow_batches.api._errors import (
+    APIStatusError,
+    BatchesError,
+    ResponseValidationError,
+    ResultsExpiredError,
+    ResultsNotReadyError,
+    connection_error_from,
+    status_error_class,
+)
+from airflow_batches.api._models import (
+    BatchRequest,
+    DeletedMessageBatch,
+    ErrorBody,
+    MessageBatch,
+    MessageBatchPage,
+)
+from airflow_batches.api._retry import RetryPolicy, retry_after_seconds, retry_delay, should_retry
+from airflow_batches.api._settings import ClientSettings, tls_context
+
+# The name the retry warnings have always been logged under (logging configs refer to it);
+# kept when the client was split into several modules.
+log = logging.getLogger("airflow_batches.api._client")
+
+BATCHES_PATH = "/v1/messages/batches"
+
+ModelT = TypeVar("ModelT", bound=pydantic.BaseModel)
+BodySource = bytes | Callable[[], Iterable[bytes]]
+"""A body as bytes, or a callable giving a fresh iterable of chunks for each attempt."""
+AsyncBodySource = bytes | Callable[[], Iterable[bytes] | AsyncIterable[bytes]]
+BatchRef = str | MessageBatch
+Outcome = httpx.Response | httpx.TransportError
+"""A failed attempt: an error answer whose body has been read, or the transport failure."""
+
+
+@dataclass(frozen=True)
+class RequestSpec(Generic[ModelT]):
+    """One API call as data: what to send, and what a successful answer must be."""
+
+    method: str
+    url: str
+    model: type[ModelT] | None = None
+    """The model a 2xx body is parsed into; None for a stream handed back open."""
+    params: Mapping[str, str | int] | None = None
+    headers: Mapping[str, str] | None = None
+    """Sent on top of the client's own headers (key, version, betas, workspace)."""
+    body: AsyncBodySource | None = None
+    stream: bool = False
+    max_retries: int | None = None
+    """Overrides the policy's ``max_retries`` for this call (0: a single attempt)."""
+    passthrough: frozenset[int] = frozenset()
+    """Error statuses handed back as answers instead of raised (a 416 to a range request)."""
+
+
+@dataclass(frozen=True)
+class ListParams:
+    limit: int = 20
+    before_id: str | None = None
+    after_id: str | None = None
+
+    def query(self) -> dict[str, str | int]:
+        out: dict[str, str | int] = {"limit": self.limit}
+        if self.before_id:
+            out["before_id"] = self.before_id
+        if self.after_id:
+            out["after_id"] = self.after_id
+        return out
+
+
+def next_page(page: MessageBatchPage, params: ListParams) -> ListParams | None:
+    """Parameters of the page after ``page``, or None when it was the last one.
+
+    Paging backwards (started with ``before_id``) continues from ``first_id``; otherwise from
+    ``last_id``.
+    """
+    if not page.has_more or not page.data:
+        return None
+    if params.before_id:
+        return ListParams(limit=params.limit, before_id=page.first_id or page.data[0].id)
+    return ListParams(limit=params.limit, after_id=page.last_id or page.data[-1].id)
+
+
+def status_error(response: httpx.Response) -> APIStatusError:
+    """The exception for an error answer whose body has been read."""
+    error_type: str | None = None
+    message = ""
+    request_id = response.headers.get("request-id")
+    try:
+        body = ErrorBody.model_validate_json(response.content)
+    except pydantic.ValidationError:
+        text = response.content[:500].decode("utf-8", "replace").strip()
+        message = text or response.reason_phrase or "error"
+    else:
+        error_type = body.error.type
+        message = body.error.message
+        request_id = request_id or body.request_id
+    cls = status_error_class(response.status_code)
+    return cls(
+        message,
+        status_code=response.status_code,
+        error_type=error_type,
+        request_id=request_id,
+        retry_after=retry_after_seconds(response.headers),
+        context=f"{response.request.method} {response.request.url.path}",
+    )
+
+
+def retry_or_raise(
+    attempt: int,
+    outcome: Outcome,
+    *,
+    request: httpx.Request,
+    policy: RetryPolicy,
+    max_retries: int | None = None,
+    rand: Callable[[], float] = random.random,
+    now: datetime | None = None,
+) -> float | BatchesError:
+    """What to do after failed attempt number ``attempt`` (0 for the first) of ``request``.
+
+    Returns the seconds to wait before sending it again, or the exception to raise: once
+    ``max_retries`` (default: the policy's) retries are spent, or when the failure is not worth
+    repeating (``should_retry``). No I/O, no clock (``now`` dates a ``retry-after`` HTTP date),
+    no sleeping.
+    """
+    if isinstance(outcome, httpx.TransportError):
+        error: BatchesError = connection_error_from(outcome, request)
+        status, headers = None, None
+    else:
+        error = status_error(outcome)
+        status, headers = outcome.status_code, outcome.headers
+    limit = policy.max_retries if max_retries is None else max_retries
+    if attempt >= limit or not should_retry(status, headers):
+        return error
+    return retry_delay(attempt, headers, policy, rand=rand, now=now)
+
+
+class _BaseClient:
+    """Request specs, request building, answer parsing and retry decisions. No I/O."""
+
+    _http: httpx.Client | httpx.AsyncClient
+
+    def __init__(self, settings: ClientSettings) -> None:
+        self.settings = settings
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.settings!r})"
+
+    def _http_options(self) -> dict[str, Any]:
+        """Keyword arguments of the httpx client, the same for both shells."""
+        return {
+            "timeout": self.settings.timeout,
+            "verify": tls_context(),
+            "follow_redirects": False,
+        }
+
+    # -- building ---------------------------------------------------------------------------
+
+    def _headers(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        s = self.settings
+        headers = {
+            "x-api-key": s.api_key.get_secret_value(),
+            "anthropic-version": s.anthropic_version,
+            "accept": "application/json",
+            "user-agent": s.user_agent,
+        }
+        if s.betas:
+            headers["anthropic-beta"] = ",".join(s.betas)
+        if s.workspace_id:
+            headers["anthropic-workspace-id"] = s.workspace_id
+        if extra:
+            headers.update(extra)
+        return headers
+
+    def _url(self, path: str) -> str:
+        return self.settings.base_url + path
+
+    def _batch_url(self, batch_id: str, suffix: str = "") -> str:
+        if not batch_id or "/" in batch_id:
+            raise ValueError(f"invalid batch id: {batch_id!r}")
+        return self._url(f"{BATCHES_PATH}/{batch_id}{suffix}")
+
+    def _results_url(self, batch: MessageBatch) -> str:
+        if batch.archived_at is not None:
+            raise ResultsExpiredError(
+                f"the results of batch {batch.id} are gone: they were archived at "
+                f"{batch.archived_at.isoformat()} (results are kept 29 days from "
+                f"{batch.created_at.isoformat()})",
+                batch_id=batch.id,
+            )
+        if not batch.is_ended or not batch.results_url:
+            raise ResultsNotReadyError(
+                f"batch {batch.id} has not ended (processing_status="
+                f"{batch.processing_status}); results exist only once it has",
+                batch_id=batch.id,
+            )
+        if "://" not in batch.results_url:
+            # The API sends an absolute URL, used exactly as given; a relative one (a proxy or
+            # an older emulator) can only mean the server that answered.
+            return self._url("/" + batch.results_url.lstrip("/"))
+        return batch.results_url
+
+    def _build(
+        self, spec: RequestSpec[Any], content: bytes | Iterable[bytes] | AsyncIterable[bytes] | None
+    ) -> httpx.Request:
+        # build_request (not httpx.Request) so the client's timeout reaches the transport.
+        return self._http.build_request(
+            spec.method,
+            spec.url,
+            params=spec.params,
+            headers=self._headers(spec.headers),
+            content=content,
+        )
+
+    # -- the specs --------------------------------------------------------------------------
+
+    @staticmethod
+    def _create_body(requests: Iterable[BatchRequest | Mapping[str, Any]]) -> bytes:
+        """The create body of request objects, each validated before anything is sent."""
+        return b"".join(iter_create_body(encode_request_line(r) for r in requests))
+
+    def _create_spec(
+        self,
+        body: AsyncBodySource,
+        *,
+        content_length: int | None,
+        extra_headers: Mapping[str, str] | None,
+        max_retries: int | None,
+    ) -> RequestSpec[MessageBatch]:
+        headers = {"content-type": "application/json", **(extra_headers or {})}
+        if content_length is not None:
+            headers["content-length"] = str(content_length)
+        return RequestSpec(
+            "POST",
+            self._url(BATCHES_PATH),
+            MessageBatch,
+            headers=headers,
+            body=body,
+            max_retries=max_retries,
+        )
+
+    def _retrieve_spec(self, batch_id: str) -> RequestSpec[MessageBatch]:
+        return RequestSpec("GET", self._batch_url(batch_id), MessageBatch)
+
+    def _list_spec(self, params: ListParams) -> RequestSpec[MessageBatchPage]:
+        return RequestSpec("GET", self._url(BATCHES_PATH), MessageBatchPage, params=params.query())
+
+    def _cancel_spec(self, batch_id: str) -> RequestSpec[MessageBatch]:
+        return RequestSpec("POST", self._batch_url(batch_id, "/cancel"), MessageBatch)
+
+    def _delete_spec(self, batch_id: str) -> RequestSpec[DeletedMessageBatch]:
+        return RequestSpec("DELETE", self._batch_url(batch_id), DeletedMessageBatch)
+
+    def _results_spec(
+        self, batch: MessageBatch, offset: int = 0, if_range: str | None = None
+    ) -> RequestSpec[Any]:
+        """The results download, from byte ``offset`` on (a ``Range`` request) when above 0."""
+        if offset < 0:
+            raise ValueError(f"offset must be >= 0, got {offset}")
+        headers = {"accept": "application/binary"}
+        if not offset:
+            return RequestSpec("GET", self._results_url(batch), headers=headers, stream=True)
+        headers["range"] = f"bytes={offset}-"
+        if if_range:
+            headers["if-range"] = if_range
+        return RequestSpec(
+            "GET",
+            self._results_url(batch),
+            headers=headers,
+            stream=True,
+            passthrough=frozenset({416}),
+        )
+
+    # -- answers ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _is_answer(spec: RequestSpec[Any], response: httpx.Response) -> bool:
+        return response.is_success or response.status_code in spec.passthrough
+
+    @staticmethod
+    def _parse(model: type[ModelT], response: httpx.Response) -> ModelT:
+        try:
+            return model.model_validate_json(response.content)
+        except pydantic.ValidationError as exc:
+            raise ResponseValidationError(
+                f"{response.request.method} {response.request.url} answered "
+                f"{response.status_code} with a body that is not a {model.__name__}: "
+                f"{exc.errors(include_url=False, include_input=False)}",
+                request_id=response.headers.get("request-id"),
+            ) from None
+
+    def _answer(self, spec: RequestSpec[ModelT], response: httpx.Response) -> ModelT:
+        if spec.model is None:
+            raise TypeError(f"{spec.method} {spec.url} expects no model: open it as a stream")
+        return self._parse(spec.model, response)
+
+    def _wait_or_raise(
+        self, attempt: int, request: httpx.Request, outcome: Outcome, max_retries: int | None
+    ) -> float:
+        """``retry_or_raise``, with the retry logged and the exception raised."""
+        verdict = retry_or_raise(
+            attempt, outcome, request=request, policy=self.settings.retry, max_retries=max_retries
+        )
+        if isinstance(verdict, BaseException):
+            if isinstance(outcome, BaseException):
+                raise verdict from outcome
+            raise verdict
+        if isinstance(outcome, httpx.TransportError):
+            what, request_id = connection_error_from(outcome, request).message, None
+        else:
+            what, request_id = str(outcome.status_code), status_error(outcome).request_id
+        log.warning(
+            "%s %s failed (%s%s); retry %d in %.2fs",
+            request.method,
+            request.url.path,
+            what,
+            f", request-id {request_id}" if request_id else "",
+            attempt + 1,
+            verdict,
+        )
+        return verdict
