@@ -19,6 +19,7 @@ from typing import Any, Generic, TypeVar
 import httpx
 import pydantic
 
+from airflow_batches.api._clock import ServerClock
 from airflow_batches.api._envelope import encode_request_line, iter_create_body
 from airflow_batches.api._errors import (
     APIStatusError,
@@ -162,6 +163,8 @@ class _BaseClient:
 
     def __init__(self, settings: ClientSettings) -> None:
         self.settings = settings
+        self.server_clock = ServerClock()
+        """The server's time, from the ``Date`` of its answers (see ``_clock``)."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.settings!r})"
@@ -293,8 +296,8 @@ class _BaseClient:
 
     # -- answers ----------------------------------------------------------------------------
 
-    @staticmethod
-    def _is_answer(spec: RequestSpec[Any], response: httpx.Response) -> bool:
+    def _is_answer(self, spec: RequestSpec[Any], response: httpx.Response) -> bool:
+        self.server_clock.observe(response.headers.get("date"))
         return response.is_success or response.status_code in spec.passthrough
 
     @staticmethod

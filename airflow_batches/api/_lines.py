@@ -2,8 +2,10 @@
 
 Works on bytes: a chunk may end in the middle of a line or of a UTF-8 character, and neither
 matters because ``\\n`` never occurs inside a multi-byte UTF-8 sequence. Lines are returned
-without their terminator; blank lines are dropped (JSONL has none, but a trailing newline or a
-CRLF must not produce an empty record).
+without their terminator (and a ``\r`` before it); blank lines are dropped (JSONL has none,
+but a trailing newline or a CRLF must not produce an empty record), unless ``keep_blank`` is
+set: a reader that numbers lines as they stand in the file keeps them (as ``b""``) to count
+them.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 class LineDecoder:
     """Incremental splitter shared by the sync and async readers."""
 
-    __slots__ = ("_pending",)
+    __slots__ = ("_keep_blank", "_pending")
 
-    def __init__(self) -> None:
+    def __init__(self, *, keep_blank: bool = False) -> None:
         self._pending: list[bytes] = []
+        self._keep_blank = keep_blank
 
     def feed(self, chunk: bytes) -> list[bytes]:
         if not chunk:
@@ -28,7 +31,8 @@ class LineDecoder:
             return []
         first = b"".join((*self._pending, parts[0])) if self._pending else parts[0]
         self._pending = [parts[-1]] if parts[-1] else []
-        return [line for line in (_strip_cr(first), *map(_strip_cr, parts[1:-1])) if line]
+        lines = [_strip_cr(first), *map(_strip_cr, parts[1:-1])]
+        return lines if self._keep_blank else [line for line in lines if line]
 
     def flush(self) -> list[bytes]:
         rest = _strip_cr(b"".join(self._pending))
@@ -40,8 +44,8 @@ def _strip_cr(line: bytes) -> bytes:
     return line[:-1] if line.endswith(b"\r") else line
 
 
-def iter_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
-    decoder = LineDecoder()
+def iter_lines(chunks: Iterable[bytes], *, keep_blank: bool = False) -> Iterator[bytes]:
+    decoder = LineDecoder(keep_blank=keep_blank)
     for chunk in chunks:
         yield from decoder.feed(chunk)
     yield from decoder.flush()

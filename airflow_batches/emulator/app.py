@@ -44,7 +44,10 @@ def create_app(config: EmulatorConfig | None = None) -> Starlette:
 
     app = Starlette(
         routes=[*routes.routes, Mount(ADMIN_PREFIX, routes=admin.routes)],
-        middleware=[Middleware(RequestIdMiddleware), Middleware(FaultMiddleware)],
+        middleware=[
+            Middleware(RequestIdMiddleware, clock=emulator.clock.now),
+            Middleware(FaultMiddleware),
+        ],
         exception_handlers={
             APIError: handle_api_error,
             HTTPException: handle_http_exception,

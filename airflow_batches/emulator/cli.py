@@ -138,7 +138,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"  data dir : {emulator.data_dir}")
     print(f"  admin    : http://{shown_host}:{port}/_emulator/stats", flush=True)
     server = uvicorn.Server(
-        uvicorn.Config(app, log_level=args.log_level, lifespan="on", timeout_graceful_shutdown=5)
+        uvicorn.Config(
+            app,
+            log_level=args.log_level,
+            lifespan="on",
+            timeout_graceful_shutdown=5,
+            date_header=False,  # the app sends its own clock's
+        )
     )
     server.run(sockets=[sock])
     return 0

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from email.utils import formatdate
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -129,10 +130,12 @@ def json_response(payload: bytes | str, status: int = 200) -> Response:
 
 
 class RequestIdMiddleware:
-    """Give every answer a ``request-id`` header (the error bodies carry the same id)."""
+    """Give every answer a ``request-id`` header (the error bodies carry the same id) and,
+    given the emulator's clock, a ``Date`` of that clock (batch times are on it too)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, clock: Callable[[], float] | None = None) -> None:
         self.app = app
+        self.clock = clock
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -146,6 +149,8 @@ class RequestIdMiddleware:
                 headers = list(message.get("headers", []))
                 if not any(name.lower() == b"request-id" for name, _ in headers):
                     headers.append((b"request-id", request_id.encode()))
+                if self.clock is not None:
+                    headers.append((b"date", formatdate(self.clock(), usegmt=True).encode()))
                 message = {**message, "headers": headers}
             await send(message)
 

@@ -76,6 +76,7 @@ class _ServerThread:
                 log_level="warning",
                 access_log=False,
                 timeout_graceful_shutdown=2,
+                date_header=False,  # the app sends its own clock's
             )
         )
         self.thread = threading.Thread(

@@ -1,17 +1,19 @@
 """The one way results are read: every line of a batch, resumed across faults.
 
 Every read of results (the scan for failures to resend, the publish to storage, the XCom
-path) goes through :func:`read_batch_lines`. A download cut mid-body, a 5xx, a 529 or a 429
-(with ``retry-after``) is retried within a bounded budget, and the reading *resumes*: lines
-already handed to the caller are never handed out again, so a consumer that writes lines as
-they come never writes one twice.
+path) goes through :func:`read_batch_lines`, and lines already handed to the caller are never
+handed out again: a consumer that writes lines as they come never writes one twice.
 
-How it resumes: the results of an ended batch do not change, so the body is read again from
-the start and the lines already delivered are skipped. They are checked, not trusted: the
-count, the total length and the sum of the CRC-32 of the lines skipped must equal those of
-the lines delivered (a set check: the same lines in another order still resume correctly,
-since what follows is then the same remainder). A body that differs raises
-:class:`ResultsChangedError`, and the caller starts over.
+Two layers. A cut mid-body is resumed by the client itself (``Client.iter_result_bytes`` with
+``resumes``: a ``Range`` request, or a checked re-read; see ``api._results``). When a whole
+read fails anyway (a 5xx, 529 or 429 that outlasts the client's own retries, the resumes
+spent), the read starts again here, within ``DownloadPolicy.max_tries``, and the lines already
+delivered are skipped. They are checked, not trusted: their count and the sum of their keys
+(CRC-32 and length) must match what was delivered; otherwise :class:`ResultsChangedError`,
+and the caller starts over.
+
+Lines are numbered as they stand in the body, blank ones included, so that every message
+names the line a person finds in the file.
 """
 
 from __future__ import annotations
@@ -23,8 +25,18 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, NamedTuple
 
-from airflow_batches.api import BatchesError, Client, MessageBatch, RetryPolicy, retry_delay
+from airflow_batches.api import (
+    BatchesError,
+    Client,
+    MessageBatch,
+    ResultsChangedError,
+    RetryPolicy,
+    retry_delay,
+)
+from airflow_batches.api._lines import iter_lines
 from airflow_batches.jobs._wait import NOT_FOUND_GRACE, is_transient
+
+__all__ = ["DownloadPolicy", "RawLine", "ResultsChangedError", "ResultsDownloadError"]
 
 _MASK = (1 << 64) - 1
 
@@ -33,19 +45,15 @@ class ResultsDownloadError(BatchesError):
     """A batch's results could not be read within the download budget."""
 
 
-class ResultsChangedError(ResultsDownloadError):
-    """A batch's results read again were not the lines read before the cut."""
-
-
 @dataclass(frozen=True)
 class DownloadPolicy:
-    """How hard a download tries: ``max_tries`` reads of one batch's body in all."""
+    """How hard a download tries: ``resumes`` cuts in a row without progress within one read
+    (the client resumes them), ``max_tries`` reads of one batch's body in all."""
 
-    max_tries: int = 8
+    resumes: int = 4
+    max_tries: int = 4
     retry: RetryPolicy = field(
-        default_factory=lambda: RetryPolicy(
-            initial_delay=1.0, max_delay=30.0, max_retry_after=300.0
-        )
+        default_factory=lambda: RetryPolicy(initial_delay=1.0, max_delay=8.0, max_retry_after=120.0)
     )
     sleep: Callable[[float], None] = time.sleep
 
@@ -77,23 +85,6 @@ class _Delivered:
         self.total = (self.total + key) & _MASK
 
 
-def _split(chunks: Iterator[bytes]) -> Iterator[bytes]:
-    """Lines of a byte stream, whatever the chunking; a last line without ``\\n`` included."""
-    pending = b""
-    for chunk in chunks:
-        if not chunk:
-            continue
-        parts = chunk.split(b"\n")
-        if len(parts) == 1:
-            pending += chunk
-            continue
-        parts[0] = pending + parts[0]
-        pending = parts.pop()
-        yield from parts
-    if pending:
-        yield pending
-
-
 def read_batch_lines(
     client: Client,
     batch: MessageBatch,
@@ -115,18 +106,16 @@ def read_batch_lines(
         resume, expected = delivered.count, delivered.total
         skipped = _Delivered()
         try:
-            with client.stream_results(batch) as stream:
-                for data in _split(stream.iter_bytes()):
-                    if data.endswith(b"\r"):
-                        data = data[:-1]
-                    key = line_key(data)
-                    if skipped.count < resume:
-                        skipped.add(key)
-                        if skipped.count == resume and skipped.total != expected:
-                            raise _changed(batch, resume)
-                        continue
-                    delivered.add(key)
-                    yield RawLine(delivered.count, data, key)
+            body = client.iter_result_bytes(batch, resumes=policy.resumes)
+            for data in iter_lines(body, keep_blank=True):
+                key = line_key(data)
+                if skipped.count < resume:
+                    skipped.add(key)
+                    if skipped.count == resume and skipped.total != expected:
+                        raise _changed(batch, resume)
+                    continue
+                delivered.add(key)
+                yield RawLine(delivered.count, data, key)
             if skipped.count < resume:
                 raise _changed(batch, resume)
             return
@@ -145,10 +134,11 @@ def read_batch_lines(
             wait = retry_delay(tries - 1, headers, policy.retry)
             if log is not None:
                 log.warning(
-                    "Results of batch %s: %s after %d line(s); resuming in %.1fs (try %d of %d)",
+                    "Reading the results of batch %s failed after %d line(s) (%s); reading "
+                    "again in %.1fs, skipping what was read (try %d of %d)",
                     batch.id,
-                    exc,
                     delivered.count,
+                    exc,
                     wait,
                     tries + 1,
                     policy.max_tries,

@@ -17,6 +17,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from airflow_batches.jobs._registry import Window
+
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="ignore")
@@ -33,7 +35,9 @@ class ShardRecord(_Model):
     ids_digest: str = ""
     """Digest of the shard's custom_ids (``_ids``)."""
     intents: list[datetime] = Field(default_factory=list)
-    """When each create call for this shard was about to be sent."""
+    """When each create call for this shard was about to be sent (our clock)."""
+    windows: list[Window] = Field(default_factory=list)
+    """Each create call on the server's clock: sent, failure seen, latest possible batch."""
     batch_id: str | None = None
     created_at: datetime | None = None
     expires_at: datetime | None = None
@@ -79,6 +83,9 @@ class JobDescriptor(_Model):
     job_dir: str
     """URI of the job's folder on shared storage (ledger, staged requests, raw results)."""
     job_dir_conn_id: str | None = None
+    registry_dir: str = ""
+    """URI of the deployment's registry of claimed batches (``_registry``), on the same
+    storage as ``job_dir``; empty without shared staging."""
     request_count: int
     rejected_count: int = 0
     anthropic_version: str

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import IO, Any
 
 from airflow_batches.api import (
     APIConnectionError,
     APIStatusError,
+    BatchesError,
     Client,
     MessageBatch,
     RateLimitError,
@@ -32,6 +34,7 @@ from airflow_batches.jobs._prepare import (
     Shard,
     iter_shard_body,
 )
+from airflow_batches.jobs._registry import MARGIN, Claim, Intent, Registry, Window
 from airflow_batches.jobs._staging import (
     LEDGER_FILE,
     REJECTED_FILE,
@@ -75,7 +78,18 @@ def _asked(exc: Exception) -> dict[str, str] | None:
 
 
 class JobSubmitter:
-    """Create the batches of a ledger that have none yet; never create one twice.
+    """Create the batches of a ledger that have none yet; never create one twice, never
+    take another job's batch for this one's.
+
+    Each create call is first written down as a *window* on the server's clock (the ``Date``
+    of the API's answers): when it was sent, when its failure was seen, and the latest its
+    batch can have been made (the call's timeout). After a failure that may have created a
+    batch (a lost answer, a 5xx, a crash), the workspace's batches are searched for one that
+    this shard's calls made: the right request count, created within one of its windows, not
+    claimed by any job in the shared ``registry``, and with no other job's call of that size
+    open at that time. Exactly one such batch is adopted; several, or a rival call, make the
+    case ambiguous: a new batch is paid for and the candidates are recorded as possible
+    orphans (``_registry``).
 
     :param client: a client; its own retries are switched off for create calls, because a
         create retried blindly after a lost answer is a batch paid twice.
@@ -83,8 +97,11 @@ class JobSubmitter:
         workspace's batches are searched for the one the failed call may have created.
     :param max_rate_limit_wait: seconds a shard may wait out 429s (rate limit, full queue)
         before the task fails; those answers created nothing, so they cost no attempt.
-    :param clock_skew: how much earlier than our intent a batch's ``created_at`` may be and
-        still count as ours (the API's clock and ours differ).
+    :param clock_skew: for ledgers written before windows existed: how much earlier than the
+        first intent a batch may have been created and still count.
+    :param registry: the deployment's registry of claims and open calls (None: this job's
+        ledger is all that is known, and only an unambiguous single candidate is adopted).
+    :param job_id: how this job is named in the registry.
     """
 
     def __init__(
@@ -98,7 +115,8 @@ class JobSubmitter:
         retry_policy: RetryPolicy | None = None,
         clock_skew: timedelta = timedelta(minutes=2),
         extra_headers: Mapping[str, str] | None = None,
-        clock: Callable[[], datetime] = utcnow,
+        registry: Registry | None = None,
+        job_id: str = "",
         sleep: Callable[[float], None] = time.sleep,
         logger: Any = None,
     ) -> None:
@@ -110,9 +128,15 @@ class JobSubmitter:
         self.retry_policy = retry_policy or client.settings.retry
         self.clock_skew = clock_skew
         self.extra_headers = dict(extra_headers or {})
-        self.clock = clock
+        self.registry = registry
+        self.job_id = job_id
         self.sleep = sleep
         self.log = logger or log
+        # The latest a create call can still make its batch: its whole timeout (a read
+        # timeout of None means no limit: then the API's own ten minutes).
+        timeout = client.settings.timeout
+        parts = [timeout.connect, timeout.write, timeout.read]
+        self.call_timeout = timedelta(seconds=sum(p if p else 600.0 for p in parts))
 
     def submit(self, ledger: Ledger) -> Ledger:
         """Bring every shard of ``ledger`` to a batch id, saving progress after each step."""
@@ -127,13 +151,67 @@ class JobSubmitter:
                     shard.request_count,
                 )
                 continue
-            if shard.intents:
+            if shard.intents or shard.windows:
                 orphan = self.find_orphan(ledger, shard)
                 if orphan is not None:
                     self._record(ledger, shard, orphan, adopted=True)
                     continue
             self._create(ledger, shard, total)
+        if self.registry is not None:
+            try:
+                canceled = self.registry.settle(self.client, self.client.server_clock.now())
+            except (BatchesError, OSError) as exc:
+                self.log.warning("Could not settle possible orphans: %s", exc)
+            else:
+                if canceled:
+                    self.log.warning(
+                        "Canceled %d batch(es) that no job owns (orphans of lost create "
+                        "answers): %s",
+                        len(canceled),
+                        ", ".join(canceled),
+                    )
         return ledger
+
+    def _open_window(self, ledger: Ledger, shard: ShardRecord) -> Window:
+        clock = self.client.server_clock
+        opened = clock.now()
+        window = Window(
+            token=uuid.uuid4().hex,
+            opened=opened,
+            until=opened + self.call_timeout,
+            clocked=clock.known,
+        )
+        shard.intents.append(utcnow())
+        if len(shard.intents) > MAX_INTENTS:  # only the first one is ever read back
+            del shard.intents[1:-1]
+        shard.windows = [w for w in shard.windows if not w.rejected][-MAX_INTENTS:]
+        shard.windows.append(window)
+        self.backend.save(ledger)
+        self._tell(shard, window)
+        return window
+
+    def _tell(self, shard: ShardRecord, window: Window) -> None:
+        if self.registry is not None:
+            self.registry.open(
+                Intent(
+                    job_id=self.job_id,
+                    shard=shard.index,
+                    request_count=shard.request_count,
+                    window=window,
+                )
+            )
+
+    def _failed(
+        self, ledger: Ledger, shard: ShardRecord, window: Window, *, rejected: bool
+    ) -> None:
+        clock = self.client.server_clock
+        if not window.clocked and clock.known:  # the failure's answer told the server's time
+            moved = window.on_server_clock(clock.offset)
+            window.opened, window.until, window.clocked = moved.opened, moved.until, True
+        window.seen = clock.now()
+        window.rejected = rejected
+        self.backend.save(ledger)
+        self._tell(shard, window)
 
     def _create(self, ledger: Ledger, shard: ShardRecord, total: int) -> None:
         planned = Shard(shard.index, 0, shard.request_count, shard.offset, shard.length)
@@ -145,10 +223,7 @@ class JobSubmitter:
         limited = 0
         limited_for = 0.0
         while True:
-            shard.intents.append(self.clock())
-            if len(shard.intents) > MAX_INTENTS:  # only the first one is ever read back
-                del shard.intents[1:-1]
-            self.backend.save(ledger)
+            window = self._open_window(ledger, shard)
             self.log.info(
                 "Shard %d/%d: creating a batch of %d requests (%.1f MB)%s",
                 shard.index + 1,
@@ -167,6 +242,7 @@ class JobSubmitter:
             except RateLimitError as exc:
                 # Rejected, not created: a rate limit or a full queue. Wait for room within
                 # the budget without spending create attempts or searching for an orphan.
+                self._failed(ledger, shard, window, rejected=True)
                 if limited_for >= self.max_rate_limit_wait:
                     raise
                 wait = retry_delay(min(limited, 6), _asked(exc), self.retry_policy)
@@ -184,6 +260,7 @@ class JobSubmitter:
                 limited_for += wait
                 continue
             except (APIStatusError, APIConnectionError) as exc:
+                self._failed(ledger, shard, window, rejected=False)
                 retryable = is_transient(exc, now=0.0, not_found_grace_until=None)
                 if not retryable or attempt + 1 >= self.create_attempts:
                     raise
@@ -214,6 +291,9 @@ class JobSubmitter:
         shard.expires_at = batch.expires_at
         shard.adopted = adopted
         self.backend.save(ledger)
+        if self.registry is not None:
+            claim = Claim(batch_id=batch.id, job_id=self.job_id, shard=shard.index, adopted=adopted)
+            self.registry.claim(claim, tokens=[w.token for w in shard.windows])
         if adopted:
             self.log.warning(
                 "Shard %d: adopted batch %s (created %s, %d requests): a create whose answer "
@@ -232,38 +312,70 @@ class JobSubmitter:
             )
 
     def find_orphan(self, ledger: Ledger, shard: ShardRecord) -> MessageBatch | None:
-        """A batch this shard's earlier create call made, if the workspace shows one.
+        """The batch this shard's earlier create call made, if it can be told apart.
 
-        Candidates: created no earlier than the first intent (minus the clock skew), with the
-        shard's request count, and not already claimed by another shard of the job. The list
-        is newest first, so the scan stops at the first older batch.
+        The list is newest first, so the scan stops at the first batch older than the
+        shard's first window. Candidates: the shard's request count, created within one of
+        its windows (on the server's clock), claimed by no shard of this job nor any job in
+        the registry. Adopted only if it is the single candidate and no rival call (another
+        job's open create of the same size) could have made it; otherwise None, and the
+        candidates are recorded as possible orphans.
         """
-        if not shard.intents:
+        clock = self.client.server_clock
+        if shard.windows and not clock.known:
+            self.client.list_page(limit=1)  # the server's time, to read unclocked windows
+        windows = [w.on_server_clock(clock.offset) for w in shard.windows if not w.rejected]
+        if windows:
+            since = min(w.opened for w in windows) - MARGIN
+
+            def made_here(batch: MessageBatch) -> bool:
+                return any(w.contains(batch.created_at) for w in windows)
+        elif shard.intents:  # a ledger from before windows: the old, looser rule
+            since = min(shard.intents) - self.clock_skew
+
+            def made_here(batch: MessageBatch) -> bool:
+                return True
+        else:
             return None
-        since = min(shard.intents) - self.clock_skew
         claimed = {s.batch_id for s in ledger.shards if s.batch_id}
+        if self.registry is not None:
+            claimed |= self.registry.claimed()
         candidates: list[MessageBatch] = []
         for batch in self.client.list(limit=100):
             if batch.created_at < since:
                 break
-            if batch.id in claimed:
-                continue
-            if batch.request_counts.total == shard.request_count:
+            if (
+                batch.id not in claimed
+                and batch.request_counts.total == shard.request_count
+                and made_here(batch)
+            ):
                 candidates.append(batch)
         if not candidates:
             return None
-        candidates.sort(key=lambda b: b.created_at)
-        if len(candidates) > 1:
-            self.log.warning(
-                "Shard %d: %d batches of %d requests were created since its first attempt "
-                "(%s); adopting the earliest. The others may belong to another job, or be "
-                "duplicates from repeated crashes: check them.",
-                shard.index + 1,
-                len(candidates),
-                shard.request_count,
-                ", ".join(b.id for b in candidates),
-            )
-        return candidates[0]
+        rivals: set[str] = set()
+        if self.registry is not None:
+            for batch in candidates:
+                for rival in self.registry.rivals(
+                    self.job_id, shard.index, shard.request_count, batch.created_at
+                ):
+                    rivals.add(f"{rival.job_id} shard {rival.shard + 1}")
+        if len(candidates) == 1 and not rivals:
+            return candidates[0]
+        self.log.warning(
+            "Shard %d: cannot tell which batch its lost create made: %d unclaimed batch(es) of "
+            "%d requests in its create windows (%s)%s. Paying for a new batch rather than "
+            "risk taking another job's; the candidates are recorded as possible orphans",
+            shard.index + 1,
+            len(candidates),
+            shard.request_count,
+            ", ".join(b.id for b in candidates),
+            f", and calls of other jobs of that size were open then ({', '.join(sorted(rivals))})"
+            if rivals
+            else "",
+        )
+        if self.registry is not None:
+            self.registry.note_orphans(candidates, self.job_id)
+        return None
 
 
 @dataclass

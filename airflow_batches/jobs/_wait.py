@@ -236,9 +236,20 @@ def cancel_in_worker(client: Client, core: WaitCore, log: Any) -> list[str]:
     return canceled
 
 
-def step_in_worker(client: Client, core: WaitCore, *, log: Any, clock: Callable[[], float]) -> Step:
+SyncPoll = Callable[[Sequence[str]], dict[str, Answer]]
+
+
+def step_in_worker(
+    client: Client,
+    core: WaitCore,
+    *,
+    log: Any,
+    clock: Callable[[], float],
+    poll: SyncPoll | None = None,
+) -> Step:
     """One round of polls in the worker, logged."""
-    step = core.observe(poll_in_worker(client, core.pending()), clock())
+    answers = poll(core.pending()) if poll else poll_in_worker(client, core.pending())
+    step = core.observe(answers, clock())
     _log_step(log, step)
     return step
 
@@ -251,12 +262,13 @@ def wait_in_worker(
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], None] = time.sleep,
     first: Step | None = None,
+    poll: SyncPoll | None = None,
 ) -> WaitEvent:
     """Poll from a task's own process until the core stops; ``first`` is a round already made."""
-    step = first or step_in_worker(client, core, log=log, clock=clock)
+    step = first or step_in_worker(client, core, log=log, clock=clock, poll=poll)
     while step.action == "sleep":
         sleep(step.seconds)
-        step = step_in_worker(client, core, log=log, clock=clock)
+        step = step_in_worker(client, core, log=log, clock=clock, poll=poll)
     canceled: list[str] = []
     if step.action == "timeout" and core.settings.cancel_on_timeout:
         canceled = cancel_in_worker(client, core, log)

@@ -21,6 +21,7 @@ from airflow_batches.jobs._fetch import (
 )
 from airflow_batches.jobs._ledger import BatchInfo, JobDescriptor
 from airflow_batches.jobs._progress import WaitEvent
+from airflow_batches.jobs._registry import Registry
 from airflow_batches.jobs._staging import LedgerBackend, MemoryLedger, job_key
 from airflow_batches.jobs._store import JobStore
 from airflow_batches.jobs._wait import NOT_FOUND_GRACE, WaitSettings
@@ -30,6 +31,7 @@ from airflow_batches.operators._common import (
     coerce_job,
     state_store,
     storage_path,
+    task_folder,
 )
 from airflow_batches.operators._waiting import BatchWaiting
 
@@ -209,6 +211,7 @@ class FetchResultsOperator(BatchWaiting, BaseOperator):
             return StateStoreLedger(accessor, f"airflow_batches.{job.job_id}.{key}")
 
         staged = storage_path(job.job_dir, job.job_dir_conn_id)
+        registry = storage_path(job.registry_dir, job.job_dir_conn_id)
         return FetchWorkflow(
             job=job,
             state=state,
@@ -219,6 +222,10 @@ class FetchResultsOperator(BatchWaiting, BaseOperator):
             staged=JobStore(staged) if staged is not None else None,
             ledger_for=ledger_for,
             save_state=save,
+            submitter={
+                "registry": Registry(registry) if registry is not None else None,
+                "job_id": f"{task_folder(context)}/{job.job_id}",
+            },
         )
 
     # -- execution ------------------------------------------------------------------------

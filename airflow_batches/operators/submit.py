@@ -22,6 +22,7 @@ from airflow_batches.jobs._prepare import (
     records_from_items,
     records_from_jsonl,
 )
+from airflow_batches.jobs._registry import Registry
 from airflow_batches.jobs._staging import utcnow
 from airflow_batches.jobs._store import JobStore
 from airflow_batches.jobs._submit import (
@@ -178,6 +179,7 @@ class SubmitBatchOperator(BaseOperator):
             if prepared.rejected_count:
                 self._report_rejected(prepared.rejected_count, prepared.rejected, job, root)
 
+        registry = self._registry(root)
         with ExitStack() as stack:
             if root is not None:
                 base = JobStore(root / task_folder(context))
@@ -200,8 +202,10 @@ class SubmitBatchOperator(BaseOperator):
                 max_rate_limit_wait=self.max_rate_limit_wait,
                 clock_skew=timedelta(seconds=self.clock_skew_seconds),
                 extra_headers=headers,
+                registry=registry,
+                job_id=task_folder(context),
             )
-            descriptor = self._descriptor(done.ledger, done.store, root)
+            descriptor = self._descriptor(done.ledger, done.store, root, registry)
         self.log.info(
             "Job %s: %d request(s) in batch(es) %s",
             descriptor.job_id,
@@ -225,9 +229,17 @@ class SubmitBatchOperator(BaseOperator):
         )
         return MemoryLedger()
 
-    def _descriptor(self, ledger: Ledger, job: JobStore, root: Any) -> JobDescriptor:
+    def _registry(self, root: Any) -> Registry | None:
+        if root is None:
+            return None
+        config = self.hook.config
+        return Registry.at(root, config.base_url, config.workspace_id)
+
+    def _descriptor(
+        self, ledger: Ledger, job: JobStore, root: Any, registry: Registry | None
+    ) -> JobDescriptor:
         shared = root is not None
-        return descriptor_from_ledger(
+        descriptor = descriptor_from_ledger(
             ledger,
             conn_id=self.conn_id,
             job_dir=str(job.root) if shared else "",
@@ -235,6 +247,8 @@ class SubmitBatchOperator(BaseOperator):
             submitted_at=utcnow(),
             limits=self.limits,
         )
+        descriptor.registry_dir = str(registry.store.root) if registry else ""
+        return descriptor
 
     def _report_rejected(self, count: int, shown: Sequence[Any], job: JobStore, root: Any) -> None:
         first = f"the first {len(shown)} " if count > len(shown) else ""

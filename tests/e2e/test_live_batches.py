@@ -50,7 +50,14 @@ def stack(live_airflow_factory: Any, live_emulator: RunningEmulator, results: Pa
 def test_sensor_defers_to_a_real_triggerer_and_the_job_completes(
     stack: LiveAirflow, live_emulator: RunningEmulator, results: Path
 ) -> None:
-    run_id = stack.trigger("live_batches")
+    # Held until the sensor has deferred, whatever the machine's speed: the first poke must
+    # find work left.
+    live_emulator.configure(paused=True)
+    try:
+        run_id = stack.trigger("live_batches")
+        stack.wait_for_task_state("live_batches", run_id, "wait", "deferred", timeout=120)
+    finally:
+        live_emulator.configure(paused=False)
     assert stack.wait_for_run("live_batches", run_id, timeout=180) == "success"
     stack.assert_deferred_to_triggerer("live_batches", run_id, "wait")
     trigger_log = stack.trigger_log("live_batches", run_id, "wait")

@@ -1,0 +1,242 @@
+"""The registry of claimed batches and open create calls, shared by every job of a deployment.
+
+The API gives a batch no metadata: after a create whose answer was lost, the only way to find
+the batch it may have made is to list the workspace's batches and match creation time and
+request count. With several jobs in one workspace that match is ambiguous. The registry tells
+the jobs apart. It lives on the shared staging storage (``<staging>/_registry/<scope>/``), one
+small object per fact, written once and never edited by two writers, so no locking is needed:
+
+* ``intents/<token>.json``: a create call about to be sent (job, shard, request count, the
+  server's time when it was sent, and when its failure was seen, if it was);
+* ``claims/<batch_id>.json``: a batch that a job's shard owns (created, or adopted);
+* ``orphans/<batch_id>.json``: a batch that may be an orphan (a lost create's batch that no one
+  could adopt unambiguously), with what is needed to settle it later.
+
+A candidate batch is adopted only when exactly one unclaimed batch of the right size was
+created within the shard's own create windows and no other job's create call of the same size
+was open then. Otherwise a new batch is paid for, and the candidates are recorded as possible
+orphans; :meth:`Registry.settle` cancels one once it is provably nobody's (see
+docs/idempotency.md for what that proof assumes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterable, Iterator
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from airflow_batches.api import BatchesError, Client, MessageBatch
+from airflow_batches.jobs._store import JobStore, StoragePath, child
+
+log = logging.getLogger(__name__)
+
+MARGIN = timedelta(seconds=3)
+"""Slack around a create window: the ``Date`` header's second, and the time a request takes
+to reach the server."""
+
+
+def scope_key(base_url: str, workspace_id: str | None) -> str:
+    """The registry folder of one API and workspace (never derived from the API key)."""
+    text = f"{base_url.rstrip('/')}|{workspace_id or ''}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class Window(_Model):
+    """One create call, on the server's clock."""
+
+    token: str
+    opened: datetime
+    """The server's time just before the call was sent."""
+    seen: datetime | None = None
+    """The server's time when its failure was seen (None: the process died, or it worked)."""
+    until: datetime
+    """The latest a batch of this call can have been created (the call's timeout)."""
+    rejected: bool = False
+    """A 429: the call created nothing."""
+    clocked: bool = True
+    """False when no answer had told the server's time yet: the times are then our own
+    clock's, to be moved by the offset learnt later (``on_server_clock``)."""
+
+    def on_server_clock(self, offset: float) -> Window:
+        if self.clocked:
+            return self
+        delta = timedelta(seconds=offset)
+        return self.model_copy(
+            update={
+                "opened": self.opened + delta,
+                "until": self.until + delta,
+                "seen": self.seen + delta if self.seen else None,
+                "clocked": True,
+            }
+        )
+
+    def contains(self, when: datetime) -> bool:
+        end = self.seen or self.until
+        return self.opened - MARGIN <= when <= end + MARGIN
+
+
+class Intent(_Model):
+    job_id: str
+    shard: int
+    request_count: int
+    window: Window
+    batch_id: str | None = None
+    """Set when the call's shard got its batch (this call's, or another's)."""
+
+
+class Claim(_Model):
+    batch_id: str
+    job_id: str
+    shard: int
+    adopted: bool = False
+
+
+class Orphan(_Model):
+    batch_id: str
+    created_at: datetime
+    request_count: int
+    noted_by: str
+    """The job that could not adopt it."""
+    settled: str | None = None
+    """``claimed`` (it was someone's after all) or ``canceled``."""
+
+
+class Registry:
+    """The registry folder of one scope; see the module docstring."""
+
+    def __init__(self, root: StoragePath) -> None:
+        self.store = JobStore(root)
+
+    def __repr__(self) -> str:
+        return f"Registry({str(self.store.root)!r})"
+
+    @classmethod
+    def at(cls, staging_root: StoragePath, base_url: str, workspace_id: str | None) -> Registry:
+        return cls(child(staging_root, "_registry", scope_key(base_url, workspace_id)))
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def open(self, intent: Intent) -> None:
+        self.store.write_json(
+            intent.model_dump(mode="json"), "intents", f"{intent.window.token}.json"
+        )
+
+    def claim(self, claim: Claim, *, tokens: Iterable[str] = ()) -> None:
+        """Record that a shard owns ``claim.batch_id``, then close the shard's create calls
+        (``tokens``): its shard has its batch, whatever each of them made."""
+        self.store.write_json(claim.model_dump(mode="json"), "claims", f"{claim.batch_id}.json")
+        for token in tokens:
+            intent = self.intent(token)
+            if intent is not None and intent.batch_id is None:
+                intent.batch_id = claim.batch_id
+                self.open(intent)
+
+    def note_orphans(self, batches: Iterable[MessageBatch], job_id: str) -> None:
+        for batch in batches:
+            if self.store.path("orphans", f"{batch.id}.json").exists():
+                continue
+            orphan = Orphan(
+                batch_id=batch.id,
+                created_at=batch.created_at,
+                request_count=batch.request_counts.total,
+                noted_by=job_id,
+            )
+            self.store.write_json(orphan.model_dump(mode="json"), "orphans", f"{batch.id}.json")
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def _entries(self, folder: str) -> Iterator[Any]:
+        path = self.store.path(folder)
+        try:
+            names = [p.name for p in path.iterdir()]  # type: ignore[attr-defined]
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        for name in sorted(names):
+            if not name.endswith(".json"):
+                continue
+            try:
+                data = self.store.read_json(folder, name)
+            except (OSError, ValueError):
+                continue  # half-written by a writer that died: as if absent
+            if data is not None:
+                yield data
+
+    def intent(self, token: str) -> Intent | None:
+        data = self.store.read_json("intents", f"{token}.json")
+        return None if data is None else Intent.model_validate(data)
+
+    def intents(self) -> list[Intent]:
+        return [Intent.model_validate(d) for d in self._entries("intents")]
+
+    def claimed(self) -> set[str]:
+        return {Claim.model_validate(d).batch_id for d in self._entries("claims")}
+
+    def orphans(self) -> list[Orphan]:
+        return [Orphan.model_validate(d) for d in self._entries("orphans")]
+
+    # -- deciding --------------------------------------------------------------------------
+
+    def rivals(self, job_id: str, shard: int, request_count: int, when: datetime) -> list[Intent]:
+        """Other shards' create calls of this size that may have made a batch at ``when``."""
+        out = []
+        for intent in self.intents():
+            if (intent.job_id, intent.shard) == (job_id, shard):
+                continue
+            if intent.request_count != request_count or intent.window.rejected:
+                continue
+            if intent.batch_id is not None and intent.window.seen is None:
+                continue  # it got its answer: the batch it made is claimed
+            if intent.window.contains(when):
+                out.append(intent)
+        return out
+
+    def settle(self, client: Client, now: datetime) -> list[str]:
+        """Cancel the recorded possible orphans that are provably nobody's; returns them.
+
+        An orphan is nobody's when no shard claims it and every create call that could have
+        made it (a call of its size whose window holds its creation time) has ended with its
+        shard owning another batch: the lost call that made it is then known, and its shard
+        has moved on. This assumes this registry sees every job of the workspace.
+        """
+        canceled: list[str] = []
+        orphans = [o for o in self.orphans() if o.settled is None]
+        if not orphans:
+            return canceled
+        claimed = self.claimed()
+        intents = self.intents()
+        for orphan in orphans:
+            if orphan.batch_id in claimed:
+                self._settle(orphan, "claimed")
+                continue
+            makers = [
+                i
+                for i in intents
+                if i.request_count == orphan.request_count
+                and not i.window.rejected
+                and i.window.contains(orphan.created_at)
+            ]
+            open_calls = [i for i in makers if i.batch_id is None and i.window.until + MARGIN > now]
+            if not makers or open_calls or any(i.batch_id is None for i in makers):
+                continue
+            try:
+                batch = client.retrieve(orphan.batch_id)
+                if not batch.is_ended:
+                    client.cancel(orphan.batch_id)
+            except BatchesError as exc:
+                log.warning("Could not cancel possible orphan %s: %s", orphan.batch_id, exc)
+                continue
+            self._settle(orphan, "canceled")
+            canceled.append(orphan.batch_id)
+        return canceled
+
+    def _settle(self, orphan: Orphan, how: str) -> None:
+        orphan.settled = how
+        self.store.write_json(orphan.model_dump(mode="json"), "orphans", f"{orphan.batch_id}.json")
