@@ -281,20 +281,21 @@ def unpriced_warning(models: Sequence[str]) -> str:
 def tokens_cost(
     rates: Rates,
     *,
-    input_tokens: int = 0,
-    output_tokens: int = 0,
-    cache_write_5m_tokens: int = 0,
-    cache_write_1h_tokens: int = 0,
-    cache_read_tokens: int = 0,
-    web_search_requests: int = 0,
-    web_fetch_requests: int = 0,
+    input_tokens: float = 0,
+    output_tokens: float = 0,
+    cache_write_5m_tokens: float = 0,
+    cache_write_1h_tokens: float = 0,
+    cache_read_tokens: float = 0,
+    web_search_requests: float = 0,
+    web_fetch_requests: float = 0,
     us_inference: bool = False,
     batch: bool = True,
 ) -> float:
     """USD cost of token and tool counts at one set of rates.
 
-    Linear in every count, so the cost of summed counts equals the sum of the costs, as long
-    as they were all priced at the same tier: for a tiered :class:`ModelPrice` pass
+    Counts may be fractional (an estimate's). Linear in every count, so the cost of summed
+    counts equals the sum of the costs, as long as they were all priced at the same tier: for a
+    tiered :class:`ModelPrice` pass
     ``price.rates_for(prompt_tokens)`` (or sum per tier). Tool fees come from ``rates`` when it
     is a :class:`ModelPrice`, and are otherwise 0.
     """

@@ -358,8 +358,9 @@ class ModelRules:
         out: list[Violation] = []
         limit = self.output_limit(model)
         value = params.get("max_tokens")
-        is_int = isinstance(value, int) and not isinstance(value, bool)
-        if limit is not None and is_int and value > limit:
+        if isinstance(value, bool) or not isinstance(value, int):
+            value = None  # the generic checks report a max_tokens that is not an integer
+        if limit is not None and value is not None and value > limit:
             text = self._text("max_output", model=model, value=value, limit=limit)
             out.append(Violation("max_output", ("max_tokens",), model, text))
         for rule in spec.refuses:

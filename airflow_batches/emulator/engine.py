@@ -27,10 +27,10 @@ from typing import IO, Any
 
 import msgspec
 
+from airflow_batches.api._rules import ModelRules
 from airflow_batches.emulator.clock import Clock
 from airflow_batches.emulator.config import EmulatorConfig
 from airflow_batches.emulator.intake import RequestIndex
-from airflow_batches.api._rules import ModelRules
 from airflow_batches.emulator.responders import (
     CacheLedger,
     Responder,

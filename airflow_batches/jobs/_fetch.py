@@ -230,8 +230,11 @@ def build_manifest(
         "errors_by_type": summary["error_counts"],
         "usage_by_model": summary["models"],
         "cost_usd": summary["cost_usd"],
+        "standard_cost_usd": summary["standard_cost_usd"],
+        "saving_usd": summary["saving_usd"],
         "cost_complete": summary["cost_complete"],
         "unpriced_models": summary["unpriced_models"],
+        "cost_warnings": summary["cost_warnings"],
         "cache_hit_rate": summary["cache_hit_rate"],
         "batch_ids": [b.id for b in all_batches],
         "attempts": [
