@@ -272,7 +272,7 @@ def unpriced_warning(models: Sequence[str]) -> str:
     return (
         f"no price for model(s) {names}: their usage is counted but left out of every cost. "
         "To price them, add an entry to a TOML or JSON file named by [airflow_batches] "
-        f"prices_path (or the operator's prices_path=): [models.{json.dumps(example)}] with "
+        f"prices_path (or FetchResultsOperator(prices=...)): [models.{json.dumps(example)}] with "
         "input, output, cache_write_5m, cache_write_1h and cache_read in USD per million "
         "tokens (standard prices, from the model's page), source and checked"
     )

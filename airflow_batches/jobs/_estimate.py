@@ -11,7 +11,7 @@ validation, in the same single pass, and keeps a few counters per model and pric
 - Expected: a prefix at a cache breakpoint seen earlier in the job is a cache read, else a
   write (the API's batches cache best-effort: hit rates vary, so the bill may be higher);
   output at ``expected_output_tokens`` (per request, or per model, capped at ``max_tokens``),
-  else at ``output_fraction`` of ``max_tokens``.
+  else at ``output_fraction`` of ``max_tokens`` (one for all, or one per model).
 - Worst case: no cache hit at all (every breakpoint written) and output at ``max_tokens``.
 
 The price tier of a request (Haiku 5.5) is chosen from its own estimated prompt size.
@@ -21,10 +21,9 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from dataclasses import dataclass
+from typing import Any, Final
 
-from airflow_batches.api import BatchesError
 from airflow_batches.api._pricing import (
     US_INFERENCE_GEO,
     PriceTable,
@@ -34,29 +33,16 @@ from airflow_batches.api._pricing import (
 )
 from airflow_batches.api._prompt import CacheLedger, CacheUsage, prompt_breakpoints
 from airflow_batches.api._rules import RulesTable, load_rules_table
+from airflow_batches.jobs._spend import Estimate, ModelEstimate
 
-__all__ = [
-    "DEFAULT_OUTPUT_FRACTION",
-    "CostEstimator",
-    "CostLimitExceededError",
-    "Estimate",
-    "ModelEstimate",
-    "WorstCasePolicy",
-    "check_budget",
-]
+__all__ = ["COUNTED_KEYS", "DEFAULT_OUTPUT_FRACTION", "CostEstimator", "CountTokens"]
 
 DEFAULT_OUTPUT_FRACTION: Final = 0.5
-WorstCasePolicy = Literal["ignore", "warn", "fail"]
 COUNTED_KEYS: Final = ("model", "messages", "system", "tools", "tool_choice", "thinking")
 """The params the token-counting endpoint is sent (it takes no max_tokens)."""
 
-_ROUND: Final = 6
 _USAGE: Final = ("input", "cache_write_5m", "cache_write_1h", "cache_read", "output")
 _WORKSPACE: Final = "job"
-
-
-class CostLimitExceededError(BatchesError):
-    """The job's estimated cost is over ``max_cost_usd``; nothing was sent."""
 
 
 @dataclass
@@ -100,99 +86,6 @@ class _Counts:
         )
 
 
-@dataclass(frozen=True)
-class ModelEstimate:
-    model: str
-    requests: int
-    tokens: Mapping[str, float]
-    """Expected tokens: input, cache_write_5m, cache_write_1h, cache_read, output."""
-    worst_output_tokens: float
-    expected_usd: float | None
-    worst_usd: float | None
-    standard_usd: float | None
-    """The expected usage at standard (non-batch) prices."""
-    requests_by_tier: Mapping[str, int]
-    tokenizer: str
-    count_ratio: float | None = None
-    """Counted / estimated input tokens of the sample, when one was counted."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "requests": self.requests,
-            "tokens": {k: round(v) for k, v in self.tokens.items()},
-            "worst_output_tokens": round(self.worst_output_tokens),
-            "expected_usd": _round(self.expected_usd),
-            "worst_usd": _round(self.worst_usd),
-            "standard_usd": _round(self.standard_usd),
-            "requests_by_tier": dict(self.requests_by_tier),
-            "tokenizer": self.tokenizer,
-            "count_ratio": None if self.count_ratio is None else round(self.count_ratio, 4),
-        }
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """A job's cost before sending, at batch prices: expected and worst case."""
-
-    requests: int
-    models: Mapping[str, ModelEstimate]
-    assumptions: list[str]
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def expected_usd(self) -> float:
-        return sum(m.expected_usd or 0.0 for m in self.models.values())
-
-    @property
-    def worst_usd(self) -> float:
-        return sum(m.worst_usd or 0.0 for m in self.models.values())
-
-    @property
-    def standard_usd(self) -> float:
-        return sum(m.standard_usd or 0.0 for m in self.models.values())
-
-    @property
-    def unpriced_models(self) -> list[str]:
-        return sorted(m for m, e in self.models.items() if e.expected_usd is None)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "requests": self.requests,
-            "expected_usd": round(self.expected_usd, _ROUND),
-            "worst_usd": round(self.worst_usd, _ROUND),
-            "standard_usd": round(self.standard_usd, _ROUND),
-            "saving_usd": round(self.standard_usd - self.expected_usd, _ROUND),
-            "models": {m: e.to_dict() for m, e in sorted(self.models.items())},
-            "unpriced_models": self.unpriced_models,
-            "assumptions": list(self.assumptions),
-            "warnings": list(self.warnings),
-        }
-
-    def summary(self) -> str:
-        lines = [
-            f"Cost estimate for {self.requests:,} request(s) at batch prices: expected "
-            f"${self.expected_usd:,.4f}, worst case ${self.worst_usd:,.4f} (no cache hits, "
-            f"output at max_tokens); the expected usage at standard prices "
-            f"${self.standard_usd:,.4f} (saving ${self.standard_usd - self.expected_usd:,.4f})"
-        ]
-        for name, m in sorted(self.models.items()):
-            cost = (
-                "unpriced"
-                if m.expected_usd is None
-                else f"expected ${m.expected_usd:,.4f}, worst ${m.worst_usd or 0:,.4f}"
-            )
-            tiers = "" if len(m.requests_by_tier) <= 1 else f" {dict(m.requests_by_tier)}"
-            t = m.tokens
-            lines.append(
-                f"  {name}: {m.requests:,} request(s){tiers}, ~{t['input']:,.0f} input + "
-                f"{t['cache_write_5m'] + t['cache_write_1h']:,.0f} cache-write + "
-                f"{t['cache_read']:,.0f} cache-read + {t['output']:,.0f} output tokens; {cost}"
-            )
-        lines += [f"  assumption: {a}" for a in self.assumptions]
-        lines += [f"  warning: {w}" for w in self.warnings]
-        return "\n".join(lines)
-
-
 CountTokens = Callable[[Mapping[str, Any]], int]
 """Counts a request's input tokens with the API (``params`` limited to :data:`COUNTED_KEYS`)."""
 
@@ -210,12 +103,15 @@ class CostEstimator:
         prices: PriceTable | None = None,
         rules: RulesTable | None = None,
         expected_output_tokens: int | Mapping[str, int] | None = None,
-        output_fraction: float = DEFAULT_OUTPUT_FRACTION,
+        output_fraction: float | Mapping[str, float] = DEFAULT_OUTPUT_FRACTION,
         cache_min_tokens: int = 1024,
         sample_size: int = 0,
         seed: int = 0,
     ) -> None:
-        if not 0 < output_fraction <= 1:
+        fractions = (
+            output_fraction.values() if isinstance(output_fraction, Mapping) else [output_fraction]
+        )
+        if not all(0 < f <= 1 for f in fractions):
             raise ValueError("output_fraction must be in (0, 1]")
         self.prices = prices if prices is not None else load_price_table()
         self.rules = rules if rules is not None else load_rules_table()
@@ -232,12 +128,10 @@ class CostEstimator:
         self.requests = 0
 
     def _output(self, model: str, max_tokens: int) -> int:
-        want = self.expected_output_tokens
-        if isinstance(want, Mapping):
-            key = self.prices.resolve(model) or model
-            want = want.get(model, want.get(key))
+        want = _per_model(self.expected_output_tokens, model, self.prices)
         if want is None:
-            return max(1, round(max_tokens * self.output_fraction))
+            fraction = _per_model(self.output_fraction, model, self.prices)
+            return max(1, round(max_tokens * (fraction or DEFAULT_OUTPUT_FRACTION)))
         return min(int(want), max_tokens)
 
     def __call__(self, custom_id: str, params: Mapping[str, Any], line: bytes) -> None:
@@ -333,8 +227,14 @@ class CostEstimator:
     def _output_assumption(self) -> str:
         want = self.expected_output_tokens
         if want is None:
+            share = self.output_fraction
+            shown = (
+                ", ".join(f"{m} {f:.0%}" for m, f in sorted(share.items()))
+                if isinstance(share, Mapping)
+                else f"{share:.0%}"
+            )
             return (
-                f"output at {self.output_fraction:.0%} of each request's max_tokens "
+                f"output at {shown} of each request's max_tokens "
                 "(pass expected_output_tokens to calibrate, e.g. from a previous manifest)"
             )
         if isinstance(want, Mapping):
@@ -350,45 +250,8 @@ class CostEstimator:
         return f"input tokens from request bytes: {shown or 'no requests'}"
 
 
-def check_budget(
-    estimate: Estimate,
-    *,
-    max_cost_usd: float | None,
-    worst_case: WorstCasePolicy = "warn",
-) -> list[str]:
-    """Raise :class:`CostLimitExceededError` when the job may not be sent; else warnings.
-
-    The expected cost over ``max_cost_usd`` always fails; the worst case over it fails, warns
-    or is ignored by ``worst_case``. With a limit set, requests of an unpriced model fail too:
-    their cost cannot be checked against it.
-    """
-    if max_cost_usd is None:
-        return []
-    figures = (
-        f"expected ${estimate.expected_usd:,.4f}, worst case ${estimate.worst_usd:,.4f}, "
-        f"max_cost_usd ${max_cost_usd:,.4f}"
-    )
-    unpriced = estimate.unpriced_models
-    if unpriced:
-        raise CostLimitExceededError(
-            f"cannot check the job against max_cost_usd: {unpriced_warning(unpriced)} "
-            f"({figures} for the priced models); nothing was submitted"
-        )
-    if estimate.expected_usd > max_cost_usd:
-        raise CostLimitExceededError(
-            f"the job's expected cost is over max_cost_usd ({figures}); nothing was submitted"
-            f"\n{estimate.summary()}"
-        )
-    if estimate.worst_usd > max_cost_usd:
-        if worst_case == "fail":
-            raise CostLimitExceededError(
-                f"the job's worst-case cost is over max_cost_usd and worst_case='fail' "
-                f"({figures}); nothing was submitted\n{estimate.summary()}"
-            )
-        if worst_case == "warn":
-            return [f"the job's worst-case cost is over max_cost_usd ({figures})"]
-    return []
-
-
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, _ROUND)
+def _per_model(value: Any, model: str, prices: PriceTable) -> Any:
+    """``value``, or its entry for ``model`` (as sent, or its price-table family)."""
+    if not isinstance(value, Mapping):
+        return value
+    return value.get(model, value.get(prices.resolve(model) or model))

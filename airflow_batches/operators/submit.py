@@ -16,7 +16,7 @@ from airflow_batches.api._count import count_tokens
 from airflow_batches.api._pricing import load_price_table
 from airflow_batches.api._rules import load_rules_table
 from airflow_batches.hooks.batches import MessageBatchesHook
-from airflow_batches.jobs._estimate import CostEstimator, WorstCasePolicy, check_budget
+from airflow_batches.jobs._estimate import CostEstimator
 from airflow_batches.jobs._ledger import JobDescriptor, Ledger
 from airflow_batches.jobs._prepare import (
     Limits,
@@ -27,6 +27,7 @@ from airflow_batches.jobs._prepare import (
     records_from_jsonl,
 )
 from airflow_batches.jobs._rules import model_rules_check
+from airflow_batches.jobs._spend import WorstCasePolicy, check_budget
 from airflow_batches.jobs._store import JobStore
 from airflow_batches.jobs._submit import (
     REJECTED_FILE,
