@@ -15,7 +15,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-__all__ = ["ModelIndex", "models_of", "norm_model", "read_table_file"]
+from pydantic import ValidationError
+
+__all__ = ["ModelIndex", "entry_errors", "models_of", "norm_model", "read_table_file"]
 
 
 def norm_model(model: str) -> str:
@@ -99,3 +101,8 @@ def models_of(document: Mapping[str, Any], what: str) -> Mapping[str, Mapping[st
     if not isinstance(models, Mapping) or not all(isinstance(v, Mapping) for v in models.values()):
         raise ValueError(f"{what}: expected a table of models, each a table")
     return models
+
+
+def entry_errors(exc: ValidationError) -> str:
+    """A table entry's validation errors on one line: ``field: message; ...``."""
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'entry'}: {e['msg']}" for e in exc.errors())

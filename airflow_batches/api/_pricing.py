@@ -37,7 +37,13 @@ from typing import Annotated, Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from airflow_batches.api._model_ids import ModelIndex, models_of, norm_model, read_table_file
+from airflow_batches.api._model_ids import (
+    ModelIndex,
+    entry_errors,
+    models_of,
+    norm_model,
+    read_table_file,
+)
 
 __all__ = [
     "BATCH_DISCOUNT",
@@ -254,9 +260,7 @@ def _merge(
             merged = {**current.model_dump(), **fields} if current else fields
             prices[key] = ModelPrice.model_validate(merged)
         except ValidationError as exc:
-            detail = "; ".join(
-                f"{'.'.join(map(str, e['loc'])) or 'entry'}: {e['msg']}" for e in exc.errors()
-            )
+            detail = entry_errors(exc)
             raise ValueError(f"price table {where}: model {model!r}: {detail}") from None
         # A model given its own price stops being an alias of another one.
         aliases.pop(key, None)

@@ -55,12 +55,12 @@ def prompt_segments(params: Mapping[str, Any]) -> list[Segment]:
     out: list[Segment] = []
 
     def add(block: Any, prefix: bytes = b"") -> None:
-        if isinstance(block, Mapping):
+        if isinstance(block, str):
+            out.append((prefix + block.encode(), None))
+        elif isinstance(block, Mapping):
             marker = block.get("cache_control")
             clean = {k: v for k, v in block.items() if k != "cache_control"}
             out.append((prefix + _encoder.encode(clean), marker))
-        elif isinstance(block, str):
-            out.append((prefix + block.encode(), None))
         else:
             out.append((prefix + _encoder.encode(block), None))
 
@@ -103,10 +103,14 @@ def prompt_breakpoints(
 
     A prefix is keyed by the model and its exact bytes, as the API caches per model.
     """
+    segments = prompt_segments(params)
+    if not any(marker for _, marker in segments):
+        # No breakpoint: nothing to key, only tokens to count.
+        return [], sum(segment_tokens(len(data), bytes_per_token) for data, _ in segments)
     running = hashlib.blake2b(model.encode(), digest_size=16)
     total = 0
     breakpoints: list[Breakpoint] = []
-    for data, marker in prompt_segments(params):
+    for data, marker in segments:
         running.update(len(data).to_bytes(8, "little"))
         running.update(data)
         total += segment_tokens(len(data), bytes_per_token)

@@ -21,7 +21,13 @@ from typing import Annotated, Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from airflow_batches.api._model_ids import ModelIndex, models_of, norm_model, read_table_file
+from airflow_batches.api._model_ids import (
+    ModelIndex,
+    entry_errors,
+    models_of,
+    norm_model,
+    read_table_file,
+)
 
 __all__ = [
     "RULE_IDS",
@@ -281,9 +287,7 @@ def _table_of(document: Mapping[str, Any], where: str) -> RulesTable:
         try:
             specs[name] = ModelSpec.model_validate(fields)
         except ValidationError as exc:
-            detail = "; ".join(
-                f"{'.'.join(map(str, e['loc'])) or 'entry'}: {e['msg']}" for e in exc.errors()
-            )
+            detail = entry_errors(exc)
             raise ValueError(f"model rules {where}: model {name!r}: {detail}") from None
     try:
         tokenizers = {

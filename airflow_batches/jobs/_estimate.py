@@ -26,6 +26,7 @@ from typing import Any, Final
 
 from airflow_batches.api._pricing import (
     US_INFERENCE_GEO,
+    ModelPrice,
     PriceTable,
     load_price_table,
     tokens_cost,
@@ -125,28 +126,44 @@ class CostEstimator:
         self._worst: dict[tuple[str, int, bool], _Counts] = {}
         self._seen: dict[str, int] = {}
         self._samples: dict[str, list[tuple[Mapping[str, Any], int]]] = {}
+        self._models: dict[str, tuple[float, ModelPrice | None, Any, float]] = {}
         self.requests = 0
 
-    def _output(self, model: str, max_tokens: int) -> int:
-        want = _per_model(self.expected_output_tokens, model, self.prices)
-        if want is None:
+    def _model(self, model: str) -> tuple[float, ModelPrice | None, Any, float]:
+        """Per model, looked up once: bytes per token, price, expected output, its share."""
+        info = self._models.get(model)
+        if info is None:
             fraction = _per_model(self.output_fraction, model, self.prices)
-            return max(1, round(max_tokens * (fraction or DEFAULT_OUTPUT_FRACTION)))
-        return min(int(want), max_tokens)
+            info = self._models[model] = (
+                self.rules.tokenizer(model).bytes_per_token,
+                self.prices.get(model),
+                _per_model(self.expected_output_tokens, model, self.prices),
+                fraction or DEFAULT_OUTPUT_FRACTION,
+            )
+        return info
 
     def __call__(self, custom_id: str, params: Mapping[str, Any], line: bytes) -> None:
         model = str(params.get("model"))
         max_tokens = int(params.get("max_tokens") or 1)
-        per_token = self.rules.tokenizer(model).bytes_per_token
+        per_token, price, want, fraction = self._model(model)
         breakpoints, total = prompt_breakpoints(params, model, per_token)
-        min_tokens = self.cache_min_tokens
-        expected = self._ledger.account(_WORKSPACE, breakpoints, total, 0.0, min_tokens)
-        worst = CacheLedger().account(_WORKSPACE, breakpoints, total, 0.0, min_tokens)
-        price = self.prices.get(model)
-        tier = price.tier_index(total) if price is not None else 0
+        if breakpoints:
+            min_tokens = self.cache_min_tokens
+            expected = self._ledger.account(_WORKSPACE, breakpoints, total, 0.0, min_tokens)
+            worst = CacheLedger().account(_WORKSPACE, breakpoints, total, 0.0, min_tokens)
+        else:
+            expected = worst = CacheUsage(total, 0, 0, 0)
+        tier = price.tier_index(total) if price is not None and price.tiers else 0
         key = (model, tier, params.get("inference_geo") == US_INFERENCE_GEO)
-        self._expected.setdefault(key, _Counts()).add(expected, self._output(model, max_tokens))
-        self._worst.setdefault(key, _Counts()).add(worst, max_tokens)
+        output = (
+            max(1, round(max_tokens * fraction)) if want is None else min(int(want), max_tokens)
+        )
+        counts = self._expected.get(key)
+        if counts is None:
+            counts = self._expected[key] = _Counts()
+            self._worst[key] = _Counts()
+        counts.add(expected, output)
+        self._worst[key].add(worst, max_tokens)
         self.requests += 1
         if self.sample_size:
             self._sample(model, params, total)
