@@ -10,7 +10,7 @@ from collections.abc import Sequence
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="airflow-batches")
-    parser.add_argument("command", choices=["emulator", "version"])
+    parser.add_argument("command", choices=["emulator", "estimate", "version"])
     if not args or args[0] in ("-h", "--help"):
         parser.print_help()
         return 0
@@ -20,6 +20,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(__version__)
         return 0
+    if ns.command == "estimate":
+        from airflow_batches.jobs._cli import estimate_main
+
+        return estimate_main(args[1:])
     from airflow_batches.emulator.cli import main as emulator_main
 
     return int(emulator_main(args[1:]))

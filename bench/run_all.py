@@ -12,6 +12,7 @@ SCRIPTS = [
     ["job_scale.py", "--requests", "100000", "--prompt-bytes", "2000"],
     ["job_scale.py", "--requests", "250000", "--prompt-bytes", "1000"],
     ["emulator_scale.py"],
+    ["estimate_accuracy.py"],
 ]
 
 

@@ -134,6 +134,10 @@ class AsyncClient(_BaseClient):
         )
         return await self._call(spec)
 
+    async def count_tokens(self, params: Mapping[str, Any]) -> int:
+        """Input tokens the API counts for one Messages request's ``params`` (free)."""
+        return (await self._call(self._count_tokens_spec(params))).input_tokens
+
     async def retrieve(self, batch_id: str) -> MessageBatch:
         return await self._call(self._retrieve_spec(batch_id))
 

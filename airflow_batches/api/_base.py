@@ -9,6 +9,7 @@ differently between the two shells is a bug in the shells.
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping
@@ -53,6 +54,17 @@ AsyncBodySource = bytes | Callable[[], Iterable[bytes] | AsyncIterable[bytes]]
 BatchRef = str | MessageBatch
 Outcome = httpx.Response | httpx.TransportError
 """A failed attempt: an error answer whose body has been read, or the transport failure."""
+
+
+COUNT_TOKENS_PATH = "/v1/messages/count_tokens"
+
+
+class TokenCount(pydantic.BaseModel):
+    """The token-counting endpoint's answer (free, rate-limited; other fields tolerated)."""
+
+    model_config = pydantic.ConfigDict(extra="allow")
+
+    input_tokens: int
 
 
 @dataclass(frozen=True)
@@ -267,6 +279,13 @@ class _BaseClient:
 
     def _list_spec(self, params: ListParams) -> RequestSpec[MessageBatchPage]:
         return RequestSpec("GET", self._url(BATCHES_PATH), MessageBatchPage, params=params.query())
+
+    def _count_tokens_spec(self, params: Mapping[str, Any]) -> RequestSpec[TokenCount]:
+        body = json.dumps(dict(params), ensure_ascii=False, separators=(",", ":")).encode()
+        headers = {"content-type": "application/json"}
+        return RequestSpec(
+            "POST", self._url(COUNT_TOKENS_PATH), TokenCount, headers=headers, body=body
+        )
 
     def _cancel_spec(self, batch_id: str) -> RequestSpec[MessageBatch]:
         return RequestSpec("POST", self._batch_url(batch_id, "/cancel"), MessageBatch)

@@ -1,52 +1,71 @@
 """Model prices and the cost of a result's usage.
 
-Prices are configuration, not code: the default table is the packaged ``prices.toml`` and holds
-*standard* prices; users extend or override it with :func:`load_price_table`. The multipliers
-below are the same for every model, so they live here once.
+Prices are data, not code: the default table is the packaged ``prices.toml``, dated, each entry
+naming the page it was read from. It holds *standard* (non-batch) prices in USD per million
+tokens, every one explicit: input, output, 5-minute cache write, 1-hour cache write and cache
+read. No cache multiplier is assumed, because they differ by model (Opus 5.5 reads its cache at
+0.05x input, Fable 5.1 at 0.025x). Users extend or override the table with
+:func:`load_price_table` (``[airflow_batches] prices_path``).
 
-The cost of one succeeded result, in USD (``P`` the input and ``Pout`` the output price per
-million tokens, ``g`` 1.1 for ``inference_geo == "us"`` and 1 otherwise)::
+A model may have prompt-size tiers (Haiku 5.5): a request whose prompt, ``input + cache writes
++ cache reads``, is over a tier's ``above_prompt_tokens`` pays that tier's prices for all of its
+tokens, output included. The tier is decided per request, so a tally prices such usage per tier.
 
-    0.5 * g * (input*P + c5m*1.25P + c1h*2P + cache_read*0.1P + output*Pout) / 1e6
+The cost of one succeeded result, in USD (``R`` the rates of its tier, ``g`` 1.1 for
+``inference_geo == "us"`` and 1 otherwise)::
+
+    0.5 * g * (input*R.input + c5m*R.cache_write_5m + c1h*R.cache_write_1h
+               + cache_read*R.cache_read + output*R.output) / 1e6
         + web_searches * web_search_per_1k / 1000 + web_fetches * web_fetch_per_1k / 1000
 
-Per-use tool fees are neither batch-discounted nor geo-priced: the API bills them per request.
+The 0.5 is the batch discount, on every token price (cache writes and reads included). Per-use
+tool fees are neither batch-discounted nor geo-priced: the API bills them per request.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated, Any, Final
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from airflow_batches.api._model_ids import (
+    ModelIndex,
+    entry_errors,
+    models_of,
+    norm_model,
+    read_table_file,
+)
 
 __all__ = [
     "BATCH_DISCOUNT",
-    "CACHE_READ_MULTIPLIER",
-    "CACHE_WRITE_1H_MULTIPLIER",
-    "CACHE_WRITE_5M_MULTIPLIER",
+    "RATE_FIELDS",
     "US_INFERENCE_GEO",
     "US_INFERENCE_MULTIPLIER",
     "ModelPrice",
     "PriceTable",
+    "PromptTier",
+    "Rates",
     "load_price_table",
+    "prompt_tokens_of",
     "tokens_cost",
+    "unpriced_warning",
     "usage_cost",
 ]
 
 BATCH_DISCOUNT: Final = 0.5
-CACHE_WRITE_5M_MULTIPLIER: Final = 1.25
-CACHE_WRITE_1H_MULTIPLIER: Final = 2.0
-CACHE_READ_MULTIPLIER: Final = 0.1
 US_INFERENCE_MULTIPLIER: Final = 1.1
 US_INFERENCE_GEO: Final = "us"
+RATE_FIELDS: Final = ("input", "output", "cache_write_5m", "cache_write_1h", "cache_read")
+"""The five token prices every entry names, USD per million tokens."""
 
 _PER_MILLION: Final = 1_000_000.0
 _DEFAULT_RESOURCE: Final = "prices.toml"
@@ -54,44 +73,94 @@ _DEFAULT_RESOURCE: Final = "prices.toml"
 _Price = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
-class ModelPrice(BaseModel):
-    """Standard (non-batch) prices of one model, USD per million tokens."""
+class Rates(BaseModel):
+    """The five standard token prices of one model (or one of its tiers), USD per MTok."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     input: _Price
     output: _Price
+    cache_write_5m: _Price
+    cache_write_1h: _Price
+    cache_read: _Price
+
+
+class PromptTier(Rates):
+    """Prices for requests whose prompt (input + cache writes + cache reads) is over a size."""
+
+    above_prompt_tokens: Annotated[int, Field(ge=0)]
+
+
+class ModelPrice(Rates):
+    """Standard (non-batch) prices of one model; the base rates are its smallest tier."""
+
+    tiers: tuple[PromptTier, ...] = ()
+    """Higher prices from a prompt size up, in increasing ``above_prompt_tokens``."""
     web_search_per_1k: _Price = 10.0
     """USD per 1,000 web searches."""
     web_fetch_per_1k: _Price = 0.0
     """USD per 1,000 web fetches; a fetch costs only the tokens it adds to the context."""
+    source: str | None = None
+    """The page the prices were read from."""
+    checked: dt.date | None = None
+    """The day they were read there."""
+    note: str | None = None
+
+    @model_validator(mode="after")
+    def _tiers_ascend(self) -> ModelPrice:
+        bounds = [t.above_prompt_tokens for t in self.tiers]
+        if bounds != sorted(set(bounds)):
+            raise ValueError("tiers must have distinct, increasing above_prompt_tokens")
+        return self
+
+    def tier_index(self, prompt_tokens: int) -> int:
+        """0 for the base rates, ``i + 1`` for ``tiers[i]``."""
+        index = 0
+        for i, tier in enumerate(self.tiers):
+            if prompt_tokens > tier.above_prompt_tokens:
+                index = i + 1
+        return index
+
+    def rates(self, tier: int = 0) -> Rates:
+        return self if tier == 0 else self.tiers[tier - 1]
+
+    def rates_for(self, prompt_tokens: int) -> Rates:
+        """The rates a request with this prompt size pays."""
+        return self.rates(self.tier_index(prompt_tokens))
+
+    def at_tier(self, tier: int) -> ModelPrice:
+        """This price with the token rates of ``tier`` (tool fees and provenance kept)."""
+        if tier == 0:
+            return self
+        rates = self.tiers[tier - 1]
+        update: dict[str, Any] = {f: getattr(rates, f) for f in RATE_FIELDS}
+        return self.model_copy(update={**update, "tiers": ()})
+
+    def tier_label(self, tier: int) -> str:
+        if not self.tiers:
+            return "all"
+        if tier == 0:
+            return f"prompt <= {self.tiers[0].above_prompt_tokens}"
+        return f"prompt > {self.tiers[tier - 1].above_prompt_tokens}"
 
 
 class PriceTable:
     """Immutable lookup from a model id (dated, aliased or family) to its :class:`ModelPrice`.
 
-    Resolution, first hit wins: the exact key; an explicit alias; the longest key or alias that
-    the id starts with at a ``-`` or ``@`` boundary, unless the next part of the id is a short
-    number. That last rule lets ``claude-haiku-4-5-20251001`` and ``claude-3-7-sonnet-latest``
-    find their family while ``claude-opus-4-6`` never inherits ``claude-opus-4``'s price: a new
-    version is unpriced until the table knows it, never guessed.
+    Resolution is :class:`~airflow_batches.api._model_ids.ModelIndex`'s: a dated id finds its
+    family, a new version is unpriced until the table knows it, never guessed.
     """
 
-    __slots__ = ("_aliases", "_by_length", "_memo", "_prices")
+    __slots__ = ("_index", "_prices")
 
     def __init__(
         self, prices: Mapping[str, ModelPrice], aliases: Mapping[str, str] | None = None
     ) -> None:
-        self._prices = MappingProxyType({_norm(k): v for k, v in prices.items()})
-        normalised = {_norm(a): _norm(k) for a, k in (aliases or {}).items()}
-        dangling = sorted(a for a, k in normalised.items() if k not in self._prices)
-        if dangling:
-            raise ValueError(f"price table: aliases of unknown models: {', '.join(dangling)}")
-        self._aliases = MappingProxyType(normalised)
-        names = {*self._prices, *self._aliases}
-        self._by_length = tuple(sorted(names, key=lambda n: (-len(n), n)))
-        # Few distinct model ids occur in a job; memoising keeps lookups off the hot path.
-        self._memo: dict[str, str | None] = {}
+        self._prices = MappingProxyType({norm_model(k): v for k, v in prices.items()})
+        try:
+            self._index = ModelIndex(self._prices, aliases)
+        except ValueError as exc:
+            raise ValueError(f"price table: {exc}") from None
 
     @property
     def prices(self) -> Mapping[str, ModelPrice]:
@@ -99,17 +168,11 @@ class PriceTable:
 
     @property
     def aliases(self) -> Mapping[str, str]:
-        return self._aliases
+        return self._index.aliases
 
     def resolve(self, model: str) -> str | None:
         """The table key that prices ``model``, or None when the table does not know it."""
-        try:
-            return self._memo[model]
-        except KeyError:
-            pass
-        key = self._resolve(_norm(model))
-        self._memo[model] = key
-        return key
+        return self._index.resolve(model)
 
     def get(self, model: str) -> ModelPrice | None:
         key = self.resolve(model)
@@ -132,35 +195,14 @@ class PriceTable:
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Mapping proxies do not pickle, and a tally holding this table may cross processes.
-        return (PriceTable, (dict(self._prices), dict(self._aliases)))
+        return (PriceTable, (dict(self._prices), dict(self.aliases)))
 
     def __repr__(self) -> str:
-        return f"PriceTable({len(self._prices)} models, {len(self._aliases)} aliases)"
+        return f"PriceTable({len(self._prices)} models, {len(self.aliases)} aliases)"
 
     def with_overrides(self, overrides: Mapping[str, Mapping[str, Any]]) -> PriceTable:
         """A new table: each entry of ``overrides`` replaces fields of, or adds, a model."""
         return _merge(self, overrides, source="overrides")
-
-    def _resolve(self, model: str) -> str | None:
-        if model in self._prices:
-            return model
-        if model in self._aliases:
-            return self._aliases[model]
-        for name in self._by_length:
-            if len(name) < len(model) and model.startswith(name):
-                rest = model[len(name) :]
-                if rest[0] in "-@" and not _is_version_part(rest[1:]):
-                    return self._aliases.get(name, name)
-        return None
-
-
-def _norm(model: str) -> str:
-    return model.strip().lower()
-
-
-def _is_version_part(rest: str) -> bool:
-    head = rest.replace("@", "-").split("-", 1)[0]
-    return head.isdigit() and len(head) <= 2
 
 
 def load_price_table(
@@ -171,104 +213,116 @@ def load_price_table(
     ``overrides`` maps a model id to fields of :class:`ModelPrice` (and optionally
     ``aliases``: a list of other ids for it), inline or in a TOML or JSON file, whose models may
     also sit under a top-level ``models`` key as in the packaged file. A model already in the
-    table keeps the fields an override leaves out; a new model needs ``input`` and ``output``.
+    table keeps the fields an override leaves out; a new model needs all five prices
+    (:data:`RATE_FIELDS`): no multiplier is assumed for what is left out.
     """
     table = _default_table()
     if overrides is None:
         return table
     if isinstance(overrides, str | os.PathLike):
         path = Path(overrides)
-        return _merge(table, _models_of(_read_file(path), str(path)), source=str(path))
-    return _merge(table, _models_of(overrides, "overrides"), source="overrides")
+        document = read_table_file(path, "price table")
+        return _merge(table, models_of(document, f"price table {path}"), source=str(path))
+    return _merge(table, models_of(overrides, "price table overrides"), source="overrides")
 
 
 @lru_cache(maxsize=1)
 def _default_table() -> PriceTable:
     raw = resources.files(__package__).joinpath(_DEFAULT_RESOURCE).read_bytes()
     document = tomllib.loads(raw.decode("utf-8"))
-    return _merge(PriceTable({}), _models_of(document, _DEFAULT_RESOURCE), source=_DEFAULT_RESOURCE)
-
-
-def _read_file(path: Path) -> Mapping[str, Any]:
-    suffix = path.suffix.lower()
-    if suffix not in (".toml", ".json"):
-        raise ValueError(f"price table {path}: expected a .toml or .json file")
-    try:
-        text = path.read_text(encoding="utf-8")
-        document: Any = tomllib.loads(text) if suffix == ".toml" else json.loads(text)
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"price table {path}: not valid {suffix[1:].upper()}: {exc}") from exc
-    if not isinstance(document, Mapping):
-        raise ValueError(f"price table {path}: expected a table of models at the top level")
-    return document
-
-
-def _models_of(document: Mapping[str, Any], source: str) -> Mapping[str, Mapping[str, Any]]:
-    models = document.get("models", document)
-    if not isinstance(models, Mapping) or not all(isinstance(v, Mapping) for v in models.values()):
-        raise ValueError(f"price table {source}: expected a table of models, each a table")
-    return models
+    models = models_of(document, f"price table {_DEFAULT_RESOURCE}")
+    return _merge(PriceTable({}), models, source=None)
 
 
 def _merge(
-    base: PriceTable, overrides: Mapping[str, Mapping[str, Any]], *, source: str
+    base: PriceTable, overrides: Mapping[str, Mapping[str, Any]], *, source: str | None
 ) -> PriceTable:
     prices = dict(base.prices)
     aliases = dict(base.aliases)
+    where = source or _DEFAULT_RESOURCE
     for model, fields in overrides.items():
-        key = _norm(model)
+        key = norm_model(model)
         fields = dict(fields)
         extra_aliases = fields.pop("aliases", ())
         if isinstance(extra_aliases, str) or not all(isinstance(a, str) for a in extra_aliases):
-            raise ValueError(f"price table {source}: model {model!r}: aliases must be a list")
+            raise ValueError(f"price table {where}: model {model!r}: aliases must be a list")
         current = prices.get(key)
+        if current is None:
+            missing = [f for f in RATE_FIELDS if f not in fields]
+            if missing:
+                raise ValueError(
+                    f"price table {where}: model {model!r}: {', '.join(missing)} required "
+                    "(every price is explicit; no cache multiplier is assumed)"
+                )
+            if source is not None:
+                fields.setdefault("source", source)
         try:
             merged = {**current.model_dump(), **fields} if current else fields
             prices[key] = ModelPrice.model_validate(merged)
         except ValidationError as exc:
-            detail = "; ".join(
-                f"{'.'.join(map(str, e['loc'])) or 'entry'}: {e['msg']}" for e in exc.errors()
-            )
-            raise ValueError(f"price table {source}: model {model!r}: {detail}") from None
+            detail = entry_errors(exc)
+            raise ValueError(f"price table {where}: model {model!r}: {detail}") from None
         # A model given its own price stops being an alias of another one.
         aliases.pop(key, None)
         for alias in extra_aliases:
-            aliases[_norm(alias)] = key
+            aliases[norm_model(alias)] = key
     return PriceTable(prices, aliases)
 
 
+def unpriced_warning(models: Sequence[str]) -> str:
+    """The warning for models the price table does not know: what to do about them."""
+    names = ", ".join(sorted(models))
+    example = sorted(models)[0] if models else "MODEL"
+    return (
+        f"no price for model(s) {names}: their usage is counted but left out of every cost. "
+        "To price them, add an entry to a TOML or JSON file named by [airflow_batches] "
+        f"prices_path (or FetchResultsOperator(prices=...)): [models.{json.dumps(example)}] with "
+        "input, output, cache_write_5m, cache_write_1h and cache_read in USD per million "
+        "tokens (standard prices, from the model's page), source and checked"
+    )
+
+
 def tokens_cost(
-    price: ModelPrice,
+    rates: Rates,
     *,
-    input_tokens: int = 0,
-    output_tokens: int = 0,
-    cache_write_5m_tokens: int = 0,
-    cache_write_1h_tokens: int = 0,
-    cache_read_tokens: int = 0,
-    web_search_requests: int = 0,
-    web_fetch_requests: int = 0,
+    input_tokens: float = 0,
+    output_tokens: float = 0,
+    cache_write_5m_tokens: float = 0,
+    cache_write_1h_tokens: float = 0,
+    cache_read_tokens: float = 0,
+    web_search_requests: float = 0,
+    web_fetch_requests: float = 0,
     us_inference: bool = False,
     batch: bool = True,
 ) -> float:
-    """USD cost of token and tool counts already split by cache lifetime.
+    """USD cost of token and tool counts at one set of rates.
 
-    Linear in every count, so the cost of summed counts equals the sum of the costs.
+    Counts may be fractional (an estimate's). Linear in every count, so the cost of summed
+    counts equals the sum of the costs, as long as they were all priced at the same tier: for a
+    tiered :class:`ModelPrice` pass
+    ``price.rates_for(prompt_tokens)`` (or sum per tier). Tool fees come from ``rates`` when it
+    is a :class:`ModelPrice`, and are otherwise 0.
     """
     token_usd = (
-        input_tokens * price.input
-        + cache_write_5m_tokens * (CACHE_WRITE_5M_MULTIPLIER * price.input)
-        + cache_write_1h_tokens * (CACHE_WRITE_1H_MULTIPLIER * price.input)
-        + cache_read_tokens * (CACHE_READ_MULTIPLIER * price.input)
-        + output_tokens * price.output
+        input_tokens * rates.input
+        + cache_write_5m_tokens * rates.cache_write_5m
+        + cache_write_1h_tokens * rates.cache_write_1h
+        + cache_read_tokens * rates.cache_read
+        + output_tokens * rates.output
     ) / _PER_MILLION
     if batch:
         token_usd *= BATCH_DISCOUNT
     if us_inference:
         token_usd *= US_INFERENCE_MULTIPLIER
-    tool_usd = (
-        web_search_requests * price.web_search_per_1k + web_fetch_requests * price.web_fetch_per_1k
-    ) / 1000.0
+    search = getattr(rates, "web_search_per_1k", 0.0)
+    fetch = getattr(rates, "web_fetch_per_1k", 0.0)
+    tool_usd = (web_search_requests * search + web_fetch_requests * fetch) / 1000.0
     return token_usd + tool_usd
+
+
+def prompt_tokens_of(input_tokens: int, cache_writes: int, cache_reads: int) -> int:
+    """The prompt size that decides a request's tier: all of its input tokens."""
+    return input_tokens + cache_writes + cache_reads
 
 
 def usage_cost(
@@ -283,7 +337,7 @@ def usage_cost(
     Without a ``cache_creation`` breakdown, all of ``cache_creation_input_tokens`` is priced as
     5-minute writes (the API's default lifetime). ``inference_geo`` defaults to the one the
     usage reports; pass it when the usage predates that field but the request set it. Missing
-    or null counts are 0.
+    or null counts are 0. The tier is chosen from this usage's own prompt size.
     """
     breakdown = _get(usage, "cache_creation")
     if breakdown is None:
@@ -293,13 +347,16 @@ def usage_cost(
         c1h = _count(breakdown, "ephemeral_1h_input_tokens")
     tools = _get(usage, "server_tool_use")
     geo = inference_geo if inference_geo is not None else _get(usage, "inference_geo")
+    input_tokens = _count(usage, "input_tokens")
+    read = _count(usage, "cache_read_input_tokens")
+    tier = price.tier_index(prompt_tokens_of(input_tokens, c5m + c1h, read))
     return tokens_cost(
-        price,
-        input_tokens=_count(usage, "input_tokens"),
+        price.at_tier(tier),
+        input_tokens=input_tokens,
         output_tokens=_count(usage, "output_tokens"),
         cache_write_5m_tokens=c5m,
         cache_write_1h_tokens=c1h,
-        cache_read_tokens=_count(usage, "cache_read_input_tokens"),
+        cache_read_tokens=read,
         web_search_requests=_count(tools, "web_search_requests") if tools is not None else 0,
         web_fetch_requests=_count(tools, "web_fetch_requests") if tools is not None else 0,
         us_inference=geo == US_INFERENCE_GEO,

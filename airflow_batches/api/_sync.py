@@ -139,6 +139,10 @@ class Client(_BaseClient):
         )
         return self._call(spec)
 
+    def count_tokens(self, params: Mapping[str, Any]) -> int:
+        """Input tokens the API counts for one Messages request's ``params`` (free)."""
+        return (self._call(self._count_tokens_spec(params))).input_tokens
+
     def retrieve(self, batch_id: str) -> MessageBatch:
         return self._call(self._retrieve_spec(batch_id))
 

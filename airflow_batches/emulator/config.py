@@ -176,7 +176,12 @@ class EmulatorConfig(BaseModel):
     """API calls per key per (real) minute, all batch endpoints together; beyond it a 429 with
     ``retry-after``. ``None``: no limit."""
     max_output_tokens: Annotated[int, Field(ge=1)] = 128_000
-    """Largest ``max_tokens`` accepted; 300,000 with the ``output-300k-2026-03-24`` beta."""
+    """Largest ``max_tokens`` accepted for a model the model-rules table does not know;
+    300,000 with the ``output-300k-2026-03-24`` beta. Known models get their own maximum."""
+    model_rules: bool = True
+    """Enforce the model-rules table (``airflow_batches/api/model_rules.toml``): a request a
+    model refuses (forced tool use on Opus 5.5, ...) ends ``errored`` with
+    ``invalid_request_error``, as on the real API."""
     expiry_hours: Annotated[float, Field(gt=0.0)] = 24.0
     retention_days: Annotated[float, Field(gt=0.0)] = 29.0
     cache_min_tokens: Annotated[int, Field(ge=0)] = 1024

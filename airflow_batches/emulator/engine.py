@@ -27,6 +27,7 @@ from typing import IO, Any
 
 import msgspec
 
+from airflow_batches.api._rules import ModelRules
 from airflow_batches.emulator.clock import Clock
 from airflow_batches.emulator.config import EmulatorConfig
 from airflow_batches.emulator.intake import RequestIndex
@@ -115,6 +116,8 @@ class _Job:
     responder: Responder
     clock: Clock
     cache: CacheLedger
+    rules: ModelRules | None = None
+    """The model-rules table for this batch's betas; None when the config switches it off."""
 
     def run(self, indices: list[int]) -> list[tuple[int, int, bytes]]:
         out = []
@@ -141,6 +144,7 @@ class _Job:
                 user_profile_id=rec.user_profile_id,
                 models=cfg.models,
                 max_output_tokens=cfg.max_output_tokens,
+                rules=self.rules,
             )
             if problem is not None:
                 raise problem
@@ -350,6 +354,7 @@ class Engine:
                 self._responder,
                 self._clock,
                 self.cache,
+                ModelRules(betas=work.record.betas) if cfg.model_rules else None,
             )
             try:
                 if cfg.latency > 0:

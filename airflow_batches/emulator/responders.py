@@ -14,13 +14,14 @@ from __future__ import annotations
 import hashlib
 import importlib
 import random
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
+from airflow_batches.api._prompt import CacheLedger, CacheUsage, prompt_breakpoints
+from airflow_batches.api._rules import load_rules_table
 from airflow_batches.emulator.validation import RequestError
 
 __all__ = [
@@ -44,8 +45,6 @@ _VOCABULARY = (
 _WORDS = tuple(_VOCABULARY.split())
 
 _CUTTERS = frozenset({"max_tokens", "stop_sequences"})
-
-CACHE_TTL_SECONDS = {"5m": 300.0, "1h": 3600.0}
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,140 +79,20 @@ def load_responder(path: str) -> Responder:
     return responder
 
 
-# -- prompt caching --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Breakpoint:
-    prefix_tokens: int
-    key: str
-    ttl: float
-
-
-@dataclass(frozen=True, slots=True)
-class CacheUsage:
-    input_tokens: int
-    write_5m: int
-    write_1h: int
-    read: int
-
-
-class CacheLedger:
-    """Prompt-cache entries per workspace, expiring in emulated time.
-
-    A lookup reads the longest cached prefix ending at a breakpoint (and refreshes its
-    lifetime, as a hit does on the real API), then writes every later breakpoint whose prefix
-    is long enough to be cached.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._entries: dict[tuple[str, str], float] = {}
-
-    def account(
-        self,
-        workspace: str,
-        breakpoints: list[Breakpoint],
-        total_tokens: int,
-        now: float,
-        min_tokens: int,
-    ) -> CacheUsage:
-        with self._lock:
-            if len(self._entries) > 200_000:
-                self._entries = {k: v for k, v in self._entries.items() if v > now}
-            read_upto = 0
-            first_write = 0
-            for i in range(len(breakpoints) - 1, -1, -1):
-                bp = breakpoints[i]
-                expiry = self._entries.get((workspace, bp.key))
-                if expiry is not None and expiry > now:
-                    read_upto = bp.prefix_tokens
-                    self._entries[(workspace, bp.key)] = max(expiry, now + bp.ttl)
-                    first_write = i + 1
-                    break
-            write_5m = write_1h = 0
-            previous = read_upto
-            for bp in breakpoints[first_write:]:
-                if bp.prefix_tokens < max(min_tokens, 1) or bp.prefix_tokens <= previous:
-                    continue
-                written = bp.prefix_tokens - previous
-                if bp.ttl >= CACHE_TTL_SECONDS["1h"]:
-                    write_1h += written
-                else:
-                    write_5m += written
-                self._entries[(workspace, bp.key)] = now + bp.ttl
-                previous = bp.prefix_tokens
-        return CacheUsage(
-            input_tokens=max(total_tokens - read_upto - write_5m - write_1h, 0),
-            write_5m=write_5m,
-            write_1h=write_1h,
-            read=read_upto,
-        )
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-
-
 def _tokens(data: bytes) -> int:
     # About four bytes a token, as a rule of thumb for English text.
     return max(1, (len(data) + 3) // 4)
 
 
-def _ttl(marker: Any) -> float:
-    if isinstance(marker, dict):
-        return CACHE_TTL_SECONDS.get(str(marker.get("ttl", "5m")), 300.0)
-    return 300.0
-
-
-def _segments(params: dict[str, Any]) -> list[tuple[bytes, Any]]:
-    """The prompt in cache order (tools, system, messages): (bytes, cache_control or None)."""
-    out: list[tuple[bytes, Any]] = []
-
-    def add(block: Any, prefix: bytes = b"") -> None:
-        if isinstance(block, dict):
-            marker = block.get("cache_control")
-            clean = {k: v for k, v in block.items() if k != "cache_control"}
-            out.append((prefix + _encoder.encode(clean), marker))
-        elif isinstance(block, str):
-            out.append((prefix + block.encode(), None))
-        else:
-            out.append((prefix + _encoder.encode(block), None))
-
-    for tool in params.get("tools") or ():
-        add(tool)
-    system = params.get("system")
-    if isinstance(system, list):
-        for block in system:
-            add(block)
-    elif system:
-        add(system)
-    for message in params.get("messages") or ():
-        role = str(message.get("role", "")).encode() + b":" if isinstance(message, dict) else b""
-        content = message.get("content") if isinstance(message, dict) else message
-        if isinstance(content, list):
-            for block in content:
-                add(block, role)
-        else:
-            add(content, role)
-    top = params.get("cache_control")
-    if top and out and out[-1][1] is None:
-        # Automatic caching: the breakpoint goes on the last block of the prompt.
-        out[-1] = (out[-1][0], top)
-    return out
-
-
 def prompt_usage(ctx: ResponderContext) -> CacheUsage:
-    """Input tokens split into plain input, cache writes and cache reads."""
-    running = hashlib.blake2b(str(ctx.params.get("model")).encode(), digest_size=16)
-    total = 0
-    breakpoints: list[Breakpoint] = []
-    for data, marker in _segments(ctx.params):
-        running.update(len(data).to_bytes(8, "little"))
-        running.update(data)
-        total += _tokens(data)
-        if marker:
-            breakpoints.append(Breakpoint(total, running.copy().hexdigest(), _ttl(marker)))
+    """Input tokens split into plain input, cache writes and cache reads.
+
+    Tokens are counted with the model's tokenizer family (the model-rules table): the same
+    text is about 30% more tokens on Claude 4.7 and later than on earlier models.
+    """
+    model = str(ctx.params.get("model"))
+    per_token = load_rules_table().tokenizer(model).bytes_per_token
+    breakpoints, total = prompt_breakpoints(ctx.params, model, per_token)
     return ctx.cache.account(ctx.workspace, breakpoints, total, ctx.now, ctx.cache_min_tokens)
 
 

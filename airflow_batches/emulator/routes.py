@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import secrets
@@ -17,6 +18,8 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from airflow_batches.api._models import DeletedMessageBatch, MessageBatchPage
+from airflow_batches.api._prompt import prompt_breakpoints
+from airflow_batches.api._rules import load_rules_table
 from airflow_batches.emulator.clock import to_datetime
 from airflow_batches.emulator.errors import APIError, invalid_request, json_response
 from airflow_batches.emulator.intake import scan_body, spool_body
@@ -264,7 +267,29 @@ def _byte_range(request: Request, length: int) -> tuple[int, int]:
     return first, last
 
 
+async def count_tokens(request: Request) -> Response:
+    """Input tokens of one Messages request, counted as the emulator bills them."""
+    emulator = emulator_of(request)
+    emulator.caller(request)
+    emulator.calls["count_tokens"] += 1
+    try:
+        params = json.loads(await request.body())
+    except ValueError:
+        raise invalid_request("The request body is not valid JSON") from None
+    if not isinstance(params, dict):
+        raise invalid_request("The request body must be a JSON object")
+    model = params.get("model")
+    if not isinstance(model, str) or not model:
+        raise invalid_request("model: Field required")
+    if not isinstance(params.get("messages"), list) or not params["messages"]:
+        raise invalid_request("messages: Field required")
+    per_token = load_rules_table().tokenizer(model).bytes_per_token
+    _, total = prompt_breakpoints(params, model, per_token)
+    return json_response(json.dumps({"input_tokens": total}))
+
+
 routes = [
+    Route("/v1/messages/count_tokens", count_tokens, methods=["POST"]),
     Route("/v1/messages/batches", create_batch, methods=["POST"]),
     Route("/v1/messages/batches", list_batches, methods=["GET"]),
     Route("/v1/messages/batches/{batch_id}", retrieve_batch, methods=["GET"]),

@@ -177,6 +177,7 @@ class Emulator:
         return {
             "workspaces": workspaces,
             "endpoints": endpoints,
+            "count_tokens_calls": self.calls.get("count_tokens", 0),
             "queued_requests": self.engine.queued(),
             "now": self.clock.now_datetime().isoformat(),
         }

@@ -12,6 +12,7 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from airflow_batches.api._models import PARAMS_REMOVED_IN, SDK_ONLY_KEYS
+from airflow_batches.api._rules import ModelRules
 from airflow_batches.emulator.config import OUTPUT_300K_BETA
 
 
@@ -52,8 +53,13 @@ def validate_params(
     user_profile_id: str | None,
     models: Sequence[str],
     max_output_tokens: int,
+    rules: ModelRules | None = None,
 ) -> RequestError | None:
-    """The first problem of ``params``, or None when the request can be answered."""
+    """The first problem of ``params``, or None when the request can be answered.
+
+    With ``rules``, a model the rules table knows gets its own maximum output and refusals
+    (the same table pre-flight validation checks against).
+    """
     if not isinstance(params, dict):
         return _invalid("params: Input should be an object")
     for key in sorted(SDK_ONLY_KEYS.intersection(params)):
@@ -68,7 +74,8 @@ def validate_params(
         return _invalid("model: Field required")
     if not isinstance(model, str) or not model:
         return _invalid("model: Input should be a valid string")
-    problem = _check_max_tokens(params, betas, max_output_tokens)
+    known_limit = rules.output_limit(model) if rules is not None else None
+    problem = _check_max_tokens(params, betas, max_output_tokens, known_limit is not None)
     if problem is not None:
         return problem
     stream = params.get("stream", False)
@@ -77,6 +84,8 @@ def validate_params(
     problem = _check_messages(params.get("messages"))
     if problem is not None:
         return problem
+    for violation in rules.check(params) if rules is not None else ():
+        return _invalid(f"{violation.api_field}: {violation.message}")
     own_profile = params.get("user_profile_id")
     if user_profile_id and own_profile and own_profile != user_profile_id:
         return _invalid(
@@ -89,7 +98,7 @@ def validate_params(
 
 
 def _check_max_tokens(
-    params: dict[str, Any], betas: Sequence[str], max_output_tokens: int
+    params: dict[str, Any], betas: Sequence[str], max_output_tokens: int, ruled: bool
 ) -> RequestError | None:
     if "max_tokens" not in params:
         return _invalid("max_tokens: Field required")
@@ -99,7 +108,7 @@ def _check_max_tokens(
     if value < 1:
         return _invalid("max_tokens: Input should be greater than or equal to 1")
     limit = max(max_output_tokens, 300_000) if OUTPUT_300K_BETA in betas else max_output_tokens
-    if value > limit:
+    if value > limit and not ruled:
         return _invalid(
             f"max_tokens: {value} > {limit}, which is the maximum allowed number of output "
             f"tokens for {params.get('model')}"

@@ -14,6 +14,7 @@ The descriptor is the small summary that travels in XCom: ids and counts, never 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -94,6 +95,8 @@ class JobDescriptor(_Model):
     max_requests_per_batch: int | None = None
     max_bytes_per_batch: int | None = None
     """The shard limits the job was submitted with; follow-up batches keep them."""
+    estimate: dict[str, Any] | None = None
+    """The cost estimate made before the first create (``jobs._estimate.Estimate.to_dict``)."""
 
     @property
     def batch_ids(self) -> list[str]:

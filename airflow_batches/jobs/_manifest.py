@@ -73,8 +73,13 @@ class Manifest(_Model):
     errors_by_type: dict[str, int]
     usage_by_model: dict[str, Any]
     cost_usd: float
+    """Billed, at batch prices."""
+    standard_cost_usd: float = 0.0
+    """The same usage at standard (non-batch) prices."""
+    saving_usd: float = 0.0
     cost_complete: bool
     unpriced_models: list[str]
+    cost_warnings: list[str] = Field(default_factory=list)
     cache_hit_rate: float | None
     batch_ids: list[str]
     attempts: list[ManifestAttempt]
@@ -147,6 +152,11 @@ def build_manifest(
         unknown_types=dict(sorted(stats.unknown_types.items())),
     )
     unpriced = list(summary["unpriced_models"])
+    warnings = list(summary["cost_warnings"])
+    if stats.usage_missing:
+        warnings.append(
+            f"{stats.usage_missing} succeeded line(s) carry no usage: their cost is not counted"
+        )
     return Manifest(
         job_id=job.job_id,
         fingerprint=job.fingerprint,
@@ -159,8 +169,11 @@ def build_manifest(
         errors_by_type=summary["error_counts"],
         usage_by_model=summary["models"],
         cost_usd=summary["cost_usd"],
+        standard_cost_usd=summary["standard_cost_usd"],
+        saving_usd=summary["saving_usd"],
         cost_complete=summary["cost_complete"] and not stats.usage_missing,
         unpriced_models=unpriced,
+        cost_warnings=warnings,
         cache_hit_rate=summary["cache_hit_rate"],
         batch_ids=[b.id for b in all_batches],
         attempts=[

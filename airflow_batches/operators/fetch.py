@@ -317,6 +317,8 @@ class FetchResultsOperator(BatchWaiting, BaseOperator):
             else f" (incomplete; unpriced: {manifest.unpriced_models})",
             manifest.cache_hit_rate,
         )
+        for warning in manifest.cost_warnings:
+            self.log.warning("%s", warning)
         data = manifest.to_json()
         if published.results is not None:
             return {"manifest": data, "results": published.results}

@@ -11,18 +11,25 @@ from functools import cached_property
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from airflow_batches._compat import BaseOperator, ObjectStoragePath
+from airflow_batches._compat import BaseOperator, ObjectStoragePath, conf
+from airflow_batches.api._count import count_tokens
+from airflow_batches.api._pricing import load_price_table
+from airflow_batches.api._rules import load_rules_table
 from airflow_batches.hooks.batches import MessageBatchesHook
+from airflow_batches.jobs._estimate import CostEstimator
 from airflow_batches.jobs._ledger import JobDescriptor, Ledger
 from airflow_batches.jobs._prepare import (
     Limits,
     OnInvalid,
+    ParamCheck,
     Prepared,
     RequestValidator,
     records_from_items,
     records_from_jsonl,
 )
 from airflow_batches.jobs._registry import Registry
+from airflow_batches.jobs._rules import model_rules_check
+from airflow_batches.jobs._spend import WorstCasePolicy, check_budget
 from airflow_batches.jobs._staging import utcnow
 from airflow_batches.jobs._store import JobStore
 from airflow_batches.jobs._submit import (
@@ -81,6 +88,18 @@ class SubmitBatchOperator(BaseOperator):
         created and goes on with the rest.
     :param max_rate_limit_wait: seconds a batch may wait out 429s (rate limit, or the
         workspace's queue is full) before the task fails; a 429 costs no create attempt.
+    :param max_cost_usd: spend guard: the task fails before any create, with the figures,
+        when the job's expected cost (batch prices) is over it. The estimate (expected and
+        worst case) is logged before any create and put in the job descriptor either way.
+    :param worst_case: what a worst case (no cache hits, output at max_tokens) over
+        ``max_cost_usd`` does: ``"warn"`` (default), ``"fail"`` or ``"ignore"``.
+    :param disabled_model_rules: model rules (``airflow_batches/api/model_rules.toml``) to
+        switch off, for the day the API changes before the table does: ``"forced_tool_use"``
+        for every model, ``"claude-opus-5-5:forced_tool_use"`` for one.
+    :param expected_output_tokens: output tokens a request is expected to produce (an int, or
+        one per model), for the estimate; default half of each request's ``max_tokens``.
+    :param count_tokens_sample: requests per model to count with the (free, rate-limited)
+        token-counting endpoint to calibrate the estimate's input tokens; 0 counts none.
     """
 
     template_fields: Sequence[str] = (
@@ -110,6 +129,11 @@ class SubmitBatchOperator(BaseOperator):
         clock_skew_seconds: float = 120.0,
         create_attempts: int = 4,
         max_rate_limit_wait: float = 1800.0,
+        max_cost_usd: float | None = None,
+        worst_case: WorstCasePolicy = "warn",
+        disabled_model_rules: Sequence[str] = (),
+        expected_output_tokens: int | Mapping[str, int] | None = None,
+        count_tokens_sample: int = 0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -130,6 +154,13 @@ class SubmitBatchOperator(BaseOperator):
         self.clock_skew_seconds = clock_skew_seconds
         self.create_attempts = create_attempts
         self.max_rate_limit_wait = max_rate_limit_wait
+        if worst_case not in ("ignore", "warn", "fail"):
+            raise ValueError(f"worst_case must be 'ignore', 'warn' or 'fail', got {worst_case!r}")
+        self.max_cost_usd = max_cost_usd
+        self.worst_case: WorstCasePolicy = worst_case
+        self.disabled_model_rules = list(disabled_model_rules)
+        self.expected_output_tokens = expected_output_tokens
+        self.count_tokens_sample = count_tokens_sample
 
     @cached_property
     def hook(self) -> MessageBatchesHook:
@@ -155,17 +186,41 @@ class SubmitBatchOperator(BaseOperator):
             )
         yield from records_from_items(items)
 
+    def _preflight(self) -> tuple[ParamCheck, CostEstimator]:
+        """The model-rules check and the cost estimator, from the configured tables."""
+        rules_path = conf.get("airflow_batches", "model_rules_path", fallback=None) or None
+        prices_path = conf.get("airflow_batches", "prices_path", fallback=None) or None
+        table = load_rules_table(rules_path)
+        check = model_rules_check(
+            anthropic_version=self.hook.anthropic_version,
+            betas=self.hook.config.betas,
+            disabled=self.disabled_model_rules,
+            table=table,
+        )
+        estimator = CostEstimator(
+            prices=load_price_table(prices_path),
+            rules=table,
+            expected_output_tokens=self.expected_output_tokens,
+            sample_size=self.count_tokens_sample,
+        )
+        return check, estimator
+
     def execute(self, context: Context) -> dict[str, Any]:
+        check, estimator = self._preflight()
         validator = RequestValidator(
             anthropic_version=self.hook.anthropic_version,
             defaults=self.defaults,
             default_model=self.hook.default_model,
             limits=self.limits,
+            checks=[check],
+            observers=[estimator],
         )
         root = staging_root(self.staging_path, self.staging_conn_id)
         headers = (
             {"anthropic-user-profile-id": self.user_profile_id} if self.user_profile_id else None
         )
+
+        estimates: list[Any] = []
 
         def staged(job: JobStore, prepared: Prepared) -> None:
             self.log.info(
@@ -178,6 +233,17 @@ class SubmitBatchOperator(BaseOperator):
             )
             if prepared.rejected_count:
                 self._report_rejected(prepared.rejected_count, prepared.rejected, job, root)
+            if self.count_tokens_sample:
+                with self.hook.get_client() as counter:
+                    estimate = estimator.estimate(lambda p: count_tokens(counter, p))
+            else:
+                estimate = estimator.estimate()
+            estimates.append(estimate)
+            self.log.info("%s", estimate.summary())
+            for warning in check_budget(
+                estimate, max_cost_usd=self.max_cost_usd, worst_case=self.worst_case
+            ):
+                self.log.warning("%s", warning)
 
         registry = self._registry(root)
         with ExitStack() as stack:
@@ -206,6 +272,7 @@ class SubmitBatchOperator(BaseOperator):
                 job_id=task_folder(context),
             )
             descriptor = self._descriptor(done.ledger, done.store, root, registry)
+            descriptor.estimate = estimates[0].to_dict() if estimates else None
         self.log.info(
             "Job %s: %d request(s) in batch(es) %s",
             descriptor.job_id,

@@ -329,7 +329,18 @@ def test_unpriced_models_carry_their_usage_and_mark_cost_incomplete() -> None:
 
 
 def test_custom_price_table_is_used() -> None:
-    table = PriceTable({"acme": ModelPrice(input=2, output=4, web_search_per_1k=0)})
+    table = PriceTable(
+        {
+            "acme": ModelPrice(
+                input=2,
+                output=4,
+                cache_write_5m=2.5,
+                cache_write_1h=4,
+                cache_read=0.2,
+                web_search_per_1k=0,
+            )
+        }
+    )
     tally = tally_of([succeeded(model="acme-20260101", input_tokens=10**6)], table)
     assert tally.cost_usd == pytest.approx(1.0)
     assert tally.to_dict()["cost_complete"] is True
@@ -390,8 +401,11 @@ def test_to_dict_shape_order_and_rounding() -> None:
         "error_counts",
         "models",
         "cost_usd",
+        "standard_cost_usd",
+        "saving_usd",
         "cost_complete",
         "unpriced_models",
+        "cost_warnings",
         "cache_hit_rate",
     ]
     assert list(summary["counts"]) == ["succeeded", "errored", "canceled", "expired"]
@@ -407,7 +421,11 @@ def test_to_dict_shape_order_and_rounding() -> None:
         "cache_write_tokens",
         "cache_hit_rate",
         "priced_as",
+        "price_source",
+        "price_checked",
         "cost_usd",
+        "standard_cost_usd",
+        "saving_usd",
     ]
     assert summary["cost_usd"] == round(summary["cost_usd"], 6)
     assert json.loads(json.dumps(summary)) == summary
