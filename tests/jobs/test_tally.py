@@ -29,7 +29,7 @@ def cached(model: str, custom_id: str, **usage: Any) -> dict[str, Any]:
 
 def test_standard_cost_and_saving_per_model_and_in_total() -> None:
     lines = [
-        # Sonnet 5.5: 10000*2 + 2000*10 + 4000*4 (1h) + 50000*0.10 = 61,000 micro-USD standard
+        # Sonnet 5.5: 10000*2 + 2000*10 + 4000*4 (1h) + 50000*0.20 = 66,000 micro-USD standard
         cached(
             "claude-sonnet-5-5",
             "a",
@@ -51,14 +51,14 @@ def test_standard_cost_and_saving_per_model_and_in_total() -> None:
     ]
     summary = tally_of(lines).to_dict()
     sonnet, opus = summary["models"]["claude-sonnet-5-5"], summary["models"]["claude-opus-5-5"]
-    assert sonnet["standard_cost_usd"] == pytest.approx(0.061)
-    assert sonnet["cost_usd"] == pytest.approx(0.0305)
-    assert sonnet["saving_usd"] == pytest.approx(0.0305)
+    assert sonnet["standard_cost_usd"] == pytest.approx(0.066)
+    assert sonnet["cost_usd"] == pytest.approx(0.033)
+    assert sonnet["saving_usd"] == pytest.approx(0.033)
     assert opus["standard_cost_usd"] == pytest.approx(0.010)
     assert opus["cost_usd"] == pytest.approx(0.005)
-    assert summary["cost_usd"] == pytest.approx(0.0355)
-    assert summary["standard_cost_usd"] == pytest.approx(0.071)
-    assert summary["saving_usd"] == pytest.approx(0.0355)
+    assert summary["cost_usd"] == pytest.approx(0.038)
+    assert summary["standard_cost_usd"] == pytest.approx(0.076)
+    assert summary["saving_usd"] == pytest.approx(0.038)
     assert summary["cost_complete"] is True
     assert summary["cost_warnings"] == []
     assert sonnet["price_source"].startswith("https://platform.claude.com/docs/")
