@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import ExitStack
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import IO, Any
 
 from pydantic import BaseModel, ConfigDict
@@ -28,24 +27,15 @@ from airflow_batches.api import BatchesError, Client, MessageBatch
 from airflow_batches.api._pricing import PriceTable
 from airflow_batches.jobs._download import DownloadPolicy, ResultsChangedError
 from airflow_batches.jobs._ledger import BatchInfo, JobDescriptor
-from airflow_batches.jobs._manifest import (
-    MANIFEST_FILE,
-    Manifest,
-    build_manifest,
-    file_names,
-    retention_deadline,
-)
+from airflow_batches.jobs._manifest import MANIFEST_FILE
 from airflow_batches.jobs._prepare import Limits, RequestValidator
+from airflow_batches.jobs._publish import Published, Publisher
 from airflow_batches.jobs._results import (
     RETRYABLE_ERROR_TYPES,
-    FileSinks,
     ForeignResultsError,
     IncompleteResultsError,
-    LineSink,
     Reader,
-    XComCollector,
     collect_resubmittable,
-    stream_final_lines,
 )
 from airflow_batches.jobs._staging import (
     REQUESTS_FILE,
@@ -54,9 +44,8 @@ from airflow_batches.jobs._staging import (
     select_range,
     select_requests,
 )
-from airflow_batches.jobs._store import JobStore, StoragePath, atomic_writer, child
+from airflow_batches.jobs._store import JobStore, StoragePath
 from airflow_batches.jobs._submit import submit_job
-from airflow_batches.jobs._tally import ResultTally
 
 __all__ = [
     "MANIFEST_FILE",
@@ -125,13 +114,6 @@ class WaitFor:
 
     batch_ids: list[str]
     attempt: int
-
-
-@dataclass
-class Published:
-    manifest: Manifest
-    results: list[Any] | None = None
-    """The results themselves when returned in XCom (no destination)."""
 
 
 @dataclass
@@ -301,16 +283,22 @@ class FetchWorkflow:
 
     def publish(self, destination: StoragePath | None, started_at: datetime) -> WaitFor | Published:
         """Write the final lines and the manifest (or collect them for XCom)."""
-        self._check_retention()
         for attempt in self.state.attempts:
             for info in attempt.batches:
                 if info.id not in self.known:
                     self.known[info.id] = self.client.retrieve(info.id)
+        publisher = Publisher(
+            self.job,
+            self.state.attempts,
+            self.known,
+            self.reader,
+            self.prices,
+            self.options,
+            self.log,
+        )
         for tries in range(1, PUBLISH_TRIES + 1):
             try:
-                if destination is None:
-                    return self._to_xcom(started_at)
-                return self._to_storage(destination, started_at)
+                return publisher.publish(destination, started_at)
             except ForeignResultsError as exc:
                 self.replace(exc)
                 latest = self.state.latest
@@ -320,105 +308,3 @@ class FetchWorkflow:
                     raise
                 self.log.warning("%s (%d/%d)", exc, tries + 1, PUBLISH_TRIES)
         raise AssertionError("unreachable")
-
-    def _read(self, sink: LineSink) -> tuple[ResultTally, Any]:
-        tally = ResultTally(self.prices)
-        reader = self.reader()
-
-        def tee(record: Any, line: bytes) -> None:
-            if record is not None:
-                tally.add(record)
-            sink(record, line)
-
-        stats = stream_final_lines(reader, self.state.attempts, self.known, tee)
-        return tally, stats
-
-    def _manifest(
-        self, tally: ResultTally, stats: Any, files: dict[str, str], started: datetime, **kw: Any
-    ) -> Manifest:
-        return build_manifest(
-            job=self.job,
-            attempts=self.state.attempts,
-            tally=tally,
-            stats=stats,
-            known=self.known,
-            files=files,
-            started_at=started,
-            **kw,
-        )
-
-    def _to_xcom(self, started_at: datetime) -> Published:
-        collector = XComCollector(self.options.max_xcom_bytes)
-        tally, stats = self._read(collector)
-        return Published(self._manifest(tally, stats, {}, started_at), collector.items)
-
-    def _to_storage(self, destination: StoragePath, started_at: datetime) -> Published:
-        self.guard(destination)
-        names = file_names(self.options.split_by_type)
-        with ExitStack() as stack:
-
-            def open_file(key: str) -> IO[bytes]:
-                names.setdefault(key, f"{key}.jsonl")
-                return stack.enter_context(atomic_writer(child(destination, names[key])))
-
-            streams = {key: open_file(key) for key in list(names)}
-            sinks = FileSinks(
-                streams, split_by_type=self.options.split_by_type, open_more=open_file
-            )
-            tally, stats = self._read(sinks)
-            if stats.lines != self.job.request_count:
-                raise IncompleteResultsError(
-                    f"fetched {stats.lines} result line(s) for {self.job.request_count} "
-                    "submitted request(s); nothing was published"
-                )
-        files = {key: str(child(destination, name)) for key, name in names.items()}
-        manifest = self._manifest(tally, stats, files, started_at, destination=str(destination))
-        JobStore(destination).write_json(manifest.to_json(), MANIFEST_FILE)
-        return Published(manifest)
-
-    def guard(self, destination: StoragePath) -> None:
-        """Never overwrite silently: only this job's own results may be replaced."""
-        if self.options.overwrite:
-            return
-        existing = JobStore(destination).read_json(MANIFEST_FILE)
-        if existing is not None:
-            theirs = _submitted_ids(existing)
-            if theirs and set(self.job.batch_ids) <= theirs:
-                self.log.info("Re-publishing this job's results at %s", destination)
-                return
-            raise BatchesError(
-                f"{destination} holds the results of another job "
-                f"({existing.get('job_id') if isinstance(existing, dict) else '?'}); pass "
-                "overwrite=True to replace them, or choose another destination"
-            )
-        for name in file_names(self.options.split_by_type).values():
-            if child(destination, name).exists():
-                raise BatchesError(
-                    f"{child(destination, name)} exists and is not from this job; pass "
-                    "overwrite=True to replace it, or choose another destination"
-                )
-
-    def _check_retention(self) -> None:
-        deadline = retention_deadline(b for a in self.state.attempts for b in a.batches)
-        if deadline is None:
-            return
-        left = deadline - datetime.now(UTC)
-        if left < timedelta(days=self.options.retention_warning_days):
-            self.log.warning(
-                "The results of this job will be deleted by the API at %s (in %s): fetch them "
-                "now; they are kept 29 days from creation",
-                deadline.isoformat(),
-                left,
-            )
-
-
-def _submitted_ids(manifest: Any) -> set[str]:
-    """The batch ids a manifest's job was submitted with (its first attempt, replaced ones
-    included)."""
-    try:
-        first = manifest["attempts"][0]
-        ids = {b["id"] for b in first.get("batches", [])}
-        ids.update(first.get("replaced", []))
-        return ids
-    except (KeyError, IndexError, TypeError, AttributeError):
-        return set()

@@ -7,14 +7,16 @@ requests rejected by pre-flight, and the staged requests of follow-up attempts.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import IO, Any, Protocol
 
 import msgspec
 
+from airflow_batches.api import MessageBatch
 from airflow_batches.jobs._ledger import BatchInfo, JobDescriptor, Ledger, ShardRecord
 from airflow_batches.jobs._prepare import Limits, OnInvalid, Prepared, RequestValidator, prepare
 from airflow_batches.jobs._store import JobStore, atomic_writer, ensure_dir
@@ -197,3 +199,29 @@ def select_range(stream: IO[bytes], first: int, count: int) -> Iterator[tuple[st
             return
         if number > first:
             yield f"line {number}", line
+
+
+def descriptor_for_batches(
+    batches: Sequence[MessageBatch], *, conn_id: str, anthropic_version: str
+) -> JobDescriptor:
+    """A job made of batches created elsewhere (plain batch ids): nothing staged, so nothing
+    to resend and no custom_ids to check against."""
+    identity = hashlib.sha256(",".join(b.id for b in batches).encode()).hexdigest()
+    return JobDescriptor(
+        job_id=job_key(identity),
+        fingerprint=identity,
+        conn_id=conn_id,
+        job_dir="",
+        request_count=sum(b.request_counts.total for b in batches),
+        anthropic_version=anthropic_version,
+        batches=[
+            BatchInfo(
+                id=b.id,
+                request_count=b.request_counts.total,
+                created_at=b.created_at,
+                expires_at=b.expires_at,
+            )
+            for b in batches
+        ],
+        submitted_at=min(b.created_at for b in batches),
+    )

@@ -26,6 +26,7 @@ from airflow_batches.api import (
     RetryPolicy,
     retry_delay,
 )
+from airflow_batches.jobs._adopt import find_orphan
 from airflow_batches.jobs._ledger import Ledger, ShardRecord
 from airflow_batches.jobs._prepare import (
     OnInvalid,
@@ -34,7 +35,7 @@ from airflow_batches.jobs._prepare import (
     Shard,
     iter_shard_body,
 )
-from airflow_batches.jobs._registry import MARGIN, Claim, Intent, Registry, Window
+from airflow_batches.jobs._registry import Claim, Intent, Registry, Window
 from airflow_batches.jobs._staging import (
     LEDGER_FILE,
     REJECTED_FILE,
@@ -312,70 +313,17 @@ class JobSubmitter:
             )
 
     def find_orphan(self, ledger: Ledger, shard: ShardRecord) -> MessageBatch | None:
-        """The batch this shard's earlier create call made, if it can be told apart.
-
-        The list is newest first, so the scan stops at the first batch older than the
-        shard's first window. Candidates: the shard's request count, created within one of
-        its windows (on the server's clock), claimed by no shard of this job nor any job in
-        the registry. Adopted only if it is the single candidate and no rival call (another
-        job's open create of the same size) could have made it; otherwise None, and the
-        candidates are recorded as possible orphans.
-        """
-        clock = self.client.server_clock
-        if shard.windows and not clock.known:
-            self.client.list_page(limit=1)  # the server's time, to read unclocked windows
-        windows = [w.on_server_clock(clock.offset) for w in shard.windows if not w.rejected]
-        if windows:
-            since = min(w.opened for w in windows) - MARGIN
-
-            def made_here(batch: MessageBatch) -> bool:
-                return any(w.contains(batch.created_at) for w in windows)
-        elif shard.intents:  # a ledger from before windows: the old, looser rule
-            since = min(shard.intents) - self.clock_skew
-
-            def made_here(batch: MessageBatch) -> bool:
-                return True
-        else:
-            return None
-        claimed = {s.batch_id for s in ledger.shards if s.batch_id}
-        if self.registry is not None:
-            claimed |= self.registry.claimed()
-        candidates: list[MessageBatch] = []
-        for batch in self.client.list(limit=100):
-            if batch.created_at < since:
-                break
-            if (
-                batch.id not in claimed
-                and batch.request_counts.total == shard.request_count
-                and made_here(batch)
-            ):
-                candidates.append(batch)
-        if not candidates:
-            return None
-        rivals: set[str] = set()
-        if self.registry is not None:
-            for batch in candidates:
-                for rival in self.registry.rivals(
-                    self.job_id, shard.index, shard.request_count, batch.created_at
-                ):
-                    rivals.add(f"{rival.job_id} shard {rival.shard + 1}")
-        if len(candidates) == 1 and not rivals:
-            return candidates[0]
-        self.log.warning(
-            "Shard %d: cannot tell which batch its lost create made: %d unclaimed batch(es) of "
-            "%d requests in its create windows (%s)%s. Paying for a new batch rather than "
-            "risk taking another job's; the candidates are recorded as possible orphans",
-            shard.index + 1,
-            len(candidates),
-            shard.request_count,
-            ", ".join(b.id for b in candidates),
-            f", and calls of other jobs of that size were open then ({', '.join(sorted(rivals))})"
-            if rivals
-            else "",
+        """The batch this shard's earlier create call made, if it can be told apart
+        (``_adopt.find_orphan``)."""
+        return find_orphan(
+            self.client,
+            ledger,
+            shard,
+            registry=self.registry,
+            job_id=self.job_id,
+            clock_skew=self.clock_skew,
+            log=self.log,
         )
-        if self.registry is not None:
-            self.registry.note_orphans(candidates, self.job_id)
-        return None
 
 
 @dataclass

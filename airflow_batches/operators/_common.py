@@ -7,7 +7,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow_batches._compat import ObjectStoragePath, conf
+from airflow_batches._compat import Asset, ObjectStoragePath, conf
 from airflow_batches.jobs._ledger import JobDescriptor, Ledger
 
 if TYPE_CHECKING:
@@ -33,6 +33,21 @@ def storage_path(
     if "://" not in text:
         text = "file://" + text
     return ObjectStoragePath(text, conn_id=conn_id)
+
+
+def default_asset(destination: Any, asset: Asset | bool | None) -> Asset | None:
+    """The Asset a fetch emits: the one given, else one for a destination known at parse time
+    (a templated URI is known only at run time: pass ``asset=`` explicitly), else none."""
+    if isinstance(asset, Asset):
+        return asset
+    if asset is False or destination is None:
+        return None
+    text = str(destination)
+    if "{{" in text or "{%" in text:
+        return None
+    if "://" not in text:
+        text = "file://" + text
+    return Asset(uri=text)
 
 
 def staging_root(

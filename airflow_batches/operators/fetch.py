@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
@@ -19,16 +18,17 @@ from airflow_batches.jobs._fetch import (
     FetchWorkflow,
     Published,
 )
-from airflow_batches.jobs._ledger import BatchInfo, JobDescriptor
+from airflow_batches.jobs._ledger import JobDescriptor
 from airflow_batches.jobs._progress import WaitEvent
 from airflow_batches.jobs._registry import Registry
-from airflow_batches.jobs._staging import LedgerBackend, MemoryLedger, job_key
+from airflow_batches.jobs._staging import LedgerBackend, MemoryLedger, descriptor_for_batches
 from airflow_batches.jobs._store import JobStore
 from airflow_batches.jobs._wait import NOT_FOUND_GRACE, WaitSettings
 from airflow_batches.operators._common import (
     StateStoreLedger,
     coerce_batch_ids,
     coerce_job,
+    default_asset,
     state_store,
     storage_path,
     task_folder,
@@ -104,7 +104,7 @@ class FetchResultsOperator(BatchWaiting, BaseOperator):
         **kwargs: Any,
     ) -> None:
         outlets = list(kwargs.pop("outlets", None) or [])
-        self.asset = self._default_asset(destination, asset)
+        self.asset = default_asset(destination, asset)
         if self.asset is not None and self.asset not in outlets:
             outlets.append(self.asset)
         super().__init__(outlets=outlets, **kwargs)
@@ -134,19 +134,6 @@ class FetchResultsOperator(BatchWaiting, BaseOperator):
         )
         self.cancel_on_kill = cancel_on_kill
 
-    @staticmethod
-    def _default_asset(destination: Any, asset: Asset | bool | None) -> Asset | None:
-        if isinstance(asset, Asset):
-            return asset
-        if asset is False or destination is None:
-            return None
-        text = str(destination)
-        if "{{" in text or "{%" in text:
-            return None  # the URI is known only at run time: pass asset= explicitly
-        if "://" not in text:
-            text = "file://" + text
-        return Asset(uri=text)
-
     @cached_property
     def price_table(self) -> PriceTable:
         source = self.prices
@@ -162,24 +149,8 @@ class FetchResultsOperator(BatchWaiting, BaseOperator):
         hook = MessageBatchesHook(conn_id=self.conn_id or MessageBatchesHook.default_conn_name)
         with hook.get_client() as client:
             batches = [client.retrieve(i) for i in ids]
-        identity = hashlib.sha256(",".join(ids).encode()).hexdigest()
-        return JobDescriptor(
-            job_id=job_key(identity),
-            fingerprint=identity,
-            conn_id=hook.conn_id,
-            job_dir="",
-            request_count=sum(b.request_counts.total for b in batches),
-            anthropic_version=hook.anthropic_version,
-            batches=[
-                BatchInfo(
-                    id=b.id,
-                    request_count=b.request_counts.total,
-                    created_at=b.created_at,
-                    expires_at=b.expires_at,
-                )
-                for b in batches
-            ],
-            submitted_at=min(b.created_at for b in batches),
+        return descriptor_for_batches(
+            batches, conn_id=hook.conn_id, anthropic_version=hook.anthropic_version
         )
 
     # -- the state of the attempts, across deferrals and task tries -------------------------

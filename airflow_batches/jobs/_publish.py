@@ -1,0 +1,173 @@
+"""Publishing a job's final results: to object storage with a manifest, or to XCom.
+
+Every file is written atomically (``_store.atomic_writer``): a failure anywhere (a foreign
+batch, a missing line, a broken download) leaves nothing published under the destination's
+names, and a retry never duplicates lines. A destination is never overwritten silently: only
+the same job's results may be replaced, unless ``overwrite`` is set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import IO, TYPE_CHECKING, Any
+
+from airflow_batches.api import BatchesError, MessageBatch
+from airflow_batches.api._pricing import PriceTable
+from airflow_batches.jobs._ledger import JobDescriptor
+from airflow_batches.jobs._manifest import (
+    MANIFEST_FILE,
+    Manifest,
+    build_manifest,
+    file_names,
+    retention_deadline,
+)
+from airflow_batches.jobs._results import (
+    FileSinks,
+    IncompleteResultsError,
+    LineSink,
+    Reader,
+    ReadStats,
+    XComCollector,
+    stream_final_lines,
+)
+from airflow_batches.jobs._store import JobStore, StoragePath, atomic_writer, child
+from airflow_batches.jobs._tally import ResultTally
+
+if TYPE_CHECKING:
+    from airflow_batches.jobs._fetch import Attempt, FetchOptions
+
+
+@dataclass
+class Published:
+    manifest: Manifest
+    results: list[Any] | None = None
+    """The results themselves when returned in XCom (no destination)."""
+
+
+@dataclass
+class Publisher:
+    """Reads every final line once, through the line checks, into files or XCom."""
+
+    job: JobDescriptor
+    attempts: Sequence[Attempt]
+    known: Mapping[str, MessageBatch]
+    reader: Callable[[], Reader]
+    prices: PriceTable
+    options: FetchOptions
+    log: Any
+
+    def publish(self, destination: StoragePath | None, started_at: datetime) -> Published:
+        self._check_retention()
+        if destination is None:
+            return self._to_xcom(started_at)
+        return self._to_storage(destination, started_at)
+
+    def _read(self, sink: LineSink) -> tuple[ResultTally, ReadStats]:
+        tally = ResultTally(self.prices)
+        reader = self.reader()
+
+        def tee(record: Any, line: bytes) -> None:
+            if record is not None:
+                tally.add(record)
+            sink(record, line)
+
+        stats = stream_final_lines(reader, self.attempts, self.known, tee)
+        return tally, stats
+
+    def _manifest(
+        self,
+        tally: ResultTally,
+        stats: ReadStats,
+        files: dict[str, str],
+        started: datetime,
+        **kw: Any,
+    ) -> Manifest:
+        return build_manifest(
+            job=self.job,
+            attempts=self.attempts,
+            tally=tally,
+            stats=stats,
+            known=self.known,
+            files=files,
+            started_at=started,
+            **kw,
+        )
+
+    def _to_xcom(self, started_at: datetime) -> Published:
+        collector = XComCollector(self.options.max_xcom_bytes)
+        tally, stats = self._read(collector)
+        return Published(self._manifest(tally, stats, {}, started_at), collector.items)
+
+    def _to_storage(self, destination: StoragePath, started_at: datetime) -> Published:
+        self.guard(destination)
+        names = file_names(self.options.split_by_type)
+        with ExitStack() as stack:
+
+            def open_file(key: str) -> IO[bytes]:
+                names.setdefault(key, f"{key}.jsonl")
+                return stack.enter_context(atomic_writer(child(destination, names[key])))
+
+            streams = {key: open_file(key) for key in list(names)}
+            sinks = FileSinks(
+                streams, split_by_type=self.options.split_by_type, open_more=open_file
+            )
+            tally, stats = self._read(sinks)
+            if stats.lines != self.job.request_count:
+                raise IncompleteResultsError(
+                    f"fetched {stats.lines} result line(s) for {self.job.request_count} "
+                    "submitted request(s); nothing was published"
+                )
+        files = {key: str(child(destination, name)) for key, name in names.items()}
+        manifest = self._manifest(tally, stats, files, started_at, destination=str(destination))
+        JobStore(destination).write_json(manifest.to_json(), MANIFEST_FILE)
+        return Published(manifest)
+
+    def guard(self, destination: StoragePath) -> None:
+        """Never overwrite silently: only this job's own results may be replaced."""
+        if self.options.overwrite:
+            return
+        existing = JobStore(destination).read_json(MANIFEST_FILE)
+        if existing is not None:
+            theirs = _submitted_ids(existing)
+            if theirs and set(self.job.batch_ids) <= theirs:
+                self.log.info("Re-publishing this job's results at %s", destination)
+                return
+            raise BatchesError(
+                f"{destination} holds the results of another job "
+                f"({existing.get('job_id') if isinstance(existing, dict) else '?'}); pass "
+                "overwrite=True to replace them, or choose another destination"
+            )
+        for name in file_names(self.options.split_by_type).values():
+            if child(destination, name).exists():
+                raise BatchesError(
+                    f"{child(destination, name)} exists and is not from this job; pass "
+                    "overwrite=True to replace it, or choose another destination"
+                )
+
+    def _check_retention(self) -> None:
+        deadline = retention_deadline(b for a in self.attempts for b in a.batches)
+        if deadline is None:
+            return
+        left = deadline - datetime.now(UTC)
+        if left < timedelta(days=self.options.retention_warning_days):
+            self.log.warning(
+                "The results of this job will be deleted by the API at %s (in %s): fetch them "
+                "now; they are kept 29 days from creation",
+                deadline.isoformat(),
+                left,
+            )
+
+
+def _submitted_ids(manifest: Any) -> set[str]:
+    """The batch ids a manifest's job was submitted with (its first attempt, replaced ones
+    included)."""
+    try:
+        first = manifest["attempts"][0]
+        ids = {b["id"] for b in first.get("batches", [])}
+        ids.update(first.get("replaced", []))
+        return ids
+    except (KeyError, IndexError, TypeError, AttributeError):
+        return set()
