@@ -40,6 +40,7 @@ from airflow_batches.jobs._results import (
 from airflow_batches.jobs._staging import (
     REQUESTS_FILE,
     LedgerBackend,
+    batch_infos,
     job_key,
     select_range,
     select_requests,
@@ -264,20 +265,7 @@ class FetchWorkflow:
                 **self.submitter,
             )
         staged_as = f"{folder}/{job_key(done.prepared.fingerprint)}/{REQUESTS_FILE}"
-        return [
-            BatchInfo(
-                id=s.batch_id or "",
-                request_count=s.request_count,
-                created_at=s.created_at,
-                expires_at=s.expires_at,
-                attempt=attempt,
-                ids_digest=s.ids_digest,
-                adopted=s.adopted,
-                requests_file=staged_as,
-                first=s.first,
-            )
-            for s in done.ledger.shards
-        ]
+        return batch_infos(done.ledger, staged_as)
 
     # -- publishing ------------------------------------------------------------------------
 

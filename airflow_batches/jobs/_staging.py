@@ -140,6 +140,25 @@ class MemoryLedger:
         self.data = ledger.model_dump(mode="json")
 
 
+def batch_infos(ledger: Ledger, requests_file: str | None = None) -> list[BatchInfo]:
+    """What the fetch needs of each shard's batch; ``requests_file`` says where, within the
+    job's folder, the ledger's requests are staged (default: the ledger's own name)."""
+    return [
+        BatchInfo(
+            id=s.batch_id or "",
+            request_count=s.request_count,
+            created_at=s.created_at,
+            expires_at=s.expires_at,
+            attempt=ledger.attempt,
+            ids_digest=s.ids_digest,
+            adopted=s.adopted,
+            requests_file=requests_file or ledger.requests_file,
+            first=s.first,
+        )
+        for s in ledger.shards
+    ]
+
+
 def descriptor_from_ledger(
     ledger: Ledger,
     *,
@@ -158,20 +177,7 @@ def descriptor_from_ledger(
         request_count=ledger.request_count,
         rejected_count=ledger.rejected_count,
         anthropic_version=ledger.anthropic_version,
-        batches=[
-            BatchInfo(
-                id=s.batch_id or "",
-                request_count=s.request_count,
-                created_at=s.created_at,
-                expires_at=s.expires_at,
-                attempt=ledger.attempt,
-                ids_digest=s.ids_digest,
-                adopted=s.adopted,
-                requests_file=ledger.requests_file,
-                first=s.first,
-            )
-            for s in ledger.shards
-        ],
+        batches=batch_infos(ledger),
         submitted_at=submitted_at,
         max_requests_per_batch=limits.max_requests if limits else None,
         max_bytes_per_batch=limits.max_bytes if limits else None,
