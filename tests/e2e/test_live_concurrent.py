@@ -24,12 +24,14 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 DAGS = Path(__file__).parent / "concurrent_dags"
 DAG_ID = "concurrent_jobs"
+API_KEY = "sk-ant-api03-LIVE-never-stored-8d1f0c4e2b"
 
 
 @pytest.fixture(scope="module")
 def live_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningEmulator]:
     data = tmp_path_factory.mktemp("emulator")
-    with serve_emulator(EmulatorConfig(latency=0.05, workers=2), data_dir=data) as emulator:
+    config = EmulatorConfig(latency=0.05, workers=2, workspaces={"default": [API_KEY]})
+    with serve_emulator(config, data_dir=data) as emulator:
         yield emulator
 
 
@@ -45,7 +47,7 @@ def stack(
     conn = {
         "conn_type": "message_batches",
         "host": live_emulator.base_url,
-        "password": live_emulator.api_key,
+        "password": API_KEY,
     }
     env = {
         "AIRFLOW_CONN_MESSAGE_BATCHES_DEFAULT": json.dumps(conn),
@@ -148,3 +150,27 @@ def test_concurrent_runs_never_take_each_others_batches(
         f"adopted across runs 0, results lost 0, extra batches paid {extra}, "
         f"submit tries of the killed run {tries}"
     )
+
+
+def test_the_api_key_is_in_no_row_log_or_file(stack: LiveAirflow, folders: dict[str, Path]) -> None:
+    """After the runs above: the metadata DB (task instances, XCom, triggers, rendered fields,
+    every table), every log and every staged or published file hold no trace of the key."""
+    import sqlite3
+
+    needle = API_KEY.encode()
+    with sqlite3.connect(stack.db_path) as db:
+        tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        assert {"task_instance", "xcom", "trigger", "rendered_task_instance_fields"} <= set(tables)
+        rows = 0
+        for table in tables:
+            for row in db.execute(f'SELECT * FROM "{table}"'):
+                rows += 1
+                assert needle not in repr(row).encode(), f"the key is in table {table}"
+    assert rows > 0
+    scanned = 0
+    for root in (stack.home / "logs", stack.home / "components", *folders.values()):
+        for path in root.rglob("*"):
+            if path.is_file():
+                scanned += 1
+                assert needle not in path.read_bytes(), f"the key is in {path}"
+    assert scanned > 10
