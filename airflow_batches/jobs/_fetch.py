@@ -148,17 +148,16 @@ class FetchWorkflow:
         """Resend failures and replace foreign batches until a wait is due or all is read."""
         while True:
             latest = self.state.latest
-            for info in latest.batches:
-                self.known[info.id] = self.client.retrieve(info.id)
-            pending = [b.id for b in latest.batches if not self.known[b.id].is_ended]
+            pending = self._pending()
             if pending:
-                if latest.number == 1 and not latest.replaced:
-                    shown = ", ".join(f"{i} ({self.known[i].processing_status})" for i in pending)
+                own = [i for i in pending if i in self.job.batch_ids]
+                if own:
+                    shown = ", ".join(f"{i} ({self.known[i].processing_status})" for i in own)
                     raise NotEndedError(
                         f"batch(es) not ended yet: {shown}; results exist only once a batch "
                         "has ended (put a BatchSensor before this task)"
                     )
-                return WaitFor([b.id for b in latest.batches], latest.number)
+                return WaitFor(pending, latest.number)
             o = self.options
             if not o.resubmit_failed or self.staged is None or latest.number >= o.max_attempts:
                 return None
@@ -191,8 +190,22 @@ class FetchWorkflow:
             self.state.attempts.append(Attempt(number=number, batches=batches))
             self.save_state(self.state)
 
+    def _pending(self) -> list[str]:
+        """The batches of every attempt not known to have ended (each retrieved afresh)."""
+        pending = []
+        for attempt in self.state.attempts:
+            for info in attempt.batches:
+                known = self.known.get(info.id)
+                if known is None or not known.is_ended:
+                    self.known[info.id] = known = self.client.retrieve(info.id)
+                if not known.is_ended:
+                    pending.append(info.id)
+        return pending
+
     def replace(self, exc: ForeignResultsError) -> None:
         """Send again the job's own requests of a batch whose results are not the job's."""
+        if self.staged is None:
+            raise exc
         attempt, info = self._find(exc.batch_id)
         self.log.error(
             "%s. Job %s: sending the %d request(s) of that batch again as a new batch; the "
@@ -202,8 +215,6 @@ class FetchWorkflow:
             info.request_count,
             info.id,
         )
-        if self.staged is None:
-            raise exc
         new = self._send(
             functools.partial(select_range, first=info.first, count=info.request_count),
             info.requests_file or REQUESTS_FILE,
@@ -271,10 +282,9 @@ class FetchWorkflow:
 
     def publish(self, destination: StoragePath | None, started_at: datetime) -> WaitFor | Published:
         """Write the final lines and the manifest (or collect them for XCom)."""
-        for attempt in self.state.attempts:
-            for info in attempt.batches:
-                if info.id not in self.known:
-                    self.known[info.id] = self.client.retrieve(info.id)
+        pending = self._pending()
+        if pending:
+            return WaitFor(pending, self.state.latest.number)
         publisher = Publisher(
             self.job,
             self.state.attempts,
@@ -289,8 +299,7 @@ class FetchWorkflow:
                 return publisher.publish(destination, started_at)
             except ForeignResultsError as exc:
                 self.replace(exc)
-                latest = self.state.latest
-                return WaitFor([b.id for b in latest.batches], latest.number)
+                return WaitFor(self._pending(), self.state.latest.number)
             except ResultsChangedError as exc:
                 if tries == PUBLISH_TRIES:
                     raise

@@ -40,7 +40,9 @@ def test_a_foreign_batch_is_replaced_by_the_jobs_own_requests(
     assert result.state == "success", result.states
     out = capfd.readouterr().out
     assert f"batch {theirs} does not hold the requests job {mine['job_id']}" in out
-    lines = [json.loads(x) for x in (dag_runner.results / "results.jsonl").read_bytes().splitlines()]
+    lines = [
+        json.loads(x) for x in (dag_runner.results / "results.jsonl").read_bytes().splitlines()
+    ]
     assert sorted(x["custom_id"] for x in lines) == [f"mine{i}" for i in range(5)]
     manifest = json.loads((dag_runner.results / "manifest.json").read_text())
     assert manifest["attempts"][0]["replaced"] == [theirs]
