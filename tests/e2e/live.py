@@ -334,8 +334,8 @@ class LiveAirflow:
         """Shut a component down as a deployment would (SIGTERM, then SIGKILL after ``grace``)."""
         comp = self._component(name)
         self._down.add(name)
-        self._observe_processes()
-        self.seen_processes |= stop([comp.popen], grace=grace, family=self.seen_processes)
+        # Only this component's processes: the rest of the stack keeps running.
+        self.seen_processes |= stop([comp.popen], grace=grace)
 
     def start_component(self, name: str) -> None:
         """Start a stopped or killed component again, with the same name and settings."""
