@@ -73,8 +73,10 @@ def trigger_kwargs(pg: Postgres, fernet_key: str) -> list[dict[str, Any]]:
 
 
 def scan_triggers(triggers: Iterable[dict[str, Any]], secret: str) -> Findings:
-    findings = Findings("trigger rows (kwargs decrypted)")
-    for row in triggers:
+    rows = list(triggers)
+    plain = sum(1 for row in rows if not row["encrypted"])
+    findings = Findings(f"trigger rows (kwargs decrypted; {plain} stored unencrypted)")
+    for row in rows:
         findings.looked += 1
         if secret in json.dumps(row):
             findings.found.append(f"trigger {row['id']} ({row['classpath']})")
