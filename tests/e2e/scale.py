@@ -22,6 +22,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from tests.e2e.distributed import DistributedStack
@@ -51,9 +52,11 @@ class Figures:
     retries_by_task: dict[str, int] = field(default_factory=dict)
     killed_worker: str = ""
     killed_in_create: list[str] = field(default_factory=list)
+    kill_recovery_seconds: float = 0.0
     restarted_triggerer: str = ""
     waits_on_restarted: int = 0
     waits_moved: int = 0
+    restart_recovery_seconds: float = 0.0
     batches_created: int = 0
     create_calls: int = 0
     batches_named: int = 0
@@ -79,9 +82,11 @@ class Figures:
             f"runs succeeded          : {self.runs_succeeded}/{self.runs}"
             f" (task retries: {self.task_retries}{'; ' + retries if retries else ''})",
             f"worker killed           : {self.killed_worker} with"
-            f" {len(self.killed_in_create)} submit(s) inside create: {self.killed_in_create}",
+            f" {len(self.killed_in_create)} submit(s) inside create: {self.killed_in_create};"
+            f" they succeeded {self.kill_recovery_seconds:.0f} s after the kill",
             f"triggerer restarted     : {self.restarted_triggerer} holding"
-            f" {self.waits_on_restarted} wait(s); {self.waits_moved} resumed on a new triggerer",
+            f" {self.waits_on_restarted} wait(s); {self.waits_moved} started again by a new"
+            f" triggerer job within {self.restart_recovery_seconds:.0f} s",
             f"batches created         : {self.batches_created} ({self.create_calls} create calls)"
             f" against {self.batches_named} named by the runs: duplicates {self.duplicates}"
             + (f" (never read: {self.orphans})" if self.orphans else ""),
@@ -124,6 +129,7 @@ class ScaleScenario:
         self.figures = Figures(runs=runs)
         self.trigger_snapshot: list[dict[str, Any]] = []
         self._began = 0.0
+        self._killed_at: datetime | None = None
         self._mark = 0.0
 
     # ------------------------------------------------------------------ the run
@@ -204,6 +210,7 @@ class ScaleScenario:
                     + self.af.component_logs_tail()
                 )
             time.sleep(0.3)
+        self._killed_at = datetime.now(UTC)
         self.af.kill_component(worker)
         self.figures.killed_worker = worker
         self.figures.killed_in_create = sorted(in_create[worker])
@@ -245,6 +252,7 @@ class ScaleScenario:
         self.figures.restarted_triggerer = target
         self.figures.waits_on_restarted = len(by_host[target])
         self.log(f"[scale] restarting {target} (job {old_job}), holding {len(by_host[target])}")
+        restarted = time.monotonic()
         self.af.restart_component(target)
         self.af.wait_ready()
         moved_from = {(ti["dag_run_id"], ti["task_id"]) for ti in by_host[target]}
@@ -257,6 +265,7 @@ class ScaleScenario:
                 if self._trigger_jobs(run_id, task_id) - {old_job}
             )
             if moved == len(moved_from):
+                self.figures.restart_recovery_seconds = time.monotonic() - restarted
                 break
             if time.monotonic() > deadline:
                 break  # the figures say how many moved; the run states say if they ended
@@ -304,6 +313,15 @@ class ScaleScenario:
         for ti in self.af.task_instances_all(DAG_ID):
             retries[ti["task_id"]] += max(0, int(ti["try_number"]) - 1)
         f.retries_by_task = dict(retries)
+        ends = [
+            datetime.fromisoformat(ti["end_date"])
+            for ti in self.af.task_instances_all(DAG_ID)
+            if f"{ti['dag_run_id']}/{ti['task_id']}" in f.killed_in_create
+            and ti["state"] == "success"
+            and ti["end_date"]
+        ]
+        if self._killed_at is not None and len(ends) == len(f.killed_in_create):
+            f.kill_recovery_seconds = (max(ends) - self._killed_at).total_seconds()
         f.task_retries = sum(retries.values())
 
         admin = self.stack.emulator.admin
