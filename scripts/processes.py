@@ -20,7 +20,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -243,3 +243,19 @@ def kill_family(popen: subprocess.Popen[bytes]) -> set[ProcessId]:
             os.kill(proc.pid, signal.SIGKILL)
     wait_gone([popen], family, 10.0)
     return family
+
+
+def wait_for_signal(check: Callable[[], None] | None = None, *, interval: float = 1.0) -> None:
+    """Block until SIGINT (Ctrl-C) or SIGTERM; ``check`` runs meanwhile and may raise."""
+    stopping = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    while not stopping:
+        if check is not None:
+            check()
+        time.sleep(interval)

@@ -37,7 +37,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # `python scripts/services.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scripts.processes import free_port, spawn, stop, wait_for_port
+from scripts.processes import free_port, spawn, stop, wait_for_port, wait_for_signal
 
 # Where Debian puts the server binaries (they are not on PATH); overridable for other systems.
 PG_BINDIR_ENV = "AIRFLOW_BATCHES_PG_BINDIR"
@@ -281,27 +281,17 @@ class Postgres:
 
     def psql(self, sql: str, *, timeout: float = 60.0) -> str:
         """Run ``sql`` and return psql's unaligned, tuples-only output."""
-        bindir = postgres_bindir()
-        assert bindir is not None
-        done = subprocess.run(
-            [str(bindir / "psql"), "-qAt", "-v", "ON_ERROR_STOP=1", "-c", sql],
-            env=self.psql_env(),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"psql failed: {done.stderr.strip()}")
-        return done.stdout
+        return self._tool("psql", ["-qAt", "-v", "ON_ERROR_STOP=1", "-c", sql], timeout)
 
     def dump(self, *, timeout: float = 300.0) -> str:
         """Every row of every table, as ``pg_dump --data-only`` prints it."""
+        return self._tool("pg_dump", ["--data-only", "--no-owner"], timeout)
+
+    def _tool(self, name: str, args: Sequence[str], timeout: float) -> str:
         bindir = postgres_bindir()
         assert bindir is not None
         done = subprocess.run(
-            [str(bindir / "pg_dump"), "--data-only", "--no-owner"],
+            [str(bindir / name), *args],
             env=self.psql_env(),
             stdin=subprocess.DEVNULL,
             capture_output=True,
@@ -310,7 +300,7 @@ class Postgres:
             check=False,
         )
         if done.returncode != 0:
-            raise RuntimeError(f"pg_dump failed: {done.stderr.strip()}")
+            raise RuntimeError(f"{name} failed: {done.stderr.strip()}")
         return done.stdout
 
     def stop(self) -> None:
@@ -464,21 +454,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"PostgreSQL: {services.postgres.url()}")
         print(f"Redis:      {services.redis.url()}")
         print(f"data:       {services.root}  (Ctrl-C stops both and deletes it)")
-        _wait_for_signal()
+        wait_for_signal()
     return 0
-
-
-def _wait_for_signal() -> None:
-    stopping = False
-
-    def on_signal(signum: int, frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    while not stopping:
-        time.sleep(0.2)
 
 
 if __name__ == "__main__":

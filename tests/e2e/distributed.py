@@ -23,7 +23,6 @@ import argparse
 import contextlib
 import os
 import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -32,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from scripts.processes import wait_for_signal
 from scripts.services import Services, running_services
 from tests.e2e.hostnames.e2e_hostname import ENV as HOSTNAME_ENV
 from tests.e2e.live import KEEP_HOME_ENV, ComponentSpec, LiveAirflow, LiveAirflowError
@@ -282,23 +282,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"emulator           : {stack.emulator.base_url}  (admin: /_emulator/stats)")
         print(f"logs               : {af.home}/components, {af.home}/<component>/logs")
         print("Ctrl-C stops everything.")
-        _wait_for_signal(af)
+        wait_for_signal(af.check_components)
     print("Stopped.")
     return 0
-
-
-def _wait_for_signal(af: DistributedAirflow) -> None:
-    stopping = False
-
-    def on_signal(signum: int, frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    while not stopping:
-        af.check_components()
-        time.sleep(1.0)
 
 
 if __name__ == "__main__":

@@ -3,8 +3,9 @@ restarted; then the figures that say what it cost.
 
 1. Every run of ``scale_jobs`` (tests/e2e/scale_dags) starts at once. The emulator holds every
    create answer back (``rate_slow``) and processes nothing yet (``paused``).
-2. As soon as a worker runs submit tasks that are inside their create call, that worker is
-   SIGKILLed with all its processes (a machine lost); it comes back a few seconds later.
+2. As soon as a worker runs submit tasks that are inside their create call (intent saved,
+   create sent, answer held back), that worker is SIGKILLed with all its processes (a machine
+   lost); it comes back at once.
    Airflow fails its tasks after the heartbeat timeout and retries them.
 3. When every sensor is deferred, the triggerer holding most of them is restarted; the test
    waits until their waits run again on a triggerer.
@@ -31,6 +32,8 @@ from tests.e2e.live import LiveAirflowError
 DAG_ID = "scale_jobs"
 JOBS = ("inline", "file", "resub")
 FILE_REQUESTS = 40
+# What SubmitBatchOperator logs between writing a shard's intent and sending its create.
+_CREATING = "creating a batch of"
 # Airflow's block watchdog (the trigger runner's event loop), logged past 0.2 s by default.
 _BLOCKED = re.compile(r"Triggerer's async thread was blocked for ([0-9.]+) seconds")
 
@@ -184,8 +187,10 @@ class ScaleScenario:
             if not ti["task_id"].startswith("submit_") or ti["hostname"] not in self.workers:
                 continue
             text = self.af.task_log(DAG_ID, ti["dag_run_id"], ti["task_id"], ti["try_number"])
-            # Validated, so it is in the intent/create step (its answer held back for seconds).
-            if "Validated" in text and "in batch(es)" not in text:
+            shard_lines = [line for line in text.splitlines() if "Shard " in line]
+            # The submit logs this after saving the intent, right before the create call,
+            # whose answer the emulator now holds back for seconds.
+            if shard_lines and _CREATING in shard_lines[-1]:
                 found[ti["hostname"]].append(f"{ti['dag_run_id']}/{ti['task_id']}")
         return found
 
