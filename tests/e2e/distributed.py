@@ -275,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         af = stack.airflow
         print(f"Airflow UI and API : {af.base_url}  (every user is admin)")
         print(f"DAGs folder        : {af.dags_folder}")
-        print(f"components         : {', '.join(af._procs)}")
+        print(f"components         : {', '.join(af.component_names)}")
         print(f"PostgreSQL         : {stack.services.postgres.url()}")
         print(f"Redis (broker)     : {stack.services.redis.url()}")
         print(f"S3 (moto)          : {stack.s3.endpoint}, bucket {bucket}, conn {S3_CONN_ID}")

@@ -191,6 +191,11 @@ class LiveAirflow:
         return self.home / "airflow.db"
 
     @property
+    def component_names(self) -> list[str]:
+        """The components started so far, in start order."""
+        return list(self._procs)
+
+    @property
     def env(self) -> dict[str, str]:
         """The environment every component runs with (e.g. for :meth:`cli`)."""
         return dict(self._env)

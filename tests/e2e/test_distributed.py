@@ -47,7 +47,7 @@ def test_concurrent_runs_survive_a_lost_worker_and_a_triggerer_restart(
     show(f"\n[scale] {RUNS} concurrent runs x 3 jobs on the distributed stack")
     with distributed_stack(DAGS, env=env, emulator_config=EMULATOR) as stack:
         af = stack.airflow
-        show(f"[scale] stack up in {af.startup_seconds:.0f} s: {', '.join(af._procs)}")
+        show(f"[scale] stack up in {af.startup_seconds:.0f} s: {', '.join(af.component_names)}")
         scenario = ScaleScenario(stack, runs=RUNS, sizes=SIZES, log=show)
         try:
             figures = scenario.run(timeout=600 + 60 * RUNS)
