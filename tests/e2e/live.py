@@ -25,14 +25,11 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import ctypes
 import json
 import os
 import re
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -41,9 +38,35 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, NamedTuple
+from typing import Any
+
+from scripts.processes import (
+    ProcessId,
+    alive,
+    free_port,
+    is_alive,
+    kill_family,
+    process_family,
+    spawn,
+    stop,
+)
+from tests.e2e.logs import indent, log_events, render_log, tail
+
+__all__ = [
+    "ALL_COMPONENTS",
+    "KEEP_HOME_ENV",
+    "ApiError",
+    "ComponentSpec",
+    "LiveAirflow",
+    "LiveAirflowError",
+    "ProcessId",
+    "alive",
+    "is_alive",
+    "live_airflow",
+    "render_log",
+]
 
 ALL_COMPONENTS: tuple[str, ...] = ("api-server", "scheduler", "dag-processor", "triggerer")
 RUN_TERMINAL_STATES = frozenset({"success", "failed"})
@@ -57,16 +80,10 @@ _HEALTH_KEYS = {
     "triggerer": "triggerer",
     "dag-processor": "dag_processor",
 }
-_PR_SET_PDEATHSIG = 1
 # The triggerer logs this (into the task's ``*.log.trigger.*.log`` file) right before it starts
 # running a trigger; nothing but a triggerer process writes it.
 _TRIGGER_START = re.compile(r"^trigger .+ \(ID \d+\) starting$")
 _ON_KILL_INVOKED = "Trigger cancelled by user action, invoking on_kill"
-# Fields every task-log line carries; they only add noise to a rendered log.
-_LOG_NOISE_KEYS = frozenset(
-    {"timestamp", "level", "event", "logger", "filename", "lineno", "dag_id", "task_id"}
-    | {"run_id", "try_number", "ti_id", "map_index"}
-)
 
 
 class LiveAirflowError(RuntimeError):
@@ -79,163 +96,26 @@ class ApiError(LiveAirflowError):
         self.status = status
 
 
-class ProcessId(NamedTuple):
-    """A process, told apart from a later one that reuses its pid by its start time."""
-
-    pid: int
-    start_ticks: int
-
-
 @dataclass(frozen=True)
-class _Stat:
-    state: str
-    ppid: int
-    session: int
-    start_ticks: int
+class ComponentSpec:
+    """One process of the stack: ``airflow <args>``, with ``env`` on top of the stack's.
 
-
-def _stat(pid: int) -> _Stat | None:
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-        # The command name (field 2) may contain spaces and parentheses; everything after the
-        # last ")" is plain space-separated fields, starting with field 3.
-        fields = raw[raw.rindex(")") + 2 :].split()
-        return _Stat(
-            state=fields[0],
-            ppid=int(fields[1]),
-            session=int(fields[3]),
-            start_ticks=int(fields[19]),
-        )
-    except (OSError, ValueError, IndexError):
-        # The process exited while we looked.
-        return None
-
-
-def _has_proc() -> bool:
-    return Path("/proc/self/stat").exists()
-
-
-def is_alive(proc: ProcessId) -> bool:
-    """True while ``proc`` runs; zombies count as gone (only their exit status is left)."""
-    if _has_proc():
-        st = _stat(proc.pid)
-        return st is not None and st.state != "Z" and st.start_ticks == proc.start_ticks
-    try:
-        os.kill(proc.pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def alive(procs: Iterable[ProcessId]) -> set[ProcessId]:
-    """The members of ``procs`` that are still running."""
-    return {p for p in procs if is_alive(p)}
-
-
-def _process_family(leaders: Iterable[int]) -> set[ProcessId]:
-    """Every living process that belongs to the leaders' sessions or descends from them.
-
-    Each component starts in a session of its own. Sessions survive re-parenting, so they still
-    find a grandchild whose parent died; the parent links catch the rare child that started a
-    session of its own (e.g. a subprocess started with ``start_new_session``).
+    ``kind`` is what it is (``"triggerer"``) when ``name`` tells several apart
+    (``"triggerer-2"``); ``home`` is its own ``AIRFLOW_HOME`` (default: the stack's).
     """
-    leaders = set(leaders)
-    if not _has_proc():
-        return {ProcessId(pid, 0) for pid in leaders if is_alive(ProcessId(pid, 0))}
-    stats: dict[int, _Stat] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and (st := _stat(int(entry))) is not None and st.state != "Z":
-            stats[int(entry)] = st
-    family = {pid for pid, st in stats.items() if st.session in leaders or pid in leaders}
-    grew = True
-    while grew:
-        found = {pid for pid, st in stats.items() if st.ppid in family} - family
-        family |= found
-        grew = bool(found)
-    return {ProcessId(pid, stats[pid].start_ticks) for pid in family}
 
-
-def _load_prctl() -> Any:
-    if sys.platform != "linux":
-        return None
-    try:
-        return ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-
-
-# Resolved before any fork: loading a library in the forked child is not safe.
-_PRCTL = _load_prctl()
-
-
-def _die_with_parent() -> None:
-    # Runs in the child between fork and exec. If the test process is killed outright (a CI
-    # timeout, SIGKILL), the component gets SIGTERM and takes its own children down with it,
-    # instead of living on as an orphan. The signal fires when the *thread* that started the
-    # component ends, so stacks must be started from a thread that outlives them (the main one).
-    if _PRCTL is not None:
-        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _tail(text: str, lines: int) -> str:
-    return "\n".join(text.splitlines()[-lines:])
-
-
-def _indent(text: str) -> str:
-    return "\n".join(f"    {line}" for line in text.splitlines()) or "    <empty>"
-
-
-def render_log(text: str) -> str:
-    """Turn Airflow's JSON-lines task log into one readable line per record."""
-    out = []
-    for line in text.splitlines():
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            out.append(line)
-            continue
-        if not isinstance(rec, dict):
-            out.append(line)
-            continue
-        extras = " ".join(
-            f"{key}={value if isinstance(value, str) else json.dumps(value, default=str)}"
-            for key, value in rec.items()
-            if key not in _LOG_NOISE_KEYS
-        )
-        logger = f"[{rec['logger']}] " if rec.get("logger") else ""
-        parts = [
-            str(rec.get("timestamp", "")),
-            str(rec.get("level", "")),
-            logger + str(rec.get("event", "")),
-        ]
-        out.append(" ".join(p for p in parts if p) + (f" {extras}" if extras else ""))
-    return "\n".join(out)
-
-
-def _log_events(text: str) -> list[str]:
-    events = []
-    for line in text.splitlines():
-        with contextlib.suppress(ValueError):
-            rec = json.loads(line)
-            if isinstance(rec, dict) and isinstance(rec.get("event"), str):
-                events.append(rec["event"])
-    return events
+    name: str
+    args: tuple[str, ...]
+    kind: str = ""
+    env: Mapping[str, str] = field(default_factory=dict)
+    home: Path | None = None
 
 
 @dataclass
 class _Component:
-    name: str
+    spec: ComponentSpec
     popen: subprocess.Popen[bytes]
     log_path: Path
-    log_file: IO[bytes]
 
 
 class LiveAirflow:
@@ -251,7 +131,12 @@ class LiveAirflow:
         when a test must prove that a trigger is importable from the *installed* package.
     :param parallelism: ``[core] parallelism``; LocalExecutor starts this many worker processes.
     :param startup_timeout: seconds to wait for every component to report healthy.
+
+    Subclasses run other stacks (``tests/e2e/distributed.py``) by overriding
+    :meth:`component_specs`, :meth:`_stack_env` and :meth:`_not_ready`.
     """
+
+    home_prefix = "airflow-batches-live-"
 
     def __init__(
         self,
@@ -273,7 +158,7 @@ class LiveAirflow:
             raise ValueError(f"DAGs folder {self.dags_folder} does not exist")
         self.components = tuple(components)
         self.airflow_bin = Path(sys.executable).parent / "airflow"
-        self.home = Path(tempfile.mkdtemp(prefix="airflow-batches-live-"))
+        self.home = Path(tempfile.mkdtemp(prefix=self.home_prefix))
         self.port = 0
         self.startup_seconds: float | None = None
         self.seen_processes: set[ProcessId] = set()
@@ -282,6 +167,8 @@ class LiveAirflow:
         self._parallelism = parallelism
         self._startup_timeout = startup_timeout
         self._procs: dict[str, _Component] = {}
+        # Components stopped or killed on purpose: not a failure of the stack.
+        self._down: set[str] = set()
         self._env: dict[str, str] = {}
         self._started = False
         self._stopped = False
@@ -304,6 +191,11 @@ class LiveAirflow:
         return self.home / "airflow.db"
 
     @property
+    def component_names(self) -> list[str]:
+        """The components started so far, in start order."""
+        return list(self._procs)
+
+    @property
     def env(self) -> dict[str, str]:
         """The environment every component runs with (e.g. for :meth:`cli`)."""
         return dict(self._env)
@@ -318,11 +210,11 @@ class LiveAirflow:
                 raise LiveAirflowError(
                     f"no airflow executable next to the interpreter: {self.airflow_bin}"
                 )
-            self.port = _free_port()
+            self.port = free_port()
             self._env = self._build_env()
             self.cli("db", "migrate", timeout=180)
-            for name in self.components:
-                self._spawn(name)
+            for spec in self.component_specs():
+                self._spawn(spec)
             self._wait_healthy(began + self._startup_timeout)
         except BaseException:
             self.stop()
@@ -340,27 +232,33 @@ class LiveAirflow:
             return
         self._stopped = True
         self._observe_processes()
-        for comp in self._procs.values():
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(comp.popen.pid, signal.SIGTERM)
-        if not self._wait_gone(grace):
-            for comp in self._procs.values():
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(comp.popen.pid, signal.SIGKILL)
-            for proc in alive(self.seen_processes):
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(proc.pid, signal.SIGKILL)
-            self._wait_gone(5.0)
-        for comp in self._procs.values():
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                comp.popen.wait(timeout=5)
-            comp.log_file.close()
+        self.seen_processes |= stop(
+            [c.popen for c in self._procs.values()], grace=grace, family=self.seen_processes
+        )
         if not os.environ.get(KEEP_HOME_ENV):
             shutil.rmtree(self.home, ignore_errors=True)
 
     def leftover_processes(self) -> set[ProcessId]:
         """Processes of this stack that are still running (empty after a clean :meth:`stop`)."""
         return alive(self.seen_processes)
+
+    def component_specs(self) -> list[ComponentSpec]:
+        """The processes this stack runs, in start order."""
+        args = {
+            "api-server": ("api-server", "--host", "127.0.0.1", "--port", str(self.port)),
+            # Logs are read from local files, so nothing needs the log-serving side ports.
+            "scheduler": ("scheduler", "--skip-serve-logs"),
+            "triggerer": ("triggerer", "--skip-serve-logs"),
+            "dag-processor": ("dag-processor",),
+        }
+        return [ComponentSpec(name, args[name], kind=name) for name in self.components]
+
+    def _stack_env(self) -> dict[str, str]:
+        """The executor and database settings: LocalExecutor on SQLite."""
+        return {
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.db_path}",
+        }
 
     def _build_env(self) -> dict[str, str]:
         # Inherit nothing Airflow-specific: the test session's own AIRFLOW_HOME, a developer's
@@ -372,7 +270,6 @@ class LiveAirflow:
                 "AIRFLOW_HOME": str(self.home),
                 "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
                 "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-                "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
                 "AIRFLOW__CORE__PARALLELISM": str(self._parallelism),
                 "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
                 "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api_url}/execution/",
@@ -382,7 +279,6 @@ class LiveAirflow:
                 # Lets the REST calls below through without a login.
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
                 "AIRFLOW__CORE__FERNET_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
-                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.db_path}",
                 "AIRFLOW__API__HOST": "127.0.0.1",
                 "AIRFLOW__API__PORT": str(self.port),
                 "AIRFLOW__API__BASE_URL": api_url,
@@ -396,6 +292,7 @@ class LiveAirflow:
                 "PYTHONUNBUFFERED": "1",
                 # Parsing the DAGs folder must not drop __pycache__ into the source tree.
                 "PYTHONDONTWRITEBYTECODE": "1",
+                **self._stack_env(),
             }
         )
         # A CI proxy must not intercept the workers' calls to the local execution API.
@@ -408,77 +305,87 @@ class LiveAirflow:
         env.update(self._extra_env)
         return env
 
-    def _spawn(self, name: str) -> None:
-        args = {
-            "api-server": ["api-server", "--host", "127.0.0.1", "--port", str(self.port)],
-            # Logs are read from local files, so nothing needs the log-serving side ports.
-            "scheduler": ["scheduler", "--skip-serve-logs"],
-            "triggerer": ["triggerer", "--skip-serve-logs"],
-            "dag-processor": ["dag-processor"],
-        }[name]
-        log_dir = self.home / "components"
-        log_dir.mkdir(exist_ok=True)
-        log_path = log_dir / f"{name}.log"
-        log_file = log_path.open("wb")
-        try:
-            popen = subprocess.Popen(
-                [str(self.airflow_bin), *args],
-                env=self._env,
-                cwd=self.home,
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=_die_with_parent,
-            )
-        except BaseException:
-            log_file.close()
-            raise
-        self._procs[name] = _Component(name, popen, log_path, log_file)
+    def _spawn(self, spec: ComponentSpec) -> None:
+        home = spec.home or self.home
+        home.mkdir(parents=True, exist_ok=True)
+        env = {**self._env, **spec.env, "AIRFLOW_HOME": str(home)}
+        log_path = self.home / "components" / f"{spec.name}.log"
+        popen = spawn([str(self.airflow_bin), *spec.args], log_path=log_path, env=env, cwd=home)
+        self._procs[spec.name] = _Component(spec, popen, log_path)
+        self._down.discard(spec.name)
 
     def _observe_processes(self) -> None:
         if self._procs:
-            self.seen_processes |= _process_family(c.popen.pid for c in self._procs.values())
+            self.seen_processes |= process_family(c.popen.pid for c in self._procs.values())
 
-    def _wait_gone(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while True:
-            for comp in self._procs.values():
-                comp.popen.poll()  # reap, so a finished leader is not counted as a zombie
-            if not alive(self.seen_processes) and all(
-                c.popen.returncode is not None for c in self._procs.values()
-            ):
-                return True
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.1)
+    def _component(self, name: str) -> _Component:
+        comp = self._procs.get(name)
+        if comp is None:
+            raise ValueError(f"no component {name!r}; the stack runs {sorted(self._procs)}")
+        return comp
+
+    def kill_component(self, name: str) -> set[ProcessId]:
+        """SIGKILL a component and every process of its at once, as if its machine died.
+
+        Returns the processes killed. Start it again with :meth:`start_component`.
+        """
+        comp = self._component(name)
+        self._down.add(name)
+        killed = kill_family(comp.popen)
+        self.seen_processes |= killed
+        return killed
+
+    def stop_component(self, name: str, *, grace: float = 30.0) -> None:
+        """Shut a component down as a deployment would (SIGTERM, then SIGKILL after ``grace``)."""
+        comp = self._component(name)
+        self._down.add(name)
+        # Only this component's processes: the rest of the stack keeps running.
+        self.seen_processes |= stop([comp.popen], grace=grace)
+
+    def start_component(self, name: str) -> None:
+        """Start a stopped or killed component again, with the same name and settings."""
+        comp = self._component(name)
+        if comp.popen.poll() is None:
+            raise LiveAirflowError(f"{name} is still running (pid {comp.popen.pid})")
+        self._spawn(comp.spec)
+
+    def restart_component(self, name: str, *, grace: float = 30.0) -> None:
+        self.stop_component(name, grace=grace)
+        self.start_component(name)
 
     def check_components(self) -> None:
-        """Raise with the component's log if any component has exited."""
+        """Raise with the component's log if any component has exited (unless on purpose)."""
         self._observe_processes()
-        for comp in self._procs.values():
+        for name, comp in self._procs.items():
             code = comp.popen.poll()
-            if code is not None:
+            if code is not None and name not in self._down:
                 raise LiveAirflowError(
-                    f"Airflow {comp.name} exited with code {code}.\n"
-                    f"--- {comp.name} log (tail) ---\n{_tail(self.component_log(comp.name), 60)}"
+                    f"Airflow {name} exited with code {code}.\n"
+                    f"--- {name} log (tail) ---\n{tail(self.component_log(name), 60)}"
                 )
 
-    def _wait_healthy(self, deadline: float) -> None:
+    def _not_ready(self) -> str | None:
+        """Why the stack is not ready yet, or None once every component reports healthy."""
         wanted = ["metadatabase", *(_HEALTH_KEYS[c] for c in self.components if c in _HEALTH_KEYS)]
-        health: Any = None
+        try:
+            health = self.api("GET", "monitor/health", timeout=5)
+        except (OSError, LiveAirflowError, ValueError) as exc:
+            return f"/monitor/health: {exc}"
+        if isinstance(health, dict) and all(
+            (health.get(key) or {}).get("status") == "healthy" for key in wanted
+        ):
+            return None
+        return f"waiting for {wanted}; last /monitor/health: {health}"
+
+    def _wait_healthy(self, deadline: float) -> None:
         while True:
             self.check_components()
-            with contextlib.suppress(OSError, LiveAirflowError, ValueError):
-                health = self.api("GET", "monitor/health", timeout=5)
-            if isinstance(health, dict) and all(
-                (health.get(key) or {}).get("status") == "healthy" for key in wanted
-            ):
+            reason = self._not_ready()
+            if reason is None:
                 return
             if time.monotonic() > deadline:
                 raise LiveAirflowError(
-                    f"Airflow stack not healthy within {self._startup_timeout:.0f}s "
-                    f"(waiting for {wanted}); last /monitor/health: {health}\n"
+                    f"Airflow stack not ready within {self._startup_timeout:.0f}s ({reason})\n"
                     + self.component_logs_tail()
                 )
             time.sleep(0.5)
@@ -546,8 +453,8 @@ class LiveAirflow:
         if done.returncode != 0:
             raise LiveAirflowError(
                 f"`airflow {' '.join(args)}` exited with {done.returncode}\n"
-                f"--- stdout ---\n{_tail(done.stdout, 40)}\n"
-                f"--- stderr ---\n{_tail(done.stderr, 40)}"
+                f"--- stdout ---\n{tail(done.stdout, 40)}\n"
+                f"--- stderr ---\n{tail(done.stderr, 40)}"
             )
         return done
 
@@ -584,7 +491,7 @@ class LiveAirflow:
                     f"DAG {dag_id!r} not parsed from {self.dags_folder} within {timeout:.0f}s.\n"
                     f"Import errors: {json.dumps(errors, indent=2)}\n"
                     f"--- dag-processor log (tail) ---\n"
-                    f"{_tail(self.component_log('dag-processor'), 40)}"
+                    f"{tail(self.component_log('dag-processor'), 40)}"
                 )
             time.sleep(0.5)
 
@@ -757,12 +664,12 @@ class LiveAirflow:
     def trigger_ran(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> bool:
         """True if a triggerer process started running the task's trigger."""
         text = self.trigger_log(dag_id, run_id, task_id, try_number, raw=True)
-        return any(_TRIGGER_START.match(event) for event in _log_events(text))
+        return any(_TRIGGER_START.match(event) for event in log_events(text))
 
     def on_kill_invoked(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> bool:
         """True if the triggerer cancelled the task's trigger as a user action, calling on_kill."""
         text = self.trigger_log(dag_id, run_id, task_id, try_number, raw=True)
-        return _ON_KILL_INVOKED in _log_events(text)
+        return _ON_KILL_INVOKED in log_events(text)
 
     def wait_for_trigger_start(
         self, dag_id: str, run_id: str, task_id: str, try_number: int = 1, *, timeout: float = 60.0
@@ -811,10 +718,25 @@ class LiveAirflow:
 
     # ------------------------------------------------------------------ logs
 
-    def _ti_log_dir(self, dag_id: str, run_id: str, task_id: str, map_index: int) -> Path:
+    def log_folders(self) -> list[Path]:
+        """Every ``[logging] base_log_folder`` of the stack (one per home)."""
+        homes = {c.spec.home or self.home for c in self._procs.values()} or {self.home}
+        return sorted(home / "logs" for home in homes)
+
+    def _ti_log_dirs(self, dag_id: str, run_id: str, task_id: str, map_index: int) -> list[Path]:
         # Follows the default [logging] log_filename_template.
-        path = self.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}"
-        return path / f"map_index={map_index}" if map_index >= 0 else path
+        rel = Path(f"dag_id={dag_id}", f"run_id={run_id}", f"task_id={task_id}")
+        if map_index >= 0:
+            rel /= f"map_index={map_index}"
+        return [folder / rel for folder in self.log_folders()]
+
+    @staticmethod
+    def _read_all(paths: Iterable[Path]) -> str:
+        # One try's log can be in several homes: a task resumed after a deferral may run on
+        # another worker than the one that deferred it. Oldest part first.
+        found = sorted((p for p in paths if p.exists()), key=lambda p: p.stat().st_mtime)
+        texts = [p.read_text(errors="replace") for p in found]
+        return "".join(t if t.endswith("\n") else t + "\n" for t in texts if t)
 
     def task_log(
         self,
@@ -830,8 +752,8 @@ class LiveAirflow:
 
         Rendered one readable line per record unless ``raw`` (Airflow writes JSON lines).
         """
-        path = self._ti_log_dir(dag_id, run_id, task_id, map_index) / f"attempt={try_number}.log"
-        text = path.read_text(errors="replace") if path.exists() else ""
+        folders = self._ti_log_dirs(dag_id, run_id, task_id, map_index)
+        text = self._read_all(folder / f"attempt={try_number}.log" for folder in folders)
         return text if raw else render_log(text)
 
     def trigger_log(
@@ -846,12 +768,12 @@ class LiveAirflow:
     ) -> str:
         """What the triggerer logged for this try's trigger(s), including the trigger's own
         log calls and the ``Trigger fired event`` line ("" if no triggerer ran it)."""
-        folder = self._ti_log_dir(dag_id, run_id, task_id, map_index)
-        texts = [
-            p.read_text(errors="replace")
-            for p in sorted(folder.glob(f"attempt={try_number}.log.trigger.*.log"))
-        ]
-        text = "".join(t if t.endswith("\n") else t + "\n" for t in texts if t)
+        folders = self._ti_log_dirs(dag_id, run_id, task_id, map_index)
+        text = self._read_all(
+            path
+            for folder in folders
+            for path in folder.glob(f"attempt={try_number}.log.trigger.*.log")
+        )
         return text if raw else render_log(text)
 
     def component_log(self, name: str) -> str:
@@ -859,7 +781,6 @@ class LiveAirflow:
         comp = self._procs.get(name)
         if comp is None or not comp.log_path.exists():
             return ""
-        comp.log_file.flush()
         return comp.log_path.read_text(errors="replace")
 
     def triggerer_log(self) -> str:
@@ -873,7 +794,7 @@ class LiveAirflow:
 
         return "\n".join(
             f"--- {name} log (tail) ---\n"
-            + _tail("\n".join(filter(useful, self.component_log(name).splitlines())), lines)
+            + tail("\n".join(filter(useful, self.component_log(name).splitlines())), lines)
             for name in self._procs
         )
 
@@ -893,12 +814,10 @@ class LiveAirflow:
                     for attempt in range(1, max(try_number, 1) + 1):
                         log = self.task_log(dag_id, run_id, task_id, attempt, map_index=index)
                         trig = self.trigger_log(dag_id, run_id, task_id, attempt, map_index=index)
-                        parts.append(
-                            f"  task log, try {attempt} (tail):\n{_indent(_tail(log, 25))}"
-                        )
+                        parts.append(f"  task log, try {attempt} (tail):\n{indent(tail(log, 25))}")
                         if trig:
                             parts.append(
-                                f"  trigger log, try {attempt} (tail):\n{_indent(_tail(trig, 15))}"
+                                f"  trigger log, try {attempt} (tail):\n{indent(tail(trig, 15))}"
                             )
             except (OSError, LiveAirflowError, KeyError, ValueError) as exc:
                 parts.append(f"<could not read run details: {exc!r}>")
