@@ -112,16 +112,18 @@ class SharedPoller:
         clock: Callable[[], float] = time.monotonic,
         on_close: Callable[[SharedPoller], None] | None = None,
     ) -> None:
-        if not 1 <= page_size <= PAGE_SIZE or max_pages < 0 or concurrency < 1:
-            raise ValueError("page_size must be 1..1000, max_pages >= 0, concurrency >= 1")
+        if page_size < 1 or max_pages < 0 or concurrency < 1:
+            raise ValueError("page_size and concurrency must be >= 1, max_pages >= 0")
         self.make_client = make_client
         self.page_size, self.max_pages, self.concurrency = page_size, max_pages, concurrency
         self.clock = clock
         self.on_close = on_close
         self.stats = PollerStats()
         self._client: AsyncClient | None = None
-        self._lock = asyncio.Lock()
+        self._opening: asyncio.Future[AsyncClient] | None = None
+        self._subscriptions = 0
         self._subscribers: dict[str, int] = {}
+        """Batch id -> how many subscriptions name it."""
         self._known: dict[str, _Reading] = {}
         self._failure: _Reading | None = None
         """The last failed list call: the answer for every batch that round did not read."""
@@ -151,24 +153,36 @@ class SharedPoller:
     ) -> AsyncIterator[AsyncPoll]:
         """Register ``batch_ids`` and give a poll answering them at most ``max_age`` s old."""
         ids = list(dict.fromkeys(batch_ids))
+        self._subscriptions += 1
         for i in ids:
             self._subscribers[i] = self._subscribers.get(i, 0) + 1
         try:
-            async with self._lock:
-                if self._client is None:
-                    self._client = await self.make_client()
+            await self._open()
 
             async def poll(wanted: Sequence[str]) -> dict[str, Answer]:
                 return await self._poll(wanted, max_age)
 
             yield poll
         finally:
+            self._subscriptions -= 1
             for i in ids:
                 self._subscribers[i] -= 1
                 if not self._subscribers[i]:
                     self._forget(i)
-            if not self._subscribers:
+            if not self._subscriptions:
                 await self._close()
+
+    async def _open(self) -> None:
+        # One client for all; subscribers arriving together all wake when it is ready.
+        if self._opening is None:
+            self._opening = asyncio.ensure_future(self.make_client())
+        opening = self._opening
+        try:
+            self._client = await asyncio.shield(opening)
+        except Exception:
+            if self._opening is opening:
+                self._opening = None  # the next subscriber tries again
+            raise
 
     def _forget(self, batch_id: str) -> None:
         del self._subscribers[batch_id]
@@ -182,9 +196,12 @@ class SharedPoller:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        if self._client is not None:
-            client, self._client = self._client, None
-            await client.aclose()
+        opening, self._opening, self._client = self._opening, None, None
+        if opening is not None:
+            opening.cancel()  # nothing if it is done
+            (client,) = await asyncio.gather(opening, return_exceptions=True)
+            if isinstance(client, AsyncClient):
+                await client.aclose()
 
     # -- answering --------------------------------------------------------------------------
 
@@ -197,9 +214,12 @@ class SharedPoller:
     def _stale(self, ids: Iterable[str], since: float) -> list[str]:
         return [i for i in ids if (r := self._reading(i)) is None or r.at < since]
 
+    def _fresh(self, ids: Iterable[str], since: float) -> bool:
+        return all((r := self._reading(i)) is not None and r.at >= since for i in ids)
+
     async def _poll(self, ids: Sequence[str], max_age: float) -> dict[str, Answer]:
         since = self.clock() - max_age
-        if self._stale(ids, since):
+        if not self._fresh(ids, since):
             waiter = _Waiter(ids, since, asyncio.get_running_loop().create_future())
             self._waiters.add(waiter)
             if self._task is None or self._task.done():
@@ -217,7 +237,7 @@ class SharedPoller:
 
     def _settle(self) -> None:
         """Wake the waiters whose batches have all been read fresh enough."""
-        for waiter in [w for w in self._waiters if not self._stale(w.ids, w.since)]:
+        for waiter in [w for w in self._waiters if self._fresh(w.ids, w.since)]:
             self._waiters.discard(waiter)
             if not waiter.future.done():
                 waiter.future.set_result(None)
@@ -239,16 +259,8 @@ class SharedPoller:
         self.stats.rounds += 1
         number, started = self.stats.rounds, self.clock()
         wanted = list(dict.fromkeys(i for w in self._waiters for i in self._stale(w.ids, w.since)))
-        if not self._list_refused:
-            try:
-                await self._read_pages(wanted, number)
-            except BatchesError as exc:
-                if not _refused(exc):
-                    self.stats.list_failures += 1
-                    self._failure = _Reading(started, number, exc)
-                    return
-                self._list_refused = True
-                log.warning("Listing batches was refused (%s): polling by retrieve only", exc)
+        if not self._list_refused and not await self._read_pages(wanted, number, started):
+            return
         unread = [i for i in wanted if (r := self._known.get(i)) is None or r.round != number]
         await self._retrieve(unread, number)
 
@@ -266,15 +278,29 @@ class SharedPoller:
             return batch_id not in self._unlisted
         return self._reach is None or created >= self._reach
 
-    async def _read_pages(self, wanted: Sequence[str], number: int) -> None:
+    async def _read_pages(self, wanted: Sequence[str], number: int, started: float) -> bool:
+        """Read list pages for ``wanted``; False if a call failed and may work next time.
+
+        The failure then stands for every batch this round has not read.
+        """
         missing = {i for i in wanted if self._listable(i)}
         cursor: str | None = None
         oldest: datetime | None = None
         for _ in range(self.max_pages):
             if len(missing) < LIST_FROM:
-                return
+                return True
             at = self.clock()
-            page = await self.client.list_page(limit=self.page_size, after_id=cursor)
+            try:
+                page = await self.client.list_page(limit=self.page_size, after_id=cursor)
+            except BatchesError as exc:
+                if not _refused(exc):
+                    self.stats.list_failures += 1
+                    self._failure = _Reading(started, number, exc)
+                    return False
+                if cursor is None:
+                    self._list_refused = True
+                    log.warning("Listing batches was refused (%s): polling by retrieve only", exc)
+                return True  # a later page refused (its cursor deleted?): retrieve the rest
             self.stats.pages += 1
             for batch in page.data:
                 self._note(batch.id, _Reading(at, number, batch))
@@ -283,14 +309,15 @@ class SharedPoller:
             if not page.has_more or not page.data or page.last_id is None:
                 self._reach = None  # the whole list was read: what it lacked is not on it
                 self._unlisted.update(i for i in missing if i not in self._created)
-                return
+                return True
             oldest = page.data[-1].created_at
             if all(i in self._created and self._created[i] > oldest for i in missing):
-                return  # paged past all of them: they left the list (deleted?); retrieve them
+                return True  # paged past all of them: off the list (deleted?); retrieve them
             cursor = page.last_id
         if missing and oldest is not None:
             self._reach = oldest
             self._unlisted.update(i for i in missing if i not in self._created)
+        return True
 
     async def _retrieve(self, ids: Sequence[str], number: int) -> None:
         gate = asyncio.Semaphore(self.concurrency)
