@@ -40,7 +40,7 @@ import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 from airflow_batches.api import (
     APIStatusError,
@@ -65,20 +65,31 @@ RETRIEVE_CONCURRENCY = 8
 ClientFactory = Callable[[], Awaitable[AsyncClient]]
 
 
-class _Reading(NamedTuple):
-    at: float
-    """When the call that read it was sent (the poller's clock)."""
-    round: int
-    """Which round read it: of two readings, the later round's stands."""
-    answer: Answer
+class _Reading:
+    """What was last read of one batch. Updated in place, and an unchanged batch keeps its
+    object: with thousands of batches re-read every round, fresh objects that outlive a
+    round would fill the garbage collector's old generation and lengthen its full passes."""
+
+    __slots__ = ("answer", "at", "round")
+
+    def __init__(self, at: float, round: int, answer: Answer) -> None:
+        self.at = at
+        """When the call that read it was sent (the poller's clock)."""
+        self.round = round
+        """Which round read it: of two readings, the later round's stands."""
+        self.answer = answer
 
 
-@dataclass(eq=False)
 class _Waiter:
-    ids: Sequence[str]
-    since: float
-    """Readings taken at or after this time will do."""
-    future: asyncio.Future[None]
+    """A poll waiting for a round: the batches it still needs read, and since when."""
+
+    __slots__ = ("future", "missing", "since")
+
+    def __init__(self, missing: set[str], since: float, future: asyncio.Future[None]) -> None:
+        self.missing = missing
+        self.since = since
+        """Readings taken at or after this time will do."""
+        self.future = future
 
 
 @dataclass
@@ -133,7 +144,8 @@ class SharedPoller:
         self._reach: datetime | None = None
         """Creation time of the oldest batch the last capped paging reached (None: no cap)."""
         self._list_refused = False
-        self._waiters: set[_Waiter] = set()
+        self._waiting: dict[str, list[_Waiter]] = {}
+        """Batch id -> the polls waiting for it to be read (what the next round reads)."""
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -214,20 +226,20 @@ class SharedPoller:
     def _stale(self, ids: Iterable[str], since: float) -> list[str]:
         return [i for i in ids if (r := self._reading(i)) is None or r.at < since]
 
-    def _fresh(self, ids: Iterable[str], since: float) -> bool:
-        return all((r := self._reading(i)) is not None and r.at >= since for i in ids)
-
     async def _poll(self, ids: Sequence[str], max_age: float) -> dict[str, Answer]:
         since = self.clock() - max_age
-        if not self._fresh(ids, since):
-            waiter = _Waiter(ids, since, asyncio.get_running_loop().create_future())
-            self._waiters.add(waiter)
+        stale = self._stale(ids, since)
+        if stale:
+            loop = asyncio.get_running_loop()
+            waiter = _Waiter(set(stale), since, loop.create_future())
+            for i in stale:
+                self._waiting.setdefault(i, []).append(waiter)
             if self._task is None or self._task.done():
-                self._task = asyncio.get_running_loop().create_task(self._serve())
+                self._task = loop.create_task(self._serve())
             try:
                 await waiter.future
             finally:
-                self._waiters.discard(waiter)
+                self._unwait(waiter)
         answers: dict[str, Answer] = {}
         for i in ids:
             reading = self._reading(i)
@@ -235,42 +247,63 @@ class SharedPoller:
             answers[i] = reading.answer
         return answers
 
-    def _settle(self) -> None:
-        """Wake the waiters whose batches have all been read fresh enough."""
-        for waiter in [w for w in self._waiters if self._fresh(w.ids, w.since)]:
-            self._waiters.discard(waiter)
-            if not waiter.future.done():
+    def _unwait(self, waiter: _Waiter) -> None:
+        """Forget a poll that was answered, failed or cancelled."""
+        for i in waiter.missing:
+            others = [w for w in self._waiting.get(i, ()) if w is not waiter]
+            if others:
+                self._waiting[i] = others
+            else:
+                self._waiting.pop(i, None)
+
+    def _heard(self, batch_id: str, at: float) -> None:
+        """``batch_id`` was read at ``at``: wake the polls it was the last one missing for."""
+        still: list[_Waiter] = []
+        for waiter in self._waiting.pop(batch_id, ()):
+            if at < waiter.since:  # asked after this reading was sent, for fresher
+                still.append(waiter)
+                continue
+            waiter.missing.discard(batch_id)
+            if not waiter.missing and not waiter.future.done():
                 waiter.future.set_result(None)
+        if still:
+            self._waiting[batch_id] = still
 
     # -- reading ----------------------------------------------------------------------------
 
     async def _serve(self) -> None:
         try:
-            while self._waiters:
+            while self._waiting:
                 await self._round()
-                self._settle()
         except Exception as exc:  # a bug or a broken client: fail the waits, never hang them
-            for waiter in self._waiters:
-                if not waiter.future.done():
-                    waiter.future.set_exception(exc)
-            self._waiters.clear()
+            for waiters in self._waiting.values():
+                for waiter in waiters:
+                    if not waiter.future.done():
+                        waiter.future.set_exception(exc)
 
     async def _round(self) -> None:
         self.stats.rounds += 1
         number, started = self.stats.rounds, self.clock()
-        wanted = list(dict.fromkeys(i for w in self._waiters for i in self._stale(w.ids, w.since)))
+        wanted = list(self._waiting)
         if not self._list_refused and not await self._read_pages(wanted, number, started):
             return
         unread = [i for i in wanted if (r := self._known.get(i)) is None or r.round != number]
         await self._retrieve(unread, number)
 
-    def _note(self, batch_id: str, reading: _Reading) -> None:
+    def _note(self, batch_id: str, at: float, number: int, answer: Answer) -> None:
         if batch_id not in self._subscribers:
             return
-        self._known[batch_id] = reading
-        if isinstance(reading.answer, MessageBatch):
-            self._created[batch_id] = reading.answer.created_at
+        known = self._known.get(batch_id)
+        if known is None:
+            self._known[batch_id] = _Reading(at, number, answer)
+        else:
+            known.at, known.round = at, number
+            if answer != known.answer:
+                known.answer = answer
+        if isinstance(answer, MessageBatch):
+            self._created[batch_id] = answer.created_at
             self._unlisted.discard(batch_id)
+        self._heard(batch_id, at)
 
     def _listable(self, batch_id: str) -> bool:
         created = self._created.get(batch_id)
@@ -296,6 +329,8 @@ class SharedPoller:
                 if not _refused(exc):
                     self.stats.list_failures += 1
                     self._failure = _Reading(started, number, exc)
+                    for batch_id in list(self._waiting):
+                        self._heard(batch_id, started)
                     return False
                 if cursor is None:
                     self._list_refused = True
@@ -303,9 +338,8 @@ class SharedPoller:
                 return True  # a later page refused (its cursor deleted?): retrieve the rest
             self.stats.pages += 1
             for batch in page.data:
-                self._note(batch.id, _Reading(at, number, batch))
+                self._note(batch.id, at, number, batch)
                 missing.discard(batch.id)
-            self._settle()
             if not page.has_more or not page.data or page.last_id is None:
                 self._reach = None  # the whole list was read: what it lacked is not on it
                 self._unlisted.update(i for i in missing if i not in self._created)
@@ -331,7 +365,7 @@ class SharedPoller:
                 except BatchesError as exc:
                     answer = exc
                 self.stats.retrieves += 1
-                self._note(batch_id, _Reading(at, number, answer))
+                self._note(batch_id, at, number, answer)
 
         await asyncio.gather(*(one(i) for i in ids))
 

@@ -171,7 +171,7 @@ async def test_a_poll_cancelled_mid_round_leaves_nothing_behind(
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        assert not poller._waiters
+        assert not poller._waiting
     # The last subscriber left: the held round was cancelled, the client closed.
     assert poller.subscribed == frozenset()
     assert poller._task is not None and poller._task.cancelled()
