@@ -58,7 +58,11 @@ PAGE_SIZE = 1000
 MAX_PAGES = 10
 """List pages a round reads at most; older batches are retrieved one by one."""
 LIST_FROM = 2
-"""A page is read only for at least this many batches still unread (else retrieves are cheaper)."""
+"""Pages are read when at least this many batches are subscribed, and a further page only for
+at least this many still unread: for fewer, a retrieve is the cheaper read. The first page
+refreshes every subscribed batch it holds, so the triggers that poll next read from memory."""
+SMALL_PAGE = 20
+"""The smallest page asked for (the API's default); pages grow to twice what is subscribed."""
 RETRIEVE_CONCURRENCY = 8
 """Retrieves in flight at once within a round."""
 
@@ -106,7 +110,7 @@ class SharedPoller:
     """The shared status reader; see the module docstring. Use it through :meth:`subscribe`.
 
     :param make_client: builds the client, once, when the first subscriber arrives.
-    :param page_size: batches per list page.
+    :param page_size: batches per list page at most.
     :param max_pages: list pages a round reads at most.
     :param concurrency: retrieves in flight at once.
     :param clock: monotonic seconds; freshness is measured with it.
@@ -317,14 +321,18 @@ class SharedPoller:
         The failure then stands for every batch this round has not read.
         """
         missing = {i for i in wanted if self._listable(i)}
+        if not missing or len(self._subscribers) < LIST_FROM:
+            return True  # one batch in all: a retrieve is the cheaper read
+        # A page sized to what is subscribed: a few triggers do not download 1,000 batches.
+        limit = min(self.page_size, max(SMALL_PAGE, 2 * len(self._subscribers)))
         cursor: str | None = None
         oldest: datetime | None = None
-        for _ in range(self.max_pages):
-            if len(missing) < LIST_FROM:
-                return True
+        for page_number in range(self.max_pages):
+            if page_number and len(missing) < LIST_FROM:
+                return True  # one left: retrieve it rather than read a page that may lack it
             at = self.clock()
             try:
-                page = await self.client.list_page(limit=self.page_size, after_id=cursor)
+                page = await self.client.list_page(limit=limit, after_id=cursor)
             except BatchesError as exc:
                 if not _refused(exc):
                     self.stats.list_failures += 1
@@ -393,6 +401,15 @@ def shared_poller(key: str, make_client: ClientFactory, **options: Any) -> Share
         def drop(closing: SharedPoller) -> None:
             if pollers.get(key) is closing:
                 del pollers[key]
+            s = closing.stats
+            log.info(
+                "Shared status poller for %r closed: %d rounds, %d list pages, %d retrieves",
+                key,
+                s.rounds,
+                s.pages,
+                s.retrieves,
+            )
 
         poller = pollers[key] = SharedPoller(make_client, on_close=drop, **options)
+        log.info("Shared status poller for %r started in this event loop", key)
     return poller

@@ -67,18 +67,23 @@ async def test_a_fresh_reading_answers_without_a_call(
 
         clock.now += 5
         answers = await slow_b([b1, b3])  # read 5 s ago: fresh enough for a 10 s max age
-        assert answers[b1] is first[b1]
+        assert answers[b1] is first[b1]  # unchanged: the very same object
         assert calls(emulator) == (1, 0)
-        await fast([b1])  # too old for a 1 s max age: read again (one batch: a retrieve)
-        assert calls(emulator) == (1, 1)
+        await fast([b1])  # too old for a 1 s max age: a page again, which reads b2, b3 too
+        assert calls(emulator) == (2, 0)
 
         clock.now += 6
-        await slow_b([b1, b3])  # b1 was read 6 s ago, b3 11 s ago: only b3 is read again
-        assert calls(emulator) == (1, 2)
-        clock.now += 11
-        await slow_b([b1, b3])  # both too old: one page for the two
-        assert calls(emulator) == (2, 2)
-        assert (poller.stats.rounds, poller.stats.pages, poller.stats.retrieves) == (4, 2, 2)
+        await slow_b([b1, b3])  # read 6 s ago by the fast one's page: from memory
+        assert calls(emulator) == (2, 0)
+        clock.now += 5
+        await slow_b([b1, b3])  # 11 s: read again
+        assert calls(emulator) == (3, 0)
+        assert (poller.stats.rounds, poller.stats.pages, poller.stats.retrieves) == (3, 3, 0)
+
+    lonely = SharedPoller(factory(emulator), clock=clock)
+    async with lonely.subscribe([b1], max_age=1) as poll:
+        await poll([b1])  # one batch subscribed in all: a retrieve, not a page
+    assert calls(emulator) == (3, 1)
 
 
 async def test_a_failed_list_stands_for_every_batch_until_it_is_stale(

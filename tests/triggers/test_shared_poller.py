@@ -11,14 +11,34 @@ import asyncio
 import json
 import logging
 
+import httpx
 import pytest
 
-from airflow_batches.api import Client
+from airflow_batches.api import AsyncClient, Client
 from airflow_batches.emulator.testing import RunningEmulator
 from airflow_batches.jobs._poller import _POLLERS, SharedPoller, shared_poller
 from tests.triggers._support import CONN, first_event, make, recorded, requests, until
 
 pytestmark = pytest.mark.anyio
+
+
+class ListRefusingGateway(httpx.AsyncBaseTransport):
+    """A gateway in front of the emulator that lets every call through but listing."""
+
+    refused = 0
+
+    def __init__(self) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "GET" and request.url.path == "/v1/messages/batches":
+            type(self).refused += 1
+            error = {"type": "permission_error", "message": "listing is not allowed here"}
+            return httpx.Response(403, json={"type": "error", "error": error})
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
 
 
 def current_poller() -> SharedPoller | None:
@@ -139,16 +159,25 @@ async def test_a_refused_list_turns_the_poller_to_retrieves(
     emulator.configure(paused=True)
     ids = [client.create(requests(1)).id for _ in range(3)]
     caplog.set_level(logging.WARNING, logger="airflow_batches.jobs._poller")
-    # A page larger than the API allows: the server answers 400, as a proxy refusing the
-    # list endpoint would; retrieves still work.
-    poller = shared_poller(CONN, make([])._client, page_size=5000)
+    ListRefusingGateway.refused = 0
+
+    async def through_gateway() -> AsyncClient:
+        return AsyncClient(
+            api_key=emulator.api_key,
+            base_url=emulator.base_url,
+            max_retries=0,
+            transport=ListRefusingGateway(),
+        )
+
+    poller = shared_poller(CONN, through_gateway)
     tasks = [asyncio.create_task(first_event(make([i]))) for i in ids]
     await until(lambda: poller.stats.retrieves >= 6)  # two rounds of retrieves
     emulator.configure(paused=False, latency=0.0)
     events = await asyncio.gather(*tasks)
 
     assert [e.status for e in events] == ["ended"] * 3
-    assert emulator.admin.calls("list") == 1
+    assert ListRefusingGateway.refused == 1  # asked once, then never again
+    assert emulator.admin.calls("list") == 0
     assert poller.stats.pages == 0
     assert any("Listing batches was refused" in r.getMessage() for r in caplog.records)
 
