@@ -3,7 +3,8 @@
     .venv/bin/python bench/triggers.py                       # every case, 30 s each
     .venv/bin/python bench/triggers.py --cases shared:1000 --seconds 10
 
-Cases (``kind:N``, N triggers each waiting for its own in-progress batch):
+Cases (``kind:N``, N triggers each waiting for its own in-progress batch, polling every
+second; ``kind:N@S`` polls every S seconds):
 
 - ``shared``: our BatchTrigger, every trigger reading statuses through the shared poller;
 - ``retrieve``: our BatchTrigger's previous ``run()``, one retrieve per batch per trigger;
@@ -37,7 +38,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 BENCH_VENV = ROOT / ".bench-venv"
 OFFICIAL = ["apache-airflow==3.3.2", "apache-airflow-providers-anthropic==1.2.0"]
-DEFAULT_CASES = "startup,shared:1000,shared:10000,retrieve:1000,official:1000"
+DEFAULT_CASES = "startup,shared:1000,shared:10000,shared:10000@10,retrieve:1000,official:1000"
 TICK = 0.01
 
 
@@ -84,7 +85,7 @@ def server_calls(url: str) -> dict[str, int]:
 
 def ours(kind: str, n: int, interval: float, counter: list[int]) -> list[Any]:
     from airflow_batches._compat import TriggerEvent
-    from airflow_batches.jobs._wait import wait_in_triggerer
+    from airflow_batches.jobs._wait import WaitCore, wait_in_triggerer
     from airflow_batches.triggers.batch import BatchTrigger
     from bench.fake_batches import batch_id
 
@@ -99,25 +100,25 @@ def ours(kind: str, n: int, interval: float, counter: list[int]) -> list[Any]:
                 await client.aclose()
             yield TriggerEvent(event.model_dump(mode="json"))
 
+    observe = WaitCore.observe
+
+    def counted(self: WaitCore, *args: Any) -> Any:  # one round of polls seen by a trigger
+        counter[0] += 1
+        return observe(self, *args)
+
+    WaitCore.observe = counted  # type: ignore[method-assign]  # this process is the bench's
     cls = BatchTrigger if kind == "shared" else RetrieveEach
-    triggers = []
-    for i in range(n):
-        trigger = cls(
+    deadline = time.time() + 3600
+    return [
+        cls(
             batch_ids=[batch_id(i)],
             conn_id="bench",
             poke_interval=interval,
             max_poke_interval=interval,
-            deadline=time.time() + 3600,
+            deadline=deadline,
         )
-        observe = trigger.core.observe
-
-        def counted(*args: Any, observe: Any = observe) -> Any:
-            counter[0] += 1
-            return observe(*args)
-
-        trigger.core.observe = counted  # type: ignore[method-assign]
-        triggers.append(trigger)
-    return triggers
+        for i in range(n)
+    ]
 
 
 def official(n: int, interval: float) -> list[Any]:
@@ -176,7 +177,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     polls = polls1 - polls0 if args.kind != "official" else calls["retrieve"]
     elapsed = t1 - t0
     return {
-        "case": f"{args.kind}:{args.n}",
+        "case": f"{args.kind}:{args.n}" + (f"@{args.interval:g}" if args.interval != 1 else ""),
         "seconds": round(elapsed, 2),
         "polls": polls,
         "requested": round(args.n / args.interval * elapsed),
@@ -280,7 +281,7 @@ class FakeServer:
         self.process.wait(timeout=30)
 
 
-def run_case(kind: str, n: int, args: argparse.Namespace) -> dict[str, Any]:
+def run_case(kind: str, n: int, interval: float, args: argparse.Namespace) -> dict[str, Any]:
     python: Path | None = Path(sys.executable)
     if kind == "official":
         python, why = official_python()
@@ -299,7 +300,7 @@ def run_case(kind: str, n: int, args: argparse.Namespace) -> dict[str, Any]:
     }
     out = Path(home) / "figures.json"
     command = [str(python), str(HERE / "triggers.py"), "--child", kind, "--n", str(n)]
-    command += ["--url", server.url, "--out", str(out), "--interval", str(args.interval)]
+    command += ["--url", server.url, "--out", str(out), "--interval", str(interval)]
     command += ["--seconds", str(args.seconds), "--warmup", str(args.warmup)]
     load = loadavg()
     try:
@@ -355,8 +356,9 @@ def show(figures: dict[str, Any]) -> None:
             f"({100 * figures['rate']:.1f} %), {figures['cpu_ms_per_poll']:.3f} ms CPU/poll "
             f"({100 * figures['cpu_share']:.0f} % of a core), loop lag p50 "
             f"{figures['lag_p50_ms']:.1f} / p99 {figures['lag_p99_ms']:.1f} / max "
-            f"{figures['lag_max_ms']:.1f} ms (longest GC pause {figures['gc_max_ms']:.0f} ms), RSS {figures['rss_mib']:.0f} MiB; server calls "
-            f"{figures['server_calls']}; load {figures['loadavg_before']}"
+            f"{figures['lag_max_ms']:.1f} ms (longest GC pause {figures['gc_max_ms']:.0f} ms), "
+            f"RSS {figures['rss_mib']:.0f} MiB; server calls {figures['server_calls']}; "
+            f"load {figures['loadavg_before']}"
         )
     print(json.dumps(figures), flush=True)
 
@@ -384,11 +386,12 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"2 cores shared; load average at start {loadavg()}", flush=True)
     for case in args.cases.split(","):
-        kind, _, n = case.partition(":")
+        kind, _, size = case.partition(":")
+        n, _, every = size.partition("@")
         if kind == "startup":
             show(run_startup(args.startup_runs))
         else:
-            show(run_case(kind, int(n), args))
+            show(run_case(kind, int(n), float(every or args.interval), args))
     return 0
 
 
