@@ -1,9 +1,9 @@
 """One status poller per event loop and connection, shared by every trigger that waits there.
 
-Without it each trigger retrieves each of its batches at each poll: a thousand triggers on one
-triggerer make a thousand calls a round, each parsed through httpx and pydantic on the
-triggerer's only event loop. The shared poller reads the list endpoint instead (up to 1,000
-batches a page, newest first) and answers every waiting trigger from the same pages.
+Without it each trigger retrieves each of its batches at each poll: a thousand triggers make
+a thousand calls a round, each parsed on the triggerer's only event loop. The shared poller
+reads the list endpoint instead (newest first, up to 1,000 batches a page) and answers every
+waiting trigger from the same pages.
 
 How a poll is answered
     A trigger's poll names its batches and how old an answer it accepts (``max_age``, half its
@@ -42,12 +42,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from airflow_batches.api import (
-    APIStatusError,
-    AsyncClient,
-    BatchesError,
-    MessageBatch,
-)
+from airflow_batches.api import APIStatusError, AsyncClient, BatchesError, MessageBatch
 from airflow_batches.api._retry import RETRYABLE_STATUSES
 from airflow_batches.jobs._wait import Answer, AsyncPoll
 
@@ -70,18 +65,18 @@ ClientFactory = Callable[[], Awaitable[AsyncClient]]
 
 
 class _Reading:
-    """What was last read of one batch. Updated in place, and an unchanged batch keeps its
-    object: with thousands of batches re-read every round, fresh objects that outlive a
-    round would fill the garbage collector's old generation and lengthen its full passes."""
+    """What was last read of one batch: ``at`` when the call was sent (the poller's clock), in
+    which ``round`` (of two readings, the later round's stands), and the ``answer``.
+
+    Updated in place, and an unchanged batch keeps its object: with thousands of batches
+    re-read every round, fresh objects outliving a round would fill the garbage collector's
+    old generation and lengthen its full passes.
+    """
 
     __slots__ = ("answer", "at", "round")
 
     def __init__(self, at: float, round: int, answer: Answer) -> None:
-        self.at = at
-        """When the call that read it was sent (the poller's clock)."""
-        self.round = round
-        """Which round read it: of two readings, the later round's stands."""
-        self.answer = answer
+        self.at, self.round, self.answer = at, round, answer
 
 
 class _Waiter:
@@ -90,10 +85,7 @@ class _Waiter:
     __slots__ = ("future", "missing", "since")
 
     def __init__(self, missing: set[str], since: float, future: asyncio.Future[None]) -> None:
-        self.missing = missing
-        self.since = since
-        """Readings taken at or after this time will do."""
-        self.future = future
+        self.missing, self.since, self.future = missing, since, future
 
 
 @dataclass
@@ -310,6 +302,7 @@ class SharedPoller:
         self._heard(batch_id, at)
 
     def _listable(self, batch_id: str) -> bool:
+        """Whether the pages may show it: not known to be older than they reach, nor absent."""
         created = self._created.get(batch_id)
         if created is None:
             return batch_id not in self._unlisted
@@ -402,13 +395,8 @@ def shared_poller(key: str, make_client: ClientFactory, **options: Any) -> Share
             if pollers.get(key) is closing:
                 del pollers[key]
             s = closing.stats
-            log.info(
-                "Shared status poller for %r closed: %d rounds, %d list pages, %d retrieves",
-                key,
-                s.rounds,
-                s.pages,
-                s.retrieves,
-            )
+            what = f"{s.rounds} rounds, {s.pages} list pages, {s.retrieves} retrieves"
+            log.info("Shared status poller for %r closed: %s", key, what)
 
         poller = pollers[key] = SharedPoller(make_client, on_close=drop, **options)
         log.info("Shared status poller for %r started in this event loop", key)
