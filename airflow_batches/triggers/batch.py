@@ -7,6 +7,7 @@ The triggerer imports this module inside its event loop: keep its imports to the
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -25,6 +26,14 @@ from airflow_batches.jobs._wait import (
 
 FRESHNESS = 0.5
 """A poll accepts a status read this fraction of the poke interval ago (by another trigger)."""
+
+
+async def connect(conn_id: str) -> AsyncClient:
+    """An async client of the connection, read inside the triggerer (the key never travels)."""
+    # The CA bundle loads once per process, in a thread: it would block the loop ~40 ms.
+    await asyncio.to_thread(tls_context)
+    # Retries are decided by the wait core, per poll, so that waits stay visible in the log.
+    return await MessageBatchesHook(conn_id=conn_id).get_async_client(max_retries=0)
 
 
 class BatchTrigger(BaseTrigger):
@@ -112,13 +121,10 @@ class BatchTrigger(BaseTrigger):
         )
 
     async def _client(self) -> AsyncClient:
-        # The CA bundle loads once per process, in a thread: it would block the loop ~40 ms.
-        await asyncio.to_thread(tls_context)
-        # Retries are decided by the wait core, per poll, so that waits stay visible in the log.
-        return await MessageBatchesHook(conn_id=self.conn_id).get_async_client(max_retries=0)
+        return await connect(self.conn_id)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        poller = shared_poller(self.conn_id, self._client)
+        poller = shared_poller(self.conn_id, functools.partial(connect, self.conn_id))
         max_age = self.poke_interval * FRESHNESS
         async with poller.subscribe(self.batch_ids, max_age=max_age) as poll:
             event = await wait_in_triggerer(poller.client, self.core, log=self.log, poll=poll)
