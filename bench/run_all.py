@@ -13,6 +13,7 @@ SCRIPTS = [
     ["job_scale.py", "--requests", "250000", "--prompt-bytes", "1000"],
     ["emulator_scale.py"],
     ["estimate_accuracy.py"],
+    ["triggers.py"],
 ]
 
 
