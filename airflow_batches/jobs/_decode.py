@@ -104,31 +104,21 @@ def _census(node: Any, depth: int = 1) -> tuple[int, int, int]:
         return keys, colons, deepest
     if type(node) is dict:
         keys = len(node)
-        for key, item in node.items():
+        for key in node:
             if ":" in key:
                 colons += key.count(":")
-            kind = type(item)
-            if kind is str:
-                if ":" in item:
-                    colons += item.count(":")
-            elif kind is dict or kind is list:
-                k, c, d = _census(item, depth + 1)
-                keys += k
-                colons += c
-                if d > deepest:
-                    deepest = d
-    else:
-        for item in node:
-            kind = type(item)
-            if kind is str:
-                if ":" in item:
-                    colons += item.count(":")
-            elif kind is dict or kind is list:
-                k, c, d = _census(item, depth + 1)
-                keys += k
-                colons += c
-                if d > deepest:
-                    deepest = d
+        node = node.values()
+    for item in node:
+        kind = type(item)
+        if kind is str:
+            if ":" in item:
+                colons += item.count(":")
+        elif kind is dict or kind is list:
+            k, c, d = _census(item, depth + 1)
+            keys += k
+            colons += c
+            if d > deepest:
+                deepest = d
     return keys, colons, deepest
 
 
