@@ -80,7 +80,7 @@ def decode_line(line: bytes) -> tuple[Any, list[Fault]]:
         value = _decode(line)
     except _FAST_FAILURES:
         return _careful(line)
-    if type(value) is dict:
+    if type(value) is dict or type(value) is list:
         keys, colons, depth = _census(value)
         if (
             depth > MAX_NESTING
@@ -235,8 +235,7 @@ def _syntax_message(text: str, exc: json.JSONDecodeError) -> str:
             "line, or something appended to it?)"
         )
     message = f"not valid JSON: {reason} {where}"
-    start = text.lstrip()[:1]
-    if text.strip() in ("[", "{") or (start == "[" and exc.pos >= len(text.rstrip())):
+    if text.strip() in ("[", "{"):
         message += (
             " (a JSON array, or JSON written over several lines? a requests file is JSONL: "
             "one request object per line)"
@@ -254,7 +253,7 @@ def _cut(text: str) -> str:
 
 
 def audit(value: Any, *, at: str = "") -> list[Fault]:
-    """Every fault of a decoded or in-memory value, each with the path of its field.
+    """Every fault of a decoded or in-memory value, in document order, each with its path.
 
     Also judges what only Python values can hold: keys that are not strings, floats that are
     not finite, types that are not JSON, integers too long to write. A container met twice is
@@ -264,61 +263,62 @@ def audit(value: Any, *, at: str = "") -> list[Fault]:
     stack: list[tuple[Any, Any, int]] = [(value, at, 1)]
     walked: set[int] = set()
     while stack:
-        node, path, depth = stack.pop()
-        if isinstance(node, Mapping | list | tuple):
-            if id(node) in walked:
+        item, path, depth = stack.pop()
+        if isinstance(item, Mapping | list | tuple):
+            if id(item) in walked:
                 continue
-            walked.add(id(node))
-        if isinstance(node, Mapping):
+            walked.add(id(item))
             if depth > MAX_NESTING:
                 faults.append(Fault(_render(path), _deeper_message()))
-                continue
-            for key, dupes in node.duplicates if type(node) is _Object else ():
+            elif isinstance(item, Mapping):
+                _open_object(item, path, depth, stack, faults)
+            else:
+                stack.extend((item[i], (path, i), depth + 1) for i in range(len(item) - 1, -1, -1))
+        elif isinstance(item, str):
+            if not item.isascii() and _SURROGATE.search(item):
+                faults.append(Fault(_render(path), _surrogate_message(item)))
+        elif isinstance(item, bool) or item is None:
+            pass
+        elif isinstance(item, int):
+            if item.bit_length() > 14_000:  # beyond what int-to-text conversion accepts by default
+                faults.append(Fault(_render(path), f"out of range: {show(item)}"))
+        elif isinstance(item, float):
+            if not math.isfinite(item):
                 faults.append(
-                    Fault(
-                        _render((path, key)),
-                        f"duplicate key: given {dupes} times in one object (parsers disagree "
-                        "on which value wins)",
-                    )
+                    Fault(_render(path), f"{item!r} is not valid JSON (no NaN or Infinity)")
                 )
-            for key, item in node.items():
-                if not isinstance(key, str):
-                    faults.append(Fault(_render(path), f"key {show(key)} is not a string"))
-                    continue
-                if not key.isascii() and _SURROGATE.search(key):
-                    faults.append(Fault(_render((path, key)), _surrogate_message(key)))
-                _visit(item, (path, key), depth, stack, faults)
-        elif isinstance(node, list | tuple):
-            if depth > MAX_NESTING:
-                faults.append(Fault(_render(path), _deeper_message()))
-                continue
-            for index, item in enumerate(node):
-                _visit(item, (path, index), depth, stack, faults)
+        elif isinstance(item, _Invalid):
+            faults.append(Fault(_render(path), item.message))
         else:
-            _visit(node, path, depth - 1, stack, faults)
+            faults.append(Fault(_render(path), f"{type(item).__name__} is not a JSON value"))
     return faults
 
 
-def _visit(
-    item: Any, path: Any, depth: int, stack: list[tuple[Any, Any, int]], faults: list[Fault]
+def _open_object(
+    node: Mapping[Any, Any],
+    path: Any,
+    depth: int,
+    stack: list[tuple[Any, Any, int]],
+    faults: list[Fault],
 ) -> None:
-    if isinstance(item, str):
-        if not item.isascii() and _SURROGATE.search(item):
-            faults.append(Fault(_render(path), _surrogate_message(item)))
-    elif isinstance(item, Mapping | list | tuple):
-        stack.append((item, path, depth + 1))
-    elif isinstance(item, bool) or item is None:
-        pass
-    elif isinstance(item, int):
-        if item.bit_length() > 14_000:  # beyond what int-to-text conversion accepts by default
-            faults.append(Fault(_render(path), f"out of range: {show(item)}"))
-    elif isinstance(item, float):
-        if not math.isfinite(item):
-            faults.append(Fault(_render(path), f"{item!r} is not valid JSON (no NaN or Infinity)"))
-    elif isinstance(item, _Invalid):
-        faults.append(Fault(_render(path), item.message))
-    else:
-        faults.append(Fault(_render(path), f"{type(item).__name__} is not a JSON value"))
+    """Judge an object's keys; push its values (last first, so they pop in order)."""
+    for key, dupes in node.duplicates if type(node) is _Object else ():
+        faults.append(
+            Fault(
+                _render((path, key)),
+                f"duplicate key: given {dupes} times in one object (parsers disagree on which "
+                "value wins)",
+            )
+        )
+    children = []
+    for key, item in node.items():
+        if not isinstance(key, str):
+            faults.append(Fault(_render(path), f"key {show(key)} is not a string"))
+            continue
+        if not key.isascii() and _SURROGATE.search(key):
+            faults.append(Fault(_render((path, key)), _surrogate_message(key)))
+        children.append((item, (path, key), depth + 1))
+    stack.extend(reversed(children))
 
 
 def _deeper_message() -> str:

@@ -20,7 +20,7 @@ from airflow_batches.api import BatchesError
 from airflow_batches.api._envelope import ENVELOPE_BYTES, ENVELOPE_HEAD, ENVELOPE_TAIL
 from airflow_batches.jobs._limits import Limits
 from airflow_batches.jobs._problems import Problem, RequestValidationError
-from airflow_batches.jobs._reader import Unreadable, records_from_items, records_from_jsonl
+from airflow_batches.jobs._reader import FILE, Unreadable, records_from_items, records_from_jsonl
 from airflow_batches.jobs._validate import Observer, ParamCheck, RequestValidator
 
 __all__ = [
@@ -94,7 +94,7 @@ class CustomIds:
     def add(self, custom_id: str) -> bool:
         """Add ``custom_id``; False if it was already there."""
         digest = self._digest(custom_id)
-        bucket = self._buckets[int.from_bytes(digest[:2], "little")]
+        bucket = self._buckets[digest[0] | digest[1] << 8]
         rest = digest[2:]
         at = bucket.find(rest)
         while at >= 0:
@@ -188,13 +188,14 @@ def prepare(
     Raises ``RequestValidationError`` listing the problems (the first ``max_reported`` are
     kept; its message shows what fits about 2,000 characters) when any request is invalid and
     ``on_invalid`` is "fail"; with "skip" the invalid requests are left out and returned in
-    ``Prepared.rejected``.
+    ``Prepared.rejected``, unless the file itself is unreadable (then it always fails).
     """
     limits = validator.limits
     check = validator.check
     seen = CustomIds()
     problems: list[Problem] = []
     problem_count = 0
+    unreadable = False
     shards: list[Shard] = []
     shard_first = shard_count = shard_offset = shard_length = 0
     offset = accepted = 0
@@ -202,15 +203,17 @@ def prepare(
     room_bytes = limits.max_bytes - ENVELOPE_BYTES + 1  # lines + newlines a shard can hold
 
     with _Staging(sink) as staging:
+        stage, unique = staging.add, seen.add
         for location, raw in records:
             checked = check(location, raw)
             if isinstance(checked, list):
                 problem_count += len(checked)
                 room = max_reported - len(problems)
                 problems.extend(checked[: max(room, 0)])
+                unreadable = unreadable or checked[0].field == FILE
                 continue
             custom_id, line = checked
-            if not seen.add(custom_id):
+            if not unique(custom_id):
                 problem_count += 1
                 if len(problems) < max_reported:
                     problems.append(
@@ -226,14 +229,14 @@ def prepare(
                     Shard(len(shards), shard_first, shard_count, shard_offset, shard_length)
                 )
                 shard_first, shard_count, shard_offset, shard_length = accepted, 0, offset, 0
-            staging.add(line)
+            stage(line)
             offset += size
             shard_length += size
             shard_count += 1
             accepted += 1
 
         fingerprint = staging.close()
-    if problem_count and on_invalid == "fail":
+    if problem_count and (on_invalid == "fail" or unreadable):
         raise RequestValidationError.from_problems(
             problems, problem_count, anthropic_version=validator.anthropic_version
         )

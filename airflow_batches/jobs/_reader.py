@@ -24,10 +24,14 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any, Protocol
 
-from airflow_batches.jobs._decode import BOM
+from airflow_batches.jobs._decode import BOM, decode_line
 from airflow_batches.jobs._limits import MAX_LINE_BYTES
 
 JSON_SPACE = b" \t\r\n"
+FILE = "(file)"
+"""The field of a problem with the file as a whole (not UTF-8, broken compression): the input
+cannot be trusted to be complete, so such a problem fails the job even with
+``on_invalid="skip"``."""
 HEAD_BYTES = 4096
 """How much of an over-long line is kept, to find its custom_id."""
 _CUSTOM_ID = re.compile(rb'"custom_id"\s*:\s*"([A-Za-z0-9_-]{1,64})"')
@@ -42,6 +46,7 @@ _SIGNATURES: tuple[tuple[bytes, str], ...] = (
     (b"\x28\xb5\x2f\xfd", "zstd-compressed"),
 )
 _GZIP = b"\x1f\x8b"
+_INDEXED = re.compile(r"^\[(\d+)\](.*)$")
 _BROKEN_STREAM = (gzip.BadGzipFile, EOFError, zlib.error)
 
 
@@ -70,6 +75,33 @@ def records_from_items(items: Iterable[Any]) -> Iterator[tuple[str, Any]]:
         yield f"request {i}", item
 
 
+def records_from_text(text: str) -> Iterator[tuple[str, Any]]:
+    """Requests from a JSON array rendered as text (a templated ``requests``), read strictly.
+
+    The text is held to the same rules as a JSONL line (``_decode``): a duplicate key, a lone
+    surrogate, NaN or absurd nesting in request 3 is reported as ``request 3``'s problem.
+    """
+    value, faults = decode_line(text.encode("utf-8", "surrogatepass").strip(JSON_SPACE))
+    if faults:
+        for fault in faults:
+            found = _INDEXED.match(fault.field)
+            if found:
+                index = int(found.group(1))
+                field = found.group(2).removeprefix(".") or "(request)"
+                item = value[index] if isinstance(value, list) and index < len(value) else None
+                cid = item.get("custom_id") if isinstance(item, dict) else None
+                cid = cid if isinstance(cid, str) else None
+                yield f"request {index}", Unreadable(field, fault.message, cid)
+            else:
+                field = "(requests)" if fault.field == "(line)" else fault.field
+                yield "requests", Unreadable(field, fault.message)
+        return
+    if not isinstance(value, list):
+        yield "requests", Unreadable("(requests)", "must be a JSON array of request objects")
+        return
+    yield from records_from_items(value)
+
+
 def records_from_jsonl(
     stream: Readable,
     *,
@@ -78,8 +110,7 @@ def records_from_jsonl(
     chunk_size: int = 1 << 20,
 ) -> Iterator[tuple[str, bytes | Unreadable]]:
     """Location-labelled raw lines (stripped) of a binary JSONL stream; see the module doc."""
-    reader = _LineReader(stream, max_line_bytes, min(hold_bytes, max_line_bytes), chunk_size)
-    yield from reader
+    return iter(_LineReader(stream, max_line_bytes, min(hold_bytes, max_line_bytes), chunk_size))
 
 
 class _LineReader:
@@ -106,11 +137,11 @@ class _LineReader:
                 first = first[len(BOM) :]
             refused = _refusal(first)
             if refused:
-                yield "line 1", Unreadable("(file)", refused)
+                yield "line 1", Unreadable(FILE, refused)
                 return
             chunk = first
             while chunk:
-                yield from self._feed(chunk)
+                yield from self._lines(chunk)
                 chunk = self._read()
             if self._length:
                 self.number += 1
@@ -121,7 +152,7 @@ class _LineReader:
             yield (
                 f"line {self.number + 1}",
                 Unreadable(
-                    "(file)",
+                    FILE,
                     f"the compressed data is broken ({exc}); {self.number} line(s) read before",
                 ),
             )
@@ -131,22 +162,29 @@ class _LineReader:
     def _read(self) -> bytes:
         return self.stream.read(self.chunk_size) or b""
 
-    def _feed(self, chunk: bytes) -> Iterator[tuple[str, bytes | Unreadable]]:
+    def _lines(self, chunk: bytes) -> list[tuple[str, bytes | Unreadable]]:
+        """The records that end in ``chunk``; its unfinished last line is kept for the next."""
         pieces = chunk.split(b"\n")
         last = pieces.pop()
+        out: list[tuple[str, bytes | Unreadable]] = []
+        number = self.number
+        longest = self.max_line_bytes
         for piece in pieces:
-            self.number += 1
+            number += 1
+            record: bytes | Unreadable | None
             if self._length:
                 self._add(piece)
                 record = self._finish()
-            elif len(piece) > self.max_line_bytes:
+            elif len(piece) > longest:
                 record = self._too_long(len(piece), piece[:HEAD_BYTES])
             else:
                 record = piece.strip(JSON_SPACE) or None
             if record is not None:
-                yield f"line {self.number}", record
+                out.append((f"line {number}", record))
+        self.number = number
         if last:
             self._add(last)
+        return out
 
     def _add(self, piece: bytes) -> None:
         """Append to the line being read: in memory, then spilled, then only counted."""

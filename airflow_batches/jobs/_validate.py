@@ -134,7 +134,7 @@ class RequestValidator:
             return problems
 
         merged = params
-        added = [k for k in self.defaults if k not in params]
+        added = [k for k in self.defaults if k not in params] if self.defaults else []
         model_added = bool(
             self.default_model and "model" not in params and "model" not in self.defaults
         )

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import json
@@ -359,3 +360,18 @@ def test_a_failing_sink_fails_prepare_with_its_own_error() -> None:
     items = [req(f"r{i}", messages=[{"role": "user", "content": "x" * 3000}]) for i in range(800)]
     with pytest.raises(OSError, match="No space left"):
         prepare(records_from_items(items), validator(), Full())
+
+
+def test_a_broken_file_fails_even_when_skipping_invalid_requests() -> None:
+    """Skipping bad requests is fine; submitting the half of a truncated file is not."""
+    lines = b"".join(json.dumps(req(f"r{i}")).encode() + b"\n" for i in range(20_000))
+    truncated = gzip.compress(lines)[:-100]
+    with pytest.raises(RequestValidationError, match="compressed data is broken"):
+        prepare(
+            records_from_jsonl(io.BytesIO(truncated)), validator(), io.BytesIO(), on_invalid="skip"
+        )
+    good_and_bad = json.dumps(req("a")).encode() + b"\n{oops\n"
+    prepared = prepare(
+        records_from_jsonl(io.BytesIO(good_and_bad)), validator(), io.BytesIO(), on_invalid="skip"
+    )
+    assert prepared.request_count == 1 and prepared.rejected_count == 1

@@ -9,7 +9,12 @@ import tracemalloc
 
 import pytest
 
-from airflow_batches.jobs._reader import Unreadable, records_from_items, records_from_jsonl
+from airflow_batches.jobs._reader import (
+    Unreadable,
+    records_from_items,
+    records_from_jsonl,
+    records_from_text,
+)
 
 
 def read(data: bytes, **kw: int) -> list[tuple[str, bytes | Unreadable]]:
@@ -136,3 +141,21 @@ def test_files_that_are_not_utf8_jsonl_are_refused_at_line_1(data: bytes, what: 
 
 def test_items_are_labelled_by_their_index() -> None:
     assert list(records_from_items(["a", "b"])) == [("request 0", "a"), ("request 1", "b")]
+
+
+def test_a_templated_list_rendered_as_text_is_read_as_strictly_as_a_file() -> None:
+    text = (
+        '[{"custom_id": "a", "params": {"max_tokens": 1, "max_tokens": 2}},'
+        ' {"custom_id": "b", "params": {"messages": [{"role": "user", "content": "\\ud800"}]}}]'
+    )
+    records = list(records_from_text(text))
+    assert [(loc, r.custom_id, r.field) for loc, r in records] == [  # type: ignore[union-attr]
+        ("request 0", "a", "params.max_tokens"),
+        ("request 1", "b", "params.messages[0].content"),
+    ]
+    good = '[{"custom_id": "a", "params": {}}, {"custom_id": "b", "params": {}}]'
+    assert [loc for loc, _ in records_from_text(good)] == ["request 0", "request 1"]
+    ((location, record),) = records_from_text('{"custom_id": "a"}')
+    assert location == "requests" and isinstance(record, Unreadable)
+    ((location, record),) = records_from_text("[1, 2")
+    assert location == "requests" and "not valid JSON" in record.message  # type: ignore[union-attr]
