@@ -230,6 +230,11 @@ def _syntax_message(text: str, exc: json.JSONDecodeError) -> str:
     where = f"at column {exc.colno}"
     reason = exc.msg.removesuffix(" at")
     if exc.msg == "Extra data":
+        if "\r" in text:
+            return (
+                f"not valid JSON: data after the request object {where} (lines that end "
+                "with \\r alone? JSONL lines end with \\n)"
+            )
         return (
             f"not valid JSON: data after the request object {where} (two requests on one "
             "line, or something appended to it?)"

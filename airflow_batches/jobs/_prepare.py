@@ -20,7 +20,13 @@ from airflow_batches.api import BatchesError
 from airflow_batches.api._envelope import ENVELOPE_BYTES, ENVELOPE_HEAD, ENVELOPE_TAIL
 from airflow_batches.jobs._limits import Limits
 from airflow_batches.jobs._problems import Problem, RequestValidationError
-from airflow_batches.jobs._reader import FILE, Unreadable, records_from_items, records_from_jsonl
+from airflow_batches.jobs._reader import (
+    FILE,
+    Unreadable,
+    records_from_items,
+    records_from_jsonl,
+    records_from_text,
+)
 from airflow_batches.jobs._validate import Observer, ParamCheck, RequestValidator
 
 __all__ = [
@@ -40,6 +46,7 @@ __all__ = [
     "prepare",
     "records_from_items",
     "records_from_jsonl",
+    "records_from_text",
 ]
 
 OnInvalid = Literal["fail", "skip"]

@@ -421,6 +421,10 @@ MALFORMED: dict[str, tuple[bytes, list[str]]] = {
         lines(OK, req("two-1") + req("two-2")),
         ["line 2", "custom_id 'two-1'", "two requests on one line"],
     ),
+    "old_mac_cr_line_endings": (
+        lines(OK, req("cr-1"), req("cr-2"), end=b"\r"),
+        ["line 1", "custom_id 'ok-0'", "end with \\r alone"],
+    ),
     "trailing_comma": (
         lines(OK, req("tc-1")[:-1] + b",}"),
         ["line 2", "custom_id 'tc-1'", "not valid JSON"],
