@@ -249,11 +249,9 @@ def test_extra_checks_and_observers_see_params_with_defaults() -> None:
 
 def test_custom_id_uniqueness_is_exact_even_inside_one_bucket() -> None:
     """Digests that share a bucket, and one whose bytes straddle two stored ones."""
-    digests = {
-        "a1": b"\x00\x00" + b"\x01" * 7 + b"\x02" * 7,
-        "a2": b"\x00\x00" + b"\x03" * 7 + b"\x04" * 7,
-        "b": b"\x00\x00" + b"\x02" * 7 + b"\x03" * 7,  # found in the bucket, misaligned
-    }
+    a1 = b"\x00\x00" + b"\x01" * 6 + b"\x00\x00" + b"\x02" * 6
+    a2 = b"\x00\x00" + b"\x03" * 6 + b"\x04" * 8
+    digests = {"a1": a1, "a2": a2, "b": a1[8:] + a2[:8]}  # b is in a1 + a2, misaligned
 
     class Crafted(CustomIds):
         @staticmethod
@@ -267,11 +265,17 @@ def test_custom_id_uniqueness_is_exact_even_inside_one_bucket() -> None:
 
 
 def test_many_distinct_ids_are_all_accepted_and_every_repeat_refused() -> None:
-    ids = CustomIds()
-    names = [f"id-{i}" for i in range(200_000)]
-    assert all(ids.add(name) for name in names)
-    assert not any(ids.add(name) for name in names[::997])
-    assert ids.count == 200_000
+    class Small(CustomIds):
+        _GROW_AT = 2  # split the buckets at 8,192 ids, as a large job does at 524,288
+
+    for ids in (CustomIds(), Small()):
+        names = [f"id-{i}" for i in range(50_000)]
+        assert all(ids.add(name) for name in names[:30_000])
+        assert not any(ids.add(name) for name in names[:30_000:97])
+        assert all(ids.add(name) for name in names[30_000:])
+        assert not any(ids.add(name) for name in names[::89])
+        assert ids.count == 50_000
+    assert len(Small()._buckets) == 4096 and len(ids._buckets) == 65536
 
 
 def test_defaults_are_spliced_into_the_users_own_bytes() -> None:
