@@ -129,10 +129,10 @@ class _LineReader:
 
     def __iter__(self) -> Iterator[tuple[str, bytes | Unreadable]]:
         try:
-            first = self._read()
+            first = self._read_start()
             if first.startswith(_GZIP):
                 self.stream = gzip.GzipFile(fileobj=_Prefixed(first, self.stream))  # type: ignore[call-overload]
-                first = self._read()
+                first = self._read_start()
             if first.startswith(BOM):
                 first = first[len(BOM) :]
             refused = _refusal(first)
@@ -161,6 +161,16 @@ class _LineReader:
 
     def _read(self) -> bytes:
         return self.stream.read(self.chunk_size) or b""
+
+    def _read_start(self) -> bytes:
+        """The first chunk, at least long enough to tell what the file is (if it is)."""
+        first = self._read()
+        while 0 < len(first) < 8:
+            more = self._read()
+            if not more:
+                break
+            first += more
+        return first
 
     def _lines(self, chunk: bytes) -> list[tuple[str, bytes | Unreadable]]:
         """The records that end in ``chunk``; its unfinished last line is kept for the next."""

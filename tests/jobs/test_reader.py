@@ -159,3 +159,19 @@ def test_a_templated_list_rendered_as_text_is_read_as_strictly_as_a_file() -> No
     assert location == "requests" and isinstance(record, Unreadable)
     ((location, record),) = records_from_text("[1, 2")
     assert location == "requests" and "not valid JSON" in record.message  # type: ignore[union-attr]
+
+
+def test_what_the_file_is_is_told_even_from_a_stream_of_short_reads() -> None:
+    class Trickle(io.RawIOBase):
+        def __init__(self, data: bytes) -> None:
+            self.data = data
+
+        def readable(self) -> bool:
+            return True
+
+        def read(self, size: int = -1) -> bytes:
+            piece, self.data = self.data[:1], self.data[1:]
+            return piece
+
+    records = list(records_from_jsonl(Trickle(gzip.compress(b'{"a":1}\n{"b":2}\n'))))
+    assert records == [("line 1", b'{"a":1}'), ("line 2", b'{"b":2}')]
