@@ -8,6 +8,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SCRIPTS = [
+    ["compare.py"],
+    ["validation.py"],
     ["bench_scan.py", "--mb", "100"],
     ["job_scale.py", "--requests", "100000", "--prompt-bytes", "2000"],
     ["job_scale.py", "--requests", "250000", "--prompt-bytes", "1000"],
