@@ -42,7 +42,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _inputs import write_requests  # noqa: E402  (bench/ is a folder of scripts, not a package)
+from _inputs import write_requests, write_results  # noqa: E402  (bench/ is a folder of scripts, not a package)
 
 API_KEY = "sink-key"
 
@@ -73,6 +73,8 @@ class Case:
     """The file whose size the MB/s figures divide by."""
     expect_bodies: Callable[[Context, str], int | None] = lambda ctx, name: None
     """The create body size the sink must have received from one run (None: not checked)."""
+    creates: int = 1
+    """Create calls one run makes (0 for a fetch)."""
 
 
 def child(mode: str) -> Command:
@@ -132,6 +134,26 @@ def p1_body_size(ctx: Context, contender: str) -> int | None:
     return None if contender == "sdk" else ctx.files["p1_body"].stat().st_size
 
 
+def build_p2(ctx: Context) -> None:
+    """The results file the sink serves (for any batch id)."""
+    path = ctx.work / "p2-results.jsonl"
+    write_results(path, ctx.args.requests, ctx.args.result_bytes)
+    ctx.files.update(p2_results=path)
+
+
+def curl_p2(ctx: Context) -> list[str]:
+    return [
+        "curl",
+        "-sS",
+        "--fail",
+        "-o",
+        str(ctx.work / "p2-curl.jsonl"),
+        "-H",
+        f"x-api-key: {API_KEY}",
+        f"{ctx.base_url}/v1/messages/batches/msgbatch_p2/results",
+    ]
+
+
 CASES = {
     "P1": Case(
         name="P1",
@@ -140,6 +162,14 @@ CASES = {
         contenders={"ours": child("p1-ours"), "sdk": child("p1-sdk"), "curl": curl_p1},
         input_file="p1_input",
         expect_bodies=p1_body_size,
+    ),
+    "P2": Case(
+        name="P2",
+        title="fetch to a file, with the manifest's scan",
+        build=build_p2,
+        contenders={"ours": child("p2-ours"), "sdk": child("p2-sdk"), "curl": curl_p2},
+        input_file="p2_results",
+        creates=0,
     ),
 }
 
@@ -195,7 +225,75 @@ def child_p1_sdk(work: Path, base_url: str) -> dict[str, Any]:
     return {"seconds": t2 - t0, "load_s": t1 - t0, "create_s": t2 - t1}
 
 
+def _count_lines(path: Path) -> int:
+    with path.open("rb") as stream:
+        return sum(1 for _ in stream)
+
+
+def child_p2_ours(work: Path, base_url: str) -> dict[str, Any]:
+    """What ``FetchResultsOperator`` runs: every line checked, tallied and written, then the
+    manifest."""
+    import logging
+    from datetime import UTC, datetime
+
+    from airflow_batches.api import Client
+    from airflow_batches.api._pricing import load_price_table
+    from airflow_batches.jobs._fetch import FetchOptions, FetchState, FetchWorkflow
+    from airflow_batches.jobs._ledger import BatchInfo, JobDescriptor
+
+    count = _count_lines(work / "p2-results.jsonl")
+    out = Path(tempfile.mkdtemp(prefix="p2-ours-", dir=work))
+    try:
+        t0 = time.perf_counter()
+        with Client(api_key=API_KEY, base_url=base_url, timeout=600) as client:
+            job = JobDescriptor(
+                job_id="p2",
+                fingerprint="p2",
+                conn_id="bench",
+                job_dir="",
+                request_count=count,
+                anthropic_version="2023-06-01",
+                batches=[BatchInfo(id="msgbatch_p2", request_count=count)],
+                submitted_at=datetime.now(UTC),
+            )
+            flow = FetchWorkflow(
+                job=job,
+                state=FetchState.start(job),
+                client=client,
+                prices=load_price_table(),
+                log=logging.getLogger("bench"),
+                options=FetchOptions(overwrite=True),
+            )
+            assert flow.next_wait() is None
+            published = flow.publish(out, datetime.now(UTC))
+        seconds = time.perf_counter() - t0
+        lines = published.manifest.lines
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    if lines != count:
+        raise RuntimeError(f"ours published {lines} lines of {count}")
+    return {"seconds": seconds}
+
+
+def child_p2_sdk(work: Path, base_url: str) -> dict[str, Any]:
+    """What the official provider's hook calls: ``messages.batches.results`` (every line
+    parsed into the SDK's models), each written back as JSON."""
+    import anthropic
+
+    target = work / "p2-sdk.jsonl"
+    t0 = time.perf_counter()
+    client = anthropic.Anthropic(api_key=API_KEY, base_url=base_url, max_retries=0, timeout=600)
+    with target.open("w") as out:
+        for result in client.messages.batches.results("msgbatch_p2"):
+            out.write(result.to_json(indent=None) + "\n")
+    seconds = time.perf_counter() - t0
+    target.unlink()
+    return {"seconds": seconds}
+
+
 CHILDREN: dict[str, Callable[[Path, str], dict[str, Any]]] = {
+    "p2-ours": child_p2_ours,
+    "p2-sdk": child_p2_sdk,
     "p1-ours": child_p1_ours,
     "p1-sdk": child_p1_sdk,
 }
@@ -296,7 +394,7 @@ def run_case(case: Case, ctx: Context, sink: SinkProcess, rounds: int) -> dict[s
             runs[name].append(run_measured(contenders[name](ctx)))
             bodies = sink.bodies()[before:]
             expected = case.expect_bodies(ctx, name)
-            if len(bodies) != 1 or (expected is not None and bodies[0] != expected):
+            if len(bodies) != case.creates or (expected is not None and bodies[0] != expected):
                 raise RuntimeError(f"{case.name}/{name}: the sink received bodies {bodies}")
     size = ctx.files[case.input_file].stat().st_size
     curl = statistics.median(r.seconds for r in runs["curl"]) if "curl" in runs else None
@@ -337,6 +435,7 @@ def main() -> int:
     parser.add_argument("--cases", default="P1", help="comma-separated: " + ", ".join(CASES))
     parser.add_argument("--requests", type=int, default=100_000)
     parser.add_argument("--prompt-bytes", type=int, default=1769, help="191 MB at 100,000")
+    parser.add_argument("--result-bytes", type=int, default=2900, help="321 MB at 100,000")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--work", type=Path, help="a folder for the inputs (default: a temp one)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
@@ -350,13 +449,15 @@ def main() -> int:
 
     print(f"machine: {machine()}")
     work = Path(tempfile.mkdtemp(prefix="bench-compare-", dir=args.work))
-    sink = SinkProcess()
+    ctx = Context(work=work, base_url="", args=args)
+    cases = [CASES[name.strip()] for name in args.cases.split(",")]
+    for case in cases:
+        case.build(ctx)
+    sink = SinkProcess(ctx.files.get("p2_results"))
+    ctx.base_url = sink.base_url
     figures: dict[str, Any] = {"machine": machine(), "cases": {}}
     try:
-        ctx = Context(work=work, base_url=sink.base_url, args=args)
-        for name in args.cases.split(","):
-            case = CASES[name.strip()]
-            case.build(ctx)
+        for case in cases:
             size = ctx.files[case.input_file].stat().st_size
             print(
                 f"\n{case.name} {case.title}: {args.requests:,} requests, {size / 1e6:.1f} MB, "

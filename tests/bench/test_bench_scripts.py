@@ -49,6 +49,19 @@ def test_compare_runs_every_contender_against_the_sink(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == [figures]  # the work folder is cleaned up
 
 
+def test_compare_fetch_case_runs_every_contender(tmp_path: Path) -> None:
+    figures = tmp_path / "figures.json"
+    out = run(
+        "compare.py",
+        *("--cases", "P2", "--requests", "30", "--result-bytes", "50", "--rounds", "1"),
+        *("--work", str(tmp_path), "--json", str(figures)),
+    )
+    assert "P2 fetch to a file" in out
+    contenders = json.loads(figures.read_text())["cases"]["P2"]["contenders"]
+    assert {"ours", "sdk"} <= set(contenders)
+    assert all(c["seconds"] > 0 for c in contenders.values())
+
+
 def test_validation_layers_and_the_absurd_line() -> None:
     out = run(
         "validation.py",
