@@ -230,6 +230,12 @@ def prepare(
     max_requests = limits.max_requests
     room_bytes = limits.max_bytes - ENVELOPE_BYTES + 1  # lines + newlines a shard can hold
 
+    def close_shard() -> None:
+        digest = shard_ids.hexdigest()
+        shards.append(
+            Shard(len(shards), shard_first, shard_count, shard_offset, shard_length, digest)
+        )
+
     with _Staging(sink) as staging:
         stage, unique = staging.add, seen.add
         for location, raw in records:
@@ -253,16 +259,7 @@ def prepare(
 
             size = len(line) + 1
             if shard_count and (shard_count >= max_requests or shard_length + size > room_bytes):
-                shards.append(
-                    Shard(
-                        len(shards),
-                        shard_first,
-                        shard_count,
-                        shard_offset,
-                        shard_length,
-                        shard_ids.hexdigest(),
-                    )
-                )
+                close_shard()
                 shard_first, shard_count, shard_offset, shard_length = accepted, 0, offset, 0
                 shard_ids = IdsDigest()
             shard_ids.add(custom_id)
@@ -278,16 +275,7 @@ def prepare(
             problems, problem_count, anthropic_version=validator.anthropic_version
         )
     if shard_count:
-        shards.append(
-            Shard(
-                len(shards),
-                shard_first,
-                shard_count,
-                shard_offset,
-                shard_length,
-                shard_ids.hexdigest(),
-            )
-        )
+        close_shard()
     if not accepted:
         if problem_count:
             raise RequestValidationError.from_problems(
