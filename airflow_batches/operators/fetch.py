@@ -58,6 +58,7 @@ from airflow_batches.operators._common import (
     StateStoreLedger,
     coerce_batch_ids,
     coerce_job,
+    job_folder,
     state_store,
     storage_path,
 )
@@ -215,7 +216,7 @@ class FetchResultsOperator(BaseOperator):
         return f"airflow_batches.fetch.{job_id}"
 
     def _load_state(self, context: Context, job: JobDescriptor) -> FetchState:
-        accessor = state_store(context)
+        accessor = state_store(context, job_folder(job))
         if accessor is not None:
             data = accessor.get(self._state_key(job.job_id))
             if data:
@@ -227,8 +228,8 @@ class FetchResultsOperator(BaseOperator):
                 return state
         return FetchState(job_id=job.job_id, attempts=[Attempt(number=1, batches=job.batches)])
 
-    def _save_state(self, context: Context, state: FetchState) -> None:
-        accessor = state_store(context)
+    def _save_state(self, context: Context, job: JobDescriptor, state: FetchState) -> None:
+        accessor = state_store(context, job_folder(job))
         if accessor is not None:
             accessor.set(self._state_key(state.job_id), state.model_dump(mode="json"))
 
@@ -309,7 +310,7 @@ class FetchResultsOperator(BaseOperator):
                 )
                 latest.resubmitted_next = reasons
                 state.attempts.append(self._resubmit(context, client, job, ids, latest.number + 1))
-                self._save_state(context, state)
+                self._save_state(context, job, state)
             return self._publish(context, client, job, state, started_at)
 
     def _wait(
@@ -376,7 +377,7 @@ class FetchResultsOperator(BaseOperator):
                 staged, prepared = stage_requests(
                     JobStore(Path(tmp)), select_requests(stream, ids), validator
                 )
-            accessor = state_store(context)
+            accessor = state_store(context, job_folder(job))
             key = f"airflow_batches.followup.{job.job_id}.{number}.{job_key(prepared.fingerprint)}"
             backend: LedgerBackend = (
                 StateStoreLedger(accessor, key) if accessor is not None else MemoryLedger()

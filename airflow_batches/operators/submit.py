@@ -25,10 +25,8 @@ from airflow_batches.jobs._store import JobStore
 from airflow_batches.jobs._submit import (
     REJECTED_FILE,
     REQUESTS_FILE,
-    FileLedger,
     JobSubmitter,
     LedgerBackend,
-    MemoryLedger,
     descriptor_from_ledger,
     job_key,
     new_ledger,
@@ -36,10 +34,10 @@ from airflow_batches.jobs._submit import (
     utcnow,
 )
 from airflow_batches.operators._common import (
-    StateStoreLedger,
+    ledger_backend,
     parse_text,
     staging_root,
-    state_store,
+    storage_conn_id,
     storage_path,
     task_folder,
 )
@@ -224,17 +222,8 @@ class SubmitBatchOperator(BaseOperator):
     def _ledger_backend(
         self, context: Context, job: JobStore, fingerprint: str, *, durable: Any
     ) -> LedgerBackend:
-        accessor = state_store(context)
-        if accessor is not None:
-            return StateStoreLedger(accessor, f"airflow_batches.ledger.{job_key(fingerprint)}")
-        if durable is not None:
-            return FileLedger(job)
-        self.log.warning(
-            "No task state store (Airflow < 3.3) and no staging_path: a retry of this task "
-            "cannot re-attach to batches this try creates. Set [airflow_batches] staging_path "
-            "to shared storage."
-        )
-        return MemoryLedger()
+        key = f"airflow_batches.ledger.{job_key(fingerprint)}"
+        return ledger_backend(context, key, durable, task=self)
 
     def _descriptor(self, ledger: Ledger, job: JobStore, root: Any) -> JobDescriptor:
         shared = root is not None
@@ -242,7 +231,7 @@ class SubmitBatchOperator(BaseOperator):
             ledger,
             conn_id=self.conn_id,
             job_dir=str(job.root) if shared else "",
-            job_dir_conn_id=getattr(job.root, "conn_id", None) if shared else None,
+            job_dir_conn_id=storage_conn_id(job.root) if shared else None,
             submitted_at=utcnow(),
             limits=self.limits,
         )
