@@ -15,3 +15,6 @@ HAS_TASK_STATE_STORE = RELEASE >= (3, 3)
 
 HAS_TRIGGER_ON_KILL = RELEASE >= (3, 3)
 """The triggerer calls ``BaseTrigger.on_kill()`` when a user kills a deferred task."""
+
+HAS_STATE_AUDIT_LOG = RELEASE >= (3, 2)
+"""The execution API writes an audit-log row for each state a worker reports."""

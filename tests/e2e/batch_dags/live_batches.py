@@ -37,3 +37,9 @@ with DAG("live_batches", schedule=None, start_date=datetime(2026, 1, 1), catchup
 with DAG("live_batches_kill", schedule=None, start_date=datetime(2026, 1, 1), catchup=False):
     submit = SubmitBatchOperator(task_id="submit", requests=REQUESTS[:3])
     BatchSensor(task_id="wait", job=submit.output, poke_interval=0.2, deferrable=True)
+
+with DAG(
+    "live_batches_kill_in_worker", schedule=None, start_date=datetime(2026, 1, 1), catchup=False
+):
+    submit = SubmitBatchOperator(task_id="submit", requests=REQUESTS[:3])
+    BatchSensor(task_id="wait", job=submit.output, poke_interval=0.2, deferrable=False)
