@@ -18,3 +18,6 @@ HAS_TRIGGER_ON_KILL = RELEASE >= (3, 3)
 
 HAS_STATE_AUDIT_LOG = RELEASE >= (3, 2)
 """The execution API writes an audit-log row for each state a worker reports."""
+
+HAS_DECLARATIVE_CONNECTION_FORM = RELEASE >= (3, 2)
+"""The connection form's fields come from the provider info's ``conn-fields``."""
