@@ -21,7 +21,9 @@ $(STAMP): pyproject.toml setup.cfg constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
-# Rebuilt only when the release's constraints (or the package's requirements) change.
+# Rebuilt only when the release's constraints (or the package's requirements) change; kept
+# (never deleted as an intermediate file) between runs.
+.SECONDARY: $(RELEASES:%=.venv-af%/.installed)
 .venv-af%/.installed: constraints/airflow-%.txt pyproject.toml
 	test -x .venv-af$*/bin/python || $(PYTHON) -m venv .venv-af$*
 	.venv-af$*/bin/python -m pip install --quiet --upgrade pip
@@ -42,7 +44,8 @@ typecheck: install
 pytest: install
 	$(BIN)/pytest
 
-pytest-af%: .venv-af%/.installed
+# A static pattern rule: make looks for no implicit rule for a .PHONY target.
+$(RELEASES:%=pytest-af%): pytest-af%: .venv-af%/.installed
 	.venv-af$*/bin/pytest $(RELEASE_TESTS)
 
 # The main release's whole suite and each older release's subset run side by side (their
