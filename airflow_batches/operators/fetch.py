@@ -180,7 +180,7 @@ class FetchResultsOperator(BatchWaiting, BaseOperator):
         def ledger_for(key: str) -> LedgerBackend:
             if accessor is None:
                 return MemoryLedger()
-            return StateStoreLedger(accessor, f"airflow_batches.{job.job_id}.{key}")
+            return StateStoreLedger(accessor, f"airflow_batches.{key}.job-{job.job_id}")
 
         staged = storage_path(job.job_dir, job.job_dir_conn_id)
         registry = storage_path(job.registry_dir, job.job_dir_conn_id)
