@@ -104,6 +104,13 @@ class BatchSensor(BatchWaiting, BaseSensorOperator):
     def _wait(self) -> WaitEvent:
         descriptor = coerce_job(self.job)
         ids = coerce_batch_ids(self.job)
+        if descriptor is not None and not ids:
+            self.log.info(
+                "The job sent no batch: every one of its %d request(s) was answered from the "
+                "cross-run cache",
+                descriptor.request_count,
+            )
+            return WaitEvent(status="ended", message="nothing was sent")
         conn_id = self.conn_id or (descriptor.conn_id if descriptor else None)
         started = self._clock()
         grace = descriptor.submitted_at.timestamp() + NOT_FOUND_GRACE if descriptor else None
