@@ -7,9 +7,22 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from airflow.sdk import Asset, BaseHook, BaseOperator, BaseSensorOperator, ObjectStoragePath, conf
+from airflow.sdk import (
+    Asset,
+    BaseHook,
+    BaseOperator,
+    BaseOperatorLink,
+    BaseSensorOperator,
+    ObjectStoragePath,
+    conf,
+)
 from airflow.sdk.definitions.connection import Connection
-from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout, AirflowSkipException
+from airflow.sdk.exceptions import (
+    AirflowException,
+    AirflowFailException,
+    AirflowSensorTimeout,
+    AirflowSkipException,
+)
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 if TYPE_CHECKING:
@@ -17,11 +30,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AirflowException",
+    "AirflowFailException",
     "AirflowSensorTimeout",
     "AirflowSkipException",
     "Asset",
     "BaseHook",
     "BaseOperator",
+    "BaseOperatorLink",
     "BaseSensorOperator",
     "BaseTrigger",
     "Connection",

@@ -35,7 +35,7 @@ import hashlib
 import struct
 import tempfile
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from typing import IO, Any
@@ -45,7 +45,13 @@ from pydantic import BaseModel, ConfigDict
 
 from airflow_batches.jobs._index import DiskIndex
 from airflow_batches.jobs._prepare import RequestValidator, records_from_jsonl
-from airflow_batches.jobs._staging import REQUESTS_FILE, Staged, job_key, stage_requests
+from airflow_batches.jobs._staging import (
+    REQUESTS_FILE,
+    Segments,
+    Staged,
+    job_key,
+    stage_requests,
+)
 from airflow_batches.jobs._store import JobStore, StoragePath, atomic_writer, child, ensure_dir
 
 __all__ = [
@@ -129,6 +135,9 @@ class CacheInfo(BaseModel):
     cached_file: str = CACHED_FILE
     keys_file: str = KEYS_FILE
     uncached_file: str = UNCACHED_FILE
+    parts: list[int] = []
+    """Byte offsets in ``uncached_file`` where a new part begins (a matrix job's model), so
+    that what is sent keeps one batch per part."""
 
 
 class CrossRunCache:
@@ -170,8 +179,17 @@ class CrossRunCache:
 
     # -- submission ------------------------------------------------------------------------
 
-    def plan(self, job: JobStore, requests_file: str, log: Any) -> CacheInfo:
-        """Split the job's staged requests into hits and misses (reused when already done)."""
+    def plan(
+        self,
+        job: JobStore,
+        requests_file: str,
+        log: Any,
+        part_of: Callable[[str], str] | None = None,
+    ) -> CacheInfo:
+        """Split the job's staged requests into hits and misses (reused when already done).
+
+        ``part_of`` names the part a custom_id belongs to; where it changes among the misses,
+        a new part begins (``CacheInfo.parts``)."""
         existing = job.read_json(PLAN_FILE)
         if existing is not None:
             info = CacheInfo.model_validate(existing)
@@ -187,7 +205,9 @@ class CrossRunCache:
                 known.update(self._keys_of(name, number))
             uncached = stack.enter_context(atomic_writer(job.path(UNCACHED_FILE)))
             keys = stack.enter_context(atomic_writer(job.path(KEYS_FILE)))
-            misses = 0
+            misses = written = 0
+            parts: list[int] = []
+            part: str | None = None
             with job.path(requests_file).open("rb") as stream:
                 for line in stream:
                     if not line.strip():
@@ -195,7 +215,12 @@ class CrossRunCache:
                     custom_id, key = self.key(line.rstrip(b"\r\n"))
                     location = known.get(key.hex())
                     if location is None:
+                        this = part_of(custom_id) if part_of is not None else ""
+                        if not parts or this != part:
+                            parts.append(written)
+                            part = this
                         uncached.write(line)
+                        written += len(line)
                         keys.write(_encode(_KeyLine(custom_id, key.hex())) + b"\n")
                         misses += 1
                     else:
@@ -211,6 +236,7 @@ class CrossRunCache:
             hits=count,
             misses=misses,
             segments_read=len(names),
+            parts=parts,
         )
         job.write_json(info.model_dump(mode="json"), PLAN_FILE)
         log.info(
@@ -334,16 +360,42 @@ class CacheStep:
         as the cost estimate.
     """
 
-    def __init__(self, cache: CrossRunCache, validator: RequestValidator) -> None:
+    def __init__(
+        self,
+        cache: CrossRunCache,
+        validator: RequestValidator,
+        part_of: Callable[[str], str] | None = None,
+    ) -> None:
         self.cache = cache
         self.validator = validator
+        self.part_of = part_of
 
     def stage(self, staged: Staged, log: Any) -> Staged:
-        info = self.cache.plan(staged.store, REQUESTS_FILE, log)
+        info = self.cache.plan(staged.store, REQUESTS_FILE, log, self.part_of)
         if not info.misses:
             return Staged(staged.store, staged.prepared, None, None, REQUESTS_FILE, info)
         root = staged.store.sub(*SEND_FOLDER.split("/"))
-        with staged.store.path(info.uncached_file).open("rb") as stream:
-            sent_store, sent = stage_requests(root, records_from_jsonl(stream), self.validator)
+        path = staged.store.path(info.uncached_file)
+        starts = info.parts or [0]
+        ends: list[int | None] = [*starts[1:], None]
+        parts = Segments(_Range(path, a, b) for a, b in zip(starts, ends, strict=True))
+        sent_store, sent = stage_requests(root, parts, self.validator)
         sent_file = f"{SEND_FOLDER}/{job_key(sent.fingerprint)}/{REQUESTS_FILE}"
         return Staged(staged.store, staged.prepared, sent, sent_store, sent_file, info)
+
+
+class _Range:
+    """The staged lines between two byte offsets of a file (``None``: to its end)."""
+
+    def __init__(self, path: StoragePath, start: int, end: int | None) -> None:
+        self.path, self.start, self.end = path, start, end
+
+    def __iter__(self) -> Iterator[tuple[str, bytes]]:
+        with self.path.open("rb") as stream:
+            stream.seek(self.start)
+            at = self.start
+            for location, line in records_from_jsonl(stream):
+                if self.end is not None and at >= self.end:
+                    return
+                at += len(line)
+                yield location, line

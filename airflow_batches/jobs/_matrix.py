@@ -166,6 +166,10 @@ class ModelMatrix:
             return None
         return model, key
 
+    def part_of(self, custom_id: str) -> str:
+        """The prefix of a derived custom_id: which model's part of the job it is in."""
+        return custom_id.partition("_")[0]
+
     # -- expanding the input ----------------------------------------------------------------
 
     def segments(

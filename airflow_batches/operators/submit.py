@@ -229,7 +229,8 @@ class SubmitBatchOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         check, estimator = self._preflight()
         root = staging_root(self.staging_path, self.staging_conn_id)
-        cache = self._cache(root, estimator)
+        matrix = ModelMatrix.of(self._models()) if self.models else None
+        cache = self._cache(root, estimator, matrix)
         validator = RequestValidator(
             anthropic_version=self.hook.anthropic_version,
             defaults=self.defaults,
@@ -238,7 +239,6 @@ class SubmitBatchOperator(BaseOperator):
             checks=[check],
             observers=[] if cache is not None else [estimator],
         )
-        matrix = ModelMatrix.of(self._models()) if self.models else None
         sidecar = Sidecar()
         records = Segments(envelope_segments(self._records, sidecar, matrix))
         headers = (
@@ -327,7 +327,9 @@ class SubmitBatchOperator(BaseOperator):
             models = parse_text(models) if models.lstrip().startswith("[") else [models]
         return list(models)
 
-    def _cache(self, root: Any, estimator: CostEstimator) -> CacheStep | None:
+    def _cache(
+        self, root: Any, estimator: CostEstimator, matrix: ModelMatrix | None
+    ) -> CacheStep | None:
         """The cross-run cache step, or None without ``cache_path``."""
         if not self.cache_path:
             return None
@@ -349,7 +351,7 @@ class SubmitBatchOperator(BaseOperator):
             limits=self.limits,
             observers=[estimator],
         )
-        return CacheStep(cache, sender)
+        return CacheStep(cache, sender, matrix.part_of if matrix is not None else None)
 
     def _ledger_backend(
         self, context: Context, job: JobStore, fingerprint: str, *, durable: Any
