@@ -75,37 +75,91 @@ def _link(url: str | None, text: str) -> str:
     return f'<a href="{escape(url, quote=True)}">{escape(text)}</a>'
 
 
-def _models_table(models: Mapping[str, Any], changes: Mapping[str, Any]) -> str:
-    head = (
-        "<tr><th>model</th><th>requests</th><th>succeeded</th><th>errored</th>"
-        "<th>expired</th><th>canceled</th><th>scored</th><th>passed</th><th>pass rate</th>"
-        "<th>Δ pass rate</th><th>mean score</th><th>Δ mean</th><th>cost</th>"
-        "<th>avoided (cache)</th><th>cost / correct</th><th>Δ cost / correct</th>"
-        "<th>prompt cache</th><th>cross-run cache</th><th>regressed</th></tr>"
+def _row(label: str, cells: Sequence[str]) -> str:
+    return (
+        f'<tr data-model="{escape(label)}"><td>{escape(label)}</td>'
+        + "".join(f"<td>{c}</td>" for c in cells)
+        + "</tr>"
     )
+
+
+def _table(table_id: str, heads: Sequence[str], rows: Sequence[str]) -> str:
+    head = "".join(f"<th>{escape(h)}</th>" for h in heads)
+    return f'<table id="{table_id}"><tr>{head}</tr>{"".join(rows)}</table>'
+
+
+def _models_table(models: Mapping[str, Any], changes: Mapping[str, Any]) -> str:
+    """Scores per model: what was answered, what was right, and the change."""
     rows = []
     for label, m in models.items():
         counts = m.get("counts") or {}
         change = changes.get(label) or {}
         rows.append(
-            f'<tr data-model="{escape(label)}"><td>{escape(label)}</td>'
-            f"<td>{_num(m.get('requests'))}</td><td>{_num(counts.get('succeeded', 0))}</td>"
-            f"<td>{_num(counts.get('errored', 0))}</td><td>{_num(counts.get('expired', 0))}</td>"
-            f"<td>{_num(counts.get('canceled', 0))}</td><td>{_num(m.get('scored'))}</td>"
-            f"<td>{_num(m.get('passed'))}</td>"
-            f'<td class="pass-rate">{_pct(m.get("pass_rate"))}</td>'
-            f"<td>{_delta(change.get('pass_rate'))}</td>"
-            f"<td>{_num(m.get('mean_score'))}</td><td>{_delta(change.get('mean_score'))}</td>"
-            f'<td class="cost">{_usd(m.get("cost_usd"))}</td>'
-            f"<td>{_usd(m.get('cost_avoided_usd'))}</td>"
-            f"<td>{_usd(m.get('cost_per_correct_usd'))}</td>"
-            f"<td>{_delta(change.get('cost_per_correct_usd'), percent=False, lower_is_better=True)}"
-            f"</td><td>{_pct(m.get('prompt_cache_hit_rate'))}</td>"
-            f"<td>{_num(m.get('cross_run_cache_hits'))} "
-            f"({_pct(m.get('cross_run_cache_hit_rate'))})</td>"
-            f"<td>{_num(m.get('regressions'))}</td></tr>"
+            _row(
+                label,
+                [
+                    _num(m.get("requests")),
+                    _num(counts.get("succeeded", 0)),
+                    _num(counts.get("errored", 0)),
+                    _num(counts.get("expired", 0)),
+                    _num(counts.get("canceled", 0)),
+                    _num(m.get("scored")),
+                    _num(m.get("passed")),
+                    f'<span class="pass-rate">{_pct(m.get("pass_rate"))}</span>',
+                    _delta(change.get("pass_rate")),
+                    _num(m.get("mean_score")),
+                    _delta(change.get("mean_score")),
+                    _num(m.get("regressions")),
+                ],
+            )
         )
-    return f'<table id="models">{head}{"".join(rows)}</table>'
+    heads = (
+        "model",
+        "requests",
+        "succeeded",
+        "errored",
+        "expired",
+        "canceled",
+        "scored",
+        "passed",
+        "pass rate",
+        "change",
+        "mean score",
+        "change",
+        "regressed",
+    )
+    return _table("models", heads, rows)
+
+
+def _costs_table(models: Mapping[str, Any], changes: Mapping[str, Any]) -> str:
+    """Cost and caches per model."""
+    rows = []
+    for label, m in models.items():
+        change = (changes.get(label) or {}).get("cost_per_correct_usd")
+        rows.append(
+            _row(
+                label,
+                [
+                    f'<span class="cost">{_usd(m.get("cost_usd"))}</span>',
+                    _usd(m.get("cost_avoided_usd")),
+                    _usd(m.get("cost_per_correct_usd")),
+                    _delta(change, percent=False, lower_is_better=True),
+                    _pct(m.get("prompt_cache_hit_rate")),
+                    f"{_num(m.get('cross_run_cache_hits'))} "
+                    f"({_pct(m.get('cross_run_cache_hit_rate'))})",
+                ],
+            )
+        )
+    heads = (
+        "model",
+        "cost (billed)",
+        "avoided by the cache",
+        "cost per correct answer",
+        "change",
+        "prompt cache hit rate",
+        "cross-run cache hits",
+    )
+    return _table("costs", heads, rows)
 
 
 def _charts(summary: Mapping[str, Any]) -> str:
@@ -129,8 +183,14 @@ def _charts(summary: Mapping[str, Any]) -> str:
             [
                 ("billed", [models[m].get("cost_usd") for m in labels]),
                 ("avoided by the cache", [models[m].get("cost_avoided_usd") for m in labels]),
-                ("per correct answer", [models[m].get("cost_per_correct_usd") for m in labels]),
             ],
+            unit="$",
+        ),
+        bar_chart(
+            "chart-cost-per-correct",
+            "Cost per correct answer",
+            labels,
+            [("per correct answer", [models[m].get("cost_per_correct_usd") for m in labels])],
             unit="$",
         ),
         bar_chart(
@@ -234,8 +294,10 @@ def render_report(summary: Mapping[str, Any]) -> str:
 line(s) · pass rate {_pct(totals.get("pass_rate"))} · cost {_usd(totals.get("cost_usd"))}
 (avoided {_usd(totals.get("cost_avoided_usd"))}) · {compared}</p>
 {verdict}
-<h2>Per model</h2>
+<h2>Scores per model</h2>
 {_models_table(models, changes)}
+<h2>Cost and caches per model</h2>
+{_costs_table(models, changes)}
 {_charts(summary)}
 <h2>Regressions</h2>
 {_regressions(summary)}

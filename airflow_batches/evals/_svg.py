@@ -12,7 +12,7 @@ from html import escape
 __all__ = ["PALETTE", "bar_chart", "line_chart"]
 
 PALETTE = ("#3b6fb6", "#d9822b", "#4f9d69", "#b5485d", "#7a5fb0", "#8c7a4b", "#3d9aa6")
-_W, _H = 640, 260
+_W, _H = 560, 260
 _LEFT, _RIGHT, _TOP, _BOTTOM = 64, 16, 28, 56
 
 
@@ -127,12 +127,13 @@ def line_chart(
                 f"{escape(name)}: {escape(_fmt(v, unit))}</title></circle>"
             )
     label: Callable[[int], str] = lambda i: _cut(runs[i], 14)  # noqa: E731
-    for i in sorted({0, len(runs) - 1, len(runs) // 2}):
-        if 0 <= i < len(runs):
-            parts.append(
-                f'<text x="{_LEFT + i * step:.1f}" y="{_H - _BOTTOM + 16}" text-anchor="middle" '
-                f'class="label">{escape(label(i))}</text>'
-            )
+    last = len(runs) - 1
+    for i in sorted({0, last, last // 2}):
+        anchor = "start" if i == 0 else ("end" if i == last else "middle")
+        parts.append(
+            f'<text x="{_LEFT + i * step:.1f}" y="{_H - _BOTTOM + 16}" text-anchor="{anchor}" '
+            f'class="label">{escape(label(i))}</text>'
+        )
     parts += _legend([name for name, _ in series])
     parts.append("</svg>")
     return "".join(parts)

@@ -12,12 +12,14 @@ results, never rewritten, so concurrent runs never lose each other's writes:
 
 * ``<segment>.jsonl``: one line per stored result,
   ``{"key", "custom_id", "batch_id", "result"}`` (the custom_id and batch that answered it);
-* ``<segment>.keys``: fixed-width records (key 16 bytes, offset 8, length 4) into the
-  ``.jsonl``, written once it is complete: a segment without one is not read.
+* ``<segment>.keys``: fixed-width records (key 16 bytes, BLAKE2b-64 of the custom_id 8,
+  offset 8, length 4) into the ``.jsonl``, written once it is complete: a segment without one
+  is not read.
 
 **At submission** (:meth:`CrossRunCache.plan`), after pre-flight: every segment's keys are
-loaded into a :class:`~._index.DiskIndex` (28 bytes read per cached result; memory stays flat),
-the staged requests are streamed once, and each is either a *hit* or a *miss*. The job's folder
+loaded into a :class:`~._index.DiskIndex` (36 bytes read per cached result; memory stays flat),
+the staged requests are streamed once, and each is either a *hit* (the result stored for the
+same params, that very custom_id's first when there is one) or a *miss*. The job's folder
 then holds, under ``cache/``: ``cached.jsonl`` (the hits' results, each with this job's
 custom_id and ``"cached_from": {"batch_id", "custom_id"}``), ``uncached.jsonl`` (the misses:
 only these are submitted), ``keys.jsonl`` (the misses' keys, for storing their results) and
@@ -69,7 +71,7 @@ CACHED_FILE = f"{CACHE_FOLDER}/cached.jsonl"
 UNCACHED_FILE = f"{CACHE_FOLDER}/uncached.jsonl"
 KEYS_FILE = f"{CACHE_FOLDER}/keys.jsonl"
 PLAN_FILE = f"{CACHE_FOLDER}/plan.json"
-_RECORD = struct.Struct(">16sQI")
+_RECORD = struct.Struct(">16s8sQI")
 _LOCATION = struct.Struct(">IQI")
 
 
@@ -120,6 +122,17 @@ def request_cache_key(params: bytes, *, anthropic_version: str, betas: Sequence[
     digest.update(",".join(sorted(betas)).encode() + b"\n")
     digest.update(canonical)
     return digest.digest()
+
+
+def _id_hash(custom_id: str) -> bytes:
+    return hashlib.blake2b(custom_id.encode(), digest_size=8).digest()
+
+
+def _exact(key: bytes, custom_id: str) -> str:
+    """The index entry of the very request (same params and custom_id) answered before: an
+    unchanged eval gets back each request's own earlier result, even when two of its requests
+    have the same params."""
+    return f"{key.hex()}:{_id_hash(custom_id).hex()}"
 
 
 class CacheInfo(BaseModel):
@@ -213,7 +226,7 @@ class CrossRunCache:
                     if not line.strip():
                         continue
                     custom_id, key = self.key(line.rstrip(b"\r\n"))
-                    location = known.get(key.hex())
+                    location = known.get(_exact(key, custom_id)) or known.get(key.hex())
                     if location is None:
                         this = part_of(custom_id) if part_of is not None else ""
                         if not parts or this != part:
@@ -251,8 +264,10 @@ class CrossRunCache:
     def _keys_of(self, name: str, number: int) -> Iterator[tuple[str, bytes]]:
         with child(self.folder, f"{name}.keys").open("rb") as stream:
             while chunk := stream.read(_RECORD.size * 4096):
-                for key, offset, length in _RECORD.iter_unpack(chunk):
-                    yield key.hex(), _LOCATION.pack(number, offset, length)
+                for key, id_hash, offset, length in _RECORD.iter_unpack(chunk):
+                    location = _LOCATION.pack(number, offset, length)
+                    yield key.hex(), location
+                    yield f"{key.hex()}:{id_hash.hex()}", location
 
     def _copy_hits(self, names: list[str], hits: DiskIndex, out: IO[bytes]) -> int:
         """Write each hit's stored result under its new custom_id, reading every segment
@@ -318,7 +333,7 @@ class CacheWriter:
             self._data = self._stack.enter_context(atomic_writer(target))
         data = _encode(_Stored(key.hex(), custom_id, batch_id, msgspec.Raw(result))) + b"\n"
         self._data.write(data)
-        self._local.write(_RECORD.pack(key, self._offset, len(data)))
+        self._local.write(_RECORD.pack(key, _id_hash(custom_id), self._offset, len(data)))
         self._offset += len(data)
         self.stored += 1
 

@@ -139,6 +139,8 @@ class BatchSensor(BatchWaiting, BaseSensorOperator):
             raise AirflowSensorTimeout(event.message)
         if event.status == "error":
             raise AirflowException(event.message)
+        if not event.batches:  # nothing was sent (the cross-run cache answered everything)
+            return {"batch_ids": [], "counts": {}, "requests": 0, "elapsed_seconds": 0.0}
         progress = JobProgress.of(event.batches)
         self.log.info("All batches ended: %s", progress.line(event.elapsed))
         verdict = judge(progress, self.policy)
