@@ -98,6 +98,14 @@ class _Model:
         self.billed = ResultTally(self.prices)
         self.avoided = ResultTally(self.prices)
 
+    def merge(self, other: _Model) -> None:
+        """Take in the lines of ``other`` (unscored ones: errored, expired, canceled)."""
+        for kind, n in other.counts.items():
+            self.counts[kind] = self.counts.get(kind, 0) + n
+        assert self.billed is not None and other.billed is not None
+        self.billed.merge(other.billed)
+        self.unscored += other.unscored
+
 
 def _ratio(part: float, whole: float) -> float | None:
     return round(part / whole, 6) if whole else None
@@ -241,7 +249,15 @@ class Evaluation:
     # -- figures -----------------------------------------------------------------------------
 
     def summary(self, order: list[str] | None = None) -> dict[str, Any]:
-        """Per-model figures (in ``order``, then by name), and the totals."""
+        """Per-model figures (in ``order``, then by name), and the totals.
+
+        Lines that name no model (a job without a matrix: errored, expired and canceled
+        lines carry no ``message.model``) count for the job's only model when there is one."""
+        unknown = self.models.get(UNKNOWN_MODEL)
+        known = [m for label, m in self.models.items() if label != UNKNOWN_MODEL]
+        if unknown is not None and len(known) == 1 and not unknown.scores.scored:
+            known[0].merge(unknown)
+            del self.models[UNKNOWN_MODEL]
         labels = [m for m in order or () if m in self.models]
         labels += sorted(m for m in self.models if m not in labels)
         models = {label: self._figures(self.models[label]) for label in labels}
