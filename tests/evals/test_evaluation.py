@@ -73,7 +73,7 @@ def test_a_scorer_that_raises_names_the_request() -> None:
     def broken(result: Any, metadata: Any) -> bool:
         raise KeyError("expected")
 
-    with pytest.raises(EvaluationError, match="raised on 'q7'.*KeyError"):
+    with pytest.raises(EvaluationError, match=r"raised on 'q7'.*KeyError"):
         Evaluation(broken, PRICES).add(encode(L.succeeded("q7", "x")))
     with pytest.raises(EvaluationError, match="not a result line"):
         Evaluation(exact_match(), PRICES).add(b'{"custom_id": "x"}')
