@@ -32,7 +32,7 @@ from typing import Any
 import msgspec
 
 from airflow_batches.api._models import CUSTOM_ID_PATTERN
-from airflow_batches.jobs._metadata import Sidecar, split_metadata
+from airflow_batches.jobs._metadata import Sidecar, checked_split
 
 __all__ = ["MatrixModel", "ModelMatrix", "RecordSource", "envelope_segments", "request_key"]
 
@@ -220,7 +220,7 @@ class _Segment:
         matrix, model, sidecar = self.matrix, self.model, self.sidecar
         suffix = f" ({model.label})"
         for location, raw in self.source():
-            request, metadata = split_metadata(raw)
+            request, metadata = checked_split(location, raw)
             request, original = matrix.expand(model, request)
             if sidecar is not None and original is not None:
                 key = request_key(original, len(model.prefix))
@@ -246,7 +246,7 @@ class _Plain:
     def __iter__(self) -> Iterator[tuple[str, Any]]:
         sidecar = self.sidecar
         for location, raw in self.source():
-            request, metadata = split_metadata(raw)
+            request, metadata = checked_split(location, raw)
             if metadata is not None and sidecar is not None and isinstance(request, Mapping):
                 custom_id = request.get("custom_id")
                 if isinstance(custom_id, str):

@@ -26,6 +26,7 @@ from typing import IO, Any
 import msgspec
 
 from airflow_batches.jobs._index import DiskIndex
+from airflow_batches.jobs._prepare import RequestValidationError
 from airflow_batches.jobs._store import StoragePath
 
 __all__ = [
@@ -80,9 +81,34 @@ def split_metadata(raw: Any) -> tuple[Any, bytes | None]:
         rest = {k: v for k, v in raw.items() if k != METADATA_KEY}
         try:
             return rest, _encode(raw[METADATA_KEY])
-        except (TypeError, msgspec.EncodeError):
-            return raw, None  # pre-flight names the member it cannot encode
+        except (TypeError, ValueError, msgspec.EncodeError) as exc:
+            raise MetadataError(f"metadata: not JSON-serialisable: {exc}") from None
     return raw, None
+
+
+class MetadataError(ValueError):
+    """A request's metadata cannot be kept (it is not JSON)."""
+
+
+def checked_split(location: str, raw: Any) -> tuple[Any, bytes | None]:
+    """:func:`split_metadata`, its error a pre-flight error naming the request."""
+    try:
+        return split_metadata(raw)
+    except MetadataError as exc:
+        custom_id = raw.get("custom_id") if isinstance(raw, Mapping) else None
+        who = f"{location} (custom_id {custom_id!r})" if isinstance(custom_id, str) else location
+        raise RequestValidationError(
+            f"1 invalid request; nothing was submitted:\n  {who}: {exc}",
+            problems=[
+                {
+                    "location": location,
+                    "custom_id": custom_id,
+                    "field": METADATA_KEY,
+                    "message": str(exc),
+                }
+            ],
+            total=1,
+        ) from None
 
 
 class Sidecar:

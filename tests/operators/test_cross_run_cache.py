@@ -88,3 +88,37 @@ def test_only_the_requests_that_changed_are_sent(dag_runner: DagRunner, tmp_path
     assert sorted(r["custom_id"] for r in admin.requests(batch["id"])) == ["m0_q2", "m0_q5"]
     manifest = run.xcom("fetch")
     assert manifest["lines"] == 6 and manifest["cache"]["stored"] == 2
+
+
+def test_only_succeeded_results_are_reused(dag_runner: DagRunner, tmp_path: Path) -> None:
+    cache = f"file://{tmp_path / 'cache'}"
+    models = ["claude-haiku-4-5"]
+    admin = dag_runner.emulator.admin
+    dag_runner.emulator.configure(result_errors={"invalid_request_error": 0.3}, seed=11)
+    first = dag_runner.run(DAG, REQS=requests(20), MODELS=models, CACHE=cache)
+    assert first.state == "success", first.states
+    errored = first.xcom("fetch")["counts"]["errored"]
+    assert 0 < errored < 20
+    dag_runner.emulator.configure(result_errors={})
+    before = admin.requests_received()
+    second = dag_runner.run(DAG, REQS=requests(20), MODELS=models, CACHE=cache)
+    assert second.state == "success", second.states
+    assert admin.requests_received() - before == errored  # only the errored ones, again
+    manifest = second.xcom("fetch")
+    assert manifest["counts"] == {"succeeded": 20, "errored": 0, "canceled": 0, "expired": 0}
+    assert manifest["cache"]["hits"] == 20 - errored and manifest["cache"]["stored"] == errored
+
+
+def test_a_cache_needs_shared_staging(dag_runner: DagRunner, tmp_path: Path) -> None:
+    dag_runner.monkeypatch.delenv("AIRFLOW__AIRFLOW_BATCHES__STAGING_PATH")
+    result = dag_runner.run(
+        """
+        SubmitBatchOperator(task_id="submit", requests=REQS, models=MODELS, cache_path=CACHE,
+            defaults={"max_tokens": 4})
+        """,
+        REQS=requests(2),
+        MODELS=["claude-haiku-4-5"],
+        CACHE=f"file://{tmp_path / 'cache'}",
+    )
+    assert result.states["submit"] == "failed"
+    assert dag_runner.emulator.admin.create_calls() == 0

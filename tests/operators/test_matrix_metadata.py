@@ -69,3 +69,49 @@ def test_a_matrix_job_sends_every_request_to_every_model_and_joins_metadata(
             assert line["result"]["message"]["model"] == label
     assert manifest["metadata_lines"] == 21
     assert not (dag_runner.results / "results.jsonl").exists()
+
+
+def test_metadata_from_a_jsonl_file_survives_follow_up_batches(dag_runner: DagRunner) -> None:
+    dag_runner.emulator.configure(result_errors={"overloaded_error": 0.4}, seed=3)
+    path = dag_runner.tmp_path / "requests.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in eval_requests(20)))
+    result = dag_runner.run(
+        """
+        submit = SubmitBatchOperator(task_id="submit", requests_path=PATH,
+            defaults={"model": "claude-haiku-4-5", "max_tokens": 16})
+        wait = BatchSensor(task_id="wait", job=submit.output, poke_interval=0.05)
+        fetch = FetchResultsOperator(task_id="fetch", job=submit.output, destination=RESULTS,
+            resubmit_failed=True, max_attempts=5, poke_interval=0.05)
+        submit >> wait >> fetch
+        """,
+        PATH=str(path),
+    )
+    assert result.state == "success", result.states
+    manifest = result.xcom("fetch")
+    assert len(manifest["attempts"]) >= 2  # some requests went out again in a new batch
+    resent = manifest["attempts"][1]["batches"][0]["id"]
+    lines = lines_of(dag_runner.results / "results.jsonl")
+    assert len(lines) == 20 and manifest["metadata_lines"] == 20
+    for line in lines:
+        row = int(line["custom_id"][1:])
+        assert line["metadata"] == {"expected": str(2 * row), "row": row}
+    sent_again = {r["custom_id"] for r in dag_runner.emulator.admin.requests(resent)}
+    assert sent_again and all(
+        "metadata" not in r for r in dag_runner.emulator.admin.requests(resent)
+    )
+    assert "matrix" not in lines[0]
+
+
+def test_metadata_needs_shared_staging_and_nothing_is_sent_without_it(
+    dag_runner: DagRunner,
+) -> None:
+    dag_runner.monkeypatch.delenv("AIRFLOW__AIRFLOW_BATCHES__STAGING_PATH")
+    result = dag_runner.run(
+        """
+        SubmitBatchOperator(task_id="submit", requests=REQS, defaults={"model": "m",
+            "max_tokens": 4})
+        """,
+        REQS=eval_requests(3),
+    )
+    assert result.states["submit"] == "failed"
+    assert dag_runner.emulator.admin.create_calls() == 0
