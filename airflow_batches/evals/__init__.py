@@ -4,15 +4,7 @@ No Airflow import: ``EvaluateResultsOperator`` (``airflow_batches.operators.eval
 Airflow shell over :func:`evaluate_job`. See docs/evals.md.
 """
 
-from airflow_batches.evals._compare import Baseline, Thresholds, deltas
-from airflow_batches.evals._evaluate import Evaluation, EvaluationError
-from airflow_batches.evals._report import render_report
-from airflow_batches.evals._run import EvalSettings, evaluate_job
-from airflow_batches.evals._scorers import (
-    EvalResult,
-    Score,
-    Scorer,
-    ScorerError,
+from airflow_batches.evals._builtin import (
     by_category,
     contains,
     exact_match,
@@ -22,8 +14,12 @@ from airflow_batches.evals._scorers import (
     numeric,
     regex,
     resolve_scorer,
-    to_score,
 )
+from airflow_batches.evals._compare import Baseline, Thresholds, deltas
+from airflow_batches.evals._evaluate import Evaluation, EvaluationError
+from airflow_batches.evals._report import render_report
+from airflow_batches.evals._run import EvalSettings, evaluate_job
+from airflow_batches.evals._scorers import EvalResult, Score, Scorer, ScorerError, to_score
 
 __all__ = [
     "Baseline",

@@ -35,12 +35,9 @@ from __future__ import annotations
 
 import hashlib
 import struct
-import tempfile
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
-from datetime import UTC, datetime
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import msgspec
 from pydantic import BaseModel, ConfigDict
@@ -54,13 +51,15 @@ from airflow_batches.jobs._staging import (
     job_key,
     stage_requests,
 )
-from airflow_batches.jobs._store import JobStore, StoragePath, atomic_writer, child, ensure_dir
+from airflow_batches.jobs._store import JobStore, StoragePath, atomic_writer, child
+
+if TYPE_CHECKING:
+    from airflow_batches.jobs._cache_writer import CacheWriter
 
 __all__ = [
     "CACHE_FOLDER",
     "CacheInfo",
     "CacheStep",
-    "CacheWriter",
     "CrossRunCache",
     "request_cache_key",
 ]
@@ -71,7 +70,7 @@ CACHED_FILE = f"{CACHE_FOLDER}/cached.jsonl"
 UNCACHED_FILE = f"{CACHE_FOLDER}/uncached.jsonl"
 KEYS_FILE = f"{CACHE_FOLDER}/keys.jsonl"
 PLAN_FILE = f"{CACHE_FOLDER}/plan.json"
-_RECORD = struct.Struct(">16s8sQI")
+KEYS_RECORD = struct.Struct(">16s8sQI")
 _LOCATION = struct.Struct(">IQI")
 
 
@@ -80,7 +79,7 @@ class _Params(msgspec.Struct):
     params: msgspec.Raw
 
 
-class _Stored(msgspec.Struct):
+class StoredLine(msgspec.Struct):
     key: str
     custom_id: str
     batch_id: str
@@ -104,8 +103,8 @@ class _KeyLine(msgspec.Struct):
 
 
 _decode_params = msgspec.json.Decoder(_Params).decode
-_decode_stored = msgspec.json.Decoder(_Stored).decode
-_decode_key_line = msgspec.json.Decoder(_KeyLine).decode
+_decode_stored = msgspec.json.Decoder(StoredLine).decode
+decode_key_line = msgspec.json.Decoder(_KeyLine).decode
 _encode = msgspec.json.Encoder().encode
 _encode_sorted = msgspec.json.Encoder(order="sorted").encode
 
@@ -124,7 +123,7 @@ def request_cache_key(params: bytes, *, anthropic_version: str, betas: Sequence[
     return digest.digest()
 
 
-def _id_hash(custom_id: str) -> bytes:
+def id_hash(custom_id: str) -> bytes:
     return hashlib.blake2b(custom_id.encode(), digest_size=8).digest()
 
 
@@ -132,7 +131,7 @@ def _exact(key: bytes, custom_id: str) -> str:
     """The index entry of the very request (same params and custom_id) answered before: an
     unchanged eval gets back each request's own earlier result, even when two of its requests
     have the same params."""
-    return f"{key.hex()}:{_id_hash(custom_id).hex()}"
+    return f"{key.hex()}:{id_hash(custom_id).hex()}"
 
 
 class CacheInfo(BaseModel):
@@ -263,8 +262,8 @@ class CrossRunCache:
 
     def _keys_of(self, name: str, number: int) -> Iterator[tuple[str, bytes]]:
         with child(self.folder, f"{name}.keys").open("rb") as stream:
-            while chunk := stream.read(_RECORD.size * 4096):
-                for key, id_hash, offset, length in _RECORD.iter_unpack(chunk):
+            while chunk := stream.read(KEYS_RECORD.size * 4096):
+                for key, id_hash, offset, length in KEYS_RECORD.iter_unpack(chunk):
                     location = _LOCATION.pack(number, offset, length)
                     yield key.hex(), location
                     yield f"{key.hex()}:{id_hash.hex()}", location
@@ -299,68 +298,9 @@ class CrossRunCache:
     # -- the fetch -------------------------------------------------------------------------
 
     def writer(self, job: JobStore, info: CacheInfo) -> CacheWriter:
+        from airflow_batches.jobs._cache_writer import CacheWriter
+
         return CacheWriter(self, job.path(info.keys_file))
-
-
-class CacheWriter:
-    """Stores the succeeded results of a job's misses as a new segment (see the module
-    docstring). ``add`` every line, then ``commit``; ``abort`` leaves nothing behind."""
-
-    def __init__(self, cache: CrossRunCache, keys_file: StoragePath) -> None:
-        self.cache = cache
-        self.keys = DiskIndex()
-        with keys_file.open("rb") as stream:
-            for line in stream:
-                if line.strip():
-                    entry = _decode_key_line(line)
-                    self.keys.put(entry.custom_id, bytes.fromhex(entry.key))
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
-        self.name = f"{stamp}-{uuid.uuid4().hex[:8]}"
-        self._stack = ExitStack()
-        self._data: IO[bytes] | None = None
-        self._local = tempfile.TemporaryFile(prefix="airflow-batches-keys-")  # noqa: SIM115
-        self._offset = 0
-        self.stored = 0
-
-    def add(self, custom_id: str, batch_id: str, result: bytes) -> None:
-        """Store one succeeded result (the raw ``result`` member of its line)."""
-        key = self.keys.get(custom_id)
-        if key is None:
-            return
-        if self._data is None:
-            ensure_dir(self.cache.folder)
-            target = child(self.cache.folder, f"{self.name}.jsonl")
-            self._data = self._stack.enter_context(atomic_writer(target))
-        data = _encode(_Stored(key.hex(), custom_id, batch_id, msgspec.Raw(result))) + b"\n"
-        self._data.write(data)
-        self._local.write(_RECORD.pack(key, _id_hash(custom_id), self._offset, len(data)))
-        self._offset += len(data)
-        self.stored += 1
-
-    def commit(self) -> int:
-        """Publish the segment (data, then keys); returns the results stored."""
-        try:
-            self._stack.close()
-            if self.stored:
-                self._local.seek(0)
-                with atomic_writer(child(self.cache.folder, f"{self.name}.keys")) as out:
-                    while chunk := self._local.read(1 << 20):
-                        out.write(chunk)
-        finally:
-            self._close()
-        return self.stored
-
-    def abort(self) -> None:
-        try:
-            self._stack.__exit__(RuntimeError, RuntimeError("aborted"), None)
-        except RuntimeError:
-            pass
-        finally:
-            self._close()
-
-    def _close(self) -> None:
-        self._local.close()
-        self.keys.close()
 
 
 SEND_FOLDER = f"{CACHE_FOLDER}/send"

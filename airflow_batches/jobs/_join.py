@@ -26,7 +26,8 @@ import msgspec
 
 from airflow_batches.api import BatchesError, MessageBatch
 from airflow_batches.api._pricing import PriceTable
-from airflow_batches.jobs._cache import CacheInfo, CacheWriter, CrossRunCache
+from airflow_batches.jobs._cache import CacheInfo, CrossRunCache
+from airflow_batches.jobs._cache_writer import CacheWriter
 from airflow_batches.jobs._index import DiskIndex
 from airflow_batches.jobs._ledger import JobDescriptor
 from airflow_batches.jobs._matrix import ModelMatrix

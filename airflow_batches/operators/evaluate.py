@@ -16,9 +16,10 @@ from airflow_batches._compat import (
     conf,
 )
 from airflow_batches.api._pricing import PriceTable, load_price_table
+from airflow_batches.evals._builtin import resolve_scorer
 from airflow_batches.evals._compare import MANIFEST_NAME, Baseline, Metric, Thresholds
 from airflow_batches.evals._run import EvalSettings, evaluate_job
-from airflow_batches.evals._scorers import Scorer, resolve_scorer
+from airflow_batches.evals._scorers import Scorer
 from airflow_batches.hooks.batches import MessageBatchesHook
 from airflow_batches.jobs._store import child
 from airflow_batches.operators._common import conf_get, parse_text, storage_path

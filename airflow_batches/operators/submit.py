@@ -16,7 +16,6 @@ from airflow_batches.api._count import count_tokens
 from airflow_batches.api._pricing import load_price_table
 from airflow_batches.api._rules import load_rules_table
 from airflow_batches.hooks.batches import MessageBatchesHook
-from airflow_batches.jobs._cache import CacheStep, CrossRunCache
 from airflow_batches.jobs._estimate import CostEstimator
 from airflow_batches.jobs._ledger import JobDescriptor, Ledger
 from airflow_batches.jobs._matrix import ModelMatrix, envelope_segments
@@ -52,6 +51,7 @@ from airflow_batches.operators._common import (
     storage_path,
     task_folder,
 )
+from airflow_batches.operators._evaljob import cache_step, model_matrix
 
 if TYPE_CHECKING:
     from airflow_batches._compat import Context
@@ -229,8 +229,16 @@ class SubmitBatchOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         check, estimator = self._preflight()
         root = staging_root(self.staging_path, self.staging_conn_id)
-        matrix = ModelMatrix.of(self._models()) if self.models else None
-        cache = self._cache(root, estimator, matrix)
+        matrix = model_matrix(self.models)
+        cache = cache_step(
+            self.cache_path,
+            self.cache_conn_id,
+            root=root,
+            hook=self.hook,
+            limits=self.limits,
+            estimator=estimator,
+            matrix=matrix,
+        )
         validator = RequestValidator(
             anthropic_version=self.hook.anthropic_version,
             defaults=self.defaults,
@@ -320,38 +328,6 @@ class SubmitBatchOperator(BaseOperator):
             else "",
         )
         return descriptor.model_dump(mode="json")
-
-    def _models(self) -> Sequence[str | Mapping[str, Any]]:
-        models: Any = self.models
-        if isinstance(models, str):
-            models = parse_text(models) if models.lstrip().startswith("[") else [models]
-        return list(models)
-
-    def _cache(
-        self, root: Any, estimator: CostEstimator, matrix: ModelMatrix | None
-    ) -> CacheStep | None:
-        """The cross-run cache step, or None without ``cache_path``."""
-        if not self.cache_path:
-            return None
-        if root is None:
-            raise ValueError(
-                "cache_path needs a shared staging_path (or [airflow_batches] staging_path): "
-                "the fetch reads the cached results from the job's staged folder"
-            )
-        path = storage_path(self.cache_path, self.cache_conn_id)
-        assert path is not None
-        cache = CrossRunCache(
-            path,
-            anthropic_version=self.hook.anthropic_version,
-            betas=self.hook.config.betas,
-            conn_id=self.cache_conn_id,
-        )
-        sender = RequestValidator(
-            anthropic_version=self.hook.anthropic_version,
-            limits=self.limits,
-            observers=[estimator],
-        )
-        return CacheStep(cache, sender, matrix.part_of if matrix is not None else None)
 
     def _ledger_backend(
         self, context: Context, job: JobStore, fingerprint: str, *, durable: Any

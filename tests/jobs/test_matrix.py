@@ -151,7 +151,10 @@ def test_a_matrix_over_a_jsonl_file_and_pre_flight_still_strict(tmp_path: Path) 
 
 
 def test_a_plain_job_keeps_its_bytes_when_there_is_no_metadata(tmp_path: Path) -> None:
-    line = b'{"custom_id": "a",  "params": {"model": "m", "max_tokens": 3, "messages": [{"role": "user", "content": "x"}], "metadata": {"user_id": "u"}}}'
+    line = (
+        b'{"custom_id": "a",  "params": {"model": "m", "max_tokens": 3, "messages": '
+        b'[{"role": "user", "content": "x"}], "metadata": {"user_id": "u"}}}'
+    )
     sidecar = Sidecar()
     segments = Segments(envelope_segments(lambda: iter([("line 1", line)]), sidecar))
     job, _ = stage_requests(JobStore(tmp_path), segments, VALIDATOR, sidecar=sidecar)
