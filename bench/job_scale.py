@@ -36,24 +36,12 @@ from airflow_batches.jobs._submit import (
 )
 from airflow_batches.jobs._tally import ResultTally
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _inputs import write_requests
+
 
 def peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def write_input(path: Path, n: int, prompt_bytes: int) -> None:
-    filler = "x" * prompt_bytes
-    with path.open("w") as out:
-        for i in range(n):
-            item = {
-                "custom_id": f"req-{i:07d}",
-                "params": {
-                    "model": "claude-haiku-4-5",
-                    "max_tokens": 16,
-                    "messages": [{"role": "user", "content": f"{i} {filler}"}],
-                },
-            }
-            out.write(json.dumps(item) + "\n")
 
 
 def phase_submit(args: argparse.Namespace) -> dict[str, object]:
@@ -157,7 +145,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-job-") as work:
         args.work = work
         t0 = time.perf_counter()
-        write_input(Path(work) / "input.jsonl", args.requests, args.prompt_bytes)
+        write_requests(Path(work) / "input.jsonl", args.requests, args.prompt_bytes)
         size = (Path(work) / "input.jsonl").stat().st_size
         took = time.perf_counter() - t0
         print(f"input: {args.requests:,} requests, {size / 1e6:.1f} MB ({took:.1f} s to write)")

@@ -8,11 +8,14 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SCRIPTS = [
+    ["compare.py"],
+    ["validation.py"],
     ["bench_scan.py", "--mb", "100"],
     ["job_scale.py", "--requests", "100000", "--prompt-bytes", "2000"],
     ["job_scale.py", "--requests", "250000", "--prompt-bytes", "1000"],
     ["emulator_scale.py"],
     ["estimate_accuracy.py"],
+    ["triggers.py"],
 ]
 
 

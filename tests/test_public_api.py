@@ -97,3 +97,42 @@ def test_the_evals_surface() -> None:
     for name in evals.__all__:
         assert getattr(evals, name) is not None, name
     assert airflow_batches.EvaluateResultsOperator.__name__ == "EvaluateResultsOperator"
+
+
+def test_every_name_in_jobs_all_resolves() -> None:
+    import airflow_batches.jobs as jobs
+
+    assert len(jobs.__all__) == len(set(jobs.__all__))
+    for name in jobs.__all__:
+        namespace: dict[str, object] = {}
+        exec(f"from airflow_batches.jobs import {name}", namespace)
+        assert namespace[name] is getattr(jobs, name), name
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        _ = jobs.Nope
+
+
+def test_the_trigger_imports_the_wait_and_nothing_else() -> None:
+    # The triggerer imports a trigger's module inside its event loop: every module imported
+    # there blocks every other trigger. Airflow itself is loaded already in a triggerer.
+    code = textwrap.dedent(
+        """
+        import sys
+        import airflow_batches._compat
+        import airflow_batches.triggers.batch
+        print(",".join(sorted(m for m in sys.modules if m.startswith("airflow_batches."))))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    loaded = set(done.stdout.strip().split(","))
+    assert "airflow_batches.jobs._wait" in loaded
+    assert "airflow_batches.jobs._poller" in loaded
+    jobs = {m for m in loaded if m.startswith("airflow_batches.jobs.")}
+    assert jobs == {
+        "airflow_batches.jobs._wait",
+        "airflow_batches.jobs._poller",
+        "airflow_batches.jobs._progress",
+    }
+    for heavy in ("api._pricing", "api._model_ids", "operators", "sensors", "emulator"):
+        assert not any(m.startswith(f"airflow_batches.{heavy}") for m in loaded), heavy

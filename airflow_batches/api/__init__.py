@@ -6,6 +6,8 @@ results that survive a connection cut is described there), ``_sync`` / ``_async`
 thin shells), ``_errors``, ``_retry``, ``_models``, ``_envelope``, ``_lines``, ``_pricing``.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from airflow_batches.api._async import AsyncClient
 from airflow_batches.api._base import retry_or_raise
 from airflow_batches.api._envelope import encode_request_line, iter_create_body
@@ -57,13 +59,6 @@ from airflow_batches.api._models import (
     SucceededResult,
     Usage,
 )
-from airflow_batches.api._pricing import (
-    ModelPrice,
-    PriceTable,
-    load_price_table,
-    tokens_cost,
-    usage_cost,
-)
 from airflow_batches.api._results import AsyncResultsStream, ResultsStream
 from airflow_batches.api._retry import RetryPolicy, retry_after_seconds, retry_delay, should_retry
 from airflow_batches.api._settings import (
@@ -73,6 +68,19 @@ from airflow_batches.api._settings import (
     Secret,
 )
 from airflow_batches.api._sync import Client
+
+if TYPE_CHECKING:
+    from airflow_batches.api._pricing import (
+        ModelPrice,
+        PriceTable,
+        load_price_table,
+        tokens_cost,
+        usage_cost,
+    )
+
+# Prices load on first use: a trigger that only polls never needs them (the triggerer imports
+# it inside its event loop, where every millisecond of import blocks every other trigger).
+_PRICING = frozenset({"ModelPrice", "PriceTable", "load_price_table", "tokens_cost", "usage_cost"})
 
 __all__ = [
     "CUSTOM_ID_PATTERN",
@@ -142,3 +150,13 @@ __all__ = [
     "tokens_cost",
     "usage_cost",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _PRICING:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from airflow_batches.api import _pricing
+
+    value = getattr(_pricing, name)
+    globals()[name] = value
+    return value

@@ -28,6 +28,25 @@ def dump_request(payload: Mapping[str, Any]) -> bytes:
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
 
 
+def dump_member(key: str, value: Any) -> bytes:
+    """``"key":value`` as it is sent: one member of a request's params, for splicing."""
+    return dump_request({key: value})[1:-1]
+
+
+def splice_params(custom_id: bytes, params: bytes, members: Iterable[bytes]) -> bytes:
+    """A request line whose params are ``members`` followed by those of ``params``.
+
+    ``custom_id`` and ``params`` are already-encoded JSON (a string and an object, as the user
+    wrote them: their bytes are kept); ``members`` come from ``dump_member``. This is how
+    defaults join a request without re-encoding what the request holds.
+    """
+    head = b",".join(members)
+    rest = params[1:]
+    if head and rest.strip(b" \t\r\n") != b"}":
+        head += b","
+    return b'{"custom_id":' + custom_id + b',"params":{' + head + rest + b"}"
+
+
 def encode_request_line(request: BatchRequest | Mapping[str, Any]) -> bytes:
     """Validate one request and encode it exactly as it will be sent."""
     if isinstance(request, BatchRequest):

@@ -70,8 +70,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _records(stream: IO[bytes], model: str | None) -> Iterator[tuple[str, Any]]:
     for location, raw in records_from_jsonl(stream):
-        if model is None:
-            yield location, raw
+        if model is None or not isinstance(raw, bytes):
+            yield location, raw  # an unreadable line: the validator reports it
             continue
         try:
             item = json.loads(raw)

@@ -1,114 +1,58 @@
 """Pre-flight: validate every request, encode it once, and plan the batches (shards).
 
-One pass over the input, whatever its size: each request is checked, encoded exactly as it
-will be sent, appended to a staging file and assigned to a shard. Nothing is sent until the
-whole input has passed, so a bad line 90,000 never leaves 89,999 requests half-submitted.
-Memory holds one request at a time plus one small integer per custom_id (for uniqueness).
+One pass over the input, whatever its size: each request is checked (``_validate``), encoded
+exactly as it will be sent, appended to a staging file and assigned to a shard. Nothing is
+sent until the whole input has passed, so a bad line 90,000 never leaves 89,999 requests
+half-submitted. Memory holds one request at a time, staging blocks of about 1 MiB (a few in
+flight to the writer thread), and 16 bytes per custom_id (for uniqueness).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any, Literal
 
 from airflow_batches.api import BatchesError
-from airflow_batches.api._envelope import ENVELOPE_BYTES, ENVELOPE_HEAD, ENVELOPE_TAIL, dump_request
-from airflow_batches.api._models import (
-    CUSTOM_ID_PATTERN,
-    MAX_REQUESTS_PER_BATCH,
-    PARAMS_REMOVED_IN,
-    SDK_ONLY_KEYS,
-)
+from airflow_batches.api._envelope import ENVELOPE_BYTES, ENVELOPE_HEAD, ENVELOPE_TAIL
 from airflow_batches.jobs._ids import IdsDigest
+from airflow_batches.jobs._limits import Limits
+from airflow_batches.jobs._problems import Problem, RequestValidationError
+from airflow_batches.jobs._reader import (
+    FILE,
+    Unreadable,
+    records_from_items,
+    records_from_jsonl,
+    records_from_text,
+)
+from airflow_batches.jobs._validate import Observer, ParamCheck, RequestValidator
 
-_CUSTOM_ID = re.compile(CUSTOM_ID_PATTERN)
-_BOM = b"\xef\xbb\xbf"
+__all__ = [
+    "ENVELOPE_BYTES",
+    "CustomIds",
+    "Limits",
+    "Observer",
+    "OnInvalid",
+    "ParamCheck",
+    "Prepared",
+    "Problem",
+    "RequestValidationError",
+    "RequestValidator",
+    "Shard",
+    "Unreadable",
+    "iter_shard_body",
+    "prepare",
+    "records_from_items",
+    "records_from_jsonl",
+    "records_from_text",
+]
 
 OnInvalid = Literal["fail", "skip"]
-
-ParamCheck = Callable[[Mapping[str, Any]], Iterable[tuple[str, str]]]
-"""An extra rule over a request's params (defaults applied): yields ``(field, message)`` per
-problem, ``field`` relative to ``params`` (``"tool_choice"``, ``"messages[0].role"``)."""
-Observer = Callable[[str, Mapping[str, Any], bytes], None]
-"""Sees every request that passed: ``(custom_id, params with defaults, encoded line)``."""
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Per-batch limits used to shard a job.
-
-    The API allows 100,000 requests or 256 MB per batch. "MB" is not defined further, so the
-    byte limit defaults to the stricter decimal reading (256,000,000 bytes of body, measured on
-    the exact bytes sent, envelope and separators included).
-    """
-
-    max_requests: int = MAX_REQUESTS_PER_BATCH
-    max_bytes: int = 256_000_000
-
-    def __post_init__(self) -> None:
-        if self.max_requests < 1:
-            raise ValueError("max_requests must be >= 1")
-        if self.max_bytes <= ENVELOPE_BYTES:
-            raise ValueError(f"max_bytes must be > {ENVELOPE_BYTES}")
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong with one request."""
-
-    location: str
-    """``line 12`` for a JSONL input, ``request 3`` (0-based) for a list."""
-    custom_id: str | None
-    field: str
-    message: str
-
-    def __str__(self) -> str:
-        who = f"{self.location} (custom_id {self.custom_id!r})" if self.custom_id else self.location
-        return f"{who}: {self.field}: {self.message}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "location": self.location,
-            "custom_id": self.custom_id,
-            "field": self.field,
-            "message": self.message,
-        }
-
-
-class RequestValidationError(BatchesError):
-    """Requests failed pre-flight validation; nothing was sent."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        problems: list[dict[str, Any]] | None = None,
-        total: int = 0,
-    ) -> None:
-        super().__init__(message)
-        self.problems = problems or []
-        self.total = total
-
-    def _state(self) -> dict[str, Any]:
-        return {"message": self.message, "problems": self.problems, "total": self.total}
-
-    @classmethod
-    def from_problems(
-        cls, problems: list[Problem], total: int, *, anthropic_version: str, shown: int = 25
-    ) -> RequestValidationError:
-        lines = [str(p) for p in problems[:shown]]
-        more = total - len(lines)
-        text = (
-            f"{total} invalid request(s) (validated for anthropic-version "
-            f"{anthropic_version}); nothing was submitted:\n  " + "\n  ".join(lines)
-        )
-        if more > 0:
-            text += f"\n  ... and {more} more"
-        return cls(text, problems=[p.to_dict() for p in problems], total=total)
+_FLUSH_BYTES = 1 << 20
+_QUEUED = 4
 
 
 @dataclass(frozen=True)
@@ -143,179 +87,119 @@ class Prepared:
     rejected_count: int = 0
 
 
-class RequestValidator:
-    """Checks one request and encodes it; defaults are applied first.
+class CustomIds:
+    """An exact set of custom_ids in about 22 MB per million (a ``set`` of str needs ~90).
 
-    ``defaults`` fill parameters a request leaves out (a request's own value always wins, as a
-    whole: a request's ``system`` replaces the default ``system``); ``default_model`` (from the
-    connection) comes last.
+    Each id is kept as its 128-bit BLAKE2b digest (two distinct ids meet by chance with
+    probability 2**-128, unlike the 64 bits of ``hash()``), in buckets chosen by the digest's
+    first bits: a bucket is one bytearray of 16-byte digests, searched with ``find``. There are
+    4,096 buckets at first (small enough to stay in cache); past 128 digests a bucket on
+    average they are split 16 ways, so a search never scans more than about 2 KB.
     """
 
-    def __init__(
-        self,
-        *,
-        anthropic_version: str,
-        defaults: Mapping[str, Any] | None = None,
-        default_model: str | None = None,
-        limits: Limits | None = None,
-        checks: Sequence[ParamCheck] = (),
-        observers: Sequence[Observer] = (),
-    ) -> None:
-        self.anthropic_version = anthropic_version
-        self.checks = tuple(checks)
-        self.observers = tuple(observers)
-        self.defaults = dict(defaults or {})
-        self.default_model = default_model
-        self.limits = limits or Limits()
-        self._removed = PARAMS_REMOVED_IN.get(anthropic_version, frozenset())
-        bad_defaults = sorted(SDK_ONLY_KEYS.union({"stream"}).intersection(self.defaults))
-        if bad_defaults:
-            raise ValueError(f"defaults: not allowed in a batch request: {', '.join(bad_defaults)}")
-        if "custom_id" in self.defaults:
-            raise ValueError("defaults: custom_id cannot have a default (it must be unique)")
+    _SIZE = 16
+    _GROW_AT = 128
 
-    def check(self, location: str, raw: Any) -> tuple[str, bytes] | list[Problem]:
-        """``(custom_id, encoded line)`` for a valid request, else its problems."""
-        raw_bytes: bytes | None = None
-        if isinstance(raw, bytes | bytearray):
-            raw_bytes = bytes(raw).strip()
-            try:
-                raw = json.loads(raw_bytes, parse_constant=_reject_constant)
-            except (ValueError, UnicodeDecodeError) as exc:
-                return [Problem(location, None, "(line)", f"not valid JSON: {exc}")]
-        elif hasattr(raw, "model_dump"):
-            raw = raw.model_dump(mode="json", exclude_unset=True)
+    def __init__(self) -> None:
+        self._shift = 128 - 12
+        self._buckets = [bytearray() for _ in range(1 << 12)]
+        self._limit = self._GROW_AT << 12
+        self.count = 0
 
-        if not isinstance(raw, Mapping):
-            return [Problem(location, None, "(request)", f"expected an object, got {_kind(raw)}")]
-        problems: list[Problem] = []
-        custom_id = raw.get("custom_id")
-        cid = custom_id if isinstance(custom_id, str) else None
-        if custom_id is None:
-            problems.append(Problem(location, None, "custom_id", "is required"))
-        elif not isinstance(custom_id, str) or not _CUSTOM_ID.fullmatch(custom_id):
-            problems.append(
-                Problem(
-                    location,
-                    cid,
-                    "custom_id",
-                    f"{custom_id!r} must match ^[a-zA-Z0-9_-]{{1,64}}$",
-                )
-            )
-        for key in raw:
-            if key not in ("custom_id", "params"):
-                problems.append(
-                    Problem(location, cid, key, "unknown field (a request is {custom_id, params})")
-                )
-        params = raw.get("params")
-        if not isinstance(params, Mapping):
-            what = "is required" if params is None else f"must be an object, got {_kind(params)}"
-            problems.append(Problem(location, cid, "params", what))
-            return problems
+    def add(self, custom_id: str) -> bool:
+        """Add ``custom_id``; False if it was already there."""
+        digest = self._digest(custom_id)
+        bucket = self._buckets[int.from_bytes(digest) >> self._shift]
+        at = bucket.find(digest)
+        while at >= 0:
+            if at % self._SIZE == 0:
+                return False
+            at = bucket.find(digest, at + 1)
+        bucket += digest
+        self.count += 1
+        if self.count > self._limit:
+            self._split()
+        return True
 
-        merged = params
-        added = [k for k in self.defaults if k not in params]
-        if added or ("model" not in params and self.default_model):
-            merged = {**{k: self.defaults[k] for k in added}, **params}
-            if "model" not in merged and self.default_model:
-                merged["model"] = self.default_model
-        problems.extend(self._check_params(location, cid, merged))
-        for rule in self.checks:
-            for name, message in rule(merged):
-                problems.append(Problem(location, cid, f"params.{name}", message))
-        if problems:
-            return problems
+    def _split(self) -> None:
+        shift = self._shift - 4
+        buckets = [bytearray() for _ in range(len(self._buckets) << 4)]
+        size = self._SIZE
+        for old in self._buckets:
+            for at in range(0, len(old), size):
+                digest = old[at : at + size]
+                buckets[int.from_bytes(digest) >> shift] += digest
+        self._buckets, self._shift = buckets, shift
+        self._limit = self._GROW_AT * len(buckets) if shift > 128 - 20 else 1 << 62
 
-        assert cid is not None
-        if merged is params and raw_bytes is not None:
-            # Unchanged: send the user's bytes as they are (no float or key-order drift).
-            line = raw_bytes[3:] if raw_bytes.startswith(_BOM) else raw_bytes
-        else:
-            try:
-                line = dump_request({"custom_id": cid, "params": merged})
-            except (TypeError, ValueError) as exc:
-                return [Problem(location, cid, "params", f"not JSON-serialisable: {exc}")]
-        size = len(line) + ENVELOPE_BYTES
-        if size > self.limits.max_bytes:
-            return [
-                Problem(
-                    location,
-                    cid,
-                    "(request)",
-                    f"is {size} bytes encoded; a batch body is limited to "
-                    f"{self.limits.max_bytes} bytes",
-                )
-            ]
-        for observe in self.observers:
-            observe(cid, merged, line)
-        return cid, line
-
-    def _check_params(
-        self, location: str, cid: str | None, params: Mapping[str, Any]
-    ) -> list[Problem]:
-        out: list[Problem] = []
-
-        def bad(name: str, message: str) -> None:
-            out.append(Problem(location, cid, f"params.{name}", message))
-
-        model = params.get("model")
-        if model is None:
-            bad("model", "is required (give it in the request, in defaults, or on the connection)")
-        elif not isinstance(model, str) or not model:
-            bad("model", f"must be a non-empty string, got {model!r}")
-
-        max_tokens = params.get("max_tokens")
-        if max_tokens is None:
-            bad("max_tokens", "is required")
-        elif isinstance(max_tokens, bool) or not isinstance(max_tokens, int):
-            bad("max_tokens", f"must be an integer, got {max_tokens!r}")
-        elif max_tokens < 1:
-            bad("max_tokens", f"must be >= 1, got {max_tokens}")
-
-        messages = params.get("messages")
-        if messages is None:
-            bad("messages", "is required")
-        elif not isinstance(messages, list) or not messages:
-            bad("messages", "must be a non-empty list")
-        else:
-            for i, message in enumerate(messages):
-                if not isinstance(message, Mapping):
-                    bad(f"messages[{i}]", f"must be an object, got {_kind(message)}")
-                elif "role" not in message or "content" not in message:
-                    bad(f"messages[{i}]", "needs both role and content")
-
-        if "stream" in params and params["stream"] is not False:
-            bad("stream", "streaming is not allowed in a batch request")
-        for key in sorted(SDK_ONLY_KEYS.intersection(params)):
-            bad(key, "an SDK option, not an API parameter: remove it")
-        for key in sorted(self._removed.intersection(params)):
-            bad(
-                key,
-                f"is not accepted by anthropic-version {self.anthropic_version} "
-                "(pin the connection to 2023-06-01 to use it)",
-            )
-        return out
+    @staticmethod
+    def _digest(custom_id: str) -> bytes:
+        return hashlib.blake2b(custom_id.encode(), digest_size=16).digest()
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
+class _Staging:
+    """Writes staged lines in blocks of about 1 MiB and fingerprints them (SHA-256).
 
+    Hashing and writing a block release the GIL, so a second thread does both while the
+    validating thread goes on; at most ``_QUEUED`` blocks wait. Blocks are handled in order,
+    and an error of the sink is raised by the next ``add`` or by ``close``.
+    """
 
-def _kind(value: Any) -> str:
-    return "null" if value is None else type(value).__name__
+    def __init__(self, sink: IO[bytes]) -> None:
+        self.sink = sink
+        self.digest = hashlib.sha256()
+        self._pending: list[bytes] = []
+        self._size = 0
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=_QUEUED)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._drain, name="stage-requests", daemon=True)
+        self._thread.start()
 
+    def __enter__(self) -> _Staging:
+        return self
 
-def records_from_items(items: Iterable[Any]) -> Iterator[tuple[str, Any]]:
-    """Location-labelled requests from an in-memory list (XCom, templated parameter)."""
-    for i, item in enumerate(items):
-        yield f"request {i}", item
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop()
 
+    def add(self, line: bytes) -> None:
+        self._pending.append(line)
+        self._size += len(line) + 1
+        if self._size >= _FLUSH_BYTES:
+            self._flush()
 
-def records_from_jsonl(stream: IO[bytes]) -> Iterator[tuple[str, bytes]]:
-    """Location-labelled raw lines from a binary JSONL stream; blank lines are skipped."""
-    for number, line in enumerate(stream, start=1):
-        if line.strip():
-            yield f"line {number}", line
+    def close(self) -> str:
+        """Write what is left, wait for the writer; the fingerprint of all staged lines."""
+        self._flush()
+        self._stop()
+        if self._error is not None:
+            raise self._error
+        return self.digest.hexdigest()
+
+    def _flush(self) -> None:
+        if self._error is not None:
+            raise self._error
+        if self._pending:
+            self._pending.append(b"")
+            self._queue.put(b"\n".join(self._pending))
+            self._pending = []
+            self._size = 0
+
+    def _stop(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+    def _drain(self) -> None:
+        while True:
+            block = self._queue.get()
+            if block is None:
+                return
+            if self._error is None:
+                try:
+                    self.digest.update(block)
+                    self.sink.write(block)
+                except BaseException as exc:
+                    self._error = exc
 
 
 def prepare(
@@ -328,87 +212,80 @@ def prepare(
 ) -> Prepared:
     """Validate, encode and stage every request, and plan the shards.
 
-    Raises ``RequestValidationError`` listing every problem (up to ``max_reported``) when any
-    request is invalid and ``on_invalid`` is "fail"; with "skip" the invalid requests are left
-    out and returned in ``Prepared.rejected``.
+    Raises ``RequestValidationError`` listing the problems (the first ``max_reported`` are
+    kept; its message shows what fits about 2,000 characters) when any request is invalid and
+    ``on_invalid`` is "fail"; with "skip" the invalid requests are left out and returned in
+    ``Prepared.rejected``, unless the file itself is unreadable (then it always fails).
     """
     limits = validator.limits
-    digest = hashlib.sha256()
-    seen: set[int] = set()
+    check = validator.check
+    seen = CustomIds()
     problems: list[Problem] = []
     problem_count = 0
+    unreadable = False
     shards: list[Shard] = []
     shard_first = shard_count = shard_offset = shard_length = 0
     shard_ids = IdsDigest()
     offset = accepted = 0
+    max_requests = limits.max_requests
+    room_bytes = limits.max_bytes - ENVELOPE_BYTES + 1  # lines + newlines a shard can hold
 
-    for location, raw in records:
-        checked = validator.check(location, raw)
-        if isinstance(checked, list):
-            problem_count += len(checked)
-            room = max_reported - len(problems)
-            problems.extend(checked[: max(room, 0)])
-            continue
-        custom_id, line = checked
-        key = hash(custom_id)
-        if key in seen:
-            problem_count += 1
-            if len(problems) < max_reported:
-                problems.append(
-                    Problem(location, custom_id, "custom_id", "is used by an earlier request")
-                )
-            continue
-        seen.add(key)
-        if problem_count and on_invalid == "fail":
-            continue  # the job will not be sent: keep checking, stop staging
+    def close_shard() -> None:
+        digest = shard_ids.hexdigest()
+        shards.append(
+            Shard(len(shards), shard_first, shard_count, shard_offset, shard_length, digest)
+        )
 
-        size = len(line) + 1
-        body_if_added = ENVELOPE_BYTES + shard_length + size - 1
-        if shard_count and (shard_count >= limits.max_requests or body_if_added > limits.max_bytes):
-            shards.append(
-                Shard(
-                    len(shards),
-                    shard_first,
-                    shard_count,
-                    shard_offset,
-                    shard_length,
-                    shard_ids.hexdigest(),
-                )
-            )
-            shard_first, shard_count, shard_offset, shard_length = accepted, 0, offset, 0
-            shard_ids = IdsDigest()
-        shard_ids.add(custom_id)
-        chunk = line + b"\n"
-        sink.write(chunk)
-        digest.update(chunk)
-        offset += size
-        shard_length += size
-        shard_count += 1
-        accepted += 1
+    with _Staging(sink) as staging:
+        stage, unique = staging.add, seen.add
+        for location, raw in records:
+            checked = check(location, raw)
+            if isinstance(checked, list):
+                problem_count += len(checked)
+                room = max_reported - len(problems)
+                problems.extend(checked[: max(room, 0)])
+                unreadable = unreadable or checked[0].field == FILE
+                continue
+            custom_id, line = checked
+            if not unique(custom_id):
+                problem_count += 1
+                if len(problems) < max_reported:
+                    problems.append(
+                        Problem(location, custom_id, "custom_id", "is used by an earlier request")
+                    )
+                continue
+            if problem_count and on_invalid == "fail":
+                continue  # the job will not be sent: keep checking, stop staging
 
-    if problem_count and on_invalid == "fail":
+            size = len(line) + 1
+            if shard_count and (shard_count >= max_requests or shard_length + size > room_bytes):
+                close_shard()
+                shard_first, shard_count, shard_offset, shard_length = accepted, 0, offset, 0
+                shard_ids = IdsDigest()
+            shard_ids.add(custom_id)
+            stage(line)
+            offset += size
+            shard_length += size
+            shard_count += 1
+            accepted += 1
+
+        fingerprint = staging.close()
+    if problem_count and (on_invalid == "fail" or unreadable):
         raise RequestValidationError.from_problems(
             problems, problem_count, anthropic_version=validator.anthropic_version
         )
     if shard_count:
-        shards.append(
-            Shard(
-                len(shards),
-                shard_first,
-                shard_count,
-                shard_offset,
-                shard_length,
-                shard_ids.hexdigest(),
-            )
-        )
+        close_shard()
     if not accepted:
         if problem_count:
             raise RequestValidationError.from_problems(
                 problems, problem_count, anthropic_version=validator.anthropic_version
             )
-        raise RequestValidationError("the input holds no requests; nothing to submit")
+        raise RequestValidationError(
+            "the input holds no requests (it is empty, or only blank lines); nothing to submit"
+        )
     return Prepared(
-        fingerprint=digest.hexdigest(),
+        fingerprint=fingerprint,
         request_count=accepted,
         shards=shards,
         rejected=problems,

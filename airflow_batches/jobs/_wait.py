@@ -124,8 +124,14 @@ class WaitCore:
         """The batches not known to have ended, in the order given."""
         return [i for i in self.batch_ids if not (i in self.latest and self.latest[i].is_ended)]
 
-    def observe(self, answers: Answers, now: float) -> Step:
-        """Take one round of answers (by batch id) and decide what comes next."""
+    def observe(self, answers: Answers, now: float, asked_at: float | None = None) -> Step:
+        """Take one round of answers (by batch id) and decide what comes next.
+
+        ``asked_at``: when that round of polls was sent. The next is due an interval after
+        it, not after the answers came: a slow answer (a shared poller waiting for its list
+        pages) does not stretch the interval. A server's ``retry-after`` still counts in full.
+        """
+        spent = 0.0 if asked_at is None else max(0.0, now - asked_at)
         failures: list[BatchesError] = []
         for answer in answers.values():
             if isinstance(answer, MessageBatch):
@@ -147,14 +153,14 @@ class WaitCore:
                 return Step(
                     "failed", message=f"{self.errors} consecutive polls failed; last: {last}"
                 )
-            wait = max(self.interval, float(getattr(last, "retry_after", None) or 0.0))
+            wait = max(self.interval - spent, float(getattr(last, "retry_after", None) or 0.0))
             warning = (
                 f"Poll failed ({last}); attempt {self.errors} of {s.max_transient_errors}, "
                 f"next in {wait:.1f}s"
             )
         else:
             self.errors = 0
-            wait = self.interval
+            wait = self.interval - spent
         progress = self._progress_line(now)
         if not failures:
             if not self.pending():
@@ -248,8 +254,9 @@ def step_in_worker(
     poll: SyncPoll | None = None,
 ) -> Step:
     """One round of polls in the worker, logged."""
+    asked_at = clock()
     answers = poll(core.pending()) if poll else poll_in_worker(client, core.pending())
-    step = core.observe(answers, clock())
+    step = core.observe(answers, clock(), asked_at)
     _log_step(log, step)
     return step
 
@@ -324,7 +331,8 @@ async def wait_in_triggerer(
     """Poll from the triggerer's event loop until the core stops; never blocks the loop."""
     poll = poll or async_poller(client)
     while True:
-        step = core.observe(await poll(core.pending()), clock())
+        asked_at = clock()
+        step = core.observe(await poll(core.pending()), clock(), asked_at)
         _log_step(log, step)
         if step.action != "sleep":
             break

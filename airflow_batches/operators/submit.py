@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import gzip
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
@@ -27,6 +28,7 @@ from airflow_batches.jobs._prepare import (
     RequestValidator,
     records_from_items,
     records_from_jsonl,
+    records_from_text,
 )
 from airflow_batches.jobs._registry import Registry
 from airflow_batches.jobs._rules import model_rules_check
@@ -45,7 +47,6 @@ from airflow_batches.jobs._submit import (
 )
 from airflow_batches.operators._common import (
     StateStoreLedger,
-    parse_text,
     staging_root,
     state_store,
     storage_path,
@@ -61,12 +62,18 @@ class SubmitBatchOperator(BaseOperator):
     """Validate requests and submit them as one logical job of one or more batches.
 
     Give the requests either inline / from XCom (``requests``) or as a JSONL file at any
-    object-storage path (``requests_path``; ``.gz`` is read compressed), each item
-    ``{"custom_id": ..., "params": {...}}``. Every request is validated before anything is
-    sent; input over 100,000 requests or 256 MB is split into several batches. A retry of the
-    task re-attaches to the batches already created (see docs/idempotency.md). Returns a job
-    descriptor (batch ids, counts, fingerprint; never the requests) for ``BatchSensor`` and
-    ``FetchResultsOperator``.
+    object-storage path (``requests_path``), each item ``{"custom_id": ..., "params": {...}}``.
+    A file is UTF-8 JSONL, one request per line: CRLF endings are fine; blank or
+    whitespace-only lines are skipped, and line numbers in errors still count them; a UTF-8
+    byte-order mark at the very start of the file is dropped and refused anywhere else; gzip
+    data is read decompressed whether or not the name ends in ``.gz``. Every request is
+    validated strictly before anything is sent (no duplicate keys, valid UTF-8, no lone
+    surrogates, no NaN, at most 100 levels of nesting, the per-model rules of the dated rules
+    table; see docs/operators.md), and every problem is reported at once, naming the line or
+    index, the custom_id and the field. Input over 100,000 requests or 256 MB is split into
+    several batches. A retry of the task re-attaches to the batches already created (see
+    docs/idempotency.md). Returns a job descriptor (batch ids, counts, fingerprint; never the
+    requests) for ``BatchSensor`` and ``FetchResultsOperator``.
 
     :param requests: list of requests (templated; an XComArg works).
     :param requests_path: URI of a JSONL file of requests (templated).
@@ -199,7 +206,17 @@ class SubmitBatchOperator(BaseOperator):
             return
         items: Any = self.requests
         if isinstance(items, str) and items.lstrip().startswith("["):
-            items = parse_text(items)  # a list that a template rendered as text
+            # A list a template rendered as text: JSON, read as strictly as a file; else the
+            # Python repr Jinja gives a list of dicts.
+            strict = list(records_from_text(items))
+            if not (len(strict) == 1 and strict[0][0] == "requests"):
+                yield from strict
+                return
+            try:
+                items = ast.literal_eval(items)
+            except (ValueError, SyntaxError, RecursionError, MemoryError):
+                yield from strict
+                return
         if isinstance(items, str | bytes) or not isinstance(items, Sequence):
             raise TypeError(
                 f"requests must be a list of {{custom_id, params}} objects, got "

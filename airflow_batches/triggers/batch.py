@@ -1,20 +1,39 @@
-"""BatchTrigger: waits in the triggerer for every batch of a job to end, without threads."""
+"""BatchTrigger: waits in the triggerer for every batch of a job to end, without threads.
+
+The triggerer imports this module inside its event loop: keep its imports to the wait alone
+(nothing of submission, validation or fetching; ``python -X importtime`` shows the tree).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from airflow_batches._compat import BaseTrigger, TriggerEvent
 from airflow_batches.api import AsyncClient
+from airflow_batches.api._settings import tls_context
 from airflow_batches.hooks.batches import MessageBatchesHook
+from airflow_batches.jobs._poller import shared_poller
 from airflow_batches.jobs._wait import (
     WaitCore,
     WaitSettings,
     cancel_in_triggerer,
     wait_in_triggerer,
 )
+
+FRESHNESS = 0.5
+"""A poll accepts a status read this fraction of the poke interval ago (by another trigger)."""
+
+
+async def connect(conn_id: str) -> AsyncClient:
+    """An async client of the connection, read inside the triggerer (the key never travels)."""
+    # The CA bundle loads once per process, in a thread: it would block the loop ~40 ms.
+    await asyncio.to_thread(tls_context)
+    # Retries are decided by the wait core, per poll, so that waits stay visible in the log.
+    return await MessageBatchesHook(conn_id=conn_id).get_async_client(max_retries=0)
 
 
 class BatchTrigger(BaseTrigger):
@@ -23,6 +42,10 @@ class BatchTrigger(BaseTrigger):
     Everything it stores is in its keyword arguments: ids, the connection id and timing;
     never the API key (the hook reads it from the connection inside the triggerer). It fires
     one event, a :class:`~airflow_batches.jobs._progress.WaitEvent` as JSON.
+
+    Every BatchTrigger of one connection on one triggerer reads statuses through one
+    :class:`~airflow_batches.jobs._poller.SharedPoller` (list pages, not one retrieve per batch
+    per trigger), and accepts a status read up to half its ``poke_interval`` ago.
 
     :param batch_ids: the batches to wait for.
     :param conn_id: the Message Batches connection.
@@ -98,15 +121,13 @@ class BatchTrigger(BaseTrigger):
         )
 
     async def _client(self) -> AsyncClient:
-        # Retries are decided by the wait core, per poll, so that waits stay visible in the log.
-        return await MessageBatchesHook(conn_id=self.conn_id).get_async_client(max_retries=0)
+        return await connect(self.conn_id)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        client = await self._client()
-        try:
-            event = await wait_in_triggerer(client, self.core, log=self.log)
-        finally:
-            await client.aclose()
+        poller = shared_poller(self.conn_id, functools.partial(connect, self.conn_id))
+        max_age = self.poke_interval * FRESHNESS
+        async with poller.subscribe(self.batch_ids, max_age=max_age) as poll:
+            event = await wait_in_triggerer(poller.client, self.core, log=self.log, poll=poll)
         yield TriggerEvent(event.model_dump(mode="json"))  # type: ignore[no-untyped-call]
 
     async def on_kill(self) -> None:

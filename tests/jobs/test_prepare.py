@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import gzip
+import hashlib
 import io
 import json
 import pickle
@@ -9,6 +11,7 @@ import pytest
 
 from airflow_batches.jobs._prepare import (
     ENVELOPE_BYTES,
+    CustomIds,
     Limits,
     RequestValidationError,
     RequestValidator,
@@ -82,7 +85,7 @@ def test_every_problem_is_reported_with_location_custom_id_and_field() -> None:
     assert "params.extra_body" in text
     assert "request 8 (custom_id 'noparams'): params: is required" in text
     assert "request 9: custom_id: is required" in text
-    assert "request 10: (request): expected an object, got str" in text
+    assert "request 10: (request): expected an object, got a string" in text
     assert "params.messages: must be a non-empty list" in text
     assert "request 12 (custom_id 'extra'): foo: unknown field" in text
     assert "nothing was submitted" in text
@@ -167,8 +170,8 @@ def test_invalid_json_and_nan_are_reported_by_line() -> None:
     with pytest.raises(RequestValidationError) as info:
         prepare(records_from_jsonl(io.BytesIO(data)), validator(), io.BytesIO())
     text = str(info.value)
-    assert "line 1: (line): not valid JSON" in text
-    assert "line 3: (line): not valid JSON" in text
+    assert "line 1 (custom_id 'a'): (line): not valid JSON" in text
+    assert "line 3 (custom_id 'b'): params.max_tokens: NaN is not valid JSON" in text
 
 
 def test_params_removed_by_a_version_are_named_with_the_version() -> None:
@@ -242,3 +245,137 @@ def test_extra_checks_and_observers_see_params_with_defaults() -> None:
     assert seen == [("a", "m", len(ok[1]))]
     assert isinstance(bad, list)
     assert [(p.field, p.custom_id) for p in bad] == [("params.temperature", "b")]
+
+
+def test_custom_id_uniqueness_is_exact_even_inside_one_bucket() -> None:
+    """Digests that share a bucket, and one whose bytes straddle two stored ones."""
+    a1 = b"\x00\x00" + b"\x01" * 6 + b"\x00\x00" + b"\x02" * 6
+    a2 = b"\x00\x00" + b"\x03" * 6 + b"\x04" * 8
+    digests = {"a1": a1, "a2": a2, "b": a1[8:] + a2[:8]}  # b is in a1 + a2, misaligned
+
+    class Crafted(CustomIds):
+        @staticmethod
+        def _digest(custom_id: str) -> bytes:
+            return digests[custom_id]
+
+    ids = Crafted()
+    assert ids.add("a1") and ids.add("a2") and ids.add("b")
+    assert not ids.add("a1") and not ids.add("b")
+    assert ids.count == 3
+
+
+def test_many_distinct_ids_are_all_accepted_and_every_repeat_refused() -> None:
+    class Small(CustomIds):
+        _GROW_AT = 2  # split the buckets at 8,192 ids, as a large job does at 524,288
+
+    for ids in (CustomIds(), Small()):
+        names = [f"id-{i}" for i in range(50_000)]
+        assert all(ids.add(name) for name in names[:30_000])
+        assert not any(ids.add(name) for name in names[:30_000:97])
+        assert all(ids.add(name) for name in names[30_000:])
+        assert not any(ids.add(name) for name in names[::89])
+        assert ids.count == 50_000
+    assert len(Small()._buckets) == 4096 and len(ids._buckets) == 65536
+
+
+def test_defaults_are_spliced_into_the_users_own_bytes() -> None:
+    v = validator(defaults={"max_tokens": 7, "system": "s"}, default_model="conn-model")
+    line = (
+        b'{"params": {"messages":[{"role":"user","content":"caf\\u00e9 \xc3\xa9"}],'
+        b' "temperature": 1.0e0, "top_k": -0}, "custom_id": "a"}'
+    )
+    seen: list[Any] = []
+    v.observers = (lambda cid, params, encoded: seen.append((cid, dict(params), encoded)),)
+    cid, staged = v.check("line 1", line)  # type: ignore[misc]
+    assert cid == "a"
+    assert staged == (
+        b'{"custom_id":"a","params":{"max_tokens":7,"system":"s","model":"conn-model",'
+        b'"messages":[{"role":"user","content":"caf\\u00e9 \xc3\xa9"}],'
+        b' "temperature": 1.0e0, "top_k": -0}}'
+    )
+    assert json.loads(staged)["params"] == {**seen[0][1]}
+    assert seen[0][2] == staged and seen[0][1]["model"] == "conn-model"
+    empty = v.check("line 2", b'{"custom_id":"b","params":{ }}')
+    assert isinstance(empty, list)  # no messages: still judged after the defaults
+    v2 = validator(
+        defaults={"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": "x"}]}
+    )
+    _, staged2 = v2.check("line 3", b'{"custom_id":"c","params":{ }}')  # type: ignore[misc]
+    assert json.loads(staged2) == {
+        "custom_id": "c",
+        "params": {"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": "x"}]},
+    }
+
+
+def test_defaults_that_json_cannot_hold_are_refused_up_front() -> None:
+    with pytest.raises(ValueError, match="defaults: temperature: nan"):
+        validator(defaults={"temperature": float("nan")})
+    with pytest.raises(ValueError, match="defaults: metadata: key 1 is not a string"):
+        validator(defaults={"metadata": {1: "x"}})
+
+
+def test_the_error_message_stays_bounded_and_counts_the_rest() -> None:
+    items = [req(f"r{i}", max_tokens=0) for i in range(3000)] + [req("x" * 100_000)]
+    with pytest.raises(RequestValidationError) as info:
+        run(items)
+    err = info.value
+    text = str(err)
+    assert len(text) < 2000
+    assert err.total == 3001
+    shown = text.count("\n  request ")
+    assert f"... and {3001 - shown} more" in text
+    assert len(err.problems) == 1000  # the first ones are kept for the log
+    assert all(len(str(p)) < 400 for p in err.problems)
+
+
+def test_in_memory_requests_get_the_same_judgement_as_lines() -> None:
+    items = [
+        req("a", temperature=float("inf")),
+        req("b", metadata={1: "x"}),
+        req("c", messages=[{"role": "system", "content": "x"}]),
+        req("d", max_tokens=10**5000),
+        req("e", messages=[{"role": "user", "content": "\ud800"}]),
+        {"custom_id": "f", "params": {**req("f")["params"], "t": object()}},
+    ]
+    with pytest.raises(RequestValidationError) as info:
+        run(items)
+    text = str(info.value)
+    assert "request 0 (custom_id 'a'): params.temperature: inf is not valid JSON" in text
+    assert "request 1 (custom_id 'b'): params.metadata: key 1 is not a string" in text
+    assert "request 2 (custom_id 'c'): params.messages[0].role: 'system'" in text
+    assert "request 3 (custom_id 'd'): params.max_tokens: out of range" in text
+    assert "request 4 (custom_id 'e'): params.messages[0].content: holds a lone surrogate" in text
+    assert "request 5 (custom_id 'f'): params.t: object is not a JSON value" in text
+
+
+def test_staging_is_fingerprinted_exactly_across_blocks() -> None:
+    items = [req(f"r{i}", messages=[{"role": "user", "content": "x" * 3000}]) for i in range(800)]
+    prepared, staged = run(items)
+    assert len(staged) > 2 << 20  # several staging blocks
+    assert prepared.fingerprint == hashlib.sha256(staged).hexdigest()
+    assert staged.count(b"\n") == 800
+
+
+def test_a_failing_sink_fails_prepare_with_its_own_error() -> None:
+    class Full(io.BytesIO):
+        def write(self, data: Any) -> int:
+            raise OSError(28, "No space left on device")
+
+    items = [req(f"r{i}", messages=[{"role": "user", "content": "x" * 3000}]) for i in range(800)]
+    with pytest.raises(OSError, match="No space left"):
+        prepare(records_from_items(items), validator(), Full())
+
+
+def test_a_broken_file_fails_even_when_skipping_invalid_requests() -> None:
+    """Skipping bad requests is fine; submitting the half of a truncated file is not."""
+    lines = b"".join(json.dumps(req(f"r{i}")).encode() + b"\n" for i in range(20_000))
+    truncated = gzip.compress(lines)[:-100]
+    with pytest.raises(RequestValidationError, match="compressed data is broken"):
+        prepare(
+            records_from_jsonl(io.BytesIO(truncated)), validator(), io.BytesIO(), on_invalid="skip"
+        )
+    good_and_bad = json.dumps(req("a")).encode() + b"\n{oops\n"
+    prepared = prepare(
+        records_from_jsonl(io.BytesIO(good_and_bad)), validator(), io.BytesIO(), on_invalid="skip"
+    )
+    assert prepared.request_count == 1 and prepared.rejected_count == 1

@@ -113,6 +113,18 @@ def test_retry_after_lengthens_a_wait_never_shortens_it() -> None:
     assert core.observe({"a": status_error(RateLimitError, 429, 1.0)}, 1002.0).seconds == 10.0
 
 
+def test_the_interval_runs_from_when_the_poll_was_sent() -> None:
+    core = WaitCore.of(["a"], settings(backoff_factor=1.0))
+    # Answered 3 s after it was asked (a shared poller reading its pages): 7 s to the next.
+    assert core.observe({"a": batch("a")}, 1003.0, asked_at=1000.0).seconds == 7.0
+    assert core.observe({"a": batch("a")}, 1025.0, asked_at=1010.0).seconds == 0.0
+    # A server's retry-after counts from its answer, in full.
+    late = core.observe({"a": status_error(RateLimitError, 429, 33.0)}, 1033.0, asked_at=1030.0)
+    assert late.seconds == 33.0
+    soon = core.observe({"a": status_error(RateLimitError, 429, 1.0)}, 1034.0, asked_at=1033.0)
+    assert soon.seconds == 9.0
+
+
 def test_permanent_errors_fail_at_once_and_young_404s_wait() -> None:
     core = WaitCore.of(["a"], settings())
     step = core.observe({"a": status_error(BadRequestError, 400)}, 1001.0)

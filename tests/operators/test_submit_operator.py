@@ -149,3 +149,25 @@ def test_templated_text_inputs_are_understood(dag_runner: DagRunner) -> None:
     )
     assert result.state == "success", result.states
     assert result.xcom("wait")["counts"]["succeeded"] == 3
+
+
+def test_templated_text_is_read_as_strictly_as_a_file(
+    dag_runner: DagRunner, capfd: pytest.CaptureFixture[str]
+) -> None:
+    ambiguous = (
+        '[{"custom_id": "a", "params": {"model": "claude-haiku-4-5", "max_tokens": 5, '
+        '"max_tokens": 500, "messages": [{"role": "user", "content": "hi"}]}}]'
+    )
+    repr_text = repr(make_requests(2))  # what Jinja renders for a list of dicts, not JSON
+    result = dag_runner.run(
+        """
+        strict = SubmitBatchOperator(task_id="strict", requests=AMBIGUOUS)
+        python = SubmitBatchOperator(task_id="python", requests=REPR)
+        """,
+        AMBIGUOUS=ambiguous,
+        REPR=repr_text,
+    )
+    assert result.states == {"strict": "failed", "python": "success"}
+    out = capfd.readouterr().out
+    assert "request 0" in out and "max_tokens" in out and "duplicate" in out.lower()
+    assert dag_runner.emulator.admin.batches_created() == 1  # only the valid one was sent

@@ -4,56 +4,15 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
 
 import pytest
 
 from airflow_batches.api import Client
 from airflow_batches.emulator.testing import RunningEmulator
-from airflow_batches.jobs._progress import WaitEvent
 from airflow_batches.triggers.batch import BatchTrigger
+from tests.triggers._support import first_event, make, requests
 
 pytestmark = pytest.mark.anyio
-
-CONN = "mb_trigger_test"
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-def client(emulator: RunningEmulator, monkeypatch: pytest.MonkeyPatch) -> Client:
-    conn = {"conn_type": "message_batches", "host": emulator.base_url, "password": emulator.api_key}
-    monkeypatch.setenv(f"AIRFLOW_CONN_{CONN.upper()}", json.dumps(conn))
-    return Client(api_key=emulator.api_key, base_url=emulator.base_url)
-
-
-def requests(n: int) -> list[dict[str, Any]]:
-    return [
-        {
-            "custom_id": f"r{i}",
-            "params": {
-                "model": "claude-haiku-4-5",
-                "max_tokens": 8,
-                "messages": [{"role": "user", "content": "hi"}],
-            },
-        }
-        for i in range(n)
-    ]
-
-
-def make(ids: list[str], **kw: Any) -> BatchTrigger:
-    kw.setdefault("poke_interval", 0.01)
-    kw.setdefault("max_poke_interval", 0.02)
-    return BatchTrigger(batch_ids=ids, conn_id=CONN, **kw)
-
-
-async def first_event(trigger: BatchTrigger) -> WaitEvent:
-    async for event in trigger.run():
-        return WaitEvent.model_validate(event.payload)
-    raise AssertionError("the trigger ended without an event")
 
 
 def test_serialize_round_trip_holds_no_key(emulator: RunningEmulator) -> None:

@@ -1,0 +1,476 @@
+"""Side by side on one machine: our path, the official SDK's, and curl moving the same bytes.
+
+    .venv/bin/python bench/compare.py                  # P1: 100,000 requests, ~191 MB
+    .venv/bin/python bench/compare.py --requests 50 --rounds 1 --prompt-bytes 10   # smoke
+
+Starts ``bench/sink.py`` (reads and drops a create body) and runs every contender of every
+case in its own process, interleaved A/B: round 1 runs ours, sdk, curl; round 2 sdk, curl,
+ours; and so on, at least 3 rounds by default. It prints, per contender, the median seconds,
+MB/s of the input, the median peak RSS of its process (``wait4``), the ratio to curl, and each
+run. Python contenders time their own work (imports and interpreter start excluded); curl is
+timed from outside, start-up included.
+
+**P1, submit.** ``ours``: what ``SubmitBatchOperator`` runs: validate and stage the JSONL file
+(``stage_requests``), then create the batch through ``JobSubmitter`` (the staged file streamed
+as the body). ``sdk``: the official ``anthropic`` SDK: the JSONL read with ``json.loads`` into
+the list the official provider hands to ``client.messages.batches.create(requests=...)``, then
+that call. ``curl``: the exact create body ours sends, posted from a file (the wire limit).
+
+**Adding a case** (P2, fetch): write a ``Case`` (a name, a function that builds its inputs in
+the work folder, and its contenders: a ``--child`` mode of this script, or a command such as
+curl), give the sink the results file it must serve (``Sink.results``), and add it to
+``CASES``. The rounds, medians, RSS and the table come for free.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _inputs import write_requests, write_results  # noqa: E402  (bench/ is a folder of scripts, not a package)
+
+API_KEY = "sink-key"
+
+
+# --- the cases ------------------------------------------------------------------------------
+
+
+@dataclass
+class Context:
+    work: Path
+    base_url: str
+    args: argparse.Namespace
+    files: dict[str, Path] = field(default_factory=dict)
+    facts: dict[str, Any] = field(default_factory=dict)
+
+
+Command = Callable[[Context], list[str]]
+
+
+@dataclass
+class Case:
+    name: str
+    title: str
+    build: Callable[[Context], None]
+    """Writes the case's inputs under ``ctx.work`` and records them in ``ctx.files``."""
+    contenders: dict[str, Command]
+    input_file: str
+    """The file whose size the MB/s figures divide by."""
+    expect_bodies: Callable[[Context, str], int | None] = lambda ctx, name: None
+    """The create body size the sink must have received from one run (None: not checked)."""
+    creates: int = 1
+    """Create calls one run makes (0 for a fetch)."""
+
+
+def child(mode: str) -> Command:
+    def command(ctx: Context) -> list[str]:
+        return [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--child",
+            mode,
+            "--work",
+            str(ctx.work),
+            "--base-url",
+            ctx.base_url,
+        ]
+
+    return command
+
+
+def build_p1(ctx: Context) -> None:
+    """The input JSONL and the exact create body it becomes (no defaults: sent as written)."""
+    path = ctx.work / "p1-requests.jsonl"
+    body = ctx.work / "p1-body.json"
+    write_requests(path, ctx.args.requests, ctx.args.prompt_bytes)
+    with path.open("rb") as lines, body.open("wb") as out:
+        out.write(b'{"requests":[')
+        for n, line in enumerate(lines):
+            out.write((b"," if n else b"") + line.rstrip(b"\n"))
+        out.write(b"]}")
+    ctx.files.update(p1_input=path, p1_body=body)
+
+
+def curl_p1(ctx: Context) -> list[str]:
+    return [
+        "curl",
+        "-sS",
+        "--fail",
+        "-o",
+        os.devnull,
+        "-X",
+        "POST",
+        "-T",
+        str(ctx.files["p1_body"]),
+        "-H",
+        "Expect:",
+        "-H",
+        "content-type: application/json",
+        "-H",
+        f"x-api-key: {API_KEY}",
+        "-H",
+        "anthropic-version: 2023-06-01",
+        f"{ctx.base_url}/v1/messages/batches",
+    ]
+
+
+def p1_body_size(ctx: Context, contender: str) -> int | None:
+    # ours and curl send the same bytes; the SDK encodes the requests itself.
+    return None if contender == "sdk" else ctx.files["p1_body"].stat().st_size
+
+
+def build_p2(ctx: Context) -> None:
+    """The results file the sink serves (for any batch id)."""
+    path = ctx.work / "p2-results.jsonl"
+    write_results(path, ctx.args.requests, ctx.args.result_bytes)
+    ctx.files.update(p2_results=path)
+
+
+def curl_p2(ctx: Context) -> list[str]:
+    return [
+        "curl",
+        "-sS",
+        "--fail",
+        "-o",
+        str(ctx.work / "p2-curl.jsonl"),
+        "-H",
+        f"x-api-key: {API_KEY}",
+        f"{ctx.base_url}/v1/messages/batches/msgbatch_p2/results",
+    ]
+
+
+CASES = {
+    "P1": Case(
+        name="P1",
+        title="submit",
+        build=build_p1,
+        contenders={"ours": child("p1-ours"), "sdk": child("p1-sdk"), "curl": curl_p1},
+        input_file="p1_input",
+        expect_bodies=p1_body_size,
+    ),
+    "P2": Case(
+        name="P2",
+        title="fetch to a file, with the manifest's scan",
+        build=build_p2,
+        contenders={"ours": child("p2-ours"), "sdk": child("p2-sdk"), "curl": curl_p2},
+        input_file="p2_results",
+        creates=0,
+    ),
+}
+
+
+# --- child processes: each contender's own work, timed from inside ------------------------
+
+
+def child_p1_ours(work: Path, base_url: str) -> dict[str, Any]:
+    from airflow_batches.api import Client
+    from airflow_batches.jobs._prepare import RequestValidator, records_from_jsonl
+    from airflow_batches.jobs._store import JobStore
+    from airflow_batches.jobs._submit import (
+        REQUESTS_FILE,
+        JobSubmitter,
+        MemoryLedger,
+        new_ledger,
+        stage_requests,
+    )
+
+    staging = Path(tempfile.mkdtemp(prefix="staging-", dir=work))
+    try:
+        t0, cpu0 = time.perf_counter(), time.process_time()
+        validator = RequestValidator(anthropic_version="2023-06-01")
+        with (work / "p1-requests.jsonl").open("rb") as stream:
+            job, prepared = stage_requests(JobStore(staging), records_from_jsonl(stream), validator)
+        t1, cpu1 = time.perf_counter(), time.process_time()
+        with Client(api_key=API_KEY, base_url=base_url, timeout=600) as client:
+            ledger = new_ledger(prepared, anthropic_version="2023-06-01")
+            JobSubmitter(client, MemoryLedger(), lambda: job.path(REQUESTS_FILE).open("rb")).submit(
+                ledger
+            )
+        t2 = time.perf_counter()
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return {
+        "seconds": t2 - t0,
+        "validate_stage_s": t1 - t0,
+        "validate_stage_cpu_s": cpu1 - cpu0,
+        "upload_s": t2 - t1,
+    }
+
+
+def child_p1_sdk(work: Path, base_url: str) -> dict[str, Any]:
+    import anthropic
+
+    t0 = time.perf_counter()
+    with (work / "p1-requests.jsonl").open("rb") as stream:
+        requests = [json.loads(line) for line in stream if line.strip()]
+    t1 = time.perf_counter()
+    client = anthropic.Anthropic(api_key=API_KEY, base_url=base_url, max_retries=0, timeout=600)
+    client.messages.batches.create(requests=requests)
+    t2 = time.perf_counter()
+    return {"seconds": t2 - t0, "load_s": t1 - t0, "create_s": t2 - t1}
+
+
+def _count_lines(path: Path) -> int:
+    with path.open("rb") as stream:
+        return sum(1 for _ in stream)
+
+
+def child_p2_ours(work: Path, base_url: str) -> dict[str, Any]:
+    """What ``FetchResultsOperator`` runs: every line checked, tallied and written, then the
+    manifest."""
+    import logging
+    from datetime import UTC, datetime
+
+    from airflow_batches.api import Client
+    from airflow_batches.api._pricing import load_price_table
+    from airflow_batches.jobs._fetch import FetchOptions, FetchState, FetchWorkflow
+    from airflow_batches.jobs._ledger import BatchInfo, JobDescriptor
+
+    count = _count_lines(work / "p2-results.jsonl")
+    out = Path(tempfile.mkdtemp(prefix="p2-ours-", dir=work))
+    try:
+        t0 = time.perf_counter()
+        with Client(api_key=API_KEY, base_url=base_url, timeout=600) as client:
+            job = JobDescriptor(
+                job_id="p2",
+                fingerprint="p2",
+                conn_id="bench",
+                job_dir="",
+                request_count=count,
+                anthropic_version="2023-06-01",
+                batches=[BatchInfo(id="msgbatch_p2", request_count=count)],
+                submitted_at=datetime.now(UTC),
+            )
+            flow = FetchWorkflow(
+                job=job,
+                state=FetchState.start(job),
+                client=client,
+                prices=load_price_table(),
+                log=logging.getLogger("bench"),
+                options=FetchOptions(overwrite=True),
+            )
+            assert flow.next_wait() is None
+            published = flow.publish(out, datetime.now(UTC))
+        seconds = time.perf_counter() - t0
+        lines = published.manifest.lines
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    if lines != count:
+        raise RuntimeError(f"ours published {lines} lines of {count}")
+    return {"seconds": seconds}
+
+
+def child_p2_sdk(work: Path, base_url: str) -> dict[str, Any]:
+    """What the official provider's hook calls: ``messages.batches.results`` (every line
+    parsed into the SDK's models), each written back as JSON."""
+    import anthropic
+
+    target = work / "p2-sdk.jsonl"
+    t0 = time.perf_counter()
+    client = anthropic.Anthropic(api_key=API_KEY, base_url=base_url, max_retries=0, timeout=600)
+    with target.open("w") as out:
+        for result in client.messages.batches.results("msgbatch_p2"):
+            out.write(result.to_json(indent=None) + "\n")
+    seconds = time.perf_counter() - t0
+    target.unlink()
+    return {"seconds": seconds}
+
+
+CHILDREN: dict[str, Callable[[Path, str], dict[str, Any]]] = {
+    "p2-ours": child_p2_ours,
+    "p2-sdk": child_p2_sdk,
+    "p1-ours": child_p1_ours,
+    "p1-sdk": child_p1_sdk,
+}
+
+
+# --- the runner -----------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    seconds: float
+    rss_mib: float
+    extra: dict[str, Any]
+
+
+def run_measured(command: list[str]) -> Run:
+    """Run one contender; its peak RSS is the high-water mark of its own memory (VmHWM).
+
+    A Python contender reads its own at the end; for others it is polled every 10 ms.
+    (``ru_maxrss`` would not do: Linux carries the parent's peak into a child across exec.)
+    """
+    started = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    polled = 0.0
+    while process.poll() is None:
+        polled = max(polled, peak_rss_mib(process.pid))
+        time.sleep(0.01)
+    elapsed = time.perf_counter() - started
+    out, err = process.communicate()
+    if process.returncode:
+        raise RuntimeError(f"{command[:4]} failed ({process.returncode}): {err.decode()[-2000:]}")
+    extra: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1]) if out.strip() else {}
+    seconds = float(extra.pop("seconds", elapsed))
+    return Run(seconds, float(extra.pop("rss_mib", polled)), extra)
+
+
+def peak_rss_mib(pid: int | str = "self") -> float:
+    """VmHWM of a process in MiB (0 once it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+class SinkProcess:
+    def __init__(self, results: Path | None = None) -> None:
+        command = [sys.executable, str(HERE / "sink.py")]
+        if results is not None:
+            command += ["--results", str(results)]
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline().strip()
+        if not line.startswith("listening "):
+            self.process.kill()
+            raise RuntimeError(f"the sink did not start: {line!r}")
+        self.base_url = line.split(" ", 1)[1]
+
+    def bodies(self) -> list[int]:
+        with urllib.request.urlopen(f"{self.base_url}/_sink/bodies") as answer:
+            sizes: list[int] = json.load(answer)["bodies"]
+        return sizes
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return (
+        f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}, load average {load:.2f} at start"
+    )
+
+
+def run_case(case: Case, ctx: Context, sink: SinkProcess, rounds: int) -> dict[str, Any]:
+    contenders = dict(case.contenders)
+    if shutil.which("curl") is None:
+        contenders = {k: v for k, v in contenders.items() if k != "curl"}
+        print("  (curl not found: no wire-limit figure)")
+    names = list(contenders)
+    runs: dict[str, list[Run]] = {name: [] for name in names}
+    for round_ in range(rounds):
+        order = names[round_ % len(names) :] + names[: round_ % len(names)]
+        for name in order:
+            before = len(sink.bodies())
+            runs[name].append(run_measured(contenders[name](ctx)))
+            bodies = sink.bodies()[before:]
+            expected = case.expect_bodies(ctx, name)
+            if len(bodies) != case.creates or (expected is not None and bodies[0] != expected):
+                raise RuntimeError(f"{case.name}/{name}: the sink received bodies {bodies}")
+    size = ctx.files[case.input_file].stat().st_size
+    curl = statistics.median(r.seconds for r in runs["curl"]) if "curl" in runs else None
+    summary: dict[str, Any] = {"input_mb": size / 1e6, "contenders": {}}
+    print(f"  {'':8} {'median s':>9} {'MB/s':>8} {'peak RSS':>10} {'vs curl':>8}   runs (s)")
+    for name in names:
+        seconds = statistics.median(r.seconds for r in runs[name])
+        rss = statistics.median(r.rss_mib for r in runs[name])
+        ratio = f"{seconds / curl:.2f}x" if curl else "-"
+        each = " ".join(f"{r.seconds:.2f}" for r in runs[name])
+        rss_text = f"{rss:.1f} MiB" if rss else "n/a"
+        print(
+            f"  {name:8} {seconds:9.2f} {size / 1e6 / seconds:8.1f} {rss_text:>10} {ratio:>8}"
+            f"   {each}"
+        )
+        parts = {
+            key: statistics.median(float(r.extra[key]) for r in runs[name])
+            for key in runs[name][0].extra
+        }
+        if parts:
+            print("  " + " " * 9 + ", ".join(f"{k} {v:.2f}" for k, v in parts.items()))
+        summary["contenders"][name] = {"seconds": seconds, "rss_mib": rss, **parts}
+    if "ours" in runs and "validate_stage_s" in summary["contenders"]["ours"]:
+        ours = summary["contenders"]["ours"]
+        print(
+            f"  validation (validate + stage) of ours: {size / 1e6 / ours['validate_stage_s']:.0f}"
+            f" MB/s of wall clock, {size / 1e6 / ours['validate_stage_cpu_s']:.0f} MB/s of CPU"
+            " time (both threads; the measure that holds on a loaded machine)"
+        )
+    if "ours" in runs and "sdk" in runs:
+        ours, sdk = summary["contenders"]["ours"], summary["contenders"]["sdk"]
+        print(f"  sdk / ours: {sdk['seconds'] / ours['seconds']:.1f}x the time")
+    return summary
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", default="P1", help="comma-separated: " + ", ".join(CASES))
+    parser.add_argument("--requests", type=int, default=100_000)
+    parser.add_argument("--prompt-bytes", type=int, default=1769, help="191 MB at 100,000")
+    parser.add_argument("--result-bytes", type=int, default=2900, help="321 MB at 100,000")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--work", type=Path, help="a folder for the inputs (default: a temp one)")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
+    parser.add_argument("--base-url", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        figures = CHILDREN[args.child](args.work, args.base_url)
+        print(json.dumps({**figures, "rss_mib": peak_rss_mib()}))
+        return 0
+
+    print(f"machine: {machine()}")
+    work = Path(tempfile.mkdtemp(prefix="bench-compare-", dir=args.work))
+    ctx = Context(work=work, base_url="", args=args)
+    cases = [CASES[name.strip()] for name in args.cases.split(",")]
+    for case in cases:
+        case.build(ctx)
+    sink = SinkProcess(ctx.files.get("p2_results"))
+    ctx.base_url = sink.base_url
+    figures: dict[str, Any] = {"machine": machine(), "cases": {}}
+    try:
+        for case in cases:
+            size = ctx.files[case.input_file].stat().st_size
+            print(
+                f"\n{case.name} {case.title}: {args.requests:,} requests, {size / 1e6:.1f} MB, "
+                f"{args.rounds} round(s), interleaved"
+            )
+            figures["cases"][case.name] = run_case(case, ctx, sink, args.rounds)
+    finally:
+        sink.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,73 @@
+"""The benchmark scripts run, on inputs small enough to take seconds (nothing is timed)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+def run(script: str, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, str(BENCH / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def test_compare_runs_every_contender_against_the_sink(tmp_path: Path) -> None:
+    figures = tmp_path / "figures.json"
+    out = run(
+        "compare.py",
+        "--requests",
+        "40",
+        "--prompt-bytes",
+        "20",
+        "--rounds",
+        "2",
+        "--work",
+        str(tmp_path),
+        "--json",
+        str(figures),
+    )
+    assert "P1 submit: 40 requests" in out
+    data = json.loads(figures.read_text())
+    contenders = data["cases"]["P1"]["contenders"]
+    expected = {"ours", "sdk"} | ({"curl"} if shutil.which("curl") else set())
+    assert set(contenders) == expected
+    for figures_of in contenders.values():
+        assert figures_of["seconds"] > 0
+    assert contenders["ours"]["rss_mib"] > 10  # read from the child's own VmHWM
+    assert "validation (validate + stage) of ours" in out
+    assert list(tmp_path.iterdir()) == [figures]  # the work folder is cleaned up
+
+
+def test_compare_fetch_case_runs_every_contender(tmp_path: Path) -> None:
+    figures = tmp_path / "figures.json"
+    out = run(
+        "compare.py",
+        *("--cases", "P2", "--requests", "30", "--result-bytes", "50", "--rounds", "1"),
+        *("--work", str(tmp_path), "--json", str(figures)),
+    )
+    assert "P2 fetch to a file" in out
+    contenders = json.loads(figures.read_text())["cases"]["P2"]["contenders"]
+    assert {"ours", "sdk"} <= set(contenders)
+    assert all(c["seconds"] > 0 for c in contenders.values())
+
+
+def test_validation_layers_and_the_absurd_line() -> None:
+    out = run(
+        "validation.py",
+        *("--requests", "300", "--repeat", "1", "--absurd-mb", "3", "--line-limit", "1000000"),
+    )
+    assert "one line of 3 MB: is 3,000,000 bytes; a request must fit one batch body" in out
+    assert "lines that took the careful path: 0 of 300" in out
+    assert "lines that took the careful path: 3 of 300" in out  # the hostile mix: 1 %
+    assert "prepare (read+check+stage+hash)" in out
