@@ -81,7 +81,9 @@ def phase_submit(work: Path, base_url: str, night: int) -> dict[str, Any]:
     records = Segments(
         envelope_segments(lambda: records_from_jsonl(source.open("rb")), sidecar, matrix)
     )
-    validator = RequestValidator(anthropic_version=VERSION, defaults={"max_tokens": 64})
+    validator = RequestValidator(
+        anthropic_version=VERSION, defaults={"max_tokens": 64}, metadata=sidecar.metadata
+    )
     cache = CrossRunCache(work / "cache", anthropic_version=VERSION)
     step = CacheStep(cache, RequestValidator(anthropic_version=VERSION), matrix.part_of)
     client = Client(api_key="emulator-key", base_url=base_url, timeout=600)

@@ -30,8 +30,8 @@ from airflow_batches.jobs._cache import CacheInfo, CrossRunCache
 from airflow_batches.jobs._cache_writer import CacheWriter
 from airflow_batches.jobs._index import DiskIndex
 from airflow_batches.jobs._ledger import JobDescriptor
-from airflow_batches.jobs._matrix import ModelMatrix
-from airflow_batches.jobs._metadata import load_sidecar, unpack
+from airflow_batches.jobs._matrix import HASH_HEX, KEEP_CHARS, ModelMatrix
+from airflow_batches.jobs._metadata import load_sidecar, original_key
 from airflow_batches.jobs._scan import ResultRecord
 from airflow_batches.jobs._store import JobStore, StoragePath
 from airflow_batches.jobs._tally import ResultTally
@@ -143,20 +143,17 @@ class ResultJoin:
         return split[0].label if split is not None else None
 
     def _decorate(self, custom_id: str, line: bytes) -> bytes:
-        key, extra = custom_id, b""
+        extra = b""
         matrix_part: tuple[str, str] | None = None
         if self.matrix is not None:
             split = self.matrix.split(custom_id)
             if split is not None:
-                key = split[1]
-                matrix_part = (split[0].label, key)
+                matrix_part = (split[0].label, self._original(split[1]))
         if self.sidecar is not None:
-            joined = unpack(self.sidecar.get(key))
-            if joined.metadata is not None:
-                extra += b',"metadata":' + joined.metadata
+            metadata = self.sidecar.get(custom_id)
+            if metadata:
+                extra += b',"metadata":' + metadata
                 self.metadata_lines += 1
-            if matrix_part is not None and joined.custom_id is not None:
-                matrix_part = (matrix_part[0], joined.custom_id)
         if matrix_part is not None:
             extra += b',"matrix":' + _encode({"model": matrix_part[0], "custom_id": matrix_part[1]})
         if not extra:
@@ -165,6 +162,15 @@ class ResultJoin:
         if not body.endswith(b"}"):
             return line  # not an object: kept as it is (the checks let it through as "other")
         return body[:-1] + extra + b"}"
+
+    def _original(self, key: str) -> str:
+        """The custom_id as the user wrote it, of a matrix request key."""
+        shortened = len(key) == KEEP_CHARS + 1 + HASH_HEX and key[KEEP_CHARS] == "_"
+        if shortened and self.sidecar is not None:
+            found = self.sidecar.get(original_key(key))
+            if found:
+                return found.decode()
+        return key
 
     # -- the manifest's figures ------------------------------------------------------------
 

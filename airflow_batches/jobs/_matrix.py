@@ -12,7 +12,8 @@ with different params) and params that override the request's own (``thinking``,
 the BLAKE2b-64 hash of the whole custom_id: ``m{i}_<40 characters>_<16 hex>``, 57 characters
 after the prefix for any model, so the part after the prefix (the request's *key*) is the same
 for every model. The original custom_id of a shortened one is kept in the job's sidecar
-(``_metadata``) and restored in the results (``matrix.custom_id``).
+(``_metadata``) and restored in the results (``matrix.custom_id``). A request's ``metadata``
+travels with each of its copies (pre-flight hands it to the sidecar, by derived custom_id).
 
 **Order and batches.** The input is read once per model (a file is streamed again, a list
 iterated again), model after model, and each model's requests are validated and sharded on
@@ -29,10 +30,10 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import msgspec
-
 from airflow_batches.api._models import CUSTOM_ID_PATTERN
-from airflow_batches.jobs._metadata import Sidecar, checked_split
+from airflow_batches.jobs._decode import decode_line
+from airflow_batches.jobs._metadata import Sidecar
+from airflow_batches.jobs._reader import JSON_SPACE
 
 __all__ = ["MatrixModel", "ModelMatrix", "RecordSource", "envelope_segments", "request_key"]
 
@@ -185,10 +186,10 @@ class ModelMatrix:
         """``(the request for model, its original custom_id)``; a request too broken to
         expand is handed on as it is, for pre-flight to name its problem."""
         if isinstance(raw, bytes | bytearray | memoryview):
-            try:
-                raw = msgspec.json.decode(bytes(raw))
-            except msgspec.DecodeError:
-                return raw, None
+            value, faults = decode_line(bytes(raw).strip(JSON_SPACE))
+            if faults:
+                return raw, None  # pre-flight decodes it again and names every fault
+            raw = value
         if hasattr(raw, "model_dump"):
             raw = raw.model_dump(mode="json", exclude_unset=True)
         if not isinstance(raw, Mapping):
@@ -209,7 +210,8 @@ class ModelMatrix:
 
 @dataclass
 class _Segment:
-    """The requests of one model, read afresh from the source each time it is iterated."""
+    """The requests of one model, read afresh from the source each time it is iterated; the
+    first model's segment tells the sidecar the custom_ids it shortened."""
 
     matrix: ModelMatrix
     model: MatrixModel
@@ -220,35 +222,27 @@ class _Segment:
         matrix, model, sidecar = self.matrix, self.model, self.sidecar
         suffix = f" ({model.label})"
         for location, raw in self.source():
-            request, metadata = checked_split(location, raw)
-            request, original = matrix.expand(model, request)
+            request, original = matrix.expand(model, raw)
             if sidecar is not None and original is not None:
                 key = request_key(original, len(model.prefix))
-                sidecar.add(key, custom_id=original, metadata=metadata)
+                if key != original:
+                    sidecar.original(key, original)
             yield location + suffix, request
 
 
 def envelope_segments(
     source: RecordSource, sidecar: Sidecar | None, matrix: ModelMatrix | None = None
 ) -> list[Iterable[tuple[str, Any]]]:
-    """The input as pre-flight reads it: metadata peeled off (into ``sidecar``), and for a
-    matrix job one stream per model."""
+    """The input as pre-flight reads it: for a matrix job one stream per model, else the
+    source itself. (Metadata goes to the sidecar through pre-flight's metadata sink.)"""
     if matrix is not None:
         return matrix.segments(source, sidecar)
-    return [_Plain(source, sidecar)]
+    return [_Once(source)]
 
 
 @dataclass
-class _Plain:
+class _Once:
     source: RecordSource
-    sidecar: Sidecar | None
 
     def __iter__(self) -> Iterator[tuple[str, Any]]:
-        sidecar = self.sidecar
-        for location, raw in self.source():
-            request, metadata = checked_split(location, raw)
-            if metadata is not None and sidecar is not None and isinstance(request, Mapping):
-                custom_id = request.get("custom_id")
-                if isinstance(custom_id, str):
-                    sidecar.add(custom_id, metadata=metadata)
-            yield location, request
+        return iter(self.source())

@@ -247,6 +247,7 @@ class SubmitBatchOperator(BaseOperator):
         check, estimator = self._preflight()
         root = staging_root(self.staging_path, self.staging_conn_id)
         matrix = model_matrix(self.models)
+        sidecar = Sidecar()
         cache = cache_step(
             self.cache_path,
             self.cache_conn_id,
@@ -263,8 +264,8 @@ class SubmitBatchOperator(BaseOperator):
             limits=self.limits,
             checks=[check],
             observers=[] if cache is not None else [estimator],
+            metadata=sidecar.metadata,
         )
-        sidecar = Sidecar()
         records = Segments(envelope_segments(self._records, sidecar, matrix))
         headers = (
             {"anthropic-user-profile-id": self.user_profile_id} if self.user_profile_id else None

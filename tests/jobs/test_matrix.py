@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import re
 from pathlib import Path
@@ -13,7 +12,7 @@ import pytest
 from airflow_batches.api._models import CUSTOM_ID_PATTERN
 from airflow_batches.jobs._index import DiskIndex
 from airflow_batches.jobs._matrix import ModelMatrix, envelope_segments, request_key
-from airflow_batches.jobs._metadata import SIDECAR_FILE, Sidecar, load_sidecar, unpack
+from airflow_batches.jobs._metadata import SIDECAR_FILE, Sidecar, load_sidecar, original_key
 from airflow_batches.jobs._prepare import (
     RequestValidationError,
     RequestValidator,
@@ -97,6 +96,7 @@ def test_staging_a_matrix_gives_each_model_its_own_shards(tmp_path: Path) -> Non
         anthropic_version="2023-06-01",
         defaults={"max_tokens": 8},
         limits=VALIDATOR.limits.__class__(max_requests=4),
+        metadata=sidecar.metadata,
     )
     job, prepared = stage_requests(JobStore(tmp_path), segments, limits_validator, sidecar=sidecar)
     assert len(opened) == 3  # the input is read once per model
@@ -121,10 +121,12 @@ def test_staging_a_matrix_gives_each_model_its_own_shards(tmp_path: Path) -> Non
     assert all("metadata" not in r for r in staged)
     assert all(len(r["custom_id"]) <= 64 for r in staged)
     with DiskIndex() as index:
-        assert load_sidecar(job.path(SIDECAR_FILE), index) == 6  # written once, not per model
+        # Each copy's metadata, and the one custom_id that was shortened (told once).
+        assert load_sidecar(job.path(SIDECAR_FILE), index) == 18 + 1
         long_key = request_key("L" * 64, 2)
-        assert unpack(index.get(long_key)).custom_id == "L" * 64
-        assert json.loads(unpack(index.get("q3")).metadata or b"") == {"n": 3}
+        assert index.get(original_key(long_key)) == b"L" * 64
+        assert json.loads(index.get("m2_q3") or b"") == {"n": 3}
+        assert json.loads(index.get(f"m1_{long_key}") or b"") == {"n": "long"}
 
 
 def test_a_matrix_over_a_jsonl_file_and_pre_flight_still_strict(tmp_path: Path) -> None:
@@ -139,29 +141,17 @@ def test_a_matrix_over_a_jsonl_file_and_pre_flight_still_strict(tmp_path: Path) 
         return records_from_jsonl(path.open("rb"))
 
     matrix = ModelMatrix.of(["claude-haiku-4-5", "claude-sonnet-4-5"])
+    sidecar = Sidecar()
+    validator = RequestValidator(
+        anthropic_version="2023-06-01", defaults={"max_tokens": 8}, metadata=sidecar.metadata
+    )
     with pytest.raises(RequestValidationError) as caught:
         stage_requests(
             JobStore(tmp_path / "job"),
-            Segments(envelope_segments(source, Sidecar(), matrix)),
-            VALIDATOR,
+            Segments(envelope_segments(source, sidecar, matrix)),
+            validator,
+            sidecar=sidecar,
         )
     assert "line 2 (claude-haiku-4-5) (custom_id 'm0_stray'): extra_member: unknown field" in str(
         caught.value
     )
-
-
-def test_a_plain_job_keeps_its_bytes_when_there_is_no_metadata(tmp_path: Path) -> None:
-    line = (
-        b'{"custom_id": "a",  "params": {"model": "m", "max_tokens": 3, "messages": '
-        b'[{"role": "user", "content": "x"}], "metadata": {"user_id": "u"}}}'
-    )
-    sidecar = Sidecar()
-    segments = Segments(envelope_segments(lambda: iter([("line 1", line)]), sidecar))
-    job, _ = stage_requests(JobStore(tmp_path), segments, VALIDATOR, sidecar=sidecar)
-    # params.metadata is the API's own: sent as it is; nothing goes to the sidecar.
-    assert job.path(REQUESTS_FILE).read_bytes() == line + b"\n"
-    assert not job.path(SIDECAR_FILE).exists()
-    sink = io.BytesIO()
-    sidecar.attach(sink)
-    sidecar.add("a", metadata=None)
-    assert sink.getvalue() == b""
