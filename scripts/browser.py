@@ -26,6 +26,8 @@ from pathlib import Path
 if __package__ in (None, ""):  # `python scripts/browser.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from scripts import services
+
 BROWSER_ENV = "AIRFLOW_BATCHES_CHROMIUM"
 PACKAGE = "chromium"
 NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
@@ -58,10 +60,7 @@ def find_browser() -> Path | None:
 
 
 def install_commands() -> list[list[str]]:
-    return [
-        ["apt-get", "update", "-q"],
-        ["apt-get", "install", "-y", "-q", "--no-install-recommends", PACKAGE],
-    ]
+    return services.install_commands([PACKAGE])
 
 
 def install(*, run: Runner = subprocess.run, log: Callable[[str], None] = print) -> bool:
@@ -71,21 +70,7 @@ def install(*, run: Runner = subprocess.run, log: Callable[[str], None] = print)
     """
     if find_browser() is not None:
         return False
-    commands = install_commands()
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        raise RuntimeError(
-            "Chromium is missing; install it as root: " + " && ".join(" ".join(c) for c in commands)
-        )
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in commands:
-        log(f"browser: {' '.join(command)}")
-        done = run(command, env=env, stdin=subprocess.DEVNULL, capture_output=True, check=False)
-        if done.returncode != 0:
-            output = (done.stdout or b"").decode(errors="replace")
-            output += (done.stderr or b"").decode(errors="replace")
-            raise RuntimeError(
-                f"`{' '.join(command)}` exited with {done.returncode}:\n{output[-3000:]}"
-            )
+    services.apt_install([PACKAGE], run=run, log=log, tag="browser")
     if find_browser() is None:
         raise RuntimeError(f"installed {PACKAGE}, but still cannot find Chromium")
     return True

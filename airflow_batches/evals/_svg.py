@@ -25,13 +25,18 @@ def _fmt(value: float, unit: str) -> str:
 
 
 def _scale(values: Sequence[float], unit: str) -> float:
+    """The top of a scale: 100 % for rates, else a little above the largest value."""
     top = max([v for v in values if v is not None] + [0.0])
     if unit == "%":
         return 1.0
     return top * 1.15 if top > 0 else 1.0
 
 
-def _frame(chart_id: str, title: str, top: float, unit: str) -> list[str]:
+def _frame(
+    chart_id: str, title: str, series: Sequence[tuple[str, Sequence[float | None]]], unit: str
+) -> tuple[list[str], float]:
+    """The chart's opening, title and grid, and the top of its scale."""
+    top = _scale([v for _, vs in series for v in vs if v is not None], unit)
     plot_h = _H - _TOP - _BOTTOM
     parts = [
         f'<svg id="{escape(chart_id)}" class="chart" role="img" viewBox="0 0 {_W} {_H}" '
@@ -46,7 +51,7 @@ def _frame(chart_id: str, title: str, top: float, unit: str) -> list[str]:
             f'<text x="{_LEFT - 6}" y="{y + 4:.1f}" text-anchor="end" class="tick">'
             f"{escape(_fmt(top * i / 4, unit))}</text>"
         )
-    return parts
+    return parts, top
 
 
 def bar_chart(
@@ -58,9 +63,7 @@ def bar_chart(
     unit: str = "",
 ) -> str:
     """Bars grouped by category (a model), one colour per series; a None value draws none."""
-    values = [v for _, vs in series for v in vs if v is not None]
-    top = _scale(values, unit)
-    parts = _frame(chart_id, title, top, unit)
+    parts, top = _frame(chart_id, title, series, unit)
     plot_w, plot_h = _W - _LEFT - _RIGHT, _H - _TOP - _BOTTOM
     group = plot_w / max(len(categories), 1)
     bar = group * 0.8 / max(len(series), 1)
@@ -101,9 +104,7 @@ def line_chart(
     unit: str = "%",
 ) -> str:
     """One line per series (a model) over runs (oldest first); gaps where a value is None."""
-    values = [v for _, vs in series for v in vs if v is not None]
-    top = _scale(values, unit)
-    parts = _frame(chart_id, title, top, unit)
+    parts, top = _frame(chart_id, title, series, unit)
     plot_w, plot_h = _W - _LEFT - _RIGHT, _H - _TOP - _BOTTOM
     step = plot_w / max(len(runs) - 1, 1)
 

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow_batches._compat import Asset, ObjectStoragePath, conf
+from airflow_batches.api._pricing import PriceTable, load_price_table
 from airflow_batches.jobs._ledger import JobDescriptor, Ledger
 
 if TYPE_CHECKING:
@@ -19,6 +20,12 @@ CONF_SECTION = "airflow_batches"
 def conf_get(key: str) -> str | None:
     value = conf.get(CONF_SECTION, key, fallback=None)
     return value or None
+
+
+def price_table(prices: Mapping[str, Mapping[str, Any]] | str | None) -> PriceTable:
+    """The price table: the packaged one, extended by ``prices`` (overrides or a file), else
+    by ``[airflow_batches] prices_path``."""
+    return load_price_table(prices if prices is not None else conf_get("prices_path"))
 
 
 def storage_path(

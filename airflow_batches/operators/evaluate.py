@@ -13,16 +13,15 @@ from airflow_batches._compat import (
     Asset,
     BaseOperator,
     ObjectStoragePath,
-    conf,
 )
-from airflow_batches.api._pricing import PriceTable, load_price_table
+from airflow_batches.api._pricing import PriceTable
 from airflow_batches.evals._builtin import resolve_scorer
 from airflow_batches.evals._compare import MANIFEST_NAME, Baseline, Metric, Thresholds
 from airflow_batches.evals._run import EvalSettings, evaluate_job
 from airflow_batches.evals._scorers import Scorer
 from airflow_batches.hooks.batches import MessageBatchesHook
 from airflow_batches.jobs._store import child
-from airflow_batches.operators._common import conf_get, parse_text, storage_path
+from airflow_batches.operators._common import conf_get, parse_text, price_table, storage_path
 from airflow_batches.operators._links import BatchesLink, EvalReportLink, batch_url
 
 if TYPE_CHECKING:
@@ -131,10 +130,7 @@ class EvaluateResultsOperator(BaseOperator):
 
     @cached_property
     def price_table(self) -> PriceTable:
-        source = self.prices
-        if source is None:
-            source = conf.get("airflow_batches", "prices_path", fallback=None) or None
-        return load_price_table(source)
+        return price_table(self.prices)
 
     # -- inputs ----------------------------------------------------------------------------
 

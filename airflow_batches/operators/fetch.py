@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_batches._compat import AirflowException, Asset, BaseOperator, ObjectStoragePath, conf
 from airflow_batches.api import BatchesError
-from airflow_batches.api._pricing import PriceTable, load_price_table
+from airflow_batches.api._pricing import PriceTable
 from airflow_batches.hooks.batches import MessageBatchesHook
 from airflow_batches.jobs._cache import CacheInfo, CrossRunCache
 from airflow_batches.jobs._fetch import (
@@ -30,6 +30,7 @@ from airflow_batches.operators._common import (
     coerce_batch_ids,
     coerce_job,
     default_asset,
+    price_table,
     state_store,
     storage_path,
     task_folder,
@@ -141,10 +142,7 @@ class FetchResultsOperator(BatchWaiting, BaseOperator):
 
     @cached_property
     def price_table(self) -> PriceTable:
-        source = self.prices
-        if source is None:
-            source = conf.get("airflow_batches", "prices_path", fallback=None) or None
-        return load_price_table(source)
+        return price_table(self.prices)
 
     def _resolve_job(self) -> JobDescriptor:
         descriptor = coerce_job(self.job)

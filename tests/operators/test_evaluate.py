@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from airflow_batches.emulator.evalset import eval_requests, solve
-from tests.operators.conftest import DagRunner
+from tests.operators.conftest import DagRunner, _load
 
 MODELS = ["claude-haiku-4-5", "claude-sonnet-4-5"]
 RATES = {"claude-haiku-4-5": 0.3, "claude-sonnet-4-5": 0.0}
@@ -99,6 +99,32 @@ def test_scores_every_model_and_writes_summary_scores_and_report(
         and "http" not in report.split("<body>")[0]
     )
     assert summary["baseline"] is None and summary["history"] == []
+    links = link_xcoms(result.dag_id, result.run_id)
+    assert links["_link_EvalReportLink"] == summary["files"]["report"]
+    assert links["_link_BatchesLink"] == (
+        f"{evals.emulator.base_url}/_emulator/batches/{manifest['batch_ids'][0]}"
+    )
+    assert [b["url"] for b in summary["batches"]] == [
+        f"{evals.emulator.base_url}/_emulator/batches/{b}" for b in manifest["batch_ids"]
+    ]
+
+
+def link_xcoms(dag_id: str, run_id: str) -> dict[str, Any]:
+    """The extra links Airflow kept for the evaluate task (what the UI shows)."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        rows = session.scalars(
+            select(XComModel).where(
+                XComModel.dag_id == dag_id,
+                XComModel.run_id == run_id,
+                XComModel.task_id == "evaluate",
+                XComModel.key.like("_link_%"),
+            )
+        ).all()
+        return {row.key: _load(row.value) for row in rows}
 
 
 def test_errored_requests_are_counted_apart_never_as_wrong(
