@@ -4,12 +4,15 @@ Copy this file into your DAGs folder. It runs as is against the local emulator (
 demo``), whose eval responder answers the built-in task set (arithmetic, capitals, JSON
 extractions) with an error rate per model, and against the real API once the
 ``message_batches_default`` connection holds a real key and no host (see README, "Pointing at
-the real API"); then replace ``build_requests`` with your own eval set.
+the real API"); then replace ``build_requests`` with your own eval set. The thresholds expect
+answers that can be right: against the emulator, run it with the eval responder (``make demo``
+does).
 
 Each request carries ``metadata`` (its category and expected answer): never sent, joined onto
 its result line, read by the scorer. ``models=`` sends every request to each model as one
-job. ``cache_path=`` answers a request already answered on an earlier night (same params,
-model, API version and betas) from that result: an unchanged eval run again sends nothing.
+job. ``cache_path=`` (``AIRFLOW_BATCHES_CACHE``) answers a request already answered on an
+earlier night (same params, model, API version and betas) from that result: an unchanged eval
+run again sends nothing.
 The evaluation compares each model with the last night that passed its thresholds (found
 through the Asset) and writes ``report.html`` beside the results.
 """
@@ -34,10 +37,11 @@ RESULTS_ROOT = os.environ.get("AIRFLOW_BATCHES_RESULTS", "file:///tmp/airflow-ba
 RESULTS = Asset(name="nightly_eval_results", uri=RESULTS_ROOT)
 # The evaluation's own Asset: each successful evaluation's summary; the next night's baseline.
 SCORES = Asset(name="nightly_eval_scores", uri=RESULTS_ROOT + "/scores")
-# Shared storage for the staged requests (retries re-attach, failures are resent) and for the
-# cross-run cache (every night reads it, and adds what it had to send).
+# Shared storage for the staged requests: retries re-attach, failures are resent.
 STAGING = os.environ.get("AIRFLOW_BATCHES_STAGING", "file:///tmp/airflow-batches/staging")
-CACHE = os.environ.get("AIRFLOW_BATCHES_CACHE", "file:///tmp/airflow-batches/cache")
+# The cross-run cache (opt-in): every night reads it, and adds what it had to send. `make demo`
+# sets it; None sends every request every night.
+CACHE = os.environ.get("AIRFLOW_BATCHES_CACHE")
 
 MODELS = ["claude-haiku-4-5", "claude-sonnet-4-5", "claude-opus-4-5"]
 

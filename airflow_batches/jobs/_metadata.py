@@ -22,6 +22,7 @@ not grow with the number of requests.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import IO
 
 import msgspec
@@ -54,36 +55,48 @@ def original_key(key: str) -> str:
 class Sidecar:
     """Writes the sidecar while pre-flight reads the input (see the module docstring).
 
-    ``attach`` gives it the stream to write to (the staging step opens it); entries given
-    while no stream is attached are dropped.
+    ``attach`` gives it how to open its stream (the staging step's temporary file), opened at
+    the first entry; ``detach`` closes it. Entries given while detached are dropped.
     """
 
     name = SIDECAR_FILE
 
     def __init__(self) -> None:
+        self._opener: Callable[[], IO[bytes]] | None = None
         self._stream: IO[bytes] | None = None
         self.count = 0
         self.with_metadata = 0
 
-    def attach(self, stream: IO[bytes] | None) -> None:
-        """Write to ``stream`` from now on (counting afresh), or to nothing (None)."""
-        if stream is not None:
-            self.count = self.with_metadata = 0
-        self._stream = stream
+    def attach(self, opener: Callable[[], IO[bytes]]) -> None:
+        """Write through ``opener``'s stream from now on, counting afresh."""
+        self._opener, self._stream = opener, None
+        self.count = self.with_metadata = 0
+
+    def detach(self) -> bool:
+        """Close the stream if one was opened; whether anything was written."""
+        stream, self._stream, self._opener = self._stream, None, None
+        if stream is None:
+            return False
+        stream.close()
+        return True
+
+    def _write(self, entry: _Entry) -> None:
+        if self._stream is None:
+            if self._opener is None:
+                return
+            self._stream = self._opener()
+        self._stream.write(_encode_entry(entry) + b"\n")
+        self.count += 1
 
     def metadata(self, custom_id: str, metadata: bytes) -> None:
         """The metadata of a request that passed pre-flight (a ``RequestValidator`` sink)."""
-        if self._stream is not None:
-            entry = _Entry(id=custom_id, metadata=msgspec.Raw(metadata))
-            self._stream.write(_encode_entry(entry) + b"\n")
-            self.count += 1
+        if self._opener is not None:
+            self._write(_Entry(id=custom_id, metadata=msgspec.Raw(metadata)))
             self.with_metadata += 1
 
     def original(self, key: str, custom_id: str) -> None:
         """The custom_id a matrix job shortened to ``key``."""
-        if self._stream is not None:
-            self._stream.write(_encode_entry(_Entry(key=key, custom_id=custom_id)) + b"\n")
-            self.count += 1
+        self._write(_Entry(key=key, custom_id=custom_id))
 
 
 def load_sidecar(path: StoragePath, index: DiskIndex) -> int:

@@ -11,8 +11,7 @@ import dataclasses
 import hashlib
 import json
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import ExitStack
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, Any, Protocol
@@ -44,12 +43,17 @@ class Segments(tuple[Iterable[tuple[str, Any]], ...]):
 
 class SidecarWriter(Protocol):
     """Something written while the input is read, kept beside the staged requests
-    (``_metadata.Sidecar``)."""
+    (``_metadata.Sidecar``): it opens its stream (``attach``'s opener) only once it has
+    something to write, so a job without any costs no storage call."""
 
     name: str
     count: int
 
-    def attach(self, stream: IO[bytes] | None) -> None: ...
+    def attach(self, opener: Callable[[], IO[bytes]]) -> None: ...
+
+    def detach(self) -> bool:
+        """Close the stream if one was opened; whether anything was written."""
+        ...
 
 
 def stage_requests(
@@ -70,21 +74,18 @@ def stage_requests(
     ensure_dir(root.root)
     tag = uuid.uuid4().hex[:12]
     tmp = root.path(f".requests-{tag}.partial")
-    side = root.path(f".sidecar-{tag}.partial") if sidecar is not None else None
+    side = root.path(f".sidecar-{tag}.partial")
+    if sidecar is not None:
+        sidecar.attach(lambda: side.open("wb"))
     try:
-        with ExitStack() as stack:
-            sink = stack.enter_context(tmp.open("wb"))
-            if sidecar is not None and side is not None:
-                sidecar.attach(stack.enter_context(side.open("wb")))
+        with tmp.open("wb") as sink:
             prepared = _prepare_all(records, validator, sink, on_invalid)
     except BaseException:
         tmp.unlink(missing_ok=True)
-        if side is not None:
+        if sidecar is not None and sidecar.detach():
             side.unlink(missing_ok=True)
         raise
-    finally:
-        if sidecar is not None:
-            sidecar.attach(None)
+    wrote_sidecar = sidecar.detach() if sidecar is not None else False
     job = root.sub(job_key(prepared.fingerprint))
     ensure_dir(job.root)
     final = job.path(REQUESTS_FILE)
@@ -92,13 +93,10 @@ def stage_requests(
         tmp.unlink(missing_ok=True)
     else:
         tmp.rename(final)
-    if sidecar is not None and side is not None:
-        if sidecar.count:
-            target = job.path(sidecar.name)
-            target.unlink(missing_ok=True)
-            side.rename(target)
-        else:
-            side.unlink(missing_ok=True)
+    if sidecar is not None and wrote_sidecar:
+        target = job.path(sidecar.name)
+        target.unlink(missing_ok=True)
+        side.rename(target)
     if prepared.rejected:
         with atomic_writer(job.path(REJECTED_FILE)) as out:
             for problem in prepared.rejected:
@@ -155,9 +153,13 @@ def _prepare_all(
         first += part.request_count
         offset += sum(s.length for s in part.shards)
         parts.append(part)
-    digest = hashlib.sha256(b"segments:" + ",".join(p.fingerprint for p in parts).encode())
+    if len(parts) == 1:  # one segment: the same fingerprint as the input given as it is
+        fingerprint = parts[0].fingerprint
+    else:
+        joined = ",".join(p.fingerprint for p in parts).encode()
+        fingerprint = hashlib.sha256(b"segments:" + joined).hexdigest()
     return Prepared(
-        fingerprint=digest.hexdigest(),
+        fingerprint=fingerprint,
         request_count=first,
         shards=shards,
         rejected=[problem for p in parts for problem in p.rejected],

@@ -122,3 +122,24 @@ def test_a_cache_needs_shared_staging(dag_runner: DagRunner, tmp_path: Path) -> 
     )
     assert result.states["submit"] == "failed"
     assert dag_runner.emulator.admin.create_calls() == 0
+
+
+def test_a_plain_job_uses_the_cache_too(dag_runner: DagRunner, tmp_path: Path) -> None:
+    body = """
+    submit = SubmitBatchOperator(task_id="submit", requests=REQS, cache_path=CACHE,
+        defaults={"model": "claude-haiku-4-5", "max_tokens": 16})
+    wait = BatchSensor(task_id="wait", job=submit.output, poke_interval=0.05)
+    fetch = FetchResultsOperator(task_id="fetch", job=submit.output,
+        destination=RESULTS + "/{{ run_id | replace(':', '-') | replace('+', '-') }}")
+    submit >> wait >> fetch
+    """
+    values = {"REQS": requests(8), "CACHE": f"file://{tmp_path / 'cache'}"}
+    first = dag_runner.run(body, **values)
+    assert first.state == "success", first.states
+    second = dag_runner.run(body, **values)
+    assert second.state == "success", second.states
+    assert dag_runner.emulator.admin.create_calls() == 1
+    manifest = second.xcom("fetch")
+    assert manifest["cache"]["hits"] == 8 and "matrix" not in manifest
+    assert results_by_id(manifest).keys() == {f"q{i}" for i in range(8)}
+    assert results_by_id(manifest)["q3"]["metadata"] == {"expected": 3}
