@@ -1,12 +1,15 @@
 """The Airflow names whose home moved between releases, imported from wherever each has them.
 
-Nothing else in the package imports these names from Airflow directly.
+Nothing else in the package imports these names from Airflow directly. The first import of
+each pair is where Airflow 3.2 and 3.3 have the name; the fallback is Airflow 3.1's home
+(docs/compatibility.md lists the differences between releases).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from airflow import __version__ as AIRFLOW_VERSION
 from airflow.sdk import (
     Asset,
     BaseHook,
@@ -14,21 +17,34 @@ from airflow.sdk import (
     BaseOperatorLink,
     BaseSensorOperator,
     ObjectStoragePath,
-    conf,
 )
 from airflow.sdk.definitions.connection import Connection
-from airflow.sdk.exceptions import (
-    AirflowException,
-    AirflowFailException,
-    AirflowSensorTimeout,
-    AirflowSkipException,
-)
+from airflow.sdk.exceptions import AirflowException
 from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+try:
+    from airflow.sdk import conf
+except ImportError:  # Airflow 3.1: the task SDK has no configuration of its own yet
+    from airflow.configuration import conf  # type: ignore[assignment]
+
+try:
+    from airflow.sdk.exceptions import (
+        AirflowFailException,
+        AirflowSensorTimeout,
+        AirflowSkipException,
+    )
+except ImportError:  # Airflow 3.1: still in airflow.exceptions
+    from airflow.exceptions import (  # type: ignore[no-redef]
+        AirflowFailException,
+        AirflowSensorTimeout,
+        AirflowSkipException,
+    )
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 __all__ = [
+    "AIRFLOW_VERSION",
     "AirflowException",
     "AirflowFailException",
     "AirflowSensorTimeout",

@@ -29,10 +29,13 @@ class LineDecoder:
         if len(parts) == 1:
             self._pending.append(chunk)
             return []
-        first = b"".join((*self._pending, parts[0])) if self._pending else parts[0]
-        self._pending = [parts[-1]] if parts[-1] else []
-        lines = [_strip_cr(first), *map(_strip_cr, parts[1:-1])]
-        return lines if self._keep_blank else [line for line in lines if line]
+        if self._pending:
+            parts[0] = b"".join((*self._pending, parts[0]))
+        last = parts.pop()
+        self._pending = [last] if last else []
+        if b"\r" in chunk or parts[0].endswith(b"\r"):
+            parts = [_strip_cr(line) for line in parts]
+        return parts if self._keep_blank else [line for line in parts if line]
 
     def flush(self) -> list[bytes]:
         rest = _strip_cr(b"".join(self._pending))

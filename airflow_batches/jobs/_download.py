@@ -71,18 +71,16 @@ def line_key(data: bytes) -> int:
     return (zlib.crc32(data) << 32) | (len(data) & 0xFFFFFFFF)
 
 
-class _Delivered:
-    """What has been handed out so far, to check a re-read against."""
-
-    __slots__ = ("count", "total")
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.total = 0
-
-    def add(self, key: int) -> None:
-        self.count += 1
-        self.total = (self.total + key) & _MASK
+def _skip_checked(lines: Iterator[bytes], count: int, total: int, batch: MessageBatch) -> None:
+    """Read past the ``count`` lines already handed out, checking they are the same lines."""
+    seen, left = 0, count
+    for data in lines:
+        seen = (seen + line_key(data)) & _MASK
+        left -= 1
+        if not left:
+            break
+    if left or seen != total:
+        raise _changed(batch, count)
 
 
 def read_batch_lines(
@@ -99,25 +97,22 @@ def read_batch_lines(
     a permanent failure (results archived, 401, ...).
     """
     policy = policy or DownloadPolicy()
-    delivered = _Delivered()
+    crc32 = zlib.crc32
+    count = total = 0  # what has been handed out: lines, and the sum of their keys
     tries = 0
     while True:
         tries += 1
-        resume, expected = delivered.count, delivered.total
-        skipped = _Delivered()
         try:
-            body = client.iter_result_bytes(batch, resumes=policy.resumes)
-            for data in iter_lines(body, keep_blank=True):
-                key = line_key(data)
-                if skipped.count < resume:
-                    skipped.add(key)
-                    if skipped.count == resume and skipped.total != expected:
-                        raise _changed(batch, resume)
-                    continue
-                delivered.add(key)
-                yield RawLine(delivered.count, data, key)
-            if skipped.count < resume:
-                raise _changed(batch, resume)
+            lines = iter_lines(
+                client.iter_result_bytes(batch, resumes=policy.resumes), keep_blank=True
+            )
+            if count:
+                _skip_checked(lines, count, total, batch)
+            for data in lines:
+                key = (crc32(data) << 32) | (len(data) & 0xFFFFFFFF)
+                count += 1
+                total = (total + key) & _MASK
+                yield RawLine(count, data, key)
             return
         except ResultsChangedError:
             raise
@@ -127,7 +122,7 @@ def read_batch_lines(
             if tries >= policy.max_tries:
                 raise ResultsDownloadError(
                     f"could not read the results of batch {batch.id}: {tries} attempt(s) "
-                    f"failed, {delivered.count} line(s) read; last error: {exc}"
+                    f"failed, {count} line(s) read; last error: {exc}"
                 ) from exc
             asked = getattr(exc, "retry_after", None)
             headers = {"retry-after": str(asked)} if asked else None
@@ -137,7 +132,7 @@ def read_batch_lines(
                     "Reading the results of batch %s failed after %d line(s) (%s); reading "
                     "again in %.1fs, skipping what was read (try %d of %d)",
                     batch.id,
-                    delivered.count,
+                    count,
                     exc,
                     wait,
                     tries + 1,

@@ -1,20 +1,30 @@
-"""Airflow glue shared by the operators and the sensor: config, storage, XCom shapes."""
+"""Airflow glue shared by the operators and the sensor: config, storage, state, XCom shapes."""
 
 from __future__ import annotations
 
 import ast
 import json
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from airflow_batches._compat import Asset, ObjectStoragePath, conf
+from airflow_batches._compat import (
+    AIRFLOW_VERSION,
+    AirflowFailException,
+    Asset,
+    BaseOperator,
+    ObjectStoragePath,
+    conf,
+)
 from airflow_batches.api._pricing import PriceTable, load_price_table
 from airflow_batches.jobs._ledger import JobDescriptor, Ledger
+from airflow_batches.jobs._store import JobStore, StoragePath
+from airflow_batches.jobs._submit import LedgerBackend, MemoryLedger
 
 if TYPE_CHECKING:
     from airflow_batches._compat import Context
 
 CONF_SECTION = "airflow_batches"
+STATE_DIR = "state"
 
 
 def conf_get(key: str) -> str | None:
@@ -39,7 +49,16 @@ def storage_path(
     text = str(path)
     if "://" not in text:
         text = "file://" + text
-    return ObjectStoragePath(text, conn_id=conn_id)
+    # Given conn_id=None, Airflow 3.1 ignores a connection named in the URI (s3://conn@...).
+    return ObjectStoragePath(text, conn_id=conn_id) if conn_id else ObjectStoragePath(text)
+
+
+def storage_conn_id(path: Any) -> str | None:
+    """The connection of an ``ObjectStoragePath`` (Airflow 3.1 keeps it in storage_options)."""
+    conn_id: str | None = getattr(path, "conn_id", None)
+    if conn_id is None:
+        conn_id = getattr(path, "storage_options", {}).get("conn_id")
+    return conn_id
 
 
 def default_asset(destination: Any, asset: Asset | bool | None) -> Asset | None:
@@ -83,13 +102,53 @@ def _safe(part: str) -> str:
     return "".join(c if c.isalnum() or c in "-_.=" else "_" for c in part)
 
 
-class StateStoreLedger:
-    """A job ledger kept in Airflow's task state store (metadata DB, Airflow >= 3.3).
+class TaskStateStore(Protocol):
+    """The part of Airflow's task state store the operators use: JSON values by key."""
 
-    Every worker sees it, it survives task retries, and it needs no configuration.
+    def get(self, key: str) -> Any: ...
+
+    def set(self, key: str, value: Any) -> None: ...
+
+
+class FileStateStore:
+    """The task state store's ``get`` / ``set`` as one ``<key>.json`` each in a shared folder.
+
+    Stands in for the task state store on Airflow < 3.3, which has none: kept on the staging
+    storage, it is seen by every worker and by every try of the task.
     """
 
-    def __init__(self, accessor: Any, key: str) -> None:
+    def __init__(self, folder: StoragePath) -> None:
+        self.store = JobStore(folder)
+
+    def __repr__(self) -> str:
+        return f"FileStateStore({str(self.store.root)!r})"
+
+    def get(self, key: str) -> Any:
+        return self.store.read_json(f"{_safe(key)}.json")
+
+    def set(self, key: str, value: Any) -> None:
+        self.store.write_json(value, f"{_safe(key)}.json")
+
+
+def state_store(context: Context, base: StoragePath | None) -> TaskStateStore | None:
+    """Where the task keeps what must outlive a try: Airflow's task state store (>= 3.3),
+    else a :class:`FileStateStore` in ``<base>/<dag>/<run>/<task>/state/`` on shared
+    storage, else (no ``base``) nowhere."""
+    accessor: TaskStateStore | None = context.get("task_state_store")
+    if accessor is not None:
+        return accessor
+    return None if base is None else FileStateStore(base / task_folder(context) / STATE_DIR)
+
+
+def job_folder(job: JobDescriptor) -> ObjectStoragePath | None:
+    """The job's folder on shared storage, if its requests were staged there."""
+    return storage_path(job.job_dir, job.job_dir_conn_id)
+
+
+class StateStoreLedger:
+    """A job ledger kept in the task's state store (see :func:`state_store`)."""
+
+    def __init__(self, accessor: TaskStateStore, key: str) -> None:
         self.accessor = accessor
         self.key = key
 
@@ -104,8 +163,33 @@ class StateStoreLedger:
         self.accessor.set(self.key, ledger.model_dump(mode="json"))
 
 
-def state_store(context: Context) -> Any | None:
-    return context.get("task_state_store")
+def ledger_backend(
+    context: Context, key: str, base: StoragePath | None, *, task: BaseOperator
+) -> LedgerBackend:
+    """The ledger of a submission: in the task's state store, or refused, or in memory.
+
+    With neither a task state store (Airflow < 3.3) nor shared storage, a retry could not
+    find the batches this try creates and would pay for them again: a task that has retries
+    is failed before anything is sent; one without gets a memory ledger and a warning.
+    """
+    store = state_store(context, base)
+    if store is not None:
+        return StateStoreLedger(store, key)
+    if task.retries:
+        raise AirflowFailException(
+            f"Task {task.task_id!r} has retries={task.retries}, but Airflow {AIRFLOW_VERSION} "
+            "has no task state store and no staging_path is set, so a retry could not find "
+            "the batches this try creates and would pay for them again. Set staging_path= "
+            "(or [airflow_batches] staging_path) to storage every worker shares, or set "
+            "retries=0. Nothing was sent."
+        )
+    task.log.warning(
+        "No task state store (Airflow %s) and no staging_path: a retry or a clear of this "
+        "task cannot re-attach to the batches this try creates. Set [airflow_batches] "
+        "staging_path to storage every worker shares.",
+        AIRFLOW_VERSION,
+    )
+    return MemoryLedger()
 
 
 def parse_text(text: str) -> Any:

@@ -30,6 +30,7 @@ from airflow_batches.operators._common import (
     coerce_batch_ids,
     coerce_job,
     default_asset,
+    job_folder,
     price_table,
     state_store,
     storage_path,
@@ -159,7 +160,7 @@ class FetchResultsOperator(BatchWaiting, BaseOperator):
     # -- the state of the attempts, across deferrals and task tries -------------------------
 
     def _load_state(self, context: Context, job: JobDescriptor) -> FetchState:
-        accessor = state_store(context)
+        accessor = state_store(context, job_folder(job))
         data = accessor.get(f"airflow_batches.fetch.{job.job_id}") if accessor else None
         if data:
             state = FetchState.model_validate(data)
@@ -173,7 +174,7 @@ class FetchResultsOperator(BatchWaiting, BaseOperator):
     def _workflow(
         self, context: Context, job: JobDescriptor, state: FetchState, client: Any
     ) -> FetchWorkflow:
-        accessor = state_store(context)
+        accessor = state_store(context, job_folder(job))
 
         def save(state: FetchState) -> None:
             if accessor is not None:

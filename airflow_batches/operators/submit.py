@@ -37,18 +37,16 @@ from airflow_batches.jobs._staging import Segments, Staged, batch_infos, utcnow
 from airflow_batches.jobs._store import JobStore
 from airflow_batches.jobs._submit import (
     REJECTED_FILE,
-    FileLedger,
     LedgerBackend,
-    MemoryLedger,
     descriptor_from_ledger,
     job_key,
     new_ledger,
     submit_job,
 )
 from airflow_batches.operators._common import (
-    StateStoreLedger,
+    ledger_backend,
     staging_root,
-    state_store,
+    storage_conn_id,
     storage_path,
     task_folder,
 )
@@ -350,17 +348,8 @@ class SubmitBatchOperator(BaseOperator):
     def _ledger_backend(
         self, context: Context, job: JobStore, fingerprint: str, *, durable: Any
     ) -> LedgerBackend:
-        accessor = state_store(context)
-        if accessor is not None:
-            return StateStoreLedger(accessor, f"airflow_batches.ledger.{job_key(fingerprint)}")
-        if durable is not None:
-            return FileLedger(job)
-        self.log.warning(
-            "No task state store (Airflow < 3.3) and no staging_path: a retry of this task "
-            "cannot re-attach to batches this try creates. Set [airflow_batches] staging_path "
-            "to shared storage."
-        )
-        return MemoryLedger()
+        key = f"airflow_batches.ledger.{job_key(fingerprint)}"
+        return ledger_backend(context, key, durable, task=self)
 
     def _registry(self, root: Any) -> Registry | None:
         if root is None:
@@ -385,7 +374,7 @@ class SubmitBatchOperator(BaseOperator):
             ledger,
             conn_id=self.conn_id,
             job_dir=str(job.root) if shared else "",
-            job_dir_conn_id=getattr(job.root, "conn_id", None) if shared else None,
+            job_dir_conn_id=storage_conn_id(job.root) if shared else None,
             submitted_at=utcnow(),
             limits=self.limits,
         )

@@ -47,7 +47,7 @@ class BatchSensor(BatchWaiting, BaseSensorOperator):
     :param timeout: seconds before giving up (default 26 h: batches expire after 24 h).
     :param cancel_on_timeout: cancel unfinished batches when the wait times out.
     :param cancel_on_kill: cancel unfinished batches when the task is killed (also while
-        deferred: the trigger's ``on_kill``).
+        deferred from Airflow 3.3: the trigger's ``on_kill``; see docs/compatibility.md).
     """
 
     template_fields: Sequence[str] = ("job",)

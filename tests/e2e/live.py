@@ -52,6 +52,7 @@ from scripts.processes import (
     spawn,
     stop,
 )
+from tests.airflow_release import HAS_STATE_AUDIT_LOG
 from tests.e2e.logs import indent, log_events, render_log, tail
 
 __all__ = [
@@ -84,6 +85,12 @@ _HEALTH_KEYS = {
 # running a trigger; nothing but a triggerer process writes it.
 _TRIGGER_START = re.compile(r"^trigger .+ \(ID \d+\) starting$")
 _ON_KILL_INVOKED = "Trigger cancelled by user action, invoking on_kill"
+_TRIGGER_END = "trigger completed"
+# What the execution API logs for each state a worker reports (Airflow 3.1 has no audit rows).
+_STATE_LOGGED = re.compile(
+    r"\] (?P<event>Task started|Task instance state updated)\s+"
+    r"\[airflow\.api_fastapi\.execution_api\.routes\.task_instances\](?P<fields>.*)$"
+)
 
 
 class LiveAirflowError(RuntimeError):
@@ -173,6 +180,7 @@ class LiveAirflow:
         self._started = False
         self._stopped = False
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        self._token: str | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -216,6 +224,7 @@ class LiveAirflow:
             for spec in self.component_specs():
                 self._spawn(spec)
             self._wait_healthy(began + self._startup_timeout)
+            self._log_in()
         except BaseException:
             self.stop()
             raise
@@ -409,7 +418,11 @@ class LiveAirflow:
             url,
             data=None if body is None else json.dumps(body).encode(),
             method=method,
-            headers={"Content-Type": "application/json", "Accept": "application/json"},
+            headers={
+                "Content-Type": "application/json",
+                "Accept": "application/json",
+                **({"Authorization": f"Bearer {self._token}"} if self._token else {}),
+            },
         )
         try:
             with self._opener.open(request, timeout=timeout) as response:
@@ -420,6 +433,13 @@ class LiveAirflow:
                 exc.code, f"{method} {url} -> HTTP {exc.code}: {detail[:2000]}"
             ) from None
         return json.loads(raw) if raw else None
+
+    def _log_in(self) -> None:
+        # With all users admins, the simple auth manager hands out a token for no credentials.
+        # Airflow 3.3 also lets token-less REST calls through; 3.1 and 3.2 need the token.
+        request = urllib.request.Request(f"{self.base_url}/auth/token", method="GET")
+        with self._opener.open(request, timeout=30) as response:
+            self._token = json.loads(response.read())["access_token"]
 
     def _paged(self, path: str, key: str, query: Mapping[str, Any]) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
@@ -636,7 +656,10 @@ class LiveAirflow:
 
         The execution API writes one row per state the worker reports (``running``,
         ``deferred``, ``success``, ``failed`` ...); user actions add rows of their own.
+        Airflow 3.1 writes no such rows: there the states come from the api-server's log.
         """
+        if not HAS_STATE_AUDIT_LOG:
+            return self._logged_states(dag_id, run_id, task_id, try_number, map_index)
         query: dict[str, Any] = {
             "dag_id": dag_id,
             "run_id": run_id,
@@ -647,6 +670,25 @@ class LiveAirflow:
         if try_number is not None:
             query["try_number"] = try_number
         return [str(row["event"]) for row in self._paged("eventLogs", "event_logs", query)]
+
+    def _logged_states(
+        self, dag_id: str, run_id: str, task_id: str, try_number: int | None, map_index: int
+    ) -> list[str]:
+        ti = self.task_instance(dag_id, run_id, task_id, map_index=map_index)
+        if try_number not in (None, ti["try_number"]):
+            raise LiveAirflowError(
+                f"Airflow 3.1 logs the states of the latest try only (try {ti['try_number']})"
+            )
+        states = []
+        for line in self.component_log("api-server").splitlines():
+            found = _STATE_LOGGED.search(line)
+            if found and f"ti_id={ti['id']}" in found["fields"].split():
+                new_state = re.search(r"\bnew_state=(\S+)", found["fields"])
+                if found["event"] == "Task started":
+                    states.append("running")
+                elif new_state:
+                    states.append(new_state[1])
+        return states
 
     def was_deferred(
         self, dag_id: str, run_id: str, task_id: str, *, try_number: int | None = None
@@ -679,12 +721,29 @@ class LiveAirflow:
         Do this before killing a deferred task to test ``on_kill``: a trigger the triggerer has
         not picked up yet is simply dropped, and its ``on_kill`` never runs.
         """
+        self._wait_for_trigger(dag_id, run_id, task_id, try_number, "started", timeout)
+
+    def trigger_ended(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> bool:
+        """True once the triggerer stopped running the task's trigger: it fired, failed or was
+        cancelled (a user killed the task, which calls ``on_kill()`` only from Airflow 3.3)."""
+        text = self.trigger_log(dag_id, run_id, task_id, try_number, raw=True)
+        return _TRIGGER_END in log_events(text)
+
+    def wait_for_trigger_end(
+        self, dag_id: str, run_id: str, task_id: str, try_number: int = 1, *, timeout: float = 60.0
+    ) -> None:
+        self._wait_for_trigger(dag_id, run_id, task_id, try_number, "ended", timeout)
+
+    def _wait_for_trigger(
+        self, dag_id: str, run_id: str, task_id: str, try_number: int, what: str, timeout: float
+    ) -> None:
+        check = self.trigger_ran if what == "started" else self.trigger_ended
         deadline = time.monotonic() + timeout
-        while not self.trigger_ran(dag_id, run_id, task_id, try_number):
+        while not check(dag_id, run_id, task_id, try_number):
             self.check_components()
             if time.monotonic() > deadline:
                 raise LiveAirflowError(
-                    f"No triggerer started the trigger of {dag_id}/{run_id}/{task_id} "
+                    f"The trigger of {dag_id}/{run_id}/{task_id} had not {what} in a triggerer "
                     f"within {timeout:.0f}s.\n" + self.diagnostics(dag_id, run_id)
                 )
             time.sleep(0.3)

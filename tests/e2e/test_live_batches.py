@@ -13,6 +13,7 @@ import pytest
 
 from airflow_batches.emulator.config import EmulatorConfig
 from airflow_batches.emulator.testing import RunningEmulator, serve_emulator
+from tests.airflow_release import HAS_TRIGGER_ON_KILL
 from tests.e2e.live import LiveAirflow
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -51,11 +52,13 @@ def test_sensor_defers_to_a_real_triggerer_and_the_job_completes(
     stack: LiveAirflow, live_emulator: RunningEmulator, results: Path
 ) -> None:
     # Held until the sensor has deferred, whatever the machine's speed: the first poke must
-    # find work left.
+    # find work left. And until the triggerer runs the trigger: a trigger firing at once can
+    # meet Airflow's own race between the deferral's report and the resumed try.
     live_emulator.configure(paused=True)
     try:
         run_id = stack.trigger("live_batches")
         stack.wait_for_task_state("live_batches", run_id, "wait", "deferred", timeout=120)
+        stack.wait_for_trigger_start("live_batches", run_id, "wait")
     finally:
         live_emulator.configure(paused=False)
     assert stack.wait_for_run("live_batches", run_id, timeout=180) == "success"
@@ -69,9 +72,8 @@ def test_sensor_defers_to_a_real_triggerer_and_the_job_completes(
     assert live_emulator.admin.batches_created() == 1
 
 
-def test_killing_the_deferred_sensor_cancels_the_batch(
-    stack: LiveAirflow, live_emulator: RunningEmulator
-) -> None:
+def test_killing_the_deferred_sensor(stack: LiveAirflow, live_emulator: RunningEmulator) -> None:
+    """From Airflow 3.3 the trigger's on_kill cancels the batch; before, the batch runs on."""
     live_emulator.configure(paused=True)
     try:
         run_id = stack.trigger("live_batches_kill")
@@ -79,11 +81,33 @@ def test_killing_the_deferred_sensor_cancels_the_batch(
         stack.wait_for_trigger_start("live_batches_kill", run_id, "wait")
         batch_id = live_emulator.admin.batches()[-1]["id"]
         stack.set_task_state("live_batches_kill", run_id, "wait", "failed")
+        stack.wait_for_trigger_end("live_batches_kill", run_id, "wait")
+        canceled = live_emulator.admin.batch(batch_id)["cancel_initiated_at"] is not None
+        assert canceled is HAS_TRIGGER_ON_KILL
+        assert stack.on_kill_invoked("live_batches_kill", run_id, "wait") is HAS_TRIGGER_ON_KILL
+    finally:
+        live_emulator.configure(paused=False)
+    if not HAS_TRIGGER_ON_KILL:
+        assert live_emulator.wait_ended(batch_id, timeout=60)["succeeded"] == 3
+
+
+def test_killing_the_sensor_waiting_in_a_worker_cancels_the_batch(
+    stack: LiveAirflow, live_emulator: RunningEmulator
+) -> None:
+    """What users before Airflow 3.3 can do: deferrable=False, and the sensor's own on_kill
+    cancels the batch when a user marks the task failed."""
+    live_emulator.configure(paused=True)
+    try:
+        run_id = stack.trigger("live_batches_kill_in_worker")
+        stack.wait_for_task_state("live_batches_kill_in_worker", run_id, "wait", "running")
+        live_emulator.wait_until(lambda: live_emulator.admin.calls("retrieve") > 0, timeout=60)
+        batch_id = live_emulator.admin.batches()[-1]["id"]
+        stack.set_task_state("live_batches_kill_in_worker", run_id, "wait", "failed")
         live_emulator.wait_until(
             lambda: live_emulator.admin.batch(batch_id)["cancel_initiated_at"] is not None,
             timeout=60,
         )
-        assert stack.on_kill_invoked("live_batches_kill", run_id, "wait")
+        assert not stack.was_deferred("live_batches_kill_in_worker", run_id, "wait")
     finally:
         live_emulator.configure(paused=False)
 

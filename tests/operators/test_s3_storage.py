@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from tests.airflow_release import HAS_TASK_STATE_STORE
 from tests.operators.conftest import DagRunner, make_requests
 
 BUCKET = "batch-jobs"
@@ -75,6 +76,15 @@ def test_job_on_s3_with_resubmission(
     assert job["job_dir"].startswith("s3://aws_test@batch-jobs/staging/")  # conn id kept
     staged = keys(s3, "staging/")
     assert any(k.endswith("/requests.jsonl") for k in staged)
+    # Before Airflow 3.3 the ledgers and the fetch's attempts are kept on the staging storage.
+    state = {
+        k.rsplit("/", 3)[1] + ":" + k.rsplit("/", 1)[1].split(".")[1]
+        for k in staged
+        if "/state/" in k
+    }
+    assert state == (
+        set() if HAS_TASK_STATE_STORE else {"submit:ledger", "fetch:fetch", "fetch:followup"}
+    )
     out = keys(s3, "out/")
     names = sorted(k.rsplit("/", 1)[1] for k in out)
     assert names == [

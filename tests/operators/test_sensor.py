@@ -3,23 +3,26 @@ from __future__ import annotations
 import pytest
 
 from airflow_batches.jobs._wait import WaitCore, WaitSettings
-from tests.operators.conftest import CONN_ID, DagRunner, make_requests
+from tests.operators.conftest import CONN_ID, DagRunner, held_until, make_requests
 
 
 def test_deferred_wait_logs_progress_until_ended(
     dag_runner: DagRunner, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    # Slow enough that the first poke finds work left, so the sensor must defer.
-    dag_runner.emulator.configure(latency=0.05, workers=2)
-    result = dag_runner.run(
-        """
-        submit = SubmitBatchOperator(task_id="submit", requests=REQS, max_requests_per_batch=10)
-        wait = BatchSensor(task_id="wait", job=submit.output, poke_interval=0.05,
-            max_poke_interval=0.1, deferrable=True)
-        submit >> wait
-        """,
-        REQS=make_requests(20),
-    )
+    # The batches stay in progress until the trigger has polled them (the sensor's first
+    # poke makes two retrieve calls, the trigger's first poll two more): the sensor must defer.
+    emulator = dag_runner.emulator
+    with held_until(emulator, lambda: emulator.admin.calls("retrieve") > 2):
+        result = dag_runner.run(
+            """
+            submit = SubmitBatchOperator(task_id="submit", requests=REQS,
+                max_requests_per_batch=10)
+            wait = BatchSensor(task_id="wait", job=submit.output, poke_interval=0.05,
+                max_poke_interval=0.1, deferrable=True)
+            submit >> wait
+            """,
+            REQS=make_requests(20),
+        )
     assert result.state == "success", result.states
     assert result.events["wait"] == ["running", "deferred", "running", "success"]
     out = capfd.readouterr().out

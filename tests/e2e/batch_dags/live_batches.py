@@ -43,3 +43,9 @@ with DAG("live_batches_many", schedule=None, start_date=datetime(2026, 1, 1), ca
     for n in range(4):
         submit = SubmitBatchOperator(task_id=f"submit_{n}", requests=REQUESTS[: n + 1])
         BatchSensor(task_id=f"wait_{n}", job=submit.output, poke_interval=0.2, deferrable=True)
+
+with DAG(
+    "live_batches_kill_in_worker", schedule=None, start_date=datetime(2026, 1, 1), catchup=False
+):
+    submit = SubmitBatchOperator(task_id="submit", requests=REQUESTS[:3])
+    BatchSensor(task_id="wait", job=submit.output, poke_interval=0.2, deferrable=False)
