@@ -19,6 +19,7 @@ _LAZY = {
     "BatchSensor": "airflow_batches.sensors.batch",
     "BatchTrigger": "airflow_batches.triggers.batch",
     "FetchResultsOperator": "airflow_batches.operators.fetch",
+    "EvaluateResultsOperator": "airflow_batches.operators.evaluate",
 }
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "BatchSensor",
     "BatchTrigger",
     "Client",
+    "EvaluateResultsOperator",
     "FetchResultsOperator",
     "MessageBatchesHook",
     "SubmitBatchOperator",

@@ -10,7 +10,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from airflow import __version__ as AIRFLOW_VERSION
-from airflow.sdk import Asset, BaseHook, BaseOperator, BaseSensorOperator, ObjectStoragePath
+from airflow.sdk import (
+    Asset,
+    BaseHook,
+    BaseOperator,
+    BaseOperatorLink,
+    BaseSensorOperator,
+    ObjectStoragePath,
+)
 from airflow.sdk.definitions.connection import Connection
 from airflow.sdk.exceptions import AirflowException
 from airflow.triggers.base import BaseTrigger, TriggerEvent
@@ -45,6 +52,7 @@ __all__ = [
     "Asset",
     "BaseHook",
     "BaseOperator",
+    "BaseOperatorLink",
     "BaseSensorOperator",
     "BaseTrigger",
     "Connection",

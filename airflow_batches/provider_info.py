@@ -37,8 +37,13 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": [
                     "airflow_batches.operators.submit",
                     "airflow_batches.operators.fetch",
+                    "airflow_batches.operators.evaluate",
                 ],
             }
+        ],
+        "extra-links": [
+            "airflow_batches.operators._links.EvalReportLink",
+            "airflow_batches.operators._links.BatchesLink",
         ],
         "sensors": [
             {

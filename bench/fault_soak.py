@@ -2,9 +2,11 @@
 about a fifth of the calls on every endpoint.
 
 Each run is ``airflow dags test`` of ``dags_examples/nightly_eval.py`` in its own process (the
-retries the example DAG sets, a short retry delay), against one emulator that answers 429,
-500 and 529, drops connections before and after handling, cuts results downloads, and ends 5 %
-of the requests ``overloaded_error`` (which the fetch resends). It prints:
+retries the example DAG sets, a short retry delay; ``--size`` questions for each of its three
+models; no cross-run cache, so every run sends everything), against one emulator that answers
+429, 500 and 529, drops connections before and after handling, cuts results downloads, ends 5 %
+of the requests ``overloaded_error`` (which the fetch resends), and answers the eval set with
+its eval responder (so the evaluation's thresholds can pass). It prints:
 
 * runs completed, out of runs;
 * batches created (the emulator's count) against batches the manifests name, and the
@@ -13,7 +15,7 @@ of the requests ``overloaded_error`` (which the fetch resends). It prints:
 * result lines against requests (lost);
 * seconds.
 
-    python bench/fault_soak.py --runs 20 [--fault-rate 0.2] [--copies 20]
+    python bench/fault_soak.py --runs 20 [--fault-rate 0.2] [--size 30]
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 DAG_ID = "message_batches_nightly_eval"
+MODELS = 3
+"""Models of the example DAG's matrix: each question is a request per model."""
 ENDPOINTS = ("create", "retrieve", "list", "results", "cancel")
 
 
@@ -46,7 +50,7 @@ def faults(rate: float) -> dict[str, dict[str, float]]:
     return out
 
 
-def soak(runs: int, rate: float, copies: int, work: Path, seed: int) -> dict[str, Any]:
+def soak(runs: int, rate: float, size: int, work: Path, seed: int) -> dict[str, Any]:
     from airflow_batches.emulator.config import EmulatorConfig
     from airflow_batches.emulator.testing import serve_emulator
 
@@ -56,6 +60,8 @@ def soak(runs: int, rate: float, copies: int, work: Path, seed: int) -> dict[str
         faults=faults(rate),
         result_errors={"overloaded_error": 0.05},
         seed=seed,
+        responder="airflow_batches.emulator.evalset:eval_responder",
+        responder_options={"error_rates": {"claude-haiku-4-5": 0.1}},
     )
     results, staging = work / "results", work / "staging"
     with serve_emulator(config, data_dir=work / "emulator") as emulator:
@@ -91,7 +97,7 @@ def soak(runs: int, rate: float, copies: int, work: Path, seed: int) -> dict[str
                         "test",
                         DAG_ID,
                         "-c",
-                        json.dumps({"copies": copies}),
+                        json.dumps({"size": size}),
                     ],
                     env=env,
                     stdout=log,
@@ -121,7 +127,7 @@ def soak(runs: int, rate: float, copies: int, work: Path, seed: int) -> dict[str
         "duplicates": max(0, created - len(named) - len(explained)),
         "requests": requests,
         "lines": lines,
-        "lost": requests - lines + copies * 5 * (runs - len(manifests)),
+        "lost": requests - lines + size * MODELS * (runs - len(manifests)),
         "seconds": round(seconds, 1),
         "faulted_calls": faulted,
         "calls": calls,
@@ -132,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--fault-rate", type=float, default=0.2)
-    parser.add_argument("--copies", type=int, default=20, help="requests per question")
+    parser.add_argument("--size", type=int, default=30, help="questions (each sent to 3 models)")
     parser.add_argument("--work", type=Path, default=None, help="keep everything here")
     parser.add_argument("--seed", type=int, default=None, help="the emulator's (default: random)")
     args = parser.parse_args(argv)
@@ -142,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"Fault soak: {args.runs} run(s), {args.fault_rate:.0%} of calls faulted, seed {seed}"
         )
-        figures = soak(args.runs, args.fault_rate, args.copies, work, seed)
+        figures = soak(args.runs, args.fault_rate, args.size, work, seed)
     share = {
         e: f"{figures['faulted_calls'].get(e, 0)}/{n}" for e, n in figures["calls"].items() if n
     }

@@ -1,8 +1,20 @@
-"""Nightly evaluation: build requests, submit them as a batch job, wait, fetch with a cost.
+"""Nightly evaluation across models: one batch job per night, scored, compared, reported.
 
-Copy this file into your DAGs folder. It runs as is against the local emulator
-(``make demo``) and against the real API once the ``message_batches_default`` connection
-holds a real key and no host (see README, "Pointing at the real API").
+Copy this file into your DAGs folder. It runs as is against the local emulator (``make
+demo``), whose eval responder answers the built-in task set (arithmetic, capitals, JSON
+extractions) with an error rate per model, and against the real API once the
+``message_batches_default`` connection holds a real key and no host (see README, "Pointing at
+the real API"); then replace ``build_requests`` with your own eval set. The thresholds expect
+answers that can be right: against the emulator, run it with the eval responder (``make demo``
+does).
+
+Each request carries ``metadata`` (its category and expected answer): never sent, joined onto
+its result line, read by the scorer. ``models=`` sends every request to each model as one
+job. ``cache_path=`` (``AIRFLOW_BATCHES_CACHE``) answers a request already answered on an
+earlier night (same params, model, API version and betas) from that result: an unchanged eval
+run again sends nothing.
+The evaluation compares each model with the last night that passed its thresholds (found
+through the Asset) and writes ``report.html`` beside the results.
 """
 
 from __future__ import annotations
@@ -12,59 +24,66 @@ from datetime import datetime
 
 from airflow.sdk import DAG, Asset, task
 
-from airflow_batches import BatchSensor, FetchResultsOperator, SubmitBatchOperator
+from airflow_batches import (
+    BatchSensor,
+    EvaluateResultsOperator,
+    FetchResultsOperator,
+    SubmitBatchOperator,
+)
+from airflow_batches.evals import by_category, exact_match, json_schema, numeric
 
 # Where the results land: any ObjectStoragePath URI (s3://bucket/evals, gs://..., file://...).
 RESULTS_ROOT = os.environ.get("AIRFLOW_BATCHES_RESULTS", "file:///tmp/airflow-batches/results")
 RESULTS = Asset(name="nightly_eval_results", uri=RESULTS_ROOT)
-# Shared storage for the staged requests: lets a retry re-attach and failures be resent.
+# The evaluation's own Asset: each successful evaluation's summary; the next night's baseline.
+SCORES = Asset(name="nightly_eval_scores", uri=RESULTS_ROOT + "/scores")
+# Shared storage for the staged requests: retries re-attach, failures are resent.
 STAGING = os.environ.get("AIRFLOW_BATCHES_STAGING", "file:///tmp/airflow-batches/staging")
+# The cross-run cache (opt-in): every night reads it, and adds what it had to send. `make demo`
+# sets it; None sends every request every night.
+CACHE = os.environ.get("AIRFLOW_BATCHES_CACHE")
+
+MODELS = ["claude-haiku-4-5", "claude-sonnet-4-5", "claude-opus-4-5"]
 
 # A long shared instruction marked for prompt caching: every request repeats it, so after the
 # first write most requests read it from the cache (at 10 % of the input price).
 RUBRIC = "\n".join(
-    f"Rule {i}: answer in at most two sentences, cite no sources, and say 'unsure' when a "
-    "question has no single factual answer; never invent numbers or names."
+    f"Rule {i}: answer with the value asked for and nothing else; no sentence around it, no "
+    "unit unless asked, no explanation; JSON when JSON is asked for."
     for i in range(1, 41)
 )
 
-QUESTIONS = [
-    "What is the capital of France?",
-    "Summarise the plot of Hamlet in one sentence.",
-    "Name three prime numbers greater than 100.",
-    "Translate 'good morning' into Spanish.",
-    "What does HTTP status 429 mean?",
-]
+SCORER = by_category(
+    {
+        "arithmetic": numeric(),  # the last number of the answer == metadata["expected"]
+        "lookup": exact_match(),  # the answer == metadata["expected"], case and spaces aside
+        "extraction": json_schema(schema_key="schema"),  # valid, and == metadata["expected"]
+    }
+)
 
 with DAG(
     dag_id="message_batches_nightly_eval",
     schedule=None,
     start_date=datetime(2026, 1, 1),
     catchup=False,
-    tags=["message-batches", "example"],
-    params={"copies": 20},
+    tags=["message-batches", "example", "evals"],
+    params={"size": 300, "seed": 2026},
 ):
 
     @task
     def build_requests(params: dict | None = None) -> list[dict]:
-        """One request per question and copy; custom_ids are ours and are kept as given."""
-        copies = int((params or {}).get("copies", 20))
-        return [
-            {
-                "custom_id": f"q{q}-c{c}",
-                "params": {"messages": [{"role": "user", "content": question}]},
-            }
-            for c in range(copies)
-            for q, question in enumerate(QUESTIONS)
-        ]
+        """The eval set: {custom_id, params, metadata} per question (the emulator's own)."""
+        from airflow_batches.emulator.evalset import eval_requests
+
+        options = params or {}
+        return eval_requests(int(options.get("size", 300)), seed=int(options.get("seed", 2026)))
 
     submit = SubmitBatchOperator(
         task_id="submit",
         requests=build_requests(),
-        # Filled in where a request leaves them out; the connection's default model comes last.
+        models=MODELS,
         defaults={
-            "model": "claude-haiku-4-5",
-            "max_tokens": 256,
+            "max_tokens": 64,
             "system": [
                 {
                     "type": "text",
@@ -74,6 +93,7 @@ with DAG(
             ],
         },
         staging_path=STAGING,
+        cache_path=CACHE,
         retries=3,
     )
 
@@ -83,10 +103,7 @@ with DAG(
         poke_interval=5,
         max_poke_interval=300,
         deferrable=True,
-        on_errored="warn",
-        # Fail fast on a broken job (a wrong model, a bad prompt); the fetch resends the
-        # transient failures, so a few errors here are expected and fine.
-        min_success_ratio=0.5,
+        min_success_ratio=0.5,  # fail fast on a broken job; the fetch resends transient errors
     )
 
     fetch = FetchResultsOperator(
@@ -94,12 +111,20 @@ with DAG(
         job=submit.output,
         destination=RESULTS_ROOT + "/{{ run_id | replace(':', '-') | replace('+', '-') }}",
         asset=RESULTS,
-        split_by_type=False,
         resubmit_failed=True,
-        max_attempts=3,
-        deferrable=True,  # follow-up batches are waited for in the triggerer too
+        max_attempts=4,
+        deferrable=True,
         poke_interval=5,
         retries=3,
     )
 
-    submit >> wait >> fetch
+    evaluate = EvaluateResultsOperator(
+        task_id="evaluate",
+        results=fetch.output,
+        scorer=SCORER,
+        asset=SCORES,
+        min_score=0.5,  # each model's mean score
+        max_regression=0.05,  # no model may lose more than 5 points against the last night
+    )
+
+    submit >> wait >> fetch >> evaluate

@@ -1,7 +1,10 @@
-"""`make demo`: run the example DAG end to end, offline, against the local emulator.
+"""`make demo`: a nightly eval across three models, end to end, offline, against the emulator.
 
 Everything lives under ./.demo: the Airflow home (SQLite), the emulator's data, the staged
-requests and the results (local object storage through ObjectStoragePath).
+requests, the cross-run cache and the results (local object storage through
+ObjectStoragePath). The emulator answers the eval set with its eval responder, wrong on
+purpose for a share of each model's requests. Run it again: the second night is answered from
+the cross-run cache (no create call at all) and compared with the first.
 """
 
 from __future__ import annotations
@@ -21,7 +24,18 @@ ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / ".demo"
 BIN = Path(sys.executable).parent
 DAG_ID = "message_batches_nightly_eval"
-OUR_LOGGERS = ("airflow_batches", "Shard ", "Validated", "batch(es)", "Fetched", "resending")
+OUR_LOGGERS = (
+    "airflow_batches",
+    "Shard ",
+    "Validated",
+    "batch(es)",
+    "Fetched",
+    "resending",
+    "Cross-run cache",
+    "pass rate",
+    "Baseline",
+)
+ERROR_RATES = {"claude-haiku-4-5": 0.18, "claude-sonnet-4-5": 0.06, "claude-opus-4-5": 0.02}
 
 
 def free_port() -> int:
@@ -47,6 +61,10 @@ def start_emulator(port: int) -> subprocess.Popen[bytes]:
             # A few transient failures, so the demo shows failed requests being resent.
             "--set",
             "result_errors.overloaded_error=0.05",
+            "--responder",
+            "airflow_batches.emulator.evalset:eval_responder",
+            "--set",
+            "responder_options=" + json.dumps({"error_rates": ERROR_RATES, "seed": 1}),
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -73,6 +91,7 @@ def main() -> int:
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW_BATCHES_RESULTS": f"file://{DEMO / 'results'}",
         "AIRFLOW_BATCHES_STAGING": f"file://{DEMO / 'staging'}",
+        "AIRFLOW_BATCHES_CACHE": f"file://{DEMO / 'cache'}",
         "AIRFLOW_CONN_MESSAGE_BATCHES_DEFAULT": json.dumps(
             {
                 "conn_type": "message_batches",
@@ -81,7 +100,8 @@ def main() -> int:
             }
         ),
     }
-    print(f"Starting the emulator on http://127.0.0.1:{port} ...")
+    night = len(list((DEMO / "results").glob("*/summary.json"))) + 1
+    print(f"Night {night}. Starting the emulator on http://127.0.0.1:{port} ...")
     emulator = start_emulator(port)
     try:
         print("Preparing the Airflow metadata database (SQLite) ...")
@@ -107,10 +127,12 @@ def main() -> int:
         if code != 0:
             print(f"\nThe DAG run failed; full log: {log_path}")
             return code
+        stats = httpx.get(f"http://127.0.0.1:{port}/_emulator/stats").json()
     finally:
         emulator.terminate()
         emulator.wait(timeout=10)
-    return _report(DEMO / "results", log_path)
+    creates = sum(w["create_calls"] for w in stats["workspaces"].values())
+    return _report(DEMO / "results", log_path, creates)
 
 
 def _short(line: str) -> str:
@@ -123,21 +145,47 @@ def _short(line: str) -> str:
     return text[:160]
 
 
-def _report(results: Path, log_path: Path) -> int:
-    manifests = sorted(results.glob("*/manifest.json"), key=lambda p: p.stat().st_mtime)
-    if not manifests:
-        print(f"\nNo manifest was written; full log: {log_path}")
+def _pct(value: float | None) -> str:
+    return "   -  " if value is None else f"{value * 100:5.1f}%"
+
+
+def _usd(value: float | None) -> str:
+    return "-" if value is None else f"${value:.6f}"
+
+
+def _report(results: Path, log_path: Path, creates: int) -> int:
+    summaries = sorted(results.glob("*/summary.json"), key=lambda p: p.stat().st_mtime)
+    if not summaries:
+        print(f"\nNo evaluation summary was written; full log: {log_path}")
         return 1
-    manifest = json.loads(manifests[-1].read_text())
+    summary = json.loads(summaries[-1].read_text())
+    manifest = json.loads(summaries[-1].with_name("manifest.json").read_text())
+    deltas = summary.get("deltas") or {}
     print("\nDone.")
-    print(f"  results:   {manifest['files']}")
-    print(f"  requests:  {manifest['request_count']}  lines: {manifest['lines']}")
-    print(f"  counts:    {manifest['counts']}")
-    print(f"  attempts:  {len(manifest['attempts'])}  (failed requests resent as follow-ups)")
-    print(f"  cost:      ${manifest['cost_usd']:.6f} at batch prices")
-    print(f"  cache hit: {manifest['cache_hit_rate']}")
-    print(f"  manifest:  {manifests[-1]}")
-    print(f"  full log:  {log_path}")
+    print(f"  requests:     {manifest['request_count']} ({len(summary['models'])} models)")
+    print(f"  create calls: {creates} (emulator stats, this run)")
+    cache = manifest.get("cache") or {}
+    print(
+        f"  cross-run cache: {cache.get('hits', 0)} hit(s), {cache.get('misses', 0)} sent, "
+        f"{_usd(cache.get('cost_avoided_usd'))} avoided"
+    )
+    print(f"  {'model':<20} {'pass rate':>9} {'vs last':>8} {'cost':>11} {'per correct':>12}")
+    for label, m in summary["models"].items():
+        change = (deltas.get(label) or {}).get("pass_rate")
+        shown = "   new" if change is None else f"{change * 100:+6.1f}pt"
+        print(
+            f"  {label:<20} {_pct(m['pass_rate']):>9} {shown:>8} {_usd(m['cost_usd']):>11} "
+            f"{_usd(m['cost_per_correct_usd']):>12}"
+        )
+    baseline = summary.get("baseline")
+    if baseline:
+        regressions = (summary.get("regressions") or {}).get("count", 0)
+        print(f"  compared with: run {baseline['run_id']}; {regressions} request(s) regressed")
+    else:
+        print("  compared with: nothing yet (first night); run `make demo` again")
+    print(f"  report:       {summary['files']['report'].removeprefix('file://')}")
+    print(f"  manifest:     {summaries[-1].with_name('manifest.json')}")
+    print(f"  full log:     {log_path}")
     return 0
 
 

@@ -106,9 +106,26 @@ def install(
     apt; otherwise the error names the command to run by hand.
     """
     packages = missing_packages() if packages is None else list(packages)
-    commands = install_commands(packages)
-    if not commands:
+    if not packages:
         return []
+    apt_install(packages, run=run, log=log, tag="services")
+    still = missing_packages()
+    if still:
+        raise RuntimeError(f"installed {packages}, but still cannot find {still}")
+    return packages
+
+
+def apt_install(
+    packages: Sequence[str],
+    *,
+    run: Runner = subprocess.run,
+    log: Callable[[str], None] = print,
+    tag: str = "services",
+) -> None:
+    """``apt-get update`` then ``apt-get install`` of ``packages``, without questions (no
+    standard input, ``DEBIAN_FRONTEND=noninteractive``). Needs root and apt; otherwise, and
+    when a command fails, the error names the commands to run by hand."""
+    commands = install_commands(packages)
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
         raise RuntimeError(
             f"missing {', '.join(packages)}; install them as root: "
@@ -116,7 +133,7 @@ def install(
         )
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     for command in commands:
-        log(f"services: {' '.join(command)}")
+        log(f"{tag}: {' '.join(command)}")
         done = run(command, env=env, stdin=subprocess.DEVNULL, capture_output=True, check=False)
         if done.returncode != 0:
             output = (done.stdout or b"").decode(errors="replace")
@@ -124,10 +141,6 @@ def install(
             raise RuntimeError(
                 f"`{' '.join(command)}` exited with {done.returncode}:\n{output[-3000:]}"
             )
-    still = missing_packages()
-    if still:
-        raise RuntimeError(f"installed {packages}, but still cannot find {still}")
-    return packages
 
 
 def ensure_installed(log: Callable[[str], None] = print) -> None:

@@ -72,6 +72,33 @@ def test_the_api_layer_does_not_import_airflow() -> None:
     assert done.stdout.strip() == ""
 
 
+def test_the_jobs_and_evals_layers_do_not_import_airflow() -> None:
+    code = textwrap.dedent(
+        """
+        import sys
+        import airflow_batches.evals
+        import airflow_batches.emulator.evalset
+        import airflow_batches.jobs
+        import airflow_batches.jobs._cache, airflow_batches.jobs._join, airflow_batches.jobs._matrix
+        loaded = sorted(m for m in sys.modules if m == "airflow" or m.startswith("airflow."))
+        print(",".join(loaded))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == ""
+
+
+def test_the_evals_surface() -> None:
+    import airflow_batches.evals as evals
+
+    assert len(evals.__all__) == len(set(evals.__all__))
+    for name in evals.__all__:
+        assert getattr(evals, name) is not None, name
+    assert airflow_batches.EvaluateResultsOperator.__name__ == "EvaluateResultsOperator"
+
+
 def test_every_name_in_jobs_all_resolves() -> None:
     import airflow_batches.jobs as jobs
 

@@ -212,6 +212,9 @@ class EmulatorConfig(BaseModel):
 
     responder: str = "airflow_batches.emulator.responders:default_responder"
     """``module:callable`` producing each succeeded Message (see responders.py)."""
+    responder_options: dict[str, Any] = Field(default_factory=dict)
+    """Settings of the responder's own, handed to it as ``ResponderContext.options`` (the
+    eval responder's ``error_rates``, for one)."""
 
     @field_validator("workspaces")
     @classmethod

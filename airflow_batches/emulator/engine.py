@@ -162,6 +162,7 @@ class _Job:
                 message_id=stable_id("msg_", rec.id, custom_id),
                 cache=self.cache,
                 cache_min_tokens=cfg.cache_min_tokens,
+                options=cfg.responder_options,
             )
             message = self.responder(context)
         except RequestError as exc:

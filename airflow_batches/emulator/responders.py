@@ -14,8 +14,8 @@ from __future__ import annotations
 import hashlib
 import importlib
 import random
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -62,6 +62,8 @@ class ResponderContext:
     message_id: str
     cache: CacheLedger
     cache_min_tokens: int
+    options: Mapping[str, Any] = field(default_factory=dict)
+    """The config's ``responder_options``: settings of the responder's own."""
 
 
 Responder = Callable[[ResponderContext], dict[str, Any]]
@@ -206,15 +208,20 @@ def default_responder(ctx: ResponderContext) -> dict[str, Any]:
         "content": content,
         "stop_reason": stop_reason,
         "stop_sequence": stop_sequence,
-        "usage": {
-            "input_tokens": usage.input_tokens,
-            "cache_creation_input_tokens": usage.write_5m + usage.write_1h,
-            "cache_read_input_tokens": usage.read,
-            "cache_creation": {
-                "ephemeral_5m_input_tokens": usage.write_5m,
-                "ephemeral_1h_input_tokens": usage.write_1h,
-            },
-            "output_tokens": output_tokens,
-            "service_tier": "batch",
+        "usage": usage_of(usage, output_tokens),
+    }
+
+
+def usage_of(usage: CacheUsage, output_tokens: int) -> dict[str, Any]:
+    """A Message's ``usage`` from the prompt's accounting and the answer's length."""
+    return {
+        "input_tokens": usage.input_tokens,
+        "cache_creation_input_tokens": usage.write_5m + usage.write_1h,
+        "cache_read_input_tokens": usage.read,
+        "cache_creation": {
+            "ephemeral_5m_input_tokens": usage.write_5m,
+            "ephemeral_1h_input_tokens": usage.write_1h,
         },
+        "output_tokens": output_tokens,
+        "service_tier": "batch",
     }

@@ -72,6 +72,13 @@ def find_orphan(
                 job_id, shard.index, shard.request_count, batch.created_at
             ):
                 rivals.add(f"{rival.job_id} shard {rival.shard + 1}")
+        # Read the claims again: a rival whose call got its answer after the first read is
+        # no longer a rival (its intent names its batch), and its batch is claimed by now
+        # (the claim is written before the intent is).
+        claimed_now = registry.claimed()
+        candidates = [b for b in candidates if b.id not in claimed_now]
+        if not candidates:
+            return None
     if len(candidates) == 1 and not rivals:
         return candidates[0]
     log.warning(

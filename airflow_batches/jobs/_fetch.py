@@ -25,7 +25,9 @@ from pydantic import BaseModel, ConfigDict
 
 from airflow_batches.api import BatchesError, Client, MessageBatch
 from airflow_batches.api._pricing import PriceTable
+from airflow_batches.jobs._cache import CrossRunCache
 from airflow_batches.jobs._download import DownloadPolicy, ResultsChangedError
+from airflow_batches.jobs._join import cached_lines_of, job_join
 from airflow_batches.jobs._ledger import BatchInfo, JobDescriptor
 from airflow_batches.jobs._manifest import MANIFEST_FILE
 from airflow_batches.jobs._prepare import Limits, RequestValidator
@@ -104,6 +106,7 @@ class FetchOptions:
     max_attempts: int = 3
     retry_error_types: frozenset[str] = RETRYABLE_ERROR_TYPES
     split_by_type: bool = False
+    split_by_model: bool = False
     overwrite: bool = False
     max_xcom_bytes: int = 1024 * 1024
     retention_warning_days: float = 3.0
@@ -138,6 +141,9 @@ class FetchWorkflow:
     download: DownloadPolicy = field(default_factory=DownloadPolicy)
     submitter: Mapping[str, Any] = field(default_factory=dict)
     known: dict[str, MessageBatch] = field(default_factory=dict)
+    cache: CrossRunCache | None = None
+    """The job's cross-run cache (``job.cache``), opened on its storage: it receives the
+    succeeded results of the requests it could not answer."""
 
     def reader(self) -> Reader:
         return Reader(self.client, self.log, self.download, job_id=self.job.job_id)
@@ -275,6 +281,7 @@ class FetchWorkflow:
                 logger=self.log,
                 **self.submitter,
             )
+        assert done.ledger is not None  # no cache here: whatever was staged was sent
         staged_as = f"{folder}/{job_key(done.prepared.fingerprint)}/{REQUESTS_FILE}"
         return batch_infos(done.ledger, staged_as)
 
@@ -293,6 +300,8 @@ class FetchWorkflow:
             self.prices,
             self.options,
             self.log,
+            join=functools.partial(job_join, self.job, self.staged, self.prices, self.cache),
+            cached_lines=cached_lines_of(self.job, self.staged),
         )
         for tries in range(1, PUBLISH_TRIES + 1):
             try:

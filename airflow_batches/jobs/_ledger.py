@@ -97,6 +97,12 @@ class JobDescriptor(_Model):
     """The shard limits the job was submitted with; follow-up batches keep them."""
     estimate: dict[str, Any] | None = None
     """The cost estimate made before the first create (``jobs._estimate.Estimate.to_dict``)."""
+    matrix: list[dict[str, Any]] | None = None
+    """The models of a model-matrix job (``jobs._matrix.ModelMatrix.to_json``), else None."""
+    sidecar_file: str = ""
+    """Name, within ``job_dir``, of the requests' metadata sidecar (``jobs._metadata``)."""
+    cache: dict[str, Any] | None = None
+    """The cross-run cache's part in the job (``jobs._cache.CachePlan``), else None."""
 
     @property
     def batch_ids(self) -> list[str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -17,6 +17,9 @@ from airflow_batches.api._models import RESULT_TYPES, RESULTS_RETENTION_DAYS, Me
 from airflow_batches.jobs._ledger import BatchInfo, JobDescriptor
 from airflow_batches.jobs._results import OTHER, ReadStats
 from airflow_batches.jobs._tally import ResultTally
+
+if TYPE_CHECKING:
+    from airflow_batches.jobs._join import ResultJoin
 
 MANIFEST_FILE = "manifest.json"
 RESULTS_FILE = "results.jsonl"
@@ -90,10 +93,17 @@ class Manifest(_Model):
     destination: str | None = None
     line_checks: LineChecks | None = None
     """Only when a check found something (replays, blank lines, unknown types, no usage)."""
+    matrix: dict[str, Any] | None = None
+    """A model-matrix job: per model label, its counts, usage, cost, prompt-cache hit rate,
+    batches, time to end and cross-run cache hits (``jobs._join``)."""
+    cache: dict[str, Any] | None = None
+    """With a cross-run cache: hits, misses, results stored, spend avoided (``jobs._join``)."""
+    metadata_lines: int | None = None
+    """Lines that carry their request's metadata (only for a job whose requests had some)."""
 
     def to_json(self) -> dict[str, Any]:
         data = self.model_dump(mode="json")
-        for key in ("destination", "line_checks"):
+        for key in ("destination", "line_checks", "matrix", "cache", "metadata_lines"):
             if data.get(key) is None:
                 data.pop(key, None)
         for attempt in data["attempts"]:
@@ -132,8 +142,11 @@ def build_manifest(
     files: dict[str, str],
     started_at: datetime,
     destination: str | None = None,
+    join: ResultJoin | None = None,
+    cache_stored: int = 0,
 ) -> Manifest:
-    """The manifest of a fetch that read every line of ``attempts`` into ``tally``."""
+    """The manifest of a fetch that read every line of ``attempts`` into ``tally`` (and the
+    cross-run cache's lines into ``join``)."""
     now = datetime.now(UTC)
     attempts = list(attempts)
     all_batches = [b for a in attempts for b in a.batches]
@@ -142,6 +155,9 @@ def build_manifest(
     deadline = retention_deadline(all_batches)
     summary = tally.to_dict()
     counts = dict(summary["counts"])
+    if join is not None and join.cached is not None:
+        for kind, n in join.cached.counts.items():
+            counts[kind] = counts.get(kind, 0) + n
     if stats.other:
         counts[OTHER] = stats.other
     checks = LineChecks(
@@ -205,4 +221,7 @@ def build_manifest(
         files=files,
         destination=destination,
         line_checks=checks if checks != LineChecks() else None,
+        matrix=join.models_summary(known) if join is not None else None,
+        cache=join.cache_summary(cache_stored) if join is not None else None,
+        metadata_lines=join.metadata_lines if join is not None and job.sidecar_file else None,
     )

@@ -16,6 +16,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from airflow_batches.api import BatchesError, MessageBatch
 from airflow_batches.api._pricing import PriceTable
+from airflow_batches.jobs._join import ResultJoin
 from airflow_batches.jobs._ledger import JobDescriptor
 from airflow_batches.jobs._manifest import (
     MANIFEST_FILE,
@@ -27,12 +28,16 @@ from airflow_batches.jobs._manifest import (
 from airflow_batches.jobs._results import (
     FileSinks,
     IncompleteResultsError,
-    LineSink,
+    PublishSink,
     Reader,
     ReadStats,
     XComCollector,
+    custom_id_of,
+    file_name,
+    read_cached_lines,
     stream_final_lines,
 )
+from airflow_batches.jobs._scan import ResultRecord
 from airflow_batches.jobs._store import JobStore, StoragePath, atomic_writer, child
 from airflow_batches.jobs._tally import ResultTally
 
@@ -58,6 +63,10 @@ class Publisher:
     prices: PriceTable
     options: FetchOptions
     log: Any
+    join: Callable[[], ResultJoin] | None = None
+    """Opens the join of metadata, matrix models and the cross-run cache (``_join``)."""
+    cached_lines: StoragePath | None = None
+    """The lines the cross-run cache answered for this job (``_cache``)."""
 
     def publish(self, destination: StoragePath | None, started_at: datetime) -> Published:
         self._check_retention()
@@ -65,26 +74,51 @@ class Publisher:
             return self._to_xcom(started_at)
         return self._to_storage(destination, started_at)
 
-    def _read(self, sink: LineSink) -> tuple[ResultTally, ReadStats]:
+    def _read(self, sink: PublishSink) -> tuple[ResultTally, ReadStats, ResultJoin | None]:
         tally = ResultTally(self.prices)
         reader = self.reader()
+        join = self.join() if self.join is not None else None
+        if join is not None and not join.active:
+            join = None
+        try:
+            if join is None:
 
-        def tee(record: Any, line: bytes) -> None:
-            if record is not None:
-                tally.add(record)
-            sink(record, line)
+                def plain(record: ResultRecord | None, line: bytes) -> None:
+                    if record is not None:
+                        tally.add(record)
+                    sink(record, line, None)
 
-        stats = stream_final_lines(reader, self.attempts, self.known, tee)
-        return tally, stats
+                stats = stream_final_lines(reader, self.attempts, self.known, plain)
+                return tally, stats, None
+
+            def joined(record: ResultRecord | None, line: bytes) -> None:
+                if record is not None:
+                    tally.add(record)
+                custom_id = record.custom_id if record is not None else custom_id_of(line)
+                sink(record, join.billed(record, custom_id, line), join.label(custom_id))
+
+            stats = stream_final_lines(
+                reader, self.attempts, self.known, joined, on_batch=join.batch
+            )
+            if self.cached_lines is not None:
+                for record, line in read_cached_lines(self.cached_lines, stats):
+                    sink(record, join.from_cache(record, line), join.label(record.custom_id))
+        except BaseException:
+            if join is not None:
+                join.finish(ok=False)
+            raise
+        return tally, stats, join
 
     def _manifest(
         self,
         tally: ResultTally,
         stats: ReadStats,
+        join: ResultJoin | None,
         files: dict[str, str],
         started: datetime,
         **kw: Any,
     ) -> Manifest:
+        stored = join.finish(ok=True) if join is not None else 0
         return build_manifest(
             job=self.job,
             attempts=self.attempts,
@@ -93,37 +127,54 @@ class Publisher:
             known=self.known,
             files=files,
             started_at=started,
+            join=join,
+            cache_stored=stored,
             **kw,
         )
 
     def _to_xcom(self, started_at: datetime) -> Published:
         collector = XComCollector(self.options.max_xcom_bytes)
-        tally, stats = self._read(collector)
-        return Published(self._manifest(tally, stats, {}, started_at), collector.items)
+        tally, stats, join = self._read(collector)
+        return Published(self._manifest(tally, stats, join, {}, started_at), collector.items)
 
     def _to_storage(self, destination: StoragePath, started_at: datetime) -> Published:
         self.guard(destination)
-        names = file_names(self.options.split_by_type)
+        names = self._names()
         with ExitStack() as stack:
 
             def open_file(key: str) -> IO[bytes]:
-                names.setdefault(key, f"{key}.jsonl")
+                names.setdefault(key, file_name(key))
                 return stack.enter_context(atomic_writer(child(destination, names[key])))
 
             streams = {key: open_file(key) for key in list(names)}
             sinks = FileSinks(
-                streams, split_by_type=self.options.split_by_type, open_more=open_file
+                streams,
+                split_by_type=self.options.split_by_type,
+                split_by_model=self.options.split_by_model,
+                open_more=open_file,
             )
-            tally, stats = self._read(sinks)
+            tally, stats, join = self._read(sinks)
             if stats.lines != self.job.request_count:
+                if join is not None:
+                    join.finish(ok=False)
                 raise IncompleteResultsError(
                     f"fetched {stats.lines} result line(s) for {self.job.request_count} "
                     "submitted request(s); nothing was published"
                 )
         files = {key: str(child(destination, name)) for key, name in names.items()}
-        manifest = self._manifest(tally, stats, files, started_at, destination=str(destination))
+        manifest = self._manifest(
+            tally, stats, join, files, started_at, destination=str(destination)
+        )
         JobStore(destination).write_json(manifest.to_json(), MANIFEST_FILE)
         return Published(manifest)
+
+    def _names(self) -> dict[str, str]:
+        """The files a publish starts with: per result type or one, and per matrix model."""
+        names = file_names(self.options.split_by_type)
+        labels = [m["label"] for m in self.job.matrix or ()]
+        if self.options.split_by_model and labels:
+            names = {f"{k}.{label}": file_name(f"{k}.{label}") for k in names for label in labels}
+        return names
 
     def guard(self, destination: StoragePath) -> None:
         """Never overwrite silently: only this job's own results may be replaced."""
@@ -132,7 +183,9 @@ class Publisher:
         existing = JobStore(destination).read_json(MANIFEST_FILE)
         if existing is not None:
             theirs = _submitted_ids(existing)
-            if theirs and set(self.job.batch_ids) <= theirs:
+            if (theirs and set(self.job.batch_ids) <= theirs) or _same_unbatched_job(
+                existing, self.job
+            ):
                 self.log.info("Re-publishing this job's results at %s", destination)
                 return
             raise BatchesError(
@@ -140,7 +193,7 @@ class Publisher:
                 f"({existing.get('job_id') if isinstance(existing, dict) else '?'}); pass "
                 "overwrite=True to replace them, or choose another destination"
             )
-        for name in file_names(self.options.split_by_type).values():
+        for name in self._names().values():
             if child(destination, name).exists():
                 raise BatchesError(
                     f"{child(destination, name)} exists and is not from this job; pass "
@@ -171,3 +224,16 @@ def _submitted_ids(manifest: Any) -> set[str]:
         return ids
     except (KeyError, IndexError, TypeError, AttributeError):
         return set()
+
+
+def _same_unbatched_job(manifest: Any, job: JobDescriptor) -> bool:
+    """A manifest of this very job when it sent nothing (every request came from the
+    cross-run cache): the same requests, submitted at the same moment."""
+    if job.batches or not isinstance(manifest, dict):
+        return False
+    timings = manifest.get("timings") or {}
+    return bool(
+        manifest.get("fingerprint") == job.fingerprint
+        and timings.get("submitted_at") == job.submitted_at.isoformat()
+        and not manifest.get("batch_ids")
+    )

@@ -84,6 +84,8 @@ class ReadStats:
 Line = tuple[ResultRecord | None, bytes]
 """A checked line: its record (None for an unknown result type) and its bytes."""
 LineSink = Callable[[ResultRecord | None, bytes], None]
+PublishSink = Callable[[ResultRecord | None, bytes, str | None], None]
+"""What a publishing sink receives: the record, the line as published, its matrix model."""
 
 
 @dataclass
@@ -231,20 +233,28 @@ Attempts = Sequence[Any]
 
 
 def stream_final_lines(
-    reader: Reader, attempts: Attempts, known: Mapping[str, MessageBatch], sink: LineSink
+    reader: Reader,
+    attempts: Attempts,
+    known: Mapping[str, MessageBatch],
+    sink: LineSink,
+    *,
+    on_batch: Callable[[str], None] | None = None,
 ) -> ReadStats:
     """Feed ``sink`` the last-attempt line of every request.
 
     Attempts are read newest first: the custom_ids seen in attempt ``k + 1`` are the lines of
-    attempt ``k`` to leave out (they were resent).
+    attempt ``k`` to leave out (they were resent). ``on_batch`` is told the id of each batch
+    before its lines.
     """
     stats = reader.stats
     later: set[str] = set()
     for attempt in reversed(attempts):
         this: set[str] = set()
         for info in attempt.batches:
+            if on_batch is not None:
+                on_batch(info.id)
             for record, data in reader.lines(info, known[info.id]):
-                custom_id = record.custom_id if record is not None else _custom_id_of(data)
+                custom_id = record.custom_id if record is not None else custom_id_of(data)
                 if attempt.number > 1:
                     this.add(custom_id)
                 if custom_id in later:
@@ -256,7 +266,7 @@ def stream_final_lines(
     return stats
 
 
-def _custom_id_of(data: bytes) -> str:
+def custom_id_of(data: bytes) -> str:
     return msgspec.json.decode(data, type=_CustomId).custom_id
 
 
@@ -301,7 +311,7 @@ class XComCollector:
         self.size = 0
         self.items: list[Any] = []
 
-    def __call__(self, record: ResultRecord | None, line: bytes) -> None:
+    def __call__(self, record: ResultRecord | None, line: bytes, model: str | None = None) -> None:
         self.size += len(line) + 1
         if self.size > self.max_bytes:
             raise XComTooLargeError(
@@ -312,8 +322,9 @@ class XComCollector:
 
 
 class FileSinks:
-    """Writes lines to one results file, or one per result type; ``open_more`` opens the
-    file of a kind first seen (``other``)."""
+    """Writes lines to one results file, or one per result type, and with ``split_by_model``
+    one per model of a matrix job (``results.<label>.jsonl``, or ``<type>.<label>.jsonl``);
+    ``open_more`` opens the file of a key first seen (``other``, a model)."""
 
     def __init__(
         self,
@@ -321,18 +332,41 @@ class FileSinks:
         *,
         split_by_type: bool,
         open_more: Callable[[str], IO[bytes]],
+        split_by_model: bool = False,
     ) -> None:
         self.streams = streams
         self.split_by_type = split_by_type
+        self.split_by_model = split_by_model
         self.open_more = open_more
 
-    def __call__(self, record: ResultRecord | None, line: bytes) -> None:
+    def __call__(self, record: ResultRecord | None, line: bytes, model: str | None = None) -> None:
         if not self.split_by_type:
             key = "results"
         else:
             key = record.result_type if record is not None else OTHER
+        if self.split_by_model and model is not None:
+            key = f"{key}.{model}"
         stream = self.streams.get(key)
         if stream is None:
             stream = self.streams[key] = self.open_more(key)
         stream.write(line)
         stream.write(b"\n")
+
+
+def file_name(key: str) -> str:
+    """The file a sink key is written to: ``<key>.jsonl``, the key made safe for a name."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in key)
+    return f"{safe}.jsonl"
+
+
+def read_cached_lines(path: Any, stats: ReadStats) -> Iterator[tuple[ResultRecord, bytes]]:
+    """The lines the cross-run cache answered for a job (``_cache``), each scanned; counted
+    in ``stats.lines``."""
+    with path.open("rb") as stream:
+        for number, raw in enumerate(stream, start=1):
+            data = raw.rstrip(b"\r\n")
+            if not data.strip():
+                continue
+            record = scan_result_line(data, line_number=number)
+            stats.lines += 1
+            yield record, data

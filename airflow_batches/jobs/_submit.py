@@ -27,6 +27,7 @@ from airflow_batches.api import (
     retry_delay,
 )
 from airflow_batches.jobs._adopt import find_orphan
+from airflow_batches.jobs._cache import CacheStep
 from airflow_batches.jobs._ledger import Ledger, ShardRecord
 from airflow_batches.jobs._prepare import (
     OnInvalid,
@@ -43,6 +44,9 @@ from airflow_batches.jobs._staging import (
     FileLedger,
     LedgerBackend,
     MemoryLedger,
+    Segments,
+    SidecarWriter,
+    Staged,
     descriptor_from_ledger,
     job_key,
     new_ledger,
@@ -328,15 +332,17 @@ class JobSubmitter:
 
 @dataclass
 class Submission:
-    """A job staged and submitted: its folder, what pre-flight made of it, its ledger."""
+    """A job staged and submitted: its folder, what pre-flight made of it, its ledger (None
+    when nothing had to be sent: every request was answered from the cross-run cache)."""
 
     store: JobStore
     prepared: Prepared
-    ledger: Ledger
+    ledger: Ledger | None
+    staged: Staged | None = None
 
 
 def submit_job(
-    records: Iterable[tuple[str, Any]],
+    records: Iterable[tuple[str, Any]] | Segments,
     validator: RequestValidator,
     *,
     root: JobStore,
@@ -344,27 +350,36 @@ def submit_job(
     backend_for: Callable[[Prepared, JobStore], LedgerBackend],
     on_invalid: OnInvalid = "fail",
     attempt: int = 1,
-    on_staged: Callable[[JobStore, Prepared], None] | None = None,
+    on_staged: Callable[[Staged], None] | None = None,
     logger: Any = None,
+    sidecar: SidecarWriter | None = None,
+    cache: CacheStep | None = None,
     **submitter: Any,
 ) -> Submission:
     """Validate and stage ``records`` under ``root``, then create the batches of the ledger.
 
     The one sequence every submission takes, the job's own and its follow-ups: stage (a retry
     with the same input finds the same folder), load or start the ledger (``backend_for``
-    says where it lives), create what has no batch yet. ``on_staged`` runs after pre-flight
-    and before any create call (a place to log, to estimate, or to refuse).
+    says where it lives), create what has no batch yet. With a ``cache`` (``_cache``), only
+    the requests it cannot answer are sent. ``on_staged`` runs after pre-flight and before
+    any create call (a place to log, to estimate, or to refuse).
     """
     logger = logger or log
-    store, prepared = stage_requests(root, records, validator, on_invalid=on_invalid)
+    store, prepared = stage_requests(
+        root, records, validator, on_invalid=on_invalid, sidecar=sidecar
+    )
+    staged = Staged(store, prepared)
+    if cache is not None:
+        staged = cache.stage(staged, logger)
     if on_staged is not None:
-        on_staged(store, prepared)
-    backend = backend_for(prepared, store)
+        on_staged(staged)
+    if staged.sent is None:
+        return Submission(store, prepared, None, staged)
+    sent, sent_store = staged.sent, staged.sent_store or store
+    backend = backend_for(sent, sent_store)
     ledger = backend.load()
     if ledger is None:
-        ledger = new_ledger(
-            prepared, anthropic_version=validator.anthropic_version, attempt=attempt
-        )
+        ledger = new_ledger(sent, anthropic_version=validator.anthropic_version, attempt=attempt)
     else:
         logger.info(
             "Found this job's ledger from an earlier try: %d/%d batch(es) already created; "
@@ -372,8 +387,8 @@ def submit_job(
             sum(1 for s in ledger.shards if s.batch_id),
             len(ledger.shards),
         )
-    opener = store.path(REQUESTS_FILE)
+    opener = sent_store.path(REQUESTS_FILE)
     JobSubmitter(client, backend, lambda: opener.open("rb"), logger=logger, **submitter).submit(
         ledger
     )
-    return Submission(store, prepared, ledger)
+    return Submission(store, prepared, ledger, staged)

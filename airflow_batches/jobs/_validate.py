@@ -26,6 +26,10 @@ ParamCheck = Callable[[Mapping[str, Any]], Iterable[tuple[str, str]]]
 problem, ``field`` relative to ``params`` (``"tool_choice"``, ``"messages[0].role"``)."""
 Observer = Callable[[str, Mapping[str, Any], bytes], None]
 """Sees every request that passed: ``(custom_id, params with defaults, encoded line)``."""
+MetadataSink = Callable[[str, bytes], None]
+"""Takes the ``metadata`` of every request that passed: ``(custom_id, its JSON)``."""
+METADATA = "metadata"
+_encode = msgspec.json.Encoder().encode
 
 _CUSTOM_ID = re.compile(CUSTOM_ID_PATTERN)
 _ROLES = ("user", "assistant")
@@ -47,7 +51,9 @@ class RequestValidator:
 
     ``defaults`` fill parameters a request leaves out (a request's own value always wins, as a
     whole: a request's ``system`` replaces the default ``system``); ``default_model`` (from the
-    connection) comes last.
+    connection) comes last. With a ``metadata`` sink, a request may also carry a ``metadata``
+    member (any JSON value; ``jobs/_metadata``): it is never part of the encoded line, and the
+    sink takes it once the request has passed. Without one, ``metadata`` is an unknown member.
     """
 
     def __init__(
@@ -59,8 +65,11 @@ class RequestValidator:
         limits: Limits | None = None,
         checks: Sequence[ParamCheck] = (),
         observers: Sequence[Observer] = (),
+        metadata: MetadataSink | None = None,
     ) -> None:
         self.anthropic_version = anthropic_version
+        self.metadata = metadata
+        self._envelope = "{custom_id, params, metadata}" if metadata else "{custom_id, params}"
         self.checks = tuple(checks)
         self.observers = tuple(observers)
         self.defaults = dict(defaults or {})
@@ -122,10 +131,14 @@ class RequestValidator:
             )
         elif not _CUSTOM_ID.fullmatch(cid):
             problems.append(Problem(location, cid, "custom_id", _bad_custom_id(cid)))
+        has_metadata = False
         for key in value:
             if key != "custom_id" and key != "params":
+                if key == METADATA and self.metadata is not None:
+                    has_metadata = True
+                    continue
                 problems.append(
-                    Problem(location, cid, key, "unknown field (a request is {custom_id, params})")
+                    Problem(location, cid, key, f"unknown field (a request is {self._envelope})")
                 )
         params = value.get("params")
         if type(params) is not dict and not isinstance(params, Mapping):
@@ -150,7 +163,7 @@ class RequestValidator:
             return problems
 
         assert cid is not None
-        if merged is params and line is not None:
+        if merged is params and line is not None and not has_metadata:
             encoded = line  # unchanged: the user's bytes, as they are
         elif line is not None:
             members = [self._members[k] for k in added]
@@ -176,6 +189,8 @@ class RequestValidator:
             ]
         for observe in self.observers:
             observe(cid, merged, encoded)
+        if has_metadata and self.metadata is not None:
+            self.metadata(cid, _encode(value[METADATA]))
         return cid, encoded
 
     def _check_params(

@@ -15,6 +15,7 @@ from airflow_batches._compat import (
     ObjectStoragePath,
     conf,
 )
+from airflow_batches.api._pricing import PriceTable, load_price_table
 from airflow_batches.jobs._ledger import JobDescriptor, Ledger
 from airflow_batches.jobs._store import JobStore, StoragePath
 from airflow_batches.jobs._submit import LedgerBackend, MemoryLedger
@@ -29,6 +30,12 @@ STATE_DIR = "state"
 def conf_get(key: str) -> str | None:
     value = conf.get(CONF_SECTION, key, fallback=None)
     return value or None
+
+
+def price_table(prices: Mapping[str, Mapping[str, Any]] | str | None) -> PriceTable:
+    """The price table: the packaged one, extended by ``prices`` (overrides or a file), else
+    by ``[airflow_batches] prices_path``."""
+    return load_price_table(prices if prices is not None else conf_get("prices_path"))
 
 
 def storage_path(

@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_batches._compat import AirflowException, Asset, BaseOperator, ObjectStoragePath, conf
 from airflow_batches.api import BatchesError
-from airflow_batches.api._pricing import PriceTable, load_price_table
+from airflow_batches.api._pricing import PriceTable
 from airflow_batches.hooks.batches import MessageBatchesHook
+from airflow_batches.jobs._cache import CacheInfo, CrossRunCache
 from airflow_batches.jobs._fetch import (
     RETRYABLE_ERROR_TYPES,
     FetchOptions,
@@ -30,6 +31,7 @@ from airflow_batches.operators._common import (
     coerce_job,
     default_asset,
     job_folder,
+    price_table,
     state_store,
     storage_path,
     task_folder,
@@ -64,6 +66,8 @@ class FetchResultsOperator(BatchWaiting, BaseOperator):
     :param destination_conn_id: connection of the destination's storage.
     :param conn_id: defaults to the job's connection.
     :param split_by_type: one file per result type instead of ``results.jsonl``.
+    :param split_by_model: for a model-matrix job, one file per model:
+        ``results.<label>.jsonl`` (with ``split_by_type``, ``<type>.<label>.jsonl``).
     :param overwrite: replace results of another job found at the destination.
     :param max_xcom_bytes: size limit of results returned in XCom.
     :param prices: price overrides (``{"model": {"input": .., "output": ..}}``) or a path to a
@@ -89,6 +93,7 @@ class FetchResultsOperator(BatchWaiting, BaseOperator):
         destination_conn_id: str | None = None,
         conn_id: str | None = None,
         split_by_type: bool = False,
+        split_by_model: bool = False,
         overwrite: bool = False,
         max_xcom_bytes: int = 1024 * 1024,
         prices: Mapping[str, Mapping[str, Any]] | str | None = None,
@@ -123,6 +128,7 @@ class FetchResultsOperator(BatchWaiting, BaseOperator):
             max_attempts=max_attempts,
             retry_error_types=frozenset(retry_error_types),
             split_by_type=split_by_type,
+            split_by_model=split_by_model,
             overwrite=overwrite,
             max_xcom_bytes=max_xcom_bytes,
             retention_warning_days=retention_warning_days,
@@ -137,10 +143,7 @@ class FetchResultsOperator(BatchWaiting, BaseOperator):
 
     @cached_property
     def price_table(self) -> PriceTable:
-        source = self.prices
-        if source is None:
-            source = conf.get("airflow_batches", "prices_path", fallback=None) or None
-        return load_price_table(source)
+        return price_table(self.prices)
 
     def _resolve_job(self) -> JobDescriptor:
         descriptor = coerce_job(self.job)
@@ -198,7 +201,18 @@ class FetchResultsOperator(BatchWaiting, BaseOperator):
                 "registry": Registry(registry) if registry is not None else None,
                 "job_id": f"{task_folder(context)}/{job.job_id}",
             },
+            cache=self._cache(job),
         )
+
+    @staticmethod
+    def _cache(job: JobDescriptor) -> CrossRunCache | None:
+        """The job's cross-run cache, opened on its storage (it stores what the job sent)."""
+        if not job.cache:
+            return None
+        info = CacheInfo.model_validate(job.cache)
+        path = storage_path(info.path, info.conn_id)
+        assert path is not None
+        return CrossRunCache(path, anthropic_version=job.anthropic_version, conn_id=info.conn_id)
 
     # -- execution ------------------------------------------------------------------------
 

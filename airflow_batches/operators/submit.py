@@ -19,11 +19,12 @@ from airflow_batches.api._rules import load_rules_table
 from airflow_batches.hooks.batches import MessageBatchesHook
 from airflow_batches.jobs._estimate import CostEstimator
 from airflow_batches.jobs._ledger import JobDescriptor, Ledger
+from airflow_batches.jobs._matrix import ModelMatrix, envelope_segments
+from airflow_batches.jobs._metadata import Sidecar
 from airflow_batches.jobs._prepare import (
     Limits,
     OnInvalid,
     ParamCheck,
-    Prepared,
     RequestValidator,
     records_from_items,
     records_from_jsonl,
@@ -32,13 +33,14 @@ from airflow_batches.jobs._prepare import (
 from airflow_batches.jobs._registry import Registry
 from airflow_batches.jobs._rules import model_rules_check
 from airflow_batches.jobs._spend import WorstCasePolicy, check_budget
-from airflow_batches.jobs._staging import utcnow
+from airflow_batches.jobs._staging import Segments, Staged, batch_infos, utcnow
 from airflow_batches.jobs._store import JobStore
 from airflow_batches.jobs._submit import (
     REJECTED_FILE,
     LedgerBackend,
     descriptor_from_ledger,
     job_key,
+    new_ledger,
     submit_job,
 )
 from airflow_batches.operators._common import (
@@ -48,6 +50,7 @@ from airflow_batches.operators._common import (
     storage_path,
     task_folder,
 )
+from airflow_batches.operators._evaljob import cache_step, model_matrix
 
 if TYPE_CHECKING:
     from airflow_batches._compat import Context
@@ -105,6 +108,14 @@ class SubmitBatchOperator(BaseOperator):
         one per model), for the estimate; default half of each request's ``max_tokens``.
     :param count_tokens_sample: requests per model to count with the (free, rate-limited)
         token-counting endpoint to calibrate the estimate's input tokens; 0 counts none.
+    :param models: a model matrix: send every request once per model, as one job (templated).
+        Each entry is a model id or ``{"model", "label", "params"}``; the copy of request
+        ``q1`` for ``models[i]`` has the custom_id ``m{i}_q1`` (``jobs/_matrix.py``), and each
+        model's requests go in batches of their own.
+    :param cache_path: a cross-run cache on shared storage (templated): a request identical
+        to one already answered (same params after defaults, anthropic-version and betas) is
+        answered from that result instead of being sent; needs a shared ``staging_path``.
+    :param cache_conn_id: connection of ``cache_path``'s storage.
     """
 
     template_fields: Sequence[str] = (
@@ -113,6 +124,8 @@ class SubmitBatchOperator(BaseOperator):
         "defaults",
         "staging_path",
         "user_profile_id",
+        "models",
+        "cache_path",
     )
     template_fields_renderers = {"requests": "json", "defaults": "json"}
     ui_color = "#f0e4d7"
@@ -139,6 +152,9 @@ class SubmitBatchOperator(BaseOperator):
         disabled_model_rules: Sequence[str] = (),
         expected_output_tokens: int | Mapping[str, int] | None = None,
         count_tokens_sample: int = 0,
+        models: Sequence[str | Mapping[str, Any]] | None = None,
+        cache_path: str | ObjectStoragePath | None = None,
+        cache_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -166,6 +182,11 @@ class SubmitBatchOperator(BaseOperator):
         self.disabled_model_rules = list(disabled_model_rules)
         self.expected_output_tokens = expected_output_tokens
         self.count_tokens_sample = count_tokens_sample
+        self.models = models
+        if isinstance(models, Sequence) and not isinstance(models, str):
+            ModelMatrix.of(models)  # a bad entry fails at parse time, naming it
+        self.cache_path = cache_path
+        self.cache_conn_id = cache_conn_id
 
     @cached_property
     def hook(self) -> MessageBatchesHook:
@@ -222,33 +243,54 @@ class SubmitBatchOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         check, estimator = self._preflight()
+        root = staging_root(self.staging_path, self.staging_conn_id)
+        matrix = model_matrix(self.models)
+        sidecar = Sidecar()
+        cache = cache_step(
+            self.cache_path,
+            self.cache_conn_id,
+            root=root,
+            hook=self.hook,
+            limits=self.limits,
+            estimator=estimator,
+            matrix=matrix,
+        )
         validator = RequestValidator(
             anthropic_version=self.hook.anthropic_version,
             defaults=self.defaults,
             default_model=self.hook.default_model,
             limits=self.limits,
             checks=[check],
-            observers=[estimator],
+            observers=[] if cache is not None else [estimator],
+            metadata=sidecar.metadata,
         )
-        root = staging_root(self.staging_path, self.staging_conn_id)
+        records = Segments(envelope_segments(self._records, sidecar, matrix))
         headers = (
             {"anthropic-user-profile-id": self.user_profile_id} if self.user_profile_id else None
         )
 
         estimates: list[Any] = []
 
-        def staged(job: JobStore, prepared: Prepared) -> None:
+        def staged(step: Staged) -> None:
+            job, prepared = step.store, step.prepared
+            if sidecar.with_metadata and root is None:
+                raise ValueError(
+                    f"{sidecar.with_metadata} request(s) carry metadata, which is kept on the "
+                    "staging storage for the fetch to join: give a shared staging_path (or set "
+                    "[airflow_batches] staging_path)"
+                )
             self.log.info(
                 "Validated %d request(s) for anthropic-version %s: %d batch(es) to submit, "
-                "fingerprint %s",
+                "fingerprint %s%s",
                 prepared.request_count,
                 validator.anthropic_version,
-                len(prepared.shards),
+                len(step.sent.shards) if step.sent is not None else 0,
                 prepared.fingerprint[:16],
+                f"; models {', '.join(matrix.labels)}" if matrix is not None else "",
             )
             if prepared.rejected_count:
                 self._report_rejected(prepared.rejected_count, prepared.rejected, job, root)
-            if self.count_tokens_sample:
+            if self.count_tokens_sample and step.sent is not None:
                 with self.hook.get_client() as counter:
                     estimate = estimator.estimate(lambda p: count_tokens(counter, p))
             else:
@@ -269,7 +311,7 @@ class SubmitBatchOperator(BaseOperator):
                 base = JobStore(Path(local))
             client = stack.enter_context(self.hook.get_client())
             done = submit_job(
-                self._records(),
+                records,
                 validator,
                 root=base,
                 client=client,
@@ -279,6 +321,8 @@ class SubmitBatchOperator(BaseOperator):
                 on_invalid=self.on_invalid,
                 on_staged=staged,
                 logger=self.log,
+                sidecar=sidecar,
+                cache=cache,
                 create_attempts=self.create_attempts,
                 max_rate_limit_wait=self.max_rate_limit_wait,
                 clock_skew=timedelta(seconds=self.clock_skew_seconds),
@@ -286,13 +330,18 @@ class SubmitBatchOperator(BaseOperator):
                 registry=registry,
                 job_id=task_folder(context),
             )
-            descriptor = self._descriptor(done.ledger, done.store, root, registry)
+            descriptor = self._descriptor(done.ledger, done.store, root, registry, done.staged)
             descriptor.estimate = estimates[0].to_dict() if estimates else None
+            descriptor.matrix = matrix.to_json() if matrix is not None else None
+            descriptor.sidecar_file = sidecar.name if sidecar.count else ""
         self.log.info(
-            "Job %s: %d request(s) in batch(es) %s",
+            "Job %s: %d request(s) in batch(es) %s%s",
             descriptor.job_id,
             descriptor.request_count,
-            ", ".join(descriptor.batch_ids),
+            ", ".join(descriptor.batch_ids) or "(none)",
+            f"; {descriptor.cache['hits']} answered from the cross-run cache"
+            if descriptor.cache
+            else "",
         )
         return descriptor.model_dump(mode="json")
 
@@ -309,9 +358,18 @@ class SubmitBatchOperator(BaseOperator):
         return Registry.at(root, config.base_url, config.workspace_id)
 
     def _descriptor(
-        self, ledger: Ledger, job: JobStore, root: Any, registry: Registry | None
+        self,
+        ledger: Ledger | None,
+        job: JobStore,
+        root: Any,
+        registry: Registry | None,
+        staged: Staged | None,
     ) -> JobDescriptor:
         shared = root is not None
+        if ledger is None:  # nothing sent: every request came from the cache
+            assert staged is not None
+            ledger = new_ledger(staged.prepared, anthropic_version=self.hook.anthropic_version)
+            ledger.shards = []
         descriptor = descriptor_from_ledger(
             ledger,
             conn_id=self.conn_id,
@@ -320,6 +378,14 @@ class SubmitBatchOperator(BaseOperator):
             submitted_at=utcnow(),
             limits=self.limits,
         )
+        if staged is not None and staged.cache is not None:
+            # The job is every request; its batches hold only those the cache did not answer.
+            descriptor.fingerprint = staged.prepared.fingerprint
+            descriptor.job_id = job_key(staged.prepared.fingerprint)
+            descriptor.request_count = staged.prepared.request_count
+            descriptor.rejected_count = staged.prepared.rejected_count
+            descriptor.batches = batch_infos(ledger, staged.sent_file)
+            descriptor.cache = staged.cache.model_dump(mode="json")
         descriptor.registry_dir = str(registry.store.root) if registry else ""
         return descriptor
 

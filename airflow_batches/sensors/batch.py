@@ -104,6 +104,13 @@ class BatchSensor(BatchWaiting, BaseSensorOperator):
     def _wait(self) -> WaitEvent:
         descriptor = coerce_job(self.job)
         ids = coerce_batch_ids(self.job)
+        if descriptor is not None and not ids:
+            self.log.info(
+                "The job sent no batch: every one of its %d request(s) was answered from the "
+                "cross-run cache",
+                descriptor.request_count,
+            )
+            return WaitEvent(status="ended", message="nothing was sent")
         conn_id = self.conn_id or (descriptor.conn_id if descriptor else None)
         started = self._clock()
         grace = descriptor.submitted_at.timestamp() + NOT_FOUND_GRACE if descriptor else None
@@ -132,6 +139,8 @@ class BatchSensor(BatchWaiting, BaseSensorOperator):
             raise AirflowSensorTimeout(event.message)
         if event.status == "error":
             raise AirflowException(event.message)
+        if not event.batches:  # nothing was sent (the cross-run cache answered everything)
+            return {"batch_ids": [], "counts": {}, "requests": 0, "elapsed_seconds": 0.0}
         progress = JobProgress.of(event.batches)
         self.log.info("All batches ended: %s", progress.line(event.elapsed))
         verdict = judge(progress, self.policy)

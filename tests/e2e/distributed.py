@@ -262,6 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # What the example DAG reads; the connection id rides in the URI.
         "AIRFLOW_BATCHES_STAGING": f"s3://{S3_CONN_ID}@{bucket}/staging",
         "AIRFLOW_BATCHES_RESULTS": f"s3://{S3_CONN_ID}@{bucket}/results",
+        "AIRFLOW_BATCHES_CACHE": f"s3://{S3_CONN_ID}@{bucket}/cache",
     }
     print("Starting PostgreSQL, Redis, S3, the emulator and Airflow (about a minute)...")
     with distributed_stack(
@@ -270,7 +271,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         bucket=bucket,
         workers=args.workers,
         triggerers=args.triggerers,
-        emulator_config={"latency": 0.05, "workers": 4},
+        emulator_config={
+            "latency": 0.05,
+            "workers": 4,
+            # The example DAG is a nightly eval: answers it can score (docs/evals.md).
+            "responder": "airflow_batches.emulator.evalset:eval_responder",
+            "responder_options": {"error_rates": {"claude-haiku-4-5": 0.15}},
+        },
     ) as stack:
         af = stack.airflow
         print(f"Airflow UI and API : {af.base_url}  (every user is admin)")

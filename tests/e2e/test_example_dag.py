@@ -1,4 +1,5 @@
-"""The example DAG users copy, run as they would: `airflow dags test` in its own process."""
+"""The example DAG users copy, run as they would: `airflow dags test` in its own process,
+twice: the second night sends nothing and compares itself with the first."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,12 +18,20 @@ from airflow_batches.emulator.testing import RunningEmulator
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "dags_examples"
+MODELS = ["claude-haiku-4-5", "claude-sonnet-4-5", "claude-opus-4-5"]
 
 
-def test_nightly_eval_example_runs_with_dags_test(
+def test_nightly_eval_example_runs_twice_with_dags_test(
     emulator: RunningEmulator, tmp_path: Path
 ) -> None:
-    emulator.configure(latency=0.01, workers=4, result_errors={"overloaded_error": 0.1}, seed=5)
+    emulator.configure(
+        latency=0.005,
+        workers=4,
+        result_errors={"overloaded_error": 0.1},
+        seed=5,
+        responder="airflow_batches.emulator.evalset:eval_responder",
+        responder_options={"error_rates": {"claude-haiku-4-5": 0.2, "claude-sonnet-4-5": 0.05}},
+    )
     home = tmp_path / "airflow"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
     env.update(
@@ -31,6 +41,7 @@ def test_nightly_eval_example_runs_with_dags_test(
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW_BATCHES_RESULTS": f"file://{tmp_path / 'results'}",
             "AIRFLOW_BATCHES_STAGING": f"file://{tmp_path / 'staging'}",
+            "AIRFLOW_BATCHES_CACHE": f"file://{tmp_path / 'cache'}",
             "AIRFLOW_CONN_MESSAGE_BATCHES_DEFAULT": json.dumps(
                 {
                     "conn_type": "message_batches",
@@ -42,24 +53,40 @@ def test_nightly_eval_example_runs_with_dags_test(
     )
     airflow = str(Path(sys.executable).with_name("airflow"))
     subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True)
-    run = subprocess.run(
-        [airflow, "dags", "test", "message_batches_nightly_eval"],
-        env=env,
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-    )
-    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
-    manifests = list((tmp_path / "results").glob("*/manifest.json"))
-    assert len(manifests) == 1
-    manifest = json.loads(manifests[0].read_text())
-    assert manifest["request_count"] == manifest["lines"] == 100
+
+    def night() -> tuple[dict[str, Any], dict[str, Any]]:
+        run = subprocess.run(
+            [airflow, "dags", "test", "message_batches_nightly_eval", "--conf", '{"size": 45}'],
+            env=env,
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+        )
+        assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+        latest = max((tmp_path / "results").glob("*/summary.json"), key=lambda p: p.stat().st_mtime)
+        summary = json.loads(latest.read_text())
+        return json.loads(latest.with_name("manifest.json").read_text()), summary
+
+    manifest, summary = night()
+    assert manifest["request_count"] == manifest["lines"] == 135
     assert len(manifest["attempts"]) >= 2  # the overloaded ones were resent
     assert manifest["cost_usd"] > 0
     assert manifest["cache_hit_rate"] > 0.5
+    assert list(summary["models"]) == MODELS
+    rates = {m: summary["models"][m]["pass_rate"] for m in MODELS}
+    assert rates["claude-opus-4-5"] == 1.0 and rates["claude-haiku-4-5"] < 1.0
+    assert summary["baseline"] is None
+    creates = emulator.admin.create_calls()
+    assert creates == len(manifest["batch_ids"]) >= 3  # a batch per model, and follow-ups
+
+    manifest2, summary2 = night()
+    assert emulator.admin.create_calls() == creates  # the second night sent nothing
+    assert manifest2["cache"]["hits"] == 135 and manifest2["cost_usd"] == 0
+    assert summary2["baseline"]["run_id"] == summary["run"]["run_id"]
+    assert {m: summary2["deltas"][m]["pass_rate"] for m in MODELS} == dict.fromkeys(MODELS, 0.0)
+    assert summary2["regressions"]["count"] == 0
+    assert (Path(summary2["files"]["report"].removeprefix("file://"))).is_file()
     # Every task succeeded at its first try: a hidden retry would hide a bug.
     with sqlite3.connect(f"file:{home / 'airflow.db'}?mode=ro", uri=True) as db:
-        tries = dict(db.execute("select task_id, try_number from task_instance").fetchall())
-    assert tries == {"build_requests": 1, "submit": 1, "wait": 1, "fetch": 1}
-    results = manifests[0].with_name("results.jsonl").read_bytes().splitlines()
-    assert len({json.loads(line)["custom_id"] for line in results}) == 100
+        tries = set(db.execute("select task_id, try_number from task_instance").fetchall())
+    assert tries == {(t, 1) for t in ("build_requests", "submit", "wait", "fetch", "evaluate")}

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_the_example_workflow_under_faults_everywhere(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "bench/fault_soak.py", "--runs", "2", "--copies", "10"],
+        [sys.executable, "bench/fault_soak.py", "--runs", "2", "--size", "34"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -28,6 +28,6 @@ def test_the_example_workflow_under_faults_everywhere(tmp_path: Path) -> None:
     assert figures["completed"] == figures["runs"] == 2, done.stdout
     assert figures["duplicates"] == 0
     assert figures["lost"] == 0
-    assert figures["lines"] == figures["requests"] == 100
+    assert figures["lines"] == figures["requests"] == 2 * 34 * 3
     assert sum(figures["faulted_calls"].values()) > 0  # faults were injected
     assert done.returncode == 0

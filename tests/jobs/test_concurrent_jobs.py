@@ -172,3 +172,32 @@ def test_a_batch_created_before_the_call_is_not_a_candidate(
     mine.submit()
     assert mine.ledger.shards[0].adopted
     assert owner(emulator, mine.batch_id) == "a"
+
+
+def test_a_batch_claimed_while_the_search_runs_is_never_adopted(
+    tmp_path: Path, emulator: RunningEmulator, client: Client, registry: Registry
+) -> None:
+    # Job a's create is dropped before the API handles it: it made nothing. While a's retry
+    # searches, job b (the same size) creates its batch and claims it, between a's reading
+    # of the claims and its reading of the open calls: b's call is then answered (not a
+    # rival), and its batch was unclaimed in a's first read.
+    other = Job("b", tmp_path, client, registry)
+
+    class Racing(Registry):
+        raced = False
+
+        def claimed(self) -> set[str]:
+            snapshot = super().claimed()
+            if not Racing.raced:
+                Racing.raced = True
+                emulator.configure(faults={})
+                other.submit()
+            return snapshot
+
+    mine = Job("a", tmp_path, client, Racing(registry.store.root))
+    emulator.configure(faults={"create": {"rate_drop": 1.0, "max_count": 1}})
+    mine.submit()
+    assert Racing.raced
+    assert not mine.ledger.shards[0].adopted
+    assert owner(emulator, mine.batch_id) == "a"
+    assert owner(emulator, other.batch_id) == "b"

@@ -1,0 +1,330 @@
+"""Scoring a job's published results in one pass, in constant memory.
+
+:class:`Evaluation` reads result lines as the fetch published them (``metadata`` and, for a
+model-matrix job, ``matrix`` joined on), scores each succeeded one with the scorer, writes one
+line per request to ``scores.jsonl``, and folds per-model totals: counts by result type,
+scored / passed / mean score, per category, usage and cost (what the job paid, and what the
+cross-run cache saved). Errored, expired and canceled requests are counted apart and never
+scored. With a baseline (the previous run's ``scores.jsonl``, loaded into a
+:class:`~airflow_batches.jobs._index.DiskIndex`), each request's score is compared with its
+previous one: requests that lost their pass, or some score, are *regressions*, written to
+``regressions.jsonl`` (the first ``max_examples`` kept for the summary and the report).
+
+Memory: one line at a time, the totals (per model, per category), the first regressions, and
+the baseline's index on disk.
+
+``scores.jsonl`` lines: ``{"custom_id", "model", "type", "score", "passed", "cached",
+"category", "details"}``, where ``custom_id`` is the request's own (without a matrix prefix)
+and ``score``/``passed`` are null for requests not scored.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+import msgspec
+
+from airflow_batches.api import BatchesError
+from airflow_batches.api._pricing import PriceTable
+from airflow_batches.evals._scorers import EvalResult, Score, Scorer, ScorerError, to_score
+from airflow_batches.jobs._index import DiskIndex
+from airflow_batches.jobs._scan import scan_result_line
+from airflow_batches.jobs._tally import ResultTally
+
+__all__ = ["Evaluation", "EvaluationError", "ScoreLine", "load_scores"]
+
+UNKNOWN_MODEL = "(unknown model)"
+RESULT_TYPES = ("succeeded", "errored", "expired", "canceled")
+_PACKED = struct.Struct(">d?")
+_encode = msgspec.json.Encoder().encode
+
+
+class EvaluationError(BatchesError):
+    """A line could not be scored (the scorer raised, or returned no score)."""
+
+
+class ScoreLine(msgspec.Struct, omit_defaults=True):
+    custom_id: str
+    model: str
+    type: str
+    score: float | None = None
+    passed: bool | None = None
+    cached: bool = False
+    category: str | None = None
+    details: dict[str, Any] | None = None
+
+
+_decode_score_line = msgspec.json.Decoder(ScoreLine).decode
+
+
+@dataclass
+class _Group:
+    scored: int = 0
+    passed: int = 0
+    total: float = 0.0
+
+    def add(self, score: Score) -> None:
+        self.scored += 1
+        self.passed += score.passed
+        self.total += score.score
+
+    def figures(self) -> dict[str, Any]:
+        return {
+            "scored": self.scored,
+            "passed": self.passed,
+            "pass_rate": _ratio(self.passed, self.scored),
+            "mean_score": _ratio(self.total, self.scored),
+        }
+
+
+@dataclass
+class _Model:
+    prices: PriceTable
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RESULT_TYPES, 0))
+    scores: _Group = field(default_factory=_Group)
+    unscored: int = 0
+    cached: int = 0
+    categories: dict[str, _Group] = field(default_factory=dict)
+    billed: ResultTally | None = None
+    avoided: ResultTally | None = None
+    regressions: int = 0
+    improvements: int = 0
+    compared: int = 0
+
+    def __post_init__(self) -> None:
+        self.billed = ResultTally(self.prices)
+        self.avoided = ResultTally(self.prices)
+
+    def merge(self, other: _Model) -> None:
+        """Take in the lines of ``other`` (unscored ones: errored, expired, canceled)."""
+        for kind, n in other.counts.items():
+            self.counts[kind] = self.counts.get(kind, 0) + n
+        assert self.billed is not None and other.billed is not None
+        self.billed.merge(other.billed)
+        self.unscored += other.unscored
+
+
+def _ratio(part: float, whole: float) -> float | None:
+    return round(part / whole, 6) if whole else None
+
+
+class Evaluation:
+    """See the module docstring. ``add`` every published line, then read :meth:`summary`.
+
+    :param scorer: ``(result, metadata) -> score`` (``_scorers``).
+    :param scores: where ``scores.jsonl`` lines go (None: nowhere).
+    :param regressions: where ``regressions.jsonl`` lines go (None: nowhere).
+    :param baseline: the previous run's scores (:func:`load_scores`), or None.
+    :param default_model: the model of lines that name none (a job without a matrix: its only
+        model), else :data:`UNKNOWN_MODEL`.
+    :param group_by: the metadata field whose value breaks the figures down (a category).
+    """
+
+    def __init__(
+        self,
+        scorer: Scorer,
+        prices: PriceTable,
+        *,
+        scores: IO[bytes] | None = None,
+        regressions: IO[bytes] | None = None,
+        baseline: DiskIndex | None = None,
+        pass_threshold: float = 1.0,
+        default_model: str | None = None,
+        group_by: str | None = "category",
+        max_examples: int = 50,
+        tolerance: float = 1e-9,
+    ) -> None:
+        self.scorer = scorer
+        self.prices = prices
+        self.scores_out = scores
+        self.regressions_out = regressions
+        self.baseline = baseline
+        self.pass_threshold = pass_threshold
+        self.default_model = default_model or UNKNOWN_MODEL
+        self.group_by = group_by
+        self.max_examples = max_examples
+        self.tolerance = tolerance
+        self.models: dict[str, _Model] = {}
+        self.examples: list[dict[str, Any]] = []
+        self.lines = 0
+
+    def _model(self, label: str) -> _Model:
+        model = self.models.get(label)
+        if model is None:
+            model = self.models[label] = _Model(self.prices)
+        return model
+
+    def add(self, line: bytes) -> ScoreLine:
+        """Score one published result line; returns what was written to ``scores.jsonl``."""
+        try:
+            data = msgspec.json.decode(line)
+            custom_id = str(data["custom_id"])
+            result = data["result"]
+            kind = str(result["type"])
+        except (msgspec.DecodeError, KeyError, TypeError) as exc:
+            raise EvaluationError(f"not a result line ({exc}): {line[:120]!r}") from None
+        self.lines += 1
+        matrix = data.get("matrix") if isinstance(data.get("matrix"), Mapping) else None
+        metadata = data.get("metadata")
+        message = result.get("message") if isinstance(result.get("message"), Mapping) else {}
+        if matrix is not None:
+            label, request_id = str(matrix["model"]), str(matrix["custom_id"])
+        else:
+            label = str(message.get("model") or self.default_model)
+            request_id = custom_id
+        model = self._model(label)
+        model.counts[kind] = model.counts.get(kind, 0) + 1
+        cached = "cached_from" in data
+        if kind in RESULT_TYPES:
+            record = scan_result_line(line)
+            tally = model.avoided if cached else model.billed
+            assert tally is not None
+            tally.add(record)
+        model.cached += cached
+        category = self._category(metadata)
+        out = ScoreLine(request_id, label, kind, cached=cached, category=category)
+        if kind == "succeeded":
+            score = self._score(EvalResult(result, custom_id=request_id, model=label), metadata)
+            if score is None:
+                model.unscored += 1
+            else:
+                model.scores.add(score)
+                if category is not None:
+                    model.categories.setdefault(category, _Group()).add(score)
+                out.score, out.passed, out.details = score.score, score.passed, score.details
+        if self.baseline is not None:
+            self._compare(model, out)
+        if self.scores_out is not None:
+            self.scores_out.write(_encode(out) + b"\n")
+        return out
+
+    def _category(self, metadata: Any) -> str | None:
+        if self.group_by is None or not isinstance(metadata, Mapping):
+            return None
+        value = metadata.get(self.group_by)
+        return None if value is None else str(value)
+
+    def _score(self, result: EvalResult, metadata: Any) -> Score | None:
+        try:
+            value = self.scorer(result, metadata)
+            return to_score(value, pass_threshold=self.pass_threshold)
+        except ScorerError as exc:
+            raise EvaluationError(f"scoring {result.custom_id!r} ({result.model}): {exc}") from exc
+        except Exception as exc:
+            raise EvaluationError(
+                f"the scorer {self.scorer!r} raised on {result.custom_id!r} ({result.model}): "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+
+    def _compare(self, model: _Model, now: ScoreLine) -> None:
+        assert self.baseline is not None
+        packed = self.baseline.get(_key(now.model, now.custom_id))
+        if packed is None or now.score is None or now.passed is None:
+            return
+        before, passed_before = _PACKED.unpack(packed)
+        model.compared += 1
+        worse = (passed_before and not now.passed) or now.score < before - self.tolerance
+        better = (now.passed and not passed_before) or now.score > before + self.tolerance
+        if worse:
+            model.regressions += 1
+            entry = {
+                "model": now.model,
+                "custom_id": now.custom_id,
+                "before": before,
+                "after": now.score,
+                "passed_before": passed_before,
+                "passed_after": now.passed,
+                "category": now.category,
+            }
+            if self.regressions_out is not None:
+                self.regressions_out.write(_encode(entry) + b"\n")
+            if len(self.examples) < self.max_examples:
+                self.examples.append(entry)
+        elif better:
+            model.improvements += 1
+
+    # -- figures -----------------------------------------------------------------------------
+
+    def summary(self, order: list[str] | None = None) -> dict[str, Any]:
+        """Per-model figures (in ``order``, then by name), and the totals.
+
+        Lines that name no model (a job without a matrix: errored, expired and canceled
+        lines carry no ``message.model``) count for the job's only model when there is one."""
+        unknown = self.models.get(UNKNOWN_MODEL)
+        known = [m for label, m in self.models.items() if label != UNKNOWN_MODEL]
+        if unknown is not None and len(known) == 1 and not unknown.scores.scored:
+            known[0].merge(unknown)
+            del self.models[UNKNOWN_MODEL]
+        labels = [m for m in order or () if m in self.models]
+        labels += sorted(m for m in self.models if m not in labels)
+        models = {label: self._figures(self.models[label]) for label in labels}
+        total = _Group()
+        for m in self.models.values():
+            total.scored += m.scores.scored
+            total.passed += m.scores.passed
+            total.total += m.scores.total
+        cost = sum(f["cost_usd"] for f in models.values())
+        avoided = sum(f["cost_avoided_usd"] for f in models.values())
+        return {
+            "lines": self.lines,
+            "models": models,
+            "totals": {
+                **total.figures(),
+                "cost_usd": round(cost, 6),
+                "cost_avoided_usd": round(avoided, 6),
+                "regressions": sum(m.regressions for m in self.models.values()),
+            },
+        }
+
+    def _figures(self, m: _Model) -> dict[str, Any]:
+        assert m.billed is not None and m.avoided is not None
+        billed, avoided = m.billed.to_dict(), m.avoided.to_dict()
+        requests = sum(m.counts.values())
+        effective = billed["cost_usd"] + avoided["cost_usd"]
+        figures = {
+            "requests": requests,
+            "counts": dict(m.counts),
+            **m.scores.figures(),
+            "failed": m.scores.scored - m.scores.passed,
+            "unscored": m.unscored,
+            "cost_usd": billed["cost_usd"],
+            "cost_avoided_usd": avoided["cost_usd"],
+            "cost_per_correct_usd": round(effective / m.scores.passed, 8)
+            if m.scores.passed
+            else None,
+            "cost_complete": billed["cost_complete"] and avoided["cost_complete"],
+            "prompt_cache_hit_rate": billed["cache_hit_rate"],
+            "cross_run_cache_hits": m.cached,
+            "cross_run_cache_hit_rate": _ratio(m.cached, requests),
+            "categories": {k: g.figures() for k, g in sorted(m.categories.items())},
+        }
+        if self.baseline is not None:
+            figures["compared"] = m.compared
+            figures["regressions"] = m.regressions
+            figures["improvements"] = m.improvements
+        return figures
+
+
+def _key(model: str, custom_id: str) -> str:
+    return f"{model}\x1f{custom_id}"
+
+
+def load_scores(lines: Iterator[bytes] | IO[bytes], index: DiskIndex) -> int:
+    """Put a ``scores.jsonl`` (an earlier run's) into ``index``: ``(model, custom_id) ->
+    (score, passed)``, scored requests only."""
+    count = 0
+    for raw in lines:
+        if not raw.strip():
+            continue
+        entry = _decode_score_line(raw)
+        if entry.score is None or entry.passed is None:
+            continue
+        index.put(_key(entry.model, entry.custom_id), _PACKED.pack(entry.score, entry.passed))
+        count += 1
+    return count
+
+
+LineSource = Callable[[], Iterator[bytes]]

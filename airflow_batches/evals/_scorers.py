@@ -1,0 +1,120 @@
+"""Scorers: how good one answer is, given the request's metadata.
+
+A scorer is any callable ``(result, metadata) -> score``. ``result`` is an :class:`EvalResult`:
+the ``result`` object of a succeeded line as the API wrote it (a dict: ``result["message"]``),
+with the answer's text as ``result.text``, the tool inputs as ``result.tool_inputs``, and the
+line's ``custom_id`` and ``model``. ``metadata`` is what the request carried (``None`` if
+nothing). A score is
+
+* a ``bool`` (passed or not; 1.0 or 0.0),
+* a number (the score; passed when at least the evaluation's ``pass_threshold``, 1.0 unless
+  set),
+* a mapping with ``"score"`` (a bool or a number), optionally ``"passed"`` (a bool that wins
+  over the threshold) and anything else worth keeping (written to ``scores.jsonl`` under
+  ``"details"``),
+* or ``None``: not scored (counted as ``unscored``, apart from right and wrong).
+
+Only succeeded results are scored; errored, expired and canceled requests are counted apart,
+never as wrong answers.
+
+The built-in scorers are in ``_builtin``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["EvalResult", "Score", "Scorer", "ScorerError", "to_score"]
+
+Scorer = Callable[["EvalResult", Any], Any]
+
+
+class ScorerError(ValueError):
+    """A scorer returned something that is not a score, or was given a bad option."""
+
+
+class EvalResult(dict[str, Any]):
+    """The ``result`` object of one succeeded line, and what a scorer usually wants of it."""
+
+    def __init__(
+        self, result: Mapping[str, Any], *, custom_id: str = "", model: str | None = None
+    ) -> None:
+        super().__init__(result)
+        self.custom_id = custom_id
+        """The line's custom_id (for a matrix job, the request's own, without the prefix)."""
+        self.model = model
+        """The model label (a matrix job's), or the model that answered."""
+
+    @property
+    def message(self) -> Mapping[str, Any]:
+        message = self.get("message")
+        return message if isinstance(message, Mapping) else {}
+
+    @property
+    def content(self) -> list[Any]:
+        blocks = self.message.get("content")
+        return blocks if isinstance(blocks, list) else []
+
+    @property
+    def text(self) -> str:
+        """The text blocks of the answer, joined (thinking and tool blocks left out)."""
+        return "".join(
+            str(b.get("text", ""))
+            for b in self.content
+            if isinstance(b, Mapping) and b.get("type") == "text"
+        )
+
+    @property
+    def tool_inputs(self) -> list[Any]:
+        """The ``input`` of each ``tool_use`` block, in order."""
+        return [
+            b.get("input")
+            for b in self.content
+            if isinstance(b, Mapping) and b.get("type") == "tool_use"
+        ]
+
+    @property
+    def stop_reason(self) -> str | None:
+        reason = self.message.get("stop_reason")
+        return reason if isinstance(reason, str) else None
+
+
+@dataclass(frozen=True)
+class Score:
+    """A scorer's verdict on one answer, normalised."""
+
+    score: float
+    passed: bool
+    details: dict[str, Any] | None = None
+
+
+def to_score(value: Any, *, pass_threshold: float = 1.0) -> Score | None:
+    """Normalise what a scorer returned (see the module docstring); ``ScorerError`` if it is
+    none of the accepted shapes."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return Score(1.0 if value else 0.0, value)
+    if isinstance(value, int | float):
+        number = float(value)
+        if math.isnan(number):
+            raise ScorerError("the scorer returned NaN")
+        return Score(number, number >= pass_threshold)
+    if isinstance(value, Mapping):
+        if "score" not in value:
+            raise ScorerError(f"a scorer's mapping needs a 'score', got keys {sorted(value)}")
+        inner = to_score(value["score"], pass_threshold=pass_threshold)
+        if inner is None:
+            return None
+        passed = value.get("passed")
+        if passed is not None and not isinstance(passed, bool):
+            raise ScorerError(f"'passed' must be a bool, got {passed!r}")
+        details = {k: v for k, v in value.items() if k not in ("score", "passed")}
+        return Score(inner.score, inner.passed if passed is None else passed, details or None)
+    raise ScorerError(
+        f"a scorer must return a bool, a number, a mapping with 'score', or None; got "
+        f"{type(value).__name__}"
+    )

@@ -1,0 +1,117 @@
+"""The request envelope's ``metadata``: data of the user's own that travels to the results.
+
+A request may carry, beside ``custom_id`` and ``params``, a ``metadata`` member: any JSON
+value (an object is the usual: the expected answer, a category, the source row)::
+
+    {"custom_id": "q1", "params": {...}, "metadata": {"expected": "4", "category": "math"}}
+
+It is never sent to the API. Pre-flight (``_validate.RequestValidator(metadata=...)``) accepts
+it, checks it is JSON, leaves it out of the line it stages (the user's bytes for the rest),
+and hands it to the job's :class:`Sidecar` once the request has passed; pre-flight stays
+strict about every other member. The sidecar is written beside the staged requests on shared
+storage, and at publish time each request's metadata is joined back onto its result line
+(``"metadata": ...`` beside ``custom_id`` and ``result``). Follow-up and replacement batches
+keep it: they resend the same custom_ids, and the join is by custom_id. Not to be confused
+with ``params.metadata`` (the API's own ``{"user_id": ...}``), which is sent as it is.
+
+``sidecar.jsonl`` lines: ``{"id": custom_id, "metadata": ...}``, and for a model-matrix job
+whose custom_ids had to be shortened (``_matrix``), ``{"key": request key, "custom_id":
+original}``. At publish time it is loaded into a :class:`~._index.DiskIndex`, so memory does
+not grow with the number of requests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import IO
+
+import msgspec
+
+from airflow_batches.jobs._index import DiskIndex
+from airflow_batches.jobs._store import StoragePath
+
+__all__ = ["SIDECAR_FILE", "Sidecar", "load_sidecar", "original_key"]
+
+SIDECAR_FILE = "sidecar.jsonl"
+_ORIGINAL = "\x01"
+
+
+class _Entry(msgspec.Struct, omit_defaults=True):
+    id: str | None = None
+    metadata: msgspec.Raw = msgspec.Raw(b"")
+    key: str | None = None
+    custom_id: str | None = None
+
+
+_decode_entry = msgspec.json.Decoder(_Entry).decode
+_encode_entry = msgspec.json.Encoder().encode
+
+
+def original_key(key: str) -> str:
+    """Where the index keeps the original custom_id of a shortened request key."""
+    return _ORIGINAL + key
+
+
+class Sidecar:
+    """Writes the sidecar while pre-flight reads the input (see the module docstring).
+
+    ``attach`` gives it how to open its stream (the staging step's temporary file), opened at
+    the first entry; ``detach`` closes it. Entries given while detached are dropped.
+    """
+
+    name = SIDECAR_FILE
+
+    def __init__(self) -> None:
+        self._opener: Callable[[], IO[bytes]] | None = None
+        self._stream: IO[bytes] | None = None
+        self.count = 0
+        self.with_metadata = 0
+
+    def attach(self, opener: Callable[[], IO[bytes]]) -> None:
+        """Write through ``opener``'s stream from now on, counting afresh."""
+        self._opener, self._stream = opener, None
+        self.count = self.with_metadata = 0
+
+    def detach(self) -> bool:
+        """Close the stream if one was opened; whether anything was written."""
+        stream, self._stream, self._opener = self._stream, None, None
+        if stream is None:
+            return False
+        stream.close()
+        return True
+
+    def _write(self, entry: _Entry) -> None:
+        if self._stream is None:
+            if self._opener is None:
+                return
+            self._stream = self._opener()
+        self._stream.write(_encode_entry(entry) + b"\n")
+        self.count += 1
+
+    def metadata(self, custom_id: str, metadata: bytes) -> None:
+        """The metadata of a request that passed pre-flight (a ``RequestValidator`` sink)."""
+        if self._opener is not None:
+            self._write(_Entry(id=custom_id, metadata=msgspec.Raw(metadata)))
+            self.with_metadata += 1
+
+    def original(self, key: str, custom_id: str) -> None:
+        """The custom_id a matrix job shortened to ``key``."""
+        self._write(_Entry(key=key, custom_id=custom_id))
+
+
+def load_sidecar(path: StoragePath, index: DiskIndex) -> int:
+    """Stream the sidecar at ``path`` into ``index``: custom_id -> metadata JSON, and
+    :func:`original_key` (key) -> original custom_id. The first entry of a custom_id wins (a
+    later one is a duplicate pre-flight refused)."""
+    count = 0
+    with path.open("rb") as stream:
+        for line in stream:
+            if not line.strip():
+                continue
+            entry = _decode_entry(line)
+            if entry.id is not None:
+                index.put(entry.id, bytes(entry.metadata))
+            if entry.key is not None and entry.custom_id is not None:
+                index.put(original_key(entry.key), entry.custom_id.encode())
+            count += 1
+    return count

@@ -1,0 +1,60 @@
+"""What a submission adds for evaluations: the model matrix and the cross-run cache, from the
+operator's parameters (``SubmitBatchOperator(models=..., cache_path=...)``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from airflow_batches.hooks.batches import MessageBatchesHook
+from airflow_batches.jobs._cache import CacheStep, CrossRunCache
+from airflow_batches.jobs._estimate import CostEstimator
+from airflow_batches.jobs._matrix import ModelMatrix
+from airflow_batches.jobs._prepare import Limits, RequestValidator
+from airflow_batches.operators._common import parse_text, storage_path
+
+
+def model_matrix(models: Sequence[str | Mapping[str, Any]] | str | None) -> ModelMatrix | None:
+    """The matrix of ``models`` (a list, or the text a template rendered it to), or None."""
+    if not models:
+        return None
+    if isinstance(models, str):
+        models = parse_text(models) if models.lstrip().startswith("[") else [models]
+    return ModelMatrix.of(list(models))
+
+
+def cache_step(
+    cache_path: Any,
+    conn_id: str | None,
+    *,
+    root: Any,
+    hook: MessageBatchesHook,
+    limits: Limits,
+    estimator: CostEstimator,
+    matrix: ModelMatrix | None,
+) -> CacheStep | None:
+    """The cross-run cache's step of the submission, or None without a ``cache_path``.
+
+    The requests it cannot answer are validated again as they are staged for sending, by a
+    validator that feeds the cost estimate: the estimate and the spend guard see only what is
+    sent.
+    """
+    if not cache_path:
+        return None
+    if root is None:
+        raise ValueError(
+            "cache_path needs a shared staging_path (or [airflow_batches] staging_path): the "
+            "fetch reads the cached results from the job's staged folder"
+        )
+    path = storage_path(cache_path, conn_id)
+    assert path is not None
+    cache = CrossRunCache(
+        path,
+        anthropic_version=hook.anthropic_version,
+        betas=hook.config.betas,
+        conn_id=conn_id,
+    )
+    sender = RequestValidator(
+        anthropic_version=hook.anthropic_version, limits=limits, observers=[estimator]
+    )
+    return CacheStep(cache, sender, matrix.part_of if matrix is not None else None)

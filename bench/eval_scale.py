@@ -1,0 +1,322 @@
+"""A nightly eval at scale: N requests x 3 models, twice, with peak memory per phase.
+
+    .venv/bin/python bench/eval_scale.py                       # 10,000 and 100,000 requests
+    .venv/bin/python bench/eval_scale.py --requests 100000     # one size
+
+Night 1: ``submit`` (the model matrix and the metadata sidecar staged from a JSONL file, the
+cross-run cache looked up, every batch created), the batches processed by the emulator (its
+eval responder), ``fetch`` (every line checked, joined with its metadata and model, published,
+and stored in the cache), ``evaluate`` (every line scored, ``scores.jsonl``, the summary and
+the report). Night 2, unchanged: ``submit`` answers everything from the cache (the emulator's
+create calls are counted: none), ``fetch`` publishes the cached lines, ``evaluate`` compares
+every request with night 1 (the baseline's scores in a disk index).
+
+Each phase runs in a process of its own, so its peak RSS is its own; the emulator runs in
+another. What may grow with N is pre-flight's per-custom_id set (``jobs/_prepare``); the
+joins (metadata, cache, baseline) are indexes on disk and add nothing per request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+MODELS = ["claude-haiku-4-5", "claude-sonnet-4-5", "claude-opus-4-5"]
+ERROR_RATES = {"claude-haiku-4-5": 0.2, "claude-sonnet-4-5": 0.05, "claude-opus-4-5": 0.0}
+VERSION = "2023-06-01"
+
+
+class Log:
+    def info(self, message: str, *args: Any) -> None:
+        print("   ", message % args if args else message, file=sys.stderr, flush=True)
+
+    warning = error = info
+
+
+def peak_mib() -> float:
+    """This process's peak RSS. ``VmHWM`` belongs to the process image (``ru_maxrss`` would
+    carry over the parent's peak through fork and exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# -- phases (each in its own process) -------------------------------------------------------
+
+
+def phase_submit(work: Path, base_url: str, night: int) -> dict[str, Any]:
+    from airflow_batches.api import Client
+    from airflow_batches.jobs._cache import CacheStep, CrossRunCache
+    from airflow_batches.jobs._ledger import JobDescriptor
+    from airflow_batches.jobs._matrix import ModelMatrix, envelope_segments
+    from airflow_batches.jobs._metadata import Sidecar
+    from airflow_batches.jobs._prepare import RequestValidator, records_from_jsonl
+    from airflow_batches.jobs._staging import (
+        MemoryLedger,
+        Segments,
+        batch_infos,
+        descriptor_from_ledger,
+        job_key,
+        new_ledger,
+        utcnow,
+    )
+    from airflow_batches.jobs._store import JobStore
+    from airflow_batches.jobs._submit import submit_job
+
+    matrix = ModelMatrix.of(MODELS)
+    sidecar = Sidecar()
+    source = work / "eval.jsonl"
+    records = Segments(
+        envelope_segments(lambda: records_from_jsonl(source.open("rb")), sidecar, matrix)
+    )
+    validator = RequestValidator(
+        anthropic_version=VERSION, defaults={"max_tokens": 64}, metadata=sidecar.metadata
+    )
+    cache = CrossRunCache(work / "cache", anthropic_version=VERSION)
+    step = CacheStep(cache, RequestValidator(anthropic_version=VERSION), matrix.part_of)
+    client = Client(api_key="emulator-key", base_url=base_url, timeout=600)
+    t0 = time.perf_counter()
+    done = submit_job(
+        records,
+        validator,
+        root=JobStore(work / f"staging-{night}"),
+        client=client,
+        backend_for=lambda prepared, store: MemoryLedger(),
+        sidecar=sidecar,
+        cache=step,
+        logger=Log(),
+    )
+    elapsed = time.perf_counter() - t0
+    staged = done.staged
+    assert staged is not None and staged.cache is not None
+    ledger = done.ledger or new_ledger(done.prepared, anthropic_version=VERSION)
+    if done.ledger is None:
+        ledger.shards = []
+    job: JobDescriptor = descriptor_from_ledger(
+        ledger,
+        conn_id="bench",
+        job_dir=str(done.store.root),
+        job_dir_conn_id=None,
+        submitted_at=utcnow(),
+    )
+    job.job_id = job_key(done.prepared.fingerprint)
+    job.fingerprint = done.prepared.fingerprint
+    job.request_count = done.prepared.request_count
+    job.batches = batch_infos(ledger, staged.sent_file) if done.ledger else []
+    job.cache = staged.cache.model_dump(mode="json")
+    job.matrix = matrix.to_json()
+    job.sidecar_file = sidecar.name if sidecar.count else ""
+    (work / f"job-{night}.json").write_text(job.model_dump_json())
+    return {
+        "submit_s": round(elapsed, 1),
+        "submit_peak_mib": round(peak_mib(), 1),
+        "requests": done.prepared.request_count,
+        "batches": len(job.batches),
+        "cache_hits": staged.cache.hits,
+    }
+
+
+def phase_fetch(work: Path, base_url: str, night: int) -> dict[str, Any]:
+    from datetime import UTC, datetime
+
+    from airflow_batches.api import Client
+    from airflow_batches.api._pricing import load_price_table
+    from airflow_batches.jobs._cache import CrossRunCache
+    from airflow_batches.jobs._fetch import FetchState, FetchWorkflow, Published
+    from airflow_batches.jobs._ledger import JobDescriptor
+    from airflow_batches.jobs._store import JobStore
+
+    job = JobDescriptor.model_validate_json((work / f"job-{night}.json").read_text())
+    client = Client(api_key="emulator-key", base_url=base_url, timeout=600)
+    flow = FetchWorkflow(
+        job=job,
+        state=FetchState.start(job),
+        client=client,
+        prices=load_price_table(),
+        log=Log(),
+        staged=JobStore(Path(job.job_dir)),
+        cache=CrossRunCache(work / "cache", anthropic_version=VERSION),
+    )
+    destination = work / f"results-{night}"
+    t0 = time.perf_counter()
+    published = flow.publish(destination, datetime.now(UTC))
+    elapsed = time.perf_counter() - t0
+    assert isinstance(published, Published)
+    manifest = published.manifest.to_json()
+    return {
+        "fetch_s": round(elapsed, 1),
+        "fetch_peak_mib": round(peak_mib(), 1),
+        "lines": manifest["lines"],
+        "results_mb": round((destination / "results.jsonl").stat().st_size / 1e6, 1),
+        "stored_in_cache": (manifest.get("cache") or {}).get("stored"),
+    }
+
+
+def phase_evaluate(work: Path, base_url: str, night: int) -> dict[str, Any]:
+    from airflow_batches.api._pricing import load_price_table
+    from airflow_batches.evals import (
+        Baseline,
+        EvalSettings,
+        Thresholds,
+        by_category,
+        evaluate_job,
+        exact_match,
+        json_schema,
+        numeric,
+    )
+
+    folder = work / f"results-{night}"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    scorer = by_category(
+        {
+            "arithmetic": numeric(),
+            "lookup": exact_match(),
+            "extraction": json_schema(schema_key="schema"),
+        }
+    )
+    baseline = Baseline.load(work / f"results-{night - 1}") if night > 1 else None
+    t0 = time.perf_counter()
+    summary = evaluate_job(
+        manifest,
+        EvalSettings(scorer, load_price_table(), thresholds=Thresholds(max_regression=0.0)),
+        output=folder,
+        result_files=[folder / "results.jsonl"],
+        baseline=baseline,
+        run={"run_id": f"night-{night}"},
+    )
+    elapsed = time.perf_counter() - t0
+    return {
+        "evaluate_s": round(elapsed, 1),
+        "evaluate_peak_mib": round(peak_mib(), 1),
+        "pass_rates": {m: f["pass_rate"] for m, f in summary["models"].items()},
+        "compared": sum(f.get("compared", 0) for f in summary["models"].values()),
+        "regressions": (summary.get("regressions") or {}).get("count"),
+        "report_kb": round((folder / "report.html").stat().st_size / 1024, 1),
+    }
+
+
+PHASES = {"submit": phase_submit, "fetch": phase_fetch, "evaluate": phase_evaluate}
+
+
+# -- the driver -----------------------------------------------------------------------------
+
+
+def run_phase(name: str, work: Path, base_url: str, night: int) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, __file__, "--phase", name, str(work), base_url, str(night)],
+        check=True,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    figures: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return figures
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_ended(base_url: str, work: Path, night: int) -> float:
+    job = json.loads((work / f"job-{night}.json").read_text())
+    t0 = time.perf_counter()
+    for batch in job["batches"]:
+        while True:
+            info = httpx.get(f"{base_url}/_emulator/batches/{batch['id']}").json()
+            if info["status"] == "ended":
+                break
+            time.sleep(0.5)
+    return round(time.perf_counter() - t0, 1)
+
+
+def create_calls(base_url: str) -> int:
+    stats = httpx.get(f"{base_url}/_emulator/stats").json()
+    return sum(w["create_calls"] for w in stats["workspaces"].values())
+
+
+def one_size(n: int) -> dict[str, Any]:
+    from airflow_batches.emulator.evalset import eval_requests
+
+    work = Path(tempfile.mkdtemp(prefix="eval-bench-"))
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    options = json.dumps({"error_rates": ERROR_RATES})
+    server = subprocess.Popen(
+        [
+            sys.executable, "-m", "airflow_batches.emulator", "--port", str(port),
+            "--data-dir", str(work / "emulator"), "--workers", "4", "--log-level", "warning",
+            "--responder", "airflow_batches.emulator.evalset:eval_responder",
+            "--set", f"responder_options={options}",
+        ],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        for _ in range(100):
+            try:
+                httpx.get(f"{base_url}/_emulator/health")
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        with (work / "eval.jsonl").open("w") as out:
+            for request in eval_requests(n, seed=1):
+                out.write(json.dumps(request) + "\n")
+        figures: dict[str, Any] = {"requests": n, "models": len(MODELS)}
+        for night in (1, 2):
+            before = create_calls(base_url)
+            submit = run_phase("submit", work, base_url, night)
+            figures[f"night{night}_create_calls"] = create_calls(base_url) - before
+            figures[f"night{night}_processing_s"] = wait_ended(base_url, work, night)
+            for name, result in (
+                ("submit", submit),
+                ("fetch", run_phase("fetch", work, base_url, night)),
+                ("evaluate", run_phase("evaluate", work, base_url, night)),
+            ):
+                figures.update({f"night{night}_{k}": v for k, v in result.items()})
+                print(f"  night {night} {name}: {result}", flush=True)
+        return figures
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main() -> int:
+    if len(sys.argv) > 1 and sys.argv[1] == "--phase":
+        name, work, base_url, night = sys.argv[2:6]
+        print(json.dumps(PHASES[name](Path(work), base_url, int(night))))
+        return 0
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--requests", type=int, action="append")
+    args = parser.parse_args()
+    sizes = args.requests or [10_000, 100_000]
+    rows = []
+    for n in sizes:
+        print(f"{n:,} requests x {len(MODELS)} models", flush=True)
+        rows.append(one_size(n))
+    keys = ["submit_peak_mib", "fetch_peak_mib", "evaluate_peak_mib"]
+    print("\npeak RSS (MiB) per phase       " + "".join(f"{n['requests']:>12,}" for n in rows))
+    for night in (1, 2):
+        for key in keys:
+            label = f"night {night} {key.removesuffix('_peak_mib')}"
+            print(f"  {label:<29}" + "".join(f"{r[f'night{night}_{key}']:>12}" for r in rows))
+        label = f"night {night} create calls"
+        print(f"  {label:<29}" + "".join(f"{r[f'night{night}_create_calls']:>12}" for r in rows))
+    print(json.dumps(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
