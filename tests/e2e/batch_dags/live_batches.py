@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from airflow.sdk import DAG
 
@@ -24,8 +24,16 @@ REQUESTS = [
 
 with DAG("live_batches", schedule=None, start_date=datetime(2026, 1, 1), catchup=False):
     submit = SubmitBatchOperator(task_id="submit", requests=REQUESTS)
+    # A retry, as docs/compatibility.md advises: on 3.1 Airflow itself can fail a deferred
+    # task whose trigger fires within seconds (apache/airflow#66374); the retry re-polls.
     wait = BatchSensor(
-        task_id="wait", job=submit.output, poke_interval=0.2, max_poke_interval=0.5, deferrable=True
+        task_id="wait",
+        job=submit.output,
+        poke_interval=0.2,
+        max_poke_interval=0.5,
+        deferrable=True,
+        retries=1,
+        retry_delay=timedelta(seconds=1),
     )
     fetch = FetchResultsOperator(
         task_id="fetch",
