@@ -180,17 +180,24 @@ def _load(value: Any) -> Any:
 
 
 @contextmanager
-def held_until(emulator: RunningEmulator, condition: Callable[[], bool]) -> Iterator[None]:
+def held_until(
+    emulator: RunningEmulator, condition: Callable[[], bool], *, timeout: float = 120
+) -> Iterator[None]:
     """Batches make no progress until ``condition()`` holds (a watcher thread checks it).
 
     Proves that a wait polled while work was left, however slow the machine or the Airflow
-    release is to start the waiting task.
+    release is to start the waiting task. A condition never met fails the test (the batches
+    are let go after ``timeout`` seconds, so the run still ends).
     """
     emulator.configure(paused=True)
+    met: list[bool] = []
 
     def watch() -> None:
         try:
-            emulator.wait_until(condition, timeout=600)
+            emulator.wait_until(condition, timeout=timeout)
+            met.append(True)
+        except TimeoutError:
+            met.append(False)
         finally:
             emulator.configure(paused=False)
 
@@ -200,6 +207,7 @@ def held_until(emulator: RunningEmulator, condition: Callable[[], bool]) -> Iter
         yield
     finally:
         watcher.join(timeout=5)
+    assert met == [True], f"the batches were held {timeout}s: the condition was never met"
 
 
 @pytest.fixture

@@ -10,9 +10,11 @@ def test_deferred_wait_logs_progress_until_ended(
     dag_runner: DagRunner, capfd: pytest.CaptureFixture[str]
 ) -> None:
     # The batches stay in progress until the trigger has polled them (the sensor's first
-    # poke makes two retrieve calls, the trigger's first poll two more): the sensor must defer.
+    # poke makes two retrieve calls, the trigger's first poll a list call, or retrieves when
+    # the list is not worth it): the sensor must defer.
     emulator = dag_runner.emulator
-    with held_until(emulator, lambda: emulator.admin.calls("retrieve") > 2):
+    admin = emulator.admin
+    with held_until(emulator, lambda: admin.calls("retrieve") + admin.calls("list") > 2):
         result = dag_runner.run(
             """
             submit = SubmitBatchOperator(task_id="submit", requests=REQS,
