@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import json
 import logging
 import os
 import random
@@ -22,57 +20,31 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO
 
 import msgspec
 
 from airflow_batches.api._rules import ModelRules
+from airflow_batches.emulator.answering import (
+    CANCELED,
+    EXPIRED,
+    SUCCEEDED,
+    BatchAnswers,
+)
 from airflow_batches.emulator.clock import Clock
 from airflow_batches.emulator.config import EmulatorConfig
 from airflow_batches.emulator.intake import RequestIndex
-from airflow_batches.emulator.responders import (
-    CacheLedger,
-    Responder,
-    ResponderContext,
-    load_responder,
-)
+from airflow_batches.emulator.responders import CacheLedger, Responder, load_responder
 from airflow_batches.emulator.store import BatchFiles, BatchRecord, Store, iter_lines_of
-from airflow_batches.emulator.validation import RequestError, validate_params
 
 log = logging.getLogger(__name__)
 
-SUCCEEDED, ERRORED, CANCELED, EXPIRED = 1, 2, 3, 4
 _JOURNAL = struct.Struct("<IB")
 _CHUNK = 256
 _CHECKPOINT_EVERY = 0.25
 _TICK = 0.05
 
 _encoder = msgspec.json.Encoder()
-_decoder = msgspec.json.Decoder()
-
-_ERROR_MESSAGES = {
-    "invalid_request_error": "Invalid request (injected by the emulator)",
-    "authentication_error": "Invalid authentication",
-    "billing_error": "Your credit balance is too low",
-    "permission_error": "Permission denied",
-    "not_found_error": "Not found",
-    "rate_limit_error": "Rate limited",
-    "timeout_error": "Request timed out",
-    "api_error": "Internal server error",
-    "overloaded_error": "Overloaded",
-}
-
-
-def stable_id(prefix: str, *parts: str, size: int = 12) -> str:
-    digest = hashlib.blake2b("\x00".join(parts).encode(), digest_size=size)
-    return prefix + digest.hexdigest()
-
-
-def _unit(*parts: str) -> float:
-    """A uniform number in [0, 1) fixed by ``parts``."""
-    digest = hashlib.blake2b("\x00".join(parts).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2**64
 
 
 class BatchWork:
@@ -103,84 +75,6 @@ class BatchWork:
             self.results.close()
             self.journal.close()
             os.close(self.body_fd)
-
-
-@dataclass(frozen=True)
-class _Job:
-    """What a worker thread needs to answer requests of one batch; no shared mutable state."""
-
-    record: BatchRecord
-    index: RequestIndex
-    body_fd: int
-    config: EmulatorConfig
-    responder: Responder
-    clock: Clock
-    cache: CacheLedger
-    rules: ModelRules | None = None
-    """The model-rules table for this batch's betas; None when the config switches it off."""
-
-    def run(self, indices: list[int]) -> list[tuple[int, int, bytes]]:
-        out = []
-        for idx in indices:
-            offset, length = self.index[idx]
-            raw = os.pread(self.body_fd, length, offset)
-            try:
-                item = _decoder.decode(raw)
-            except msgspec.DecodeError:
-                # msgspec refuses what the intake accepts only at the edges (huge integers).
-                item = json.loads(raw)
-            custom_id = item["custom_id"]
-            state, result = self.answer(custom_id, item["params"])
-            out.append((idx, state, _encoder.encode({"custom_id": custom_id, "result": result})))
-        return out
-
-    def answer(self, custom_id: str, params: Any) -> tuple[int, dict[str, Any]]:
-        rec, cfg = self.record, self.config
-        try:
-            problem = validate_params(
-                params,
-                api_version=rec.api_version,
-                betas=rec.betas,
-                user_profile_id=rec.user_profile_id,
-                models=cfg.models,
-                max_output_tokens=cfg.max_output_tokens,
-                rules=self.rules,
-            )
-            if problem is not None:
-                raise problem
-            for error_type, rate in sorted(cfg.result_errors.items()):
-                if rate and _unit(str(cfg.seed), rec.id, custom_id, error_type) < rate:
-                    raise RequestError(error_type, _ERROR_MESSAGES[error_type])
-            context = ResponderContext(
-                batch_id=rec.id,
-                custom_id=custom_id,
-                params=params,
-                workspace=rec.workspace,
-                api_version=rec.api_version,
-                betas=tuple(rec.betas),
-                now=self.clock.now(),
-                message_id=stable_id("msg_", rec.id, custom_id),
-                cache=self.cache,
-                cache_min_tokens=cfg.cache_min_tokens,
-                options=cfg.responder_options,
-            )
-            message = self.responder(context)
-        except RequestError as exc:
-            return ERRORED, self.errored(custom_id, exc.error_type, exc.message)
-        except Exception:
-            log.exception("responder failed on %s/%s", rec.id, custom_id)
-            return ERRORED, self.errored(custom_id, "api_error", "Internal server error")
-        return SUCCEEDED, {"type": "succeeded", "message": message}
-
-    def errored(self, custom_id: str, error_type: str, message: str) -> dict[str, Any]:
-        return {
-            "type": "errored",
-            "error": {
-                "type": "error",
-                "error": {"type": error_type, "message": message},
-                "request_id": stable_id("req_", self.record.id, custom_id),
-            },
-        }
 
 
 class Engine:
@@ -347,7 +241,7 @@ class Engine:
             cfg = self._config()
             assert self._responder is not None
             assert self._executor is not None
-            job = _Job(
+            job = BatchAnswers(
                 work.record,
                 work.index,
                 work.body_fd,
