@@ -32,8 +32,8 @@ from typing import Any
 
 import httpx
 
-MODELS = ["claude-haiku-4-5", "claude-sonnet-4-5", "claude-opus-4-5"]
-ERROR_RATES = {"claude-haiku-4-5": 0.2, "claude-sonnet-4-5": 0.05, "claude-opus-4-5": 0.0}
+MODELS = ["claude-haiku-5-5", "claude-sonnet-5-5", "claude-opus-5-5"]
+ERROR_RATES = {"claude-haiku-5-5": 0.2, "claude-sonnet-5-5": 0.05, "claude-opus-5-5": 0.0}
 VERSION = "2023-06-01"
 
 

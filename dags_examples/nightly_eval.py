@@ -43,7 +43,7 @@ STAGING = os.environ.get("AIRFLOW_BATCHES_STAGING", "file:///tmp/airflow-batches
 # sets it; None sends every request every night.
 CACHE = os.environ.get("AIRFLOW_BATCHES_CACHE")
 
-MODELS = ["claude-haiku-4-5", "claude-sonnet-4-5", "claude-opus-4-5"]
+MODELS = ["claude-haiku-5-5", "claude-sonnet-5-5", "claude-opus-5-5"]
 
 # A long shared instruction marked for prompt caching: every request repeats it, so after the
 # first write most requests read it from the cache (at 10 % of the input price).

@@ -35,7 +35,7 @@ OUR_LOGGERS = (
     "pass rate",
     "Baseline",
 )
-ERROR_RATES = {"claude-haiku-4-5": 0.18, "claude-sonnet-4-5": 0.06, "claude-opus-4-5": 0.02}
+ERROR_RATES = {"claude-haiku-5-5": 0.18, "claude-sonnet-5-5": 0.06, "claude-opus-5-5": 0.02}
 
 
 def free_port() -> int:

@@ -18,7 +18,7 @@ from airflow_batches.emulator.testing import RunningEmulator
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "dags_examples"
-MODELS = ["claude-haiku-4-5", "claude-sonnet-4-5", "claude-opus-4-5"]
+MODELS = ["claude-haiku-5-5", "claude-sonnet-5-5", "claude-opus-5-5"]
 
 
 def test_nightly_eval_example_runs_twice_with_dags_test(
@@ -30,7 +30,7 @@ def test_nightly_eval_example_runs_twice_with_dags_test(
         result_errors={"overloaded_error": 0.1},
         seed=5,
         responder="airflow_batches.emulator.evalset:eval_responder",
-        responder_options={"error_rates": {"claude-haiku-4-5": 0.2, "claude-sonnet-4-5": 0.05}},
+        responder_options={"error_rates": {"claude-haiku-5-5": 0.2, "claude-sonnet-5-5": 0.05}},
     )
     home = tmp_path / "airflow"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
@@ -74,7 +74,7 @@ def test_nightly_eval_example_runs_twice_with_dags_test(
     assert manifest["cache_hit_rate"] > 0.5
     assert list(summary["models"]) == MODELS
     rates = {m: summary["models"][m]["pass_rate"] for m in MODELS}
-    assert rates["claude-opus-4-5"] == 1.0 and rates["claude-haiku-4-5"] < 1.0
+    assert rates["claude-opus-5-5"] == 1.0 and rates["claude-haiku-5-5"] < 1.0
     assert summary["baseline"] is None
     creates = emulator.admin.create_calls()
     assert creates == len(manifest["batch_ids"]) >= 3  # a batch per model, and follow-ups
