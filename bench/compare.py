@@ -43,6 +43,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from _inputs import write_requests, write_results  # noqa: E402  (bench/ is a folder of scripts, not a package)
+from _venv import BENCH_VENV, official_python  # noqa: E402
 
 API_KEY = "sink-key"
 
@@ -57,6 +58,8 @@ class Context:
     args: argparse.Namespace
     files: dict[str, Path] = field(default_factory=dict)
     facts: dict[str, Any] = field(default_factory=dict)
+    sdk_python: Path = Path(sys.executable)
+    """The interpreter of the SDK's contenders: the bench venv's (``--sdk-python``)."""
 
 
 Command = Callable[[Context], list[str]]
@@ -79,8 +82,9 @@ class Case:
 
 def child(mode: str) -> Command:
     def command(ctx: Context) -> list[str]:
+        python = ctx.sdk_python if mode.endswith("-sdk") else Path(sys.executable)
         return [
-            sys.executable,
+            str(python),
             str(Path(__file__).resolve()),
             "--child",
             mode,
@@ -439,6 +443,13 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--work", type=Path, help="a folder for the inputs (default: a temp one)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--sdk-python",
+        choices=("bench", "self"),
+        default="bench",
+        help="run the official SDK from the bench's own virtualenv (.bench-venv, made on first "
+        "use; the default) or from this interpreter (`self`: the SDK the tests pin)",
+    )
     parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
     parser.add_argument("--base-url", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -450,6 +461,13 @@ def main() -> int:
     print(f"machine: {machine()}")
     work = Path(tempfile.mkdtemp(prefix="bench-compare-", dir=args.work))
     ctx = Context(work=work, base_url="", args=args)
+    if args.sdk_python == "bench":
+        python, why = official_python()
+        if python is None:
+            print(f"(the SDK runs from this interpreter: {why})")
+        else:
+            ctx.sdk_python = python
+            print(f"the official SDK runs from {BENCH_VENV} ({why})")
     cases = [CASES[name.strip()] for name in args.cases.split(",")]
     for case in cases:
         case.build(ctx)

@@ -36,8 +36,9 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-BENCH_VENV = ROOT / ".bench-venv"
-OFFICIAL = ["apache-airflow==3.3.2", "apache-airflow-providers-anthropic==1.2.0"]
+sys.path.insert(0, str(HERE))
+from _venv import official_python  # noqa: E402  (bench/ is a folder of scripts, not a package)
+
 DEFAULT_CASES = "startup,shared:1000,shared:10000,shared:10000@10,retrieve:1000,official:1000"
 TICK = 0.01
 
@@ -242,24 +243,6 @@ def loadavg() -> str:
         return " ".join(Path("/proc/loadavg").read_text().split()[:3])
     except OSError:
         return "?"
-
-
-def official_python() -> tuple[Path | None, str]:
-    """The bench venv's python with the official provider, made on first use."""
-    python = BENCH_VENV / "bin" / "python"
-    stamp = BENCH_VENV / ".triggers-bench"
-    if stamp.exists() and stamp.read_text() == " ".join(OFFICIAL):
-        return python, "ready"
-    print(f"(installing {' '.join(OFFICIAL)} into {BENCH_VENV} ...)", flush=True)
-    try:
-        if not python.exists():
-            subprocess.run([sys.executable, "-m", "venv", str(BENCH_VENV)], check=True)
-        pip = [str(python), "-m", "pip", "install", "--quiet"]
-        subprocess.run([*pip, "-c", str(ROOT / "constraints.txt"), *OFFICIAL], check=True)
-    except subprocess.CalledProcessError as exc:
-        return None, f"could not install the official provider: {exc}"
-    stamp.write_text(" ".join(OFFICIAL))
-    return python, "installed"
 
 
 class FakeServer:

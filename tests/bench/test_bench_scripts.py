@@ -32,6 +32,8 @@ def test_compare_runs_every_contender_against_the_sink(tmp_path: Path) -> None:
         "20",
         "--rounds",
         "2",
+        "--sdk-python",
+        "self",
         "--work",
         str(tmp_path),
         "--json",
@@ -54,6 +56,7 @@ def test_compare_fetch_case_runs_every_contender(tmp_path: Path) -> None:
     out = run(
         "compare.py",
         *("--cases", "P2", "--requests", "30", "--result-bytes", "50", "--rounds", "1"),
+        *("--sdk-python", "self"),
         *("--work", str(tmp_path), "--json", str(figures)),
     )
     assert "P2 fetch to a file" in out
