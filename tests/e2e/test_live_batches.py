@@ -13,7 +13,7 @@ import pytest
 
 from airflow_batches.emulator.config import EmulatorConfig
 from airflow_batches.emulator.testing import RunningEmulator, serve_emulator
-from tests.airflow_release import HAS_TRIGGER_ON_KILL
+from tests.airflow_release import HAS_STATE_AUDIT_LOG, HAS_TRIGGER_ON_KILL
 from tests.e2e.live import LiveAirflow
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -62,8 +62,17 @@ def test_sensor_defers_to_a_real_triggerer_and_the_job_completes(
     finally:
         live_emulator.configure(paused=False)
     assert stack.wait_for_run("live_batches", run_id, timeout=180) == "success"
-    stack.assert_deferred_to_triggerer("live_batches", run_id, "wait")
+    # Airflow's own race (docs/compatibility.md, apache/airflow#66374 and its open variants on
+    # 3.3): the scheduler can fail a try whose trigger fired before it handled the worker's
+    # report of the deferral ("state mismatch"). The sensor's retry then finds the batch ended.
+    # The try that deferred must still have run its trigger in the triggerer, to the end.
+    # (3.1 keeps no audit row of the mismatch: there a second try is the sign.)
+    first = stack.task_events("live_batches", run_id, "wait", try_number=1)
+    tries = stack.task_instance("live_batches", run_id, "wait")["try_number"]
+    raced = "state mismatch" in first or (not HAS_STATE_AUDIT_LOG and tries > 1)
+    stack.assert_deferred_to_triggerer("live_batches", run_id, "wait", resumed=not raced)
     trigger_log = stack.trigger_log("live_batches", run_id, "wait")
+    assert "Trigger fired event" in trigger_log and "'status': 'ended'" in trigger_log
     assert "batch(es) ended" in trigger_log
     assert "emulator-key" not in trigger_log
     lines = [p for p in results.rglob("results.jsonl")]
