@@ -19,13 +19,15 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import IO
 
 from airflow_batches.api import Client
 from airflow_batches.emulator.config import EmulatorConfig
 from airflow_batches.emulator.testing import serve_emulator
-from airflow_batches.jobs._fetch import Attempt, FileSinks, stream_final_lines
+from airflow_batches.jobs._fetch import Attempt
 from airflow_batches.jobs._ledger import BatchInfo
 from airflow_batches.jobs._prepare import Limits, RequestValidator, records_from_jsonl
+from airflow_batches.jobs._results import FileSinks, Reader, stream_final_lines
 from airflow_batches.jobs._store import JobStore
 from airflow_batches.jobs._submit import (
     REQUESTS_FILE,
@@ -74,6 +76,17 @@ def phase_submit(args: argparse.Namespace) -> dict[str, object]:
     }
 
 
+class _Log:
+    def warning(self, message: str, *args: object) -> None:
+        print(message % args if args else message, file=sys.stderr)
+
+    info = error = warning
+
+
+def _no_more_files(key: str) -> IO[bytes]:
+    raise AssertionError(f"one results file only, not {key}")
+
+
 def phase_fetch(args: argparse.Namespace) -> dict[str, object]:
     work = Path(args.work)
     batches = json.loads((work / "batches.json").read_text())
@@ -83,14 +96,16 @@ def phase_fetch(args: argparse.Namespace) -> dict[str, object]:
     )
     tally = ResultTally()
     t0 = time.perf_counter()
+    known = {b["id"]: client.retrieve(b["id"]) for b in batches}
     with (work / "results.jsonl").open("wb") as out:
-        sinks = FileSinks({"results": out}, split_by_type=False)
+        sinks = FileSinks({"results": out}, split_by_type=False, open_more=_no_more_files)
 
         def sink(record, line):  # type: ignore[no-untyped-def]
             tally.add(record)
             sinks(record, line)
 
-        stats = stream_final_lines(client, [attempt], sink)
+        stats = stream_final_lines(Reader(client, _Log()), [attempt], known, sink)
+        sinks.flush()
     elapsed = time.perf_counter() - t0
     size = (work / "results.jsonl").stat().st_size
     return {
@@ -98,7 +113,7 @@ def phase_fetch(args: argparse.Namespace) -> dict[str, object]:
         "fetch_mb": round(size / 1e6, 1),
         "fetch_mb_per_s": round(size / 1e6 / elapsed, 1),
         "fetch_peak_mib": round(peak_mib(), 1),
-        "lines": stats["lines"],
+        "lines": stats.lines,
         "cost_usd": round(tally.cost_usd, 4),
     }
 

@@ -154,6 +154,7 @@ class Publisher:
                 open_more=open_file,
             )
             tally, stats, join = self._read(sinks)
+            sinks.flush()
             if stats.lines != self.job.request_count:
                 if join is not None:
                     join.finish(ok=False)

@@ -324,7 +324,14 @@ class XComCollector:
 class FileSinks:
     """Writes lines to one results file, or one per result type, and with ``split_by_model``
     one per model of a matrix job (``results.<label>.jsonl``, or ``<type>.<label>.jsonl``);
-    ``open_more`` opens the file of a key first seen (``other``, a model)."""
+    ``open_more`` opens the file of a key first seen (``other``, a model).
+
+    Lines are gathered per file and written about a MiB at a time (two writes per line cost
+    more than the download); :meth:`flush` writes the rest and must come before the files
+    are closed.
+    """
+
+    chunk = 1 << 20
 
     def __init__(
         self,
@@ -338,6 +345,7 @@ class FileSinks:
         self.split_by_type = split_by_type
         self.split_by_model = split_by_model
         self.open_more = open_more
+        self._pending: dict[str, bytearray] = {}
 
     def __call__(self, record: ResultRecord | None, line: bytes, model: str | None = None) -> None:
         if not self.split_by_type:
@@ -346,11 +354,23 @@ class FileSinks:
             key = record.result_type if record is not None else OTHER
         if self.split_by_model and model is not None:
             key = f"{key}.{model}"
-        stream = self.streams.get(key)
-        if stream is None:
-            stream = self.streams[key] = self.open_more(key)
-        stream.write(line)
-        stream.write(b"\n")
+        pending = self._pending.get(key)
+        if pending is None:
+            if key not in self.streams:
+                self.streams[key] = self.open_more(key)
+            pending = self._pending[key] = bytearray()
+        pending += line
+        pending += b"\n"
+        if len(pending) >= self.chunk:
+            self.streams[key].write(pending)
+            pending.clear()
+
+    def flush(self) -> None:
+        """Write every line still gathered to its file."""
+        for key, pending in self._pending.items():
+            if pending:
+                self.streams[key].write(pending)
+                pending.clear()
 
 
 def file_name(key: str) -> str:
