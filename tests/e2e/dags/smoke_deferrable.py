@@ -27,11 +27,13 @@ with DAG(
     schedule=None,
     start_date=_START,
     catchup=False,
-    params={"wait_seconds": Param(2, type="integer", minimum=0)},
+    params={"wait_seconds": Param(10, type="integer", minimum=0)},
     tags=["e2e"],
 ):
     # The sensor always defers, even when the target time has already passed, so the run
-    # goes through the triggerer however slowly the stack picks it up.
+    # goes through the triggerer however slowly the stack picks it up. Ten seconds, so the
+    # trigger does not fire before the scheduler has handled the deferral's report (Airflow's
+    # own race otherwise fails the task: docs/compatibility.md).
     wait = DateTimeSensorAsync(
         task_id="wait",
         target_time=(
