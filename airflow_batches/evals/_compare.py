@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from airflow_batches.jobs._store import StoragePath, child
+from airflow_batches.jobs._store import StoragePath, child, fresh
 
 __all__ = ["SUMMARY_FILE", "Baseline", "Thresholds", "brief", "deltas", "history"]
 
@@ -57,14 +57,14 @@ class Baseline:
         """The summary at ``path`` (a ``summary.json``, or a folder holding one); None if
         there is none there."""
         target = path if path.name.endswith(".json") else child(path, SUMMARY_FILE)
-        if not target.exists():
+        if not fresh(target).exists():
             return None
         with target.open("rb") as stream:
             summary = json.loads(stream.read())
         if not isinstance(summary, dict) or "models" not in summary:
             raise ValueError(f"{target} is not an evaluation summary (no 'models')")
         scores = child(target.parent, SCORES_FILE)
-        return cls(summary, str(target), scores if scores.exists() else None)
+        return cls(summary, str(target), scores if fresh(scores).exists() else None)
 
     @property
     def run_id(self) -> str | None:

@@ -51,7 +51,7 @@ from airflow_batches.jobs._staging import (
     job_key,
     stage_requests,
 )
-from airflow_batches.jobs._store import JobStore, StoragePath, atomic_writer, child
+from airflow_batches.jobs._store import JobStore, StoragePath, atomic_writer, child, fresh
 
 if TYPE_CHECKING:
     from airflow_batches.jobs._cache_writer import CacheWriter
@@ -183,7 +183,7 @@ class CrossRunCache:
     def segments(self) -> list[str]:
         """Names of the complete segments, newest first."""
         try:
-            names = [p.name for p in self.folder.iterdir()]  # type: ignore[attr-defined]
+            names = [p.name for p in fresh(self.folder).iterdir()]  # type: ignore[attr-defined]
         except (FileNotFoundError, NotADirectoryError):
             return []
         complete = {n[: -len(".keys")] for n in names if n.endswith(".keys")}

@@ -47,7 +47,7 @@ from airflow_batches.jobs._staging import (
     select_range,
     select_requests,
 )
-from airflow_batches.jobs._store import JobStore, StoragePath
+from airflow_batches.jobs._store import JobStore, StoragePath, fresh
 from airflow_batches.jobs._submit import submit_job
 
 __all__ = [
@@ -251,7 +251,7 @@ class FetchWorkflow:
     ) -> list[BatchInfo]:
         assert self.staged is not None and self.ledger_for is not None
         source = self.staged.path(source_name)
-        if not source.exists():
+        if not fresh(source).exists():
             raise BatchesError(
                 f"the submitted requests are not at {source}: cannot resend them (is "
                 "staging_path shared storage that every worker can read?)"

@@ -38,7 +38,7 @@ from airflow_batches.jobs._results import (
     stream_final_lines,
 )
 from airflow_batches.jobs._scan import ResultRecord
-from airflow_batches.jobs._store import JobStore, StoragePath, atomic_writer, child
+from airflow_batches.jobs._store import JobStore, StoragePath, atomic_writer, child, fresh
 from airflow_batches.jobs._tally import ResultTally
 
 if TYPE_CHECKING:
@@ -195,7 +195,7 @@ class Publisher:
                 "overwrite=True to replace them, or choose another destination"
             )
         for name in self._names().values():
-            if child(destination, name).exists():
+            if fresh(child(destination, name)).exists():
                 raise BatchesError(
                     f"{child(destination, name)} exists and is not from this job; pass "
                     "overwrite=True to replace it, or choose another destination"

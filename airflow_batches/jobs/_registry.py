@@ -30,7 +30,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from airflow_batches.api import BatchesError, Client, MessageBatch
-from airflow_batches.jobs._store import JobStore, StoragePath, child
+from airflow_batches.jobs._store import JobStore, StoragePath, child, fresh
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +90,9 @@ class Intent(_Model):
     window: Window
     batch_id: str | None = None
     """Set when the call's shard got its batch (this call's, or another's)."""
+    answered: bool = False
+    """The call itself got its answer: ``batch_id`` is the batch it made. A call whose shard
+    got its batch otherwise (a later call, an adoption) may still have made an orphan."""
 
 
 class Claim(_Model):
@@ -129,19 +132,23 @@ class Registry:
             intent.model_dump(mode="json"), "intents", f"{intent.window.token}.json"
         )
 
-    def claim(self, claim: Claim, *, tokens: Iterable[str] = ()) -> None:
+    def claim(
+        self, claim: Claim, *, tokens: Iterable[str] = (), made_by: str | None = None
+    ) -> None:
         """Record that a shard owns ``claim.batch_id``, then close the shard's create calls
-        (``tokens``): its shard has its batch, whatever each of them made."""
+        (``tokens``): its shard has its batch, whatever each of them made. ``made_by`` is the
+        token of the call whose answer named the batch (None for an adoption)."""
         self.store.write_json(claim.model_dump(mode="json"), "claims", f"{claim.batch_id}.json")
         for token in tokens:
             intent = self.intent(token)
             if intent is not None and intent.batch_id is None:
                 intent.batch_id = claim.batch_id
+                intent.answered = token == made_by
                 self.open(intent)
 
     def note_orphans(self, batches: Iterable[MessageBatch], job_id: str) -> None:
         for batch in batches:
-            if self.store.path("orphans", f"{batch.id}.json").exists():
+            if fresh(self.store.path("orphans", f"{batch.id}.json")).exists():
                 continue
             orphan = Orphan(
                 batch_id=batch.id,
@@ -156,7 +163,7 @@ class Registry:
     def _entries(self, folder: str) -> Iterator[Any]:
         path = self.store.path(folder)
         try:
-            names = [p.name for p in path.iterdir()]  # type: ignore[attr-defined]
+            names = [p.name for p in fresh(path).iterdir()]  # type: ignore[attr-defined]
         except (FileNotFoundError, NotADirectoryError):
             return
         for name in sorted(names):
@@ -192,7 +199,7 @@ class Registry:
                 continue
             if intent.request_count != request_count or intent.window.rejected:
                 continue
-            if intent.batch_id is not None and intent.window.seen is None:
+            if intent.answered:
                 continue  # it got its answer: the batch it made is claimed
             if intent.window.contains(when):
                 out.append(intent)

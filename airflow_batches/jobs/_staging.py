@@ -21,7 +21,7 @@ import msgspec
 from airflow_batches.api import MessageBatch
 from airflow_batches.jobs._ledger import BatchInfo, JobDescriptor, Ledger, ShardRecord
 from airflow_batches.jobs._prepare import Limits, OnInvalid, Prepared, RequestValidator, prepare
-from airflow_batches.jobs._store import JobStore, atomic_writer, ensure_dir
+from airflow_batches.jobs._store import JobStore, atomic_writer, ensure_dir, fresh
 
 REQUESTS_FILE = "requests.jsonl"
 LEDGER_FILE = "ledger.json"
@@ -89,7 +89,7 @@ def stage_requests(
     job = root.sub(job_key(prepared.fingerprint))
     ensure_dir(job.root)
     final = job.path(REQUESTS_FILE)
-    if final.exists():
+    if fresh(final).exists():
         tmp.unlink(missing_ok=True)
     else:
         tmp.rename(final)

@@ -59,6 +59,23 @@ def is_local(path: StoragePath) -> bool:
     return protocol_of(path) in ("", "file", "local")
 
 
+def fresh(path: StoragePath) -> StoragePath:
+    """``path``, with what its filesystem cached of it and of its folders dropped.
+
+    fsspec's object stores (s3fs, gcsfs, adlfs) cache directory listings per process, with no
+    expiry by default, and answer ``exists`` and ``iterdir`` from them: an object another
+    process wrote after this one first listed the folder stays invisible. Call this before
+    looking at anything other processes write (the registry, the cross-run cache, staged
+    requests, a destination). A no-op on local paths.
+    """
+    fs = getattr(path, "fs", None)
+    invalidate = getattr(fs, "invalidate_cache", None)
+    if invalidate is not None:
+        with suppress(Exception):
+            invalidate(getattr(path, "path", None) or str(path))
+    return path
+
+
 def ensure_dir(path: StoragePath) -> None:
     # Object stores have no directories; creating one there is at best a no-op.
     if is_local(path):
@@ -152,7 +169,7 @@ class JobStore:
         return type(self)(self.path(*parts))
 
     def read_json(self, *parts: str) -> Any | None:
-        target = self.path(*parts)
+        target = fresh(self.path(*parts))
         if not target.exists():
             return None
         with target.open("rb") as stream:

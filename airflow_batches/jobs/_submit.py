@@ -157,6 +157,7 @@ class JobSubmitter:
                 )
                 continue
             if shard.intents or shard.windows:
+                self._close_dead_windows(ledger, shard)
                 orphan = self.find_orphan(ledger, shard)
                 if orphan is not None:
                     self._record(ledger, shard, orphan, adopted=True)
@@ -205,6 +206,29 @@ class JobSubmitter:
                     window=window,
                 )
             )
+
+    def _close_dead_windows(self, ledger: Ledger, shard: ShardRecord) -> None:
+        """The calls an earlier try left open died with it: whatever they made exists by now.
+
+        Marking them seen bounds their windows (for this shard's search, and for other jobs,
+        to whom they stay rivals until then) instead of leaving them open for a whole call
+        timeout.
+        """
+        dead = [w for w in shard.windows if w.seen is None and not w.rejected]
+        if not dead:
+            return
+        clock = self.client.server_clock
+        if not clock.known:
+            self.client.list_page(limit=1)  # the server's time
+        now = clock.now()
+        for window in dead:
+            if not window.clocked:
+                moved = window.on_server_clock(clock.offset)
+                window.opened, window.until, window.clocked = moved.opened, moved.until, True
+            window.seen = min(now, window.until)
+        self.backend.save(ledger)
+        for window in dead:
+            self._tell(shard, window)
 
     def _failed(
         self, ledger: Ledger, shard: ShardRecord, window: Window, *, rejected: bool
@@ -298,7 +322,8 @@ class JobSubmitter:
         self.backend.save(ledger)
         if self.registry is not None:
             claim = Claim(batch_id=batch.id, job_id=self.job_id, shard=shard.index, adopted=adopted)
-            self.registry.claim(claim, tokens=[w.token for w in shard.windows])
+            made_by = None if adopted or not shard.windows else shard.windows[-1].token
+            self.registry.claim(claim, tokens=[w.token for w in shard.windows], made_by=made_by)
         if adopted:
             self.log.warning(
                 "Shard %d: adopted batch %s (created %s, %d requests): a create whose answer "

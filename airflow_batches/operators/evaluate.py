@@ -20,7 +20,7 @@ from airflow_batches.evals._compare import MANIFEST_NAME, Baseline, Metric, Thre
 from airflow_batches.evals._run import EvalSettings, evaluate_job
 from airflow_batches.evals._scorers import Scorer
 from airflow_batches.hooks.batches import MessageBatchesHook
-from airflow_batches.jobs._store import child
+from airflow_batches.jobs._store import child, fresh
 from airflow_batches.operators._common import conf_get, parse_text, price_table, storage_path
 from airflow_batches.operators._links import BatchesLink, EvalReportLink, batch_url
 
@@ -144,7 +144,7 @@ class EvaluateResultsOperator(BaseOperator):
             path = storage_path(value, conn)
             assert path is not None
             target = path if path.name.endswith(".json") else child(path, MANIFEST_NAME)
-            if not target.exists():
+            if not fresh(target).exists():
                 raise AirflowException(f"no manifest at {target}: is it a fetch's destination?")
             with target.open("rb") as stream:  # type: ignore[no-untyped-call]
                 value = parse_text(stream.read().decode())

@@ -65,6 +65,9 @@ class Figures:
     batches_named: int = 0
     duplicates: int = 0
     orphans: list[str] = field(default_factory=list)
+    """Batches no run names: each must be a possible orphan the registry recorded."""
+    recorded_orphans: list[str] = field(default_factory=list)
+    """The registry's possible orphans (candidates a retry could not adopt unambiguously)."""
     named_twice: list[str] = field(default_factory=list)
     adopted_across_runs: list[str] = field(default_factory=list)
     canceled_batches: list[str] = field(default_factory=list)
@@ -93,6 +96,10 @@ class Figures:
             f"batches created         : {self.batches_created} ({self.create_calls} create calls)"
             f" against {self.batches_named} named by the runs: duplicates {self.duplicates}"
             + (f" (never read: {self.orphans})" if self.orphans else ""),
+            f"possible orphans recorded: {len(self.recorded_orphans)}"
+            + (f" {self.recorded_orphans}" if self.recorded_orphans else "")
+            + "; extra batches paid: "
+            + str(len(self.orphans)),
             f"batches adopted across runs: {len(self.adopted_across_runs)}"
             + (f" {self.adopted_across_runs}" if self.adopted_across_runs else ""),
             f"batches named twice     : {len(self.named_twice)}"
@@ -360,6 +367,12 @@ class ScaleScenario:
         f.batches_named = len(named)
         f.named_twice = sorted(f"{b}: {w}" for b, w in named.items() if len(w) > 1)
         f.orphans = sorted(set(owner) - set(named))
+        listing = client.list_objects_v2(Bucket=self.stack.bucket, Prefix="staging/_registry/")
+        f.recorded_orphans = sorted(
+            item["Key"].rsplit("/", 1)[1].removesuffix(".json")
+            for item in listing.get("Contents", [])
+            if "/orphans/" in item["Key"]
+        )
         f.duplicates = f.batches_created - f.batches_named
         f.requests = self.runs * sum(self.sizes.values())
         f.lost = f.requests - f.own_lines

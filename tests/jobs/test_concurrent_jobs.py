@@ -201,3 +201,50 @@ def test_a_batch_claimed_while_the_search_runs_is_never_adopted(
     assert not mine.ledger.shards[0].adopted
     assert owner(emulator, mine.batch_id) == "a"
     assert owner(emulator, other.batch_id) == "b"
+
+
+class Died(BaseException):
+    """The worker process dying inside a create call: nothing after the call runs."""
+
+
+class DyingClient(Client):
+    """A client whose process dies when its create call fails (its answer lost)."""
+
+    def create_from_body(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().create_from_body(*args, **kwargs)
+        except APIConnectionError:
+            raise Died() from None
+
+
+def test_a_dead_call_stays_a_rival_after_its_shard_got_another_batch(
+    tmp_path: Path, emulator: RunningEmulator, client: Client, registry: Registry
+) -> None:
+    dying = DyingClient(
+        api_key=emulator.api_key, base_url=emulator.base_url, max_retries=0, sleep=lambda s: None
+    )
+    # Job a's worker dies inside a create the API never handled: a made nothing.
+    mine = Job("a", tmp_path, dying, registry)
+    emulator.configure(faults={"create": {"rate_drop": 1.0, "max_count": 1}})
+    with pytest.raises(Died):
+        mine.submit()
+    # Job b (the same size) dies inside a create that made batch B.
+    other = Job("b", tmp_path, dying, registry)
+    emulator.configure(faults={})
+    lose_next_create_answer(emulator)
+    with pytest.raises(Died):
+        other.submit()
+    [orphan_of_b] = [b["id"] for b in emulator.admin.batches()]
+    # b's retry cannot tell B from a call of a's that was open then: it pays for a new
+    # batch, and its shard has its batch. Its dead call may still have made B.
+    other.client = client
+    other.submit()
+    assert other.batch_id != orphan_of_b
+    # a's retry finds one unclaimed candidate of its size in its window, B: b's dead call is
+    # still a rival for it, so a must not take it.
+    mine.client = client
+    mine.submit()
+    assert mine.batch_id != orphan_of_b
+    assert owner(emulator, mine.batch_id) == "a"
+    assert owner(emulator, other.batch_id) == "b"
+    assert orphan_of_b in {o.batch_id for o in registry.orphans()}
