@@ -217,27 +217,28 @@ class JobSubmitter:
         dead = [w for w in shard.windows if w.seen is None and not w.rejected]
         if not dead:
             return
-        clock = self.client.server_clock
-        if not clock.known:
+        if not self.client.server_clock.known:
             self.client.list_page(limit=1)  # the server's time
-        now = clock.now()
+        now = self.client.server_clock.now()
         for window in dead:
-            if not window.clocked:
-                moved = window.on_server_clock(clock.offset)
-                window.opened, window.until, window.clocked = moved.opened, moved.until, True
+            self._onto_server_clock(window)
             window.seen = min(now, window.until)
         self.backend.save(ledger)
         for window in dead:
             self._tell(shard, window)
 
+    def _onto_server_clock(self, window: Window) -> None:
+        """Move a window opened before the server's time was known onto it, once it is."""
+        clock = self.client.server_clock
+        if not window.clocked and clock.known:
+            moved = window.on_server_clock(clock.offset)
+            window.opened, window.until, window.clocked = moved.opened, moved.until, True
+
     def _failed(
         self, ledger: Ledger, shard: ShardRecord, window: Window, *, rejected: bool
     ) -> None:
-        clock = self.client.server_clock
-        if not window.clocked and clock.known:  # the failure's answer told the server's time
-            moved = window.on_server_clock(clock.offset)
-            window.opened, window.until, window.clocked = moved.opened, moved.until, True
-        window.seen = clock.now()
+        self._onto_server_clock(window)  # the failure's answer may have told the server's time
+        window.seen = self.client.server_clock.now()
         window.rejected = rejected
         self.backend.save(ledger)
         self._tell(shard, window)
