@@ -51,22 +51,25 @@ class BatchWaiting:
     ) -> WaitEvent:
         """Wait for ``batch_ids`` to end, or defer and resume in ``method_name``."""
         core = WaitCore.of(batch_ids, settings)
-        with MessageBatchesHook(conn_id=conn_id).get_client(max_retries=0) as client:
-            first = step_in_worker(client, core, log=self.log, clock=self._clock)
-            if first.action == "sleep" and self.deferrable:
-                self.defer(
-                    trigger=self._trigger(conn_id, core),
-                    method_name=method_name,
-                    kwargs=dict(kwargs or {}),
-                    timeout=_defer_timeout(settings, self._clock()),
-                )
-            self._watching = (conn_id, core)
-            try:
+        # Watched from the first poll on: a kill during it cancels too (every batch is
+        # pending until an answer says otherwise).
+        self._watching = (conn_id, core)
+        try:
+            with MessageBatchesHook(conn_id=conn_id).get_client(max_retries=0) as client:
+                first = step_in_worker(client, core, log=self.log, clock=self._clock)
+                if first.action == "sleep" and self.deferrable:
+                    self._watching = None  # the trigger's on_kill takes over
+                    self.defer(
+                        trigger=self._trigger(conn_id, core),
+                        method_name=method_name,
+                        kwargs=dict(kwargs or {}),
+                        timeout=_defer_timeout(settings, self._clock()),
+                    )
                 return wait_in_worker(
                     client, core, log=self.log, clock=self._clock, sleep=self._sleep, first=first
                 )
-            finally:
-                self._watching = None
+        finally:
+            self._watching = None
 
     def _trigger(self, conn_id: str, core: WaitCore) -> BatchTrigger:
         s = core.settings

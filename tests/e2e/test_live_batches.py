@@ -106,10 +106,12 @@ def test_killing_the_sensor_waiting_in_a_worker_cancels_the_batch(
     """What users before Airflow 3.3 can do: deferrable=False, and the sensor's own on_kill
     cancels the batch when a user marks the task failed."""
     live_emulator.configure(paused=True)
+    # The emulator serves the whole module: count this sensor's own polls, not earlier tests'.
+    before = live_emulator.admin.calls("retrieve")
     try:
         run_id = stack.trigger("live_batches_kill_in_worker")
         stack.wait_for_task_state("live_batches_kill_in_worker", run_id, "wait", "running")
-        live_emulator.wait_until(lambda: live_emulator.admin.calls("retrieve") > 0, timeout=60)
+        live_emulator.wait_until(lambda: live_emulator.admin.calls("retrieve") > before, timeout=60)
         batch_id = live_emulator.admin.batches()[-1]["id"]
         stack.set_task_state("live_batches_kill_in_worker", run_id, "wait", "failed")
         live_emulator.wait_until(
