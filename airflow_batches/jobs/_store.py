@@ -62,8 +62,8 @@ def is_local(path: StoragePath) -> bool:
 def fresh(path: StoragePath) -> StoragePath:
     """``path``, with what its filesystem cached of it and of its folders dropped.
 
-    fsspec's object stores (s3fs, gcsfs, adlfs) cache directory listings per process, with no
-    expiry by default, and answer ``exists`` and ``iterdir`` from them: an object another
+    fsspec's object stores cache directory listings per process (s3fs, with no expiry by
+    default) and answer ``exists`` and ``iterdir`` from them: an object another
     process wrote after this one first listed the folder stays invisible. Call this before
     looking at anything other processes write (the registry, the cross-run cache, staged
     requests, a destination). A no-op on local paths.
