@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -36,7 +35,7 @@ from airflow_batches.jobs._prepare import (
     Shard,
     iter_shard_body,
 )
-from airflow_batches.jobs._registry import Claim, Intent, Registry, Window
+from airflow_batches.jobs._registry import Claim, Registry
 from airflow_batches.jobs._staging import (
     LEDGER_FILE,
     REJECTED_FILE,
@@ -51,10 +50,10 @@ from airflow_batches.jobs._staging import (
     job_key,
     new_ledger,
     stage_requests,
-    utcnow,
 )
 from airflow_batches.jobs._store import JobStore
 from airflow_batches.jobs._wait import is_transient
+from airflow_batches.jobs._windows import CreateWindows
 
 __all__ = [
     "LEDGER_FILE",
@@ -73,7 +72,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-MAX_INTENTS = 10
 
 
 def _asked(exc: Exception) -> dict[str, str] | None:
@@ -137,11 +135,7 @@ class JobSubmitter:
         self.job_id = job_id
         self.sleep = sleep
         self.log = logger or log
-        # The latest a create call can still make its batch: its whole timeout (a read
-        # timeout of None means no limit: then the API's own ten minutes).
-        timeout = client.settings.timeout
-        parts = [timeout.connect, timeout.write, timeout.read]
-        self.call_timeout = timedelta(seconds=sum(p if p else 600.0 for p in parts))
+        self.windows = CreateWindows(client, backend, registry=registry, job_id=job_id)
 
     def submit(self, ledger: Ledger) -> Ledger:
         """Bring every shard of ``ledger`` to a batch id, saving progress after each step."""
@@ -157,7 +151,7 @@ class JobSubmitter:
                 )
                 continue
             if shard.intents or shard.windows:
-                self._close_dead_windows(ledger, shard)
+                self.windows.close_dead(ledger, shard)
                 orphan = self.find_orphan(ledger, shard)
                 if orphan is not None:
                     self._record(ledger, shard, orphan, adopted=True)
@@ -178,71 +172,6 @@ class JobSubmitter:
                     )
         return ledger
 
-    def _open_window(self, ledger: Ledger, shard: ShardRecord) -> Window:
-        clock = self.client.server_clock
-        opened = clock.now()
-        window = Window(
-            token=uuid.uuid4().hex,
-            opened=opened,
-            until=opened + self.call_timeout,
-            clocked=clock.known,
-        )
-        shard.intents.append(utcnow())
-        if len(shard.intents) > MAX_INTENTS:  # only the first one is ever read back
-            del shard.intents[1:-1]
-        shard.windows = [w for w in shard.windows if not w.rejected][-MAX_INTENTS:]
-        shard.windows.append(window)
-        self.backend.save(ledger)
-        self._tell(shard, window)
-        return window
-
-    def _tell(self, shard: ShardRecord, window: Window) -> None:
-        if self.registry is not None:
-            self.registry.open(
-                Intent(
-                    job_id=self.job_id,
-                    shard=shard.index,
-                    request_count=shard.request_count,
-                    window=window,
-                )
-            )
-
-    def _close_dead_windows(self, ledger: Ledger, shard: ShardRecord) -> None:
-        """The calls an earlier try left open died with it: whatever they made exists by now.
-
-        Marking them seen bounds their windows (for this shard's search, and for other jobs,
-        to whom they stay rivals until then) instead of leaving them open for a whole call
-        timeout.
-        """
-        dead = [w for w in shard.windows if w.seen is None and not w.rejected]
-        if not dead:
-            return
-        if not self.client.server_clock.known:
-            self.client.list_page(limit=1)  # the server's time
-        now = self.client.server_clock.now()
-        for window in dead:
-            self._onto_server_clock(window)
-            window.seen = min(now, window.until)
-        self.backend.save(ledger)
-        for window in dead:
-            self._tell(shard, window)
-
-    def _onto_server_clock(self, window: Window) -> None:
-        """Move a window opened before the server's time was known onto it, once it is."""
-        clock = self.client.server_clock
-        if not window.clocked and clock.known:
-            moved = window.on_server_clock(clock.offset)
-            window.opened, window.until, window.clocked = moved.opened, moved.until, True
-
-    def _failed(
-        self, ledger: Ledger, shard: ShardRecord, window: Window, *, rejected: bool
-    ) -> None:
-        self._onto_server_clock(window)  # the failure's answer may have told the server's time
-        window.seen = self.client.server_clock.now()
-        window.rejected = rejected
-        self.backend.save(ledger)
-        self._tell(shard, window)
-
     def _create(self, ledger: Ledger, shard: ShardRecord, total: int) -> None:
         planned = Shard(shard.index, 0, shard.request_count, shard.offset, shard.length)
 
@@ -253,7 +182,7 @@ class JobSubmitter:
         limited = 0
         limited_for = 0.0
         while True:
-            window = self._open_window(ledger, shard)
+            window = self.windows.open(ledger, shard)
             self.log.info(
                 "Shard %d/%d: creating a batch of %d requests (%.1f MB)%s",
                 shard.index + 1,
@@ -272,7 +201,7 @@ class JobSubmitter:
             except RateLimitError as exc:
                 # Rejected, not created: a rate limit or a full queue. Wait for room within
                 # the budget without spending create attempts or searching for an orphan.
-                self._failed(ledger, shard, window, rejected=True)
+                self.windows.failed(ledger, shard, window, rejected=True)
                 if limited_for >= self.max_rate_limit_wait:
                     raise
                 wait = retry_delay(min(limited, 6), _asked(exc), self.retry_policy)
@@ -290,7 +219,7 @@ class JobSubmitter:
                 limited_for += wait
                 continue
             except (APIStatusError, APIConnectionError) as exc:
-                self._failed(ledger, shard, window, rejected=False)
+                self.windows.failed(ledger, shard, window, rejected=False)
                 retryable = is_transient(exc, now=0.0, not_found_grace_until=None)
                 if not retryable or attempt + 1 >= self.create_attempts:
                     raise
