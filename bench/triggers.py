@@ -337,8 +337,9 @@ def show(figures: dict[str, Any]) -> None:
             f"{case:>15}: import {ms['import_s']:.0f} ms (cpu {ms['import_cpu_s']:.0f} ms), "
             f"first client {ms['first_client_s']:.0f} ms of which the loop was blocked "
             f"{ms['first_client_loop_block_s']:.0f} ms, garbage collection of Airflow's heap "
-            f"{ms['gc_during_first_client_s']:.0f} ms in that time; submit/fetch/prepare/pricing no longer "
-            f"imported: {ms['no_longer_imported_s']:.0f} ms (medians of {figures['runs']})"
+            f"{ms['gc_during_first_client_s']:.0f} ms in that time; submit/fetch/prepare/pricing "
+            f"no longer imported: {ms['no_longer_imported_s']:.0f} ms (medians of "
+            f"{figures['runs']})"
         )
     else:
         print(
