@@ -24,7 +24,7 @@ import msgspec
 from airflow_batches.api import BatchesError, Client, MessageBatch
 from airflow_batches.api._models import ErrorType
 from airflow_batches.jobs._download import DownloadPolicy, read_batch_lines
-from airflow_batches.jobs._ids import IdsDigest
+from airflow_batches.jobs._ids import IdsDigest, SeenLines, id_hash
 from airflow_batches.jobs._ledger import BatchInfo
 from airflow_batches.jobs._scan import (
     MalformedResultLineError,
@@ -100,7 +100,7 @@ class Reader:
 
     def lines(self, info: BatchInfo, batch: MessageBatch) -> Iterator[Line]:
         """The checked lines of one batch; see the module docstring."""
-        seen: dict[str, int] = {}
+        seen = SeenLines(info.request_count)
         digest = IdsDigest()
         stats = self.stats
         for raw in read_batch_lines(self.client, batch, policy=self.policy, log=self.log):
@@ -119,8 +119,9 @@ class Reader:
                 custom_id = record.custom_id
             except UnknownResultTypeError as exc:
                 record, custom_id = None, exc.custom_id
-            previous = seen.get(custom_id)
-            if previous is not None:
+            value = id_hash(custom_id)
+            previous = seen.put(value, raw.key)
+            if previous:
                 if previous == raw.key:
                     stats.replayed += 1
                     self.log.warning(
@@ -135,8 +136,7 @@ class Reader:
                     f"batch {info.id} returned two different lines for custom_id "
                     f"{_cut(custom_id)!r} (the second at line {raw.number}); nothing was published"
                 )
-            seen[custom_id] = raw.key
-            digest.add(custom_id)
+            digest.add_hash(value)
             yield self._note(record, custom_id, info.id, raw.number, data), data
         self._check_batch(info, len(seen), digest)
 

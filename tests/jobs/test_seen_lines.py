@@ -1,0 +1,43 @@
+"""The compact custom_id table of a batch being read (``_ids.SeenLines``)."""
+
+from __future__ import annotations
+
+import random
+
+from airflow_batches.jobs._download import line_key
+from airflow_batches.jobs._ids import SeenLines, id_hash
+
+
+def test_first_lines_are_new_and_a_second_line_returns_the_first_ones_key() -> None:
+    seen = SeenLines(3)
+    first, other = line_key(b'{"custom_id":"a","x":1}'), line_key(b'{"custom_id":"a","x":2}')
+    assert seen.put(id_hash("a"), first) == 0
+    assert seen.put(id_hash("b"), line_key(b"b")) == 0
+    assert seen.put(id_hash("a"), other) == first  # the first line's key is kept
+    assert seen.put(id_hash("a"), first) == first
+    assert len(seen) == 2
+
+
+def test_many_more_ids_than_expected_grow_the_table_and_lose_none() -> None:
+    rng = random.Random(7)
+    ids = [f"req-{i}" for i in range(5_000)]
+    keys = {custom_id: rng.getrandbits(63) | 1 for custom_id in ids}
+    seen = SeenLines(10)  # sized for 10: it doubles many times
+    for custom_id in ids:
+        assert seen.put(id_hash(custom_id), keys[custom_id]) == 0
+    assert len(seen) == len(ids)
+    rng.shuffle(ids)
+    for custom_id in ids:
+        assert seen.put(id_hash(custom_id), 12345) == keys[custom_id]
+    assert len(seen) == len(ids)
+
+
+def test_hashes_that_share_their_low_bits_are_told_apart() -> None:
+    seen = SeenLines(4)  # 16 slots: these all start at slot 5
+    values = [5 + (n << 40) for n in range(1, 9)]
+    for n, value in enumerate(values, start=1):
+        assert seen.put(value, n) == 0
+    for n, value in enumerate(values, start=1):
+        assert seen.put(value, 99) == n
+    assert seen.put(0, 7) == 0  # a hash of 0 takes the slot of 1, not the free mark
+    assert seen.put(1, 8) == 7
