@@ -12,6 +12,7 @@ from typing import Any, Final
 from airflow_batches.api._models import RESULT_TYPES
 from airflow_batches.api._pricing import (
     US_INFERENCE_GEO,
+    ModelPrice,
     PriceTable,
     load_price_table,
     prompt_tokens_of,
@@ -136,10 +137,12 @@ class ResultTally:
     ``input_tokens`` already excludes cached ones). It is None when that denominator is 0.
     """
 
-    __slots__ = ("_counts", "_errors", "_prices", "_usage")
+    __slots__ = ("_counts", "_errors", "_price_of", "_prices", "_usage")
 
     def __init__(self, prices: PriceTable | None = None) -> None:
         self._prices = prices if prices is not None else load_price_table()
+        self._price_of: dict[str, ModelPrice | None] = {}
+        """The table's answer per model name seen (as many as ``_usage`` has models)."""
         self._counts: dict[str, int] = dict.fromkeys(RESULT_TYPES, 0)
         self._errors: dict[str, int] = {}
         self._usage: dict[_Key, ModelUsage] = {}
@@ -157,7 +160,10 @@ class ResultTally:
                 self._errors[error] = self._errors.get(error, 0) + 1
             return
         model = record.model or ""
-        price = self._prices.get(model)
+        try:
+            price = self._price_of[model]
+        except KeyError:
+            price = self._price_of[model] = self._prices.get(model)
         tier = 0
         if price is not None and price.tiers:
             written = record.cache_write_5m_tokens + record.cache_write_1h_tokens
