@@ -53,6 +53,7 @@ class GcPauses:
         import gc
 
         self.longest, self.total, self._start = 0.0, 0.0, 0.0
+        self.full = 0
         gc.callbacks.append(self)
 
     def __call__(self, phase: str, info: dict[str, Any]) -> None:
@@ -62,6 +63,7 @@ class GcPauses:
             pause = time.perf_counter() - self._start
             self.longest = max(self.longest, pause)
             self.total += pause
+            self.full += info["generation"] == 2
 
 
 class Ticker:
@@ -191,6 +193,8 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         "lag_p99_ms": 1000 * lags[min(len(lags) - 1, int(len(lags) * 0.99))] if lags else None,
         "lag_max_ms": 1000 * lags[-1] if lags else None,
         "gc_max_ms": 1000 * gc_pauses.longest,
+        "gc_full_collections": gc_pauses.full,
+        "gc_share": gc_pauses.total / elapsed,
         "rss_mib": rss / 2**20,
         "rss_before_triggers_mib": rss_before / 2**20,
         "server_calls": calls,
