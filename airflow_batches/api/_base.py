@@ -56,7 +56,7 @@ def paused_gc() -> Iterator[None]:
     finds them all alive and promotes them, and each promotion counts towards the next full
     pass over the whole process. On a triggerer that re-reads 10,000 batches a second this
     made a full pass (0.25 s) about every second; with the collector paused for the parse,
-    one every five seconds (docs/performance.md). Collections are only put off: the next
+    about one every four seconds (docs/performance.md). Collections are only put off: the next
     allocation after the parse runs what fell due. A collector someone else turned off stays
     off.
     """
