@@ -13,6 +13,7 @@ import pytest
 
 from airflow_batches.emulator.config import EmulatorConfig
 from airflow_batches.emulator.testing import RunningEmulator, serve_emulator
+from tests.airflow_release import HAS_STATE_AUDIT_LOG
 from tests.e2e.live import LiveAirflow
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -75,15 +76,29 @@ def test_waits_resume_on_a_restarted_triggerer_and_nothing_is_canceled(
 
     assert stack.wait_for_run(DAG_ID, run_id, timeout=240) == "success"
     for task_id in ("wait", "fetch"):
-        assert stack.task_events(DAG_ID, run_id, task_id) == [
-            "running",
-            "deferred",
-            "running",
-            "success",
-        ], task_id
+        assert_resumed_after_the_restart(stack, run_id, task_id)
     batches = live_emulator.admin.batches()
     assert len(batches) == 2  # the job's batch and the fetch's follow-up
     assert all(b["cancel_initiated_at"] is None for b in batches)
     manifest = json.loads((folders["results"] / "manifest.json").read_text())
     assert manifest["counts"]["succeeded"] == 8 == manifest["lines"]
     assert len(manifest["attempts"]) == 2
+
+
+def assert_resumed_after_the_restart(stack: LiveAirflow, run_id: str, task_id: str) -> None:
+    """The first try deferred and its trigger, started again by the new triggerer, fired.
+
+    Then the worker resumed it to success, unless Airflow's own race failed that try ("state
+    mismatch", docs/compatibility.md): the DAG's retry then finished the task. 3.1 writes no
+    audit row of the mismatch and logs the latest try's states only; a second try is the sign.
+    """
+    tries = stack.task_instance(DAG_ID, run_id, task_id)["try_number"]
+    log = stack.trigger_log(DAG_ID, run_id, task_id, 1)
+    assert log.count("starting") >= 2, (task_id, log)  # on each triggerer
+    assert "Trigger fired event" in log and "'status': 'ended'" in log, (task_id, log)
+    if tries == 1:
+        events = stack.task_events(DAG_ID, run_id, task_id)
+        assert events == ["running", "deferred", "running", "success"], (task_id, events)
+    elif HAS_STATE_AUDIT_LOG:
+        first = stack.task_events(DAG_ID, run_id, task_id, try_number=1)
+        assert first[:2] == ["running", "deferred"] and "state mismatch" in first, (task_id, first)
