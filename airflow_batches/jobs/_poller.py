@@ -349,9 +349,7 @@ class SharedPoller:
             if all(i in self._created and self._created[i] > oldest for i in missing):
                 return True  # paged past all of them: off the list (deleted?); retrieve them
             cursor = page.last_id
-            # Not held through the next call: its thousand batches would outlive two young
-            # collections and count towards the collector's next full pass.
-            del page
+            del page  # not held through the next call (see api._base.paused_gc)
         if missing and oldest is not None:
             self._reach = oldest
             self._unlisted.update(i for i in missing if i not in self._created)

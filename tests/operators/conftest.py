@@ -25,7 +25,8 @@ CONN_ID = "message_batches_default"
 
 @pytest.fixture(scope="session")
 def airflow_db() -> None:
-    """Migrate the session's SQLite metadata DB once (tests/conftest.py chose its home)."""
+    """Migrate the session's SQLite metadata DB once (tests/conftest.py chose its home), and
+    give ``dag.test()`` one in-process execution API for the session."""
     airflow = Path(sys.executable).with_name("airflow")
     subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True, env=os.environ)
     _one_in_process_api()
