@@ -106,8 +106,13 @@ class Verdict:
     messages: list[str]
 
 
-def judge(progress: JobProgress, policy: OutcomePolicy) -> Verdict:
-    """Success, skip (every request was canceled) or failure, with the reasons."""
+def judge(progress: JobProgress, policy: OutcomePolicy, *, answered: int = 0) -> Verdict:
+    """Success, skip (every request was canceled) or failure, with the reasons.
+
+    ``answered``: the job's requests the cross-run cache answered (its succeeded results of an
+    earlier run, never sent); they count as succeeded in the success ratio, which is the job's,
+    not only of what was sent.
+    """
     c = progress.counts
     total = progress.requests
     if total and c["canceled"] == total:
@@ -121,7 +126,7 @@ def judge(progress: JobProgress, policy: OutcomePolicy) -> Verdict:
     if c["canceled"]:
         warnings.append(f"{c['canceled']:,} of {total:,} requests were canceled")
     if policy.min_success_ratio is not None and total:
-        ratio = c["succeeded"] / total
+        ratio = (c["succeeded"] + answered) / (total + answered)
         if ratio < policy.min_success_ratio:
             failures.append(
                 f"success ratio {ratio:.2%} is below the minimum {policy.min_success_ratio:.2%}"

@@ -143,7 +143,9 @@ class BatchSensor(BatchWaiting, BaseSensorOperator):
             return {"batch_ids": [], "counts": {}, "requests": 0, "elapsed_seconds": 0.0}
         progress = JobProgress.of(event.batches)
         self.log.info("All batches ended: %s", progress.line(event.elapsed))
-        verdict = judge(progress, self.policy)
+        descriptor = coerce_job(self.job)
+        cache = descriptor.cache if descriptor is not None else None
+        verdict = judge(progress, self.policy, answered=int((cache or {}).get("hits", 0)))
         for message in verdict.messages:
             self.log.warning("%s", message)
         if verdict.action == "skip":

@@ -64,6 +64,18 @@ def test_outcome_policy(counts: dict[str, int], policy: OutcomePolicy, action: s
         assert verdict.messages
 
 
+def test_requests_answered_from_the_cache_count_as_succeeded_in_the_ratio() -> None:
+    # One request sent (the rest answered by the cross-run cache) and it errored: the job's
+    # success ratio is 99 of 100, not 0 of 1.
+    progress = JobProgress.of([batch(errored=1)])
+    policy = OutcomePolicy(min_success_ratio=0.5)
+    assert judge(progress, policy).action == "fail"
+    verdict = judge(progress, policy, answered=99)
+    assert verdict.action == "success"
+    assert verdict.messages == ["1 of 1 requests errored"]
+    assert judge(JobProgress.of([batch(errored=3)]), policy, answered=2).action == "fail"
+
+
 def test_policy_rejects_nonsense() -> None:
     with pytest.raises(ValueError, match="on_errored"):
         OutcomePolicy(on_errored="ignore")  # type: ignore[arg-type]
