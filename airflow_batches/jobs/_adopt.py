@@ -52,7 +52,7 @@ def find_orphan(
         return None
     claimed = {s.batch_id for s in ledger.shards if s.batch_id}
     if registry is not None:
-        claimed |= registry.claimed()
+        claimed |= registry.claimed(since=since)
     candidates: list[MessageBatch] = []
     for batch in client.list(limit=100):
         if batch.created_at < since:
@@ -75,7 +75,7 @@ def find_orphan(
         # Read the claims again: a rival whose call got its answer after the first read is
         # no longer a rival (its intent names its batch), and its batch is claimed by now
         # (the claim is written before the intent is).
-        claimed_now = registry.claimed()
+        claimed_now = registry.claimed(since=since)
         candidates = [b for b in candidates if b.id not in claimed_now]
         if not candidates:
             return None

@@ -6,11 +6,17 @@ request count. With several jobs in one workspace that match is ambiguous. The r
 the jobs apart. It lives on the shared staging storage (``<staging>/_registry/<scope>/``), one
 small object per fact, written once and never edited by two writers, so no locking is needed:
 
-* ``intents/<token>.json``: a create call about to be sent (job, shard, request count, the
-  server's time when it was sent, and when its failure was seen, if it was);
-* ``claims/<batch_id>.json``: a batch that a job's shard owns (created, or adopted);
-* ``orphans/<batch_id>.json``: a batch that may be an orphan (a lost create's batch that no one
-  could adopt unambiguously), with what is needed to settle it later.
+* ``intents/<day>/<token>.json``: a create call about to be sent (job, shard, request count,
+  the server's time when it was sent, and when its failure was seen, if it was);
+* ``claims/<day>/<batch_id>.json``: a batch that a job's shard owns (created, or adopted);
+* ``orphans/<day>/<batch_id>.json``: a batch that may be an orphan (a lost create's batch that
+  no one could adopt unambiguously), with what is needed to settle it later.
+
+``<day>`` is the UTC date (``YYYY-MM-DD``) of the call's opening (carried in its token) or of
+the batch's creation. Every question the registry answers is about a moment (was a batch
+created then claimed, was a call open then), so it reads only the days around that moment:
+a deployment's years of entries cost nothing on later runs. Entries written before the days
+were introduced sit directly in the kind's folder and are still read.
 
 A candidate batch is adopted only when exactly one unclaimed batch of the right size was
 created within the shard's own create windows and no other job's create call of the same size
@@ -23,8 +29,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
+import uuid
 from collections.abc import Iterable, Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -37,6 +45,43 @@ log = logging.getLogger(__name__)
 MARGIN = timedelta(seconds=3)
 """Slack around a create window: the ``Date`` header's second, and the time a request takes
 to reach the server."""
+LONGEST_WINDOW = timedelta(hours=12)
+"""The longest a create window may stay open (``_windows.call_timeout`` caps it): the days a
+question about one moment reads follow from it."""
+SKEW = timedelta(days=1)
+"""Slack between the day in a name and the time it stands for: a token's day is taken before
+the server's time may be known, on this machine's clock."""
+ORPHAN_HORIZON = timedelta(days=2)
+"""Possible orphans older than this are not settled: a batch expires 24 hours after it was
+created, so there is nothing left to cancel."""
+
+_TOKEN = re.compile(r"(\d{4})(\d{2})(\d{2})-[0-9a-f]{32}")
+
+
+def new_token(opened: datetime) -> str:
+    """A create call's token: the UTC day it was opened, then a random part."""
+    return f"{opened.astimezone(UTC):%Y%m%d}-{uuid.uuid4().hex}"
+
+
+def token_day(token: str) -> date | None:
+    """The day a token was made, or None for a token of the older form (a bare uuid)."""
+    match = _TOKEN.fullmatch(token)
+    if match is None:
+        return None
+    try:
+        return date(*(int(g) for g in match.groups()))
+    except ValueError:
+        return None
+
+
+def _day(when: datetime) -> date:
+    return when.astimezone(UTC).date() if when.tzinfo else when.date()
+
+
+def days_between(start: datetime, end: datetime) -> list[date]:
+    """Every UTC day from ``start``'s to ``end``'s, both included."""
+    first, last = _day(start), _day(end)
+    return [first + timedelta(days=n) for n in range((last - first).days + 1)]
 
 
 def scope_key(base_url: str, workspace_id: str | None) -> str:
@@ -100,6 +145,8 @@ class Claim(_Model):
     job_id: str
     shard: int
     adopted: bool = False
+    created_at: datetime | None = None
+    """The batch's creation time: the day it is filed under (None: filed with no day)."""
 
 
 class Orphan(_Model):
@@ -127,10 +174,20 @@ class Registry:
 
     # -- writing ---------------------------------------------------------------------------
 
+    def _where(self, kind: str, day: date | None, name: str) -> tuple[str, ...]:
+        return (kind, f"{name}.json") if day is None else (kind, day.isoformat(), f"{name}.json")
+
+    def _intent_at(self, token: str) -> tuple[str, ...]:
+        return self._where("intents", token_day(token), token)
+
+    def _claim_at(self, batch_id: str, created_at: datetime | None) -> tuple[str, ...]:
+        return self._where("claims", _day(created_at) if created_at else None, batch_id)
+
+    def _orphan_at(self, batch_id: str, created_at: datetime) -> tuple[str, ...]:
+        return self._where("orphans", _day(created_at), batch_id)
+
     def open(self, intent: Intent) -> None:
-        self.store.write_json(
-            intent.model_dump(mode="json"), "intents", f"{intent.window.token}.json"
-        )
+        self.store.write_json(intent.model_dump(mode="json"), *self._intent_at(intent.window.token))
 
     def claim(
         self, claim: Claim, *, tokens: Iterable[str] = (), made_by: str | None = None
@@ -138,7 +195,8 @@ class Registry:
         """Record that a shard owns ``claim.batch_id``, then close the shard's create calls
         (``tokens``): its shard has its batch, whatever each of them made. ``made_by`` is the
         token of the call whose answer named the batch (None for an adoption)."""
-        self.store.write_json(claim.model_dump(mode="json"), "claims", f"{claim.batch_id}.json")
+        where = self._claim_at(claim.batch_id, claim.created_at)
+        self.store.write_json(claim.model_dump(mode="json"), *where)
         for token in tokens:
             intent = self.intent(token)
             if intent is not None and intent.batch_id is None:
@@ -148,7 +206,8 @@ class Registry:
 
     def note_orphans(self, batches: Iterable[MessageBatch], job_id: str) -> None:
         for batch in batches:
-            if fresh(self.store.path("orphans", f"{batch.id}.json")).exists():
+            where = self._orphan_at(batch.id, batch.created_at)
+            if fresh(self.store.path(*where)).exists():
                 continue
             orphan = Orphan(
                 batch_id=batch.id,
@@ -156,45 +215,71 @@ class Registry:
                 request_count=batch.request_counts.total,
                 noted_by=job_id,
             )
-            self.store.write_json(orphan.model_dump(mode="json"), "orphans", f"{batch.id}.json")
+            self.store.write_json(orphan.model_dump(mode="json"), *where)
 
     # -- reading ---------------------------------------------------------------------------
 
-    def _entries(self, folder: str) -> Iterator[Any]:
-        path = self.store.path(folder)
+    def _names(self, *folder: str) -> list[str]:
         try:
-            names = [p.name for p in fresh(path).iterdir()]  # type: ignore[attr-defined]
+            return sorted(p.name for p in fresh(self.store.path(*folder)).iterdir())  # type: ignore[attr-defined]
         except (FileNotFoundError, NotADirectoryError):
-            return
-        for name in sorted(names):
-            if not name.endswith(".json"):
-                continue
-            try:
-                data = self.store.read_json(folder, name)
-            except (OSError, ValueError):
-                continue  # half-written by a writer that died: as if absent
-            if data is not None:
-                yield data
+            return []
+
+    def _entries(self, kind: str, days: Iterable[date] | None = None) -> Iterator[Any]:
+        """The entries of ``kind`` filed under ``days`` (None: every day) and under no day."""
+        names = self._names(kind)
+        if days is None:
+            folders = [n for n in names if _is_day(n)]
+        else:
+            folders = [d.isoformat() for d in days]
+        for folder in ["", *folders]:
+            parts = (kind, folder) if folder else (kind,)
+            for name in names if not folder else self._names(*parts):
+                if not name.endswith(".json"):
+                    continue
+                try:
+                    data = self.store.read_json(*parts, name)
+                except (OSError, ValueError):
+                    continue  # half-written by a writer that died: as if absent
+                if data is not None:
+                    yield data
 
     def intent(self, token: str) -> Intent | None:
-        data = self.store.read_json("intents", f"{token}.json")
+        data = self.store.read_json(*self._intent_at(token))
         return None if data is None else Intent.model_validate(data)
 
-    def intents(self) -> list[Intent]:
-        return [Intent.model_validate(d) for d in self._entries("intents")]
+    def intents(self, around: datetime | None = None) -> list[Intent]:
+        """Every create call, or (``around``) those whose window may hold that moment."""
+        days = None
+        if around is not None:
+            days = days_between(around - LONGEST_WINDOW - SKEW, around + SKEW)
+        return [Intent.model_validate(d) for d in self._entries("intents", days)]
 
-    def claimed(self) -> set[str]:
-        return {Claim.model_validate(d).batch_id for d in self._entries("claims")}
+    def claimed(self, since: datetime | None = None, until: datetime | None = None) -> set[str]:
+        """The claimed batches, or (``since``) those created from then to ``until`` (now)."""
+        days = None
+        if since is not None:
+            days = days_between(since, until or datetime.now(UTC) + SKEW)
+        return {Claim.model_validate(d).batch_id for d in self._entries("claims", days)}
 
-    def orphans(self) -> list[Orphan]:
-        return [Orphan.model_validate(d) for d in self._entries("orphans")]
+    def is_claimed(self, batch_id: str, created_at: datetime) -> bool:
+        for where in (self._claim_at(batch_id, created_at), self._claim_at(batch_id, None)):
+            if fresh(self.store.path(*where)).exists():
+                return True
+        return False
+
+    def orphans(self, since: datetime | None = None) -> list[Orphan]:
+        """The possible orphans, or (``since``) those created since then."""
+        days = None if since is None else days_between(since, datetime.now(UTC) + SKEW)
+        found = (Orphan.model_validate(d) for d in self._entries("orphans", days))
+        return list({o.batch_id: o for o in found}.values())  # filed under a day: the later
 
     # -- deciding --------------------------------------------------------------------------
 
     def rivals(self, job_id: str, shard: int, request_count: int, when: datetime) -> list[Intent]:
         """Other shards' create calls of this size that may have made a batch at ``when``."""
         out = []
-        for intent in self.intents():
+        for intent in self.intents(around=when):
             if (intent.job_id, intent.shard) == (job_id, shard):
                 continue
             if intent.request_count != request_count or intent.window.rejected:
@@ -214,18 +299,16 @@ class Registry:
         has moved on. This assumes this registry sees every job of the workspace.
         """
         canceled: list[str] = []
-        orphans = [o for o in self.orphans() if o.settled is None]
-        if not orphans:
-            return canceled
-        claimed = self.claimed()
-        intents = self.intents()
+        orphans = [o for o in self.orphans(since=now - ORPHAN_HORIZON) if o.settled is None]
         for orphan in orphans:
-            if orphan.batch_id in claimed:
+            if orphan.created_at < now - ORPHAN_HORIZON:
+                continue  # expired by now: nothing to cancel (an entry filed with no day)
+            if self.is_claimed(orphan.batch_id, orphan.created_at):
                 self._settle(orphan, "claimed")
                 continue
             makers = [
                 i
-                for i in intents
+                for i in self.intents(around=orphan.created_at)
                 if i.request_count == orphan.request_count
                 and not i.window.rejected
                 and i.window.contains(orphan.created_at)
@@ -246,4 +329,14 @@ class Registry:
 
     def _settle(self, orphan: Orphan, how: str) -> None:
         orphan.settled = how
-        self.store.write_json(orphan.model_dump(mode="json"), "orphans", f"{orphan.batch_id}.json")
+        self.store.write_json(
+            orphan.model_dump(mode="json"), *self._orphan_at(orphan.batch_id, orphan.created_at)
+        )
+
+
+def _is_day(name: str) -> bool:
+    try:
+        date.fromisoformat(name)
+    except ValueError:
+        return False
+    return len(name) == 10

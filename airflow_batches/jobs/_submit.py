@@ -251,7 +251,13 @@ class JobSubmitter:
         shard.adopted = adopted
         self.backend.save(ledger)
         if self.registry is not None:
-            claim = Claim(batch_id=batch.id, job_id=self.job_id, shard=shard.index, adopted=adopted)
+            claim = Claim(
+                batch_id=batch.id,
+                job_id=self.job_id,
+                shard=shard.index,
+                adopted=adopted,
+                created_at=batch.created_at,
+            )
             made_by = None if adopted or not shard.windows else shard.windows[-1].token
             self.registry.claim(claim, tokens=[w.token for w in shard.windows], made_by=made_by)
         if adopted:

@@ -9,12 +9,11 @@ other jobs see this job's open calls as rivals when they search for a batch of t
 
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
 
 from airflow_batches.api import Client
 from airflow_batches.jobs._ledger import Ledger, ShardRecord
-from airflow_batches.jobs._registry import Intent, Registry, Window
+from airflow_batches.jobs._registry import LONGEST_WINDOW, Intent, Registry, Window, new_token
 from airflow_batches.jobs._staging import LedgerBackend, utcnow
 
 __all__ = ["MAX_INTENTS", "CreateWindows", "call_timeout"]
@@ -25,10 +24,11 @@ MAX_INTENTS = 10
 
 def call_timeout(client: Client) -> timedelta:
     """The latest a create call can still make its batch: its whole timeout (a read timeout of
-    None means no limit: then the API's own ten minutes)."""
+    None means no limit: then the API's own ten minutes), at most the registry's longest
+    window."""
     timeout = client.settings.timeout
     parts = [timeout.connect, timeout.write, timeout.read]
-    return timedelta(seconds=sum(p if p else 600.0 for p in parts))
+    return min(timedelta(seconds=sum(p if p else 600.0 for p in parts)), LONGEST_WINDOW)
 
 
 class CreateWindows:
@@ -54,7 +54,7 @@ class CreateWindows:
         clock = self.client.server_clock
         opened = clock.now()
         window = Window(
-            token=uuid.uuid4().hex,
+            token=new_token(opened),
             opened=opened,
             until=opened + self.call_timeout,
             clocked=clock.known,

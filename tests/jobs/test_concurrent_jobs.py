@@ -186,8 +186,8 @@ def test_a_batch_claimed_while_the_search_runs_is_never_adopted(
     class Racing(Registry):
         raced = False
 
-        def claimed(self) -> set[str]:
-            snapshot = super().claimed()
+        def claimed(self, since: Any = None, until: Any = None) -> set[str]:
+            snapshot = super().claimed(since, until)
             if not Racing.raced:
                 Racing.raced = True
                 emulator.configure(faults={})

@@ -96,6 +96,31 @@ def test_intents_opened_and_rewritten_by_another_process_are_seen(s3: tuple[Any,
     assert rival.window.seen is not None
 
 
+def test_day_folders_written_by_another_process_are_seen(s3: tuple[Any, Any]) -> None:
+    # The layout of today's writers: each entry under its day (a prefix on S3).
+    client, root = s3
+    registry = Registry(root / "days")  # moto keeps the other tests' objects: a folder apart
+    created = datetime(2026, 12, 2, 4, 0, tzinfo=UTC)
+    registry.claim(Claim(batch_id="msgbatch_mine", job_id="r00", shard=0, created_at=created))
+    assert registry.claimed(since=created) == {"msgbatch_mine"}
+    assert registry.claimed() == {"msgbatch_mine"}
+    theirs = {"batch_id": "msgbatch_theirs", "job_id": "r01", "shard": 0}
+    put(client, "days/claims/2026-12-02/msgbatch_theirs.json", theirs)
+    later = {**theirs, "batch_id": "msgbatch_later"}
+    put(client, "days/claims/2026-12-03/msgbatch_later.json", later)
+    assert registry.claimed(since=created) == {"msgbatch_mine", "msgbatch_theirs", "msgbatch_later"}
+    assert registry.claimed(since=created, until=created) == {"msgbatch_mine", "msgbatch_theirs"}
+    assert len(registry.claimed()) == 3  # every day's folder, listed afresh
+    assert registry.is_claimed("msgbatch_theirs", created)
+
+    when = created + timedelta(seconds=1)
+    rival = intent("r01/inline")
+    rival.window.token = "20261202-" + "a" * 32
+    put(client, f"days/intents/2026-12-02/{rival.window.token}.json", rival.model_dump(mode="json"))
+    assert [i.job_id for i in registry.rivals("r00/inline", 0, 12, when)] == ["r01/inline"]
+    assert registry.intent(rival.window.token) == rival
+
+
 def test_a_job_store_reads_an_object_another_process_wrote_after_it_looked(
     s3: tuple[Any, Any],
 ) -> None:
