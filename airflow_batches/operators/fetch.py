@@ -12,6 +12,7 @@ from airflow_batches.api import BatchesError
 from airflow_batches.api._pricing import PriceTable
 from airflow_batches.hooks.batches import MessageBatchesHook
 from airflow_batches.jobs._cache import CacheInfo, CrossRunCache
+from airflow_batches.jobs._download import DownloadPolicy
 from airflow_batches.jobs._fetch import (
     RETRYABLE_ERROR_TYPES,
     FetchOptions,
@@ -76,6 +77,9 @@ class FetchResultsOperator(BatchWaiting, BaseOperator):
     :param max_attempts: attempts in all, the first submission included.
     :param retry_error_types: error types worth resending.
     :param retention_warning_days: warn when the results will be deleted within this many days.
+    :param download_tries: reads of one batch's results before the task fails; each read
+        after the first skips the lines already read (checked to be the same). Cuts within
+        a read are resumed by the client and do not count.
     :param asset: the Asset to emit; by default one for a destination that is not templated;
         False for none.
     :param cancel_on_kill: cancel the follow-up batches being waited for when the task is
@@ -105,6 +109,7 @@ class FetchResultsOperator(BatchWaiting, BaseOperator):
         max_poke_interval: float = 600.0,
         timeout: float | timedelta = timedelta(hours=26),
         retention_warning_days: float = 3.0,
+        download_tries: int = 4,
         asset: Asset | bool | None = None,
         cancel_on_kill: bool = True,
         **kwargs: Any,
@@ -118,6 +123,9 @@ class FetchResultsOperator(BatchWaiting, BaseOperator):
             raise ValueError("invalid_request_error results must be fixed, never resent")
         if max_attempts < 1:
             raise ValueError("max_attempts must be >= 1")
+        if download_tries < 1:
+            raise ValueError("download_tries must be >= 1")
+        self.download_tries = download_tries
         self.job = job
         self.destination = destination
         self.destination_conn_id = destination_conn_id
@@ -197,6 +205,7 @@ class FetchResultsOperator(BatchWaiting, BaseOperator):
             staged=JobStore(staged) if staged is not None else None,
             ledger_for=ledger_for,
             save_state=save,
+            download=DownloadPolicy(max_tries=self.download_tries),
             submitter={
                 "registry": Registry(registry) if registry is not None else None,
                 "job_id": f"{task_folder(context)}/{job.job_id}",

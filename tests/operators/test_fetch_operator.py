@@ -178,11 +178,17 @@ def test_not_ended_and_expired_results_give_clear_errors(
     assert "are gone" in capfd.readouterr().out
 
 
-def test_broken_download_publishes_nothing(dag_runner: DagRunner) -> None:
+def test_broken_download_publishes_nothing(
+    dag_runner: DagRunner, capfd: pytest.CaptureFixture[str]
+) -> None:
     dag_runner.emulator.configure(faults={"results": {"rate_drop": 1.0}})
-    result = dag_runner.run(pipeline("destination=RESULTS"), REQS=make_requests(3))
+    result = dag_runner.run(
+        pipeline("destination=RESULTS, download_tries=2"), REQS=make_requests(3)
+    )
     assert result.states["fetch"] == "failed"
     assert not dag_runner.results.exists() or list(dag_runner.results.iterdir()) == []
+    out = capfd.readouterr().out
+    assert "(try 2 of 2)" in out and "2 attempt(s) failed" in out
 
 
 def test_warns_when_results_are_about_to_be_deleted(
