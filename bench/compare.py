@@ -436,7 +436,9 @@ def run_case(case: Case, ctx: Context, sink: SinkProcess, rounds: int) -> dict[s
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", default="P1", help="comma-separated: " + ", ".join(CASES))
+    parser.add_argument(
+        "--cases", default=",".join(CASES), help="comma-separated: " + ", ".join(CASES)
+    )
     parser.add_argument("--requests", type=int, default=100_000)
     parser.add_argument("--prompt-bytes", type=int, default=1769, help="191 MB at 100,000")
     parser.add_argument("--result-bytes", type=int, default=2900, help="321 MB at 100,000")

@@ -41,6 +41,7 @@ def test_compare_runs_every_contender_against_the_sink(tmp_path: Path) -> None:
     )
     assert "P1 submit: 40 requests" in out
     data = json.loads(figures.read_text())
+    assert set(data["cases"]) == {"P1", "P2"}  # by default (and so in `make bench`), both
     contenders = data["cases"]["P1"]["contenders"]
     expected = {"ours", "sdk"} | ({"curl"} if shutil.which("curl") else set())
     assert set(contenders) == expected
