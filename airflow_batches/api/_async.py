@@ -22,6 +22,7 @@ from airflow_batches.api._base import (
 )
 from airflow_batches.api._errors import APIConnectionError
 from airflow_batches.api._lines import aiter_lines
+from airflow_batches.api._listing import ListedPage, decode_listed_page
 from airflow_batches.api._models import (
     BatchRequest,
     BatchResultLine,
@@ -145,6 +146,13 @@ class AsyncClient(_BaseClient):
         self, *, limit: int = 20, before_id: str | None = None, after_id: str | None = None
     ) -> MessageBatchPage:
         return await self._call(self._list_spec(ListParams(limit, before_id, after_id)))
+
+    async def list_page_listed(
+        self, *, limit: int = 20, before_id: str | None = None, after_id: str | None = None
+    ) -> ListedPage:
+        """``list_page`` read leanly: each batch parsed only when asked (``_listing``)."""
+        spec = self._list_spec(ListParams(limit, before_id, after_id))
+        return decode_listed_page(await self._send(spec))
 
     async def list(
         self, *, limit: int = 20, before_id: str | None = None, after_id: str | None = None

@@ -42,7 +42,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from airflow_batches.api import APIStatusError, AsyncClient, BatchesError, MessageBatch
+from msgspec import Raw
+
+from airflow_batches.api import (
+    APIStatusError,
+    AsyncClient,
+    BatchesError,
+    MessageBatch,
+    ResponseValidationError,
+)
+from airflow_batches.api._listing import ListedBatch
 from airflow_batches.api._retry import RETRYABLE_STATUSES
 from airflow_batches.jobs._wait import Answer, AsyncPoll
 
@@ -66,17 +75,19 @@ ClientFactory = Callable[[], Awaitable[AsyncClient]]
 
 class _Reading:
     """What was last read of one batch: ``at`` when the call was sent (the poller's clock), in
-    which ``round`` (of two readings, the later round's stands), and the ``answer``.
+    which ``round`` (of two readings, the later round's stands), the ``answer``, and the JSON
+    a list page gave for it (``raw``; None if a retrieve read it).
 
     Updated in place, and an unchanged batch keeps its object: with thousands of batches
     re-read every round, fresh objects outliving a round would fill the garbage collector's
-    old generation and lengthen its full passes.
+    old generation and lengthen its full passes. A listed batch whose JSON is the same as last
+    time is not parsed again (``api._listing``).
     """
 
-    __slots__ = ("answer", "at", "round")
+    __slots__ = ("answer", "at", "raw", "round")
 
-    def __init__(self, at: float, round: int, answer: Answer) -> None:
-        self.at, self.round, self.answer = at, round, answer
+    def __init__(self, at: float, round: int, answer: Answer, raw: Raw | None = None) -> None:
+        self.at, self.round, self.answer, self.raw = at, round, answer, raw
 
 
 class _Waiter:
@@ -286,20 +297,39 @@ class SharedPoller:
         unread = [i for i in wanted if (r := self._known.get(i)) is None or r.round != number]
         await self._retrieve(unread, number)
 
-    def _note(self, batch_id: str, at: float, number: int, answer: Answer) -> None:
+    def _note(
+        self, batch_id: str, at: float, number: int, answer: Answer, raw: Raw | None = None
+    ) -> None:
         if batch_id not in self._subscribers:
             return
         known = self._known.get(batch_id)
         if known is None:
-            self._known[batch_id] = _Reading(at, number, answer)
+            self._known[batch_id] = _Reading(at, number, answer, raw)
         else:
-            known.at, known.round = at, number
+            known.at, known.round, known.raw = at, number, raw
             if answer != known.answer:
                 known.answer = answer
         if isinstance(answer, MessageBatch):
             self._created[batch_id] = answer.created_at
             self._unlisted.discard(batch_id)
         self._heard(batch_id, at)
+
+    def _note_listed(self, listed: ListedBatch, at: float, number: int) -> None:
+        """A batch as a list page showed it: parsed only if it changed since the last page."""
+        if listed.id not in self._subscribers:
+            return
+        known = self._known.get(listed.id)
+        if known is not None and known.raw is not None and known.raw == listed.raw:
+            known.at, known.round = at, number
+            self._heard(listed.id, at)
+            return
+        answer: Answer
+        try:
+            answer = listed.parse()
+        except ResponseValidationError as exc:
+            answer = exc
+        raw = listed.raw.copy() if isinstance(answer, MessageBatch) else None
+        self._note(listed.id, at, number, answer, raw)
 
     def _listable(self, batch_id: str) -> bool:
         """Whether the pages may show it: not known to be older than they reach, nor absent."""
@@ -325,7 +355,7 @@ class SharedPoller:
                 return True  # one left: retrieve it rather than read a page that may lack it
             at = self.clock()
             try:
-                page = await self.client.list_page(limit=limit, after_id=cursor)
+                page = await self.client.list_page_listed(limit=limit, after_id=cursor)
             except BatchesError as exc:
                 if not _refused(exc):
                     self.stats.list_failures += 1
@@ -338,9 +368,9 @@ class SharedPoller:
                     log.warning("Listing batches was refused (%s): polling by retrieve only", exc)
                 return True  # a later page refused (its cursor deleted?): retrieve the rest
             self.stats.pages += 1
-            for batch in page.data:
-                self._note(batch.id, at, number, batch)
-                missing.discard(batch.id)
+            for listed in page.data:
+                self._note_listed(listed, at, number)
+                missing.discard(listed.id)
             if not page.has_more or not page.data or page.last_id is None:
                 self._reach = None  # the whole list was read: what it lacked is not on it
                 self._unlisted.update(i for i in missing if i not in self._created)
@@ -349,7 +379,6 @@ class SharedPoller:
             if all(i in self._created and self._created[i] > oldest for i in missing):
                 return True  # paged past all of them: off the list (deleted?); retrieve them
             cursor = page.last_id
-            del page  # not held through the next call (see api._base.paused_gc)
         if missing and oldest is not None:
             self._reach = oldest
             self._unlisted.update(i for i in missing if i not in self._created)

@@ -227,3 +227,37 @@ async def test_a_closed_poller_leaves_the_registry(emulator: RunningEmulator) ->
         assert shared_poller("c", factory(emulator)) is poller
     assert "c" not in _POLLERS[asyncio.get_running_loop()]
     assert shared_poller("c", factory(emulator)) is not poller
+
+
+async def test_a_listed_batch_is_parsed_again_only_when_it_changed(
+    emulator: RunningEmulator, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_batches.api._listing import ListedBatch
+
+    parsed: list[str] = []
+    parse = ListedBatch.parse
+
+    def counted(self: ListedBatch) -> MessageBatch:
+        parsed.append(self.id)
+        return parse(self)
+
+    monkeypatch.setattr(ListedBatch, "parse", counted)
+    emulator.configure(paused=True)  # nothing moves between the polls but the cancel
+    ids = [client.create(requests(1)).id for _ in range(3)]
+    clock = FakeClock()
+    poller = SharedPoller(factory(emulator), clock=clock)
+    async with poller.subscribe(ids, max_age=1) as poll:
+        first = await poll(ids)
+        assert sorted(parsed) == sorted(ids)
+        parsed.clear()
+        clock.now += 2
+        second = await poll(ids)
+        assert parsed == [] and poller.stats.pages == 2  # read again, nothing had changed
+        assert all(second[i] is first[i] for i in ids)
+        client.cancel(ids[1])
+        clock.now += 2
+        third = await poll(ids)
+        assert parsed == [ids[1]]
+        changed = third[ids[1]]
+        assert isinstance(changed, MessageBatch) and changed.cancel_initiated_at is not None
+        assert third[ids[0]] is first[ids[0]]
