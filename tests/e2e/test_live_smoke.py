@@ -32,15 +32,20 @@ def test_deferrable_sensor_defers_to_the_triggerer_and_resumes(stack: LiveAirflo
         "wait": "success",
         "after_wait": "success",
     }
-    stack.assert_deferred_to_triggerer("smoke_deferrable", run_id, "wait")
-    assert stack.task_events("smoke_deferrable", run_id, "wait", try_number=1) == [
+    first = stack.task_events("smoke_deferrable", run_id, "wait", try_number=1)
+    tried = 1
+    if "state mismatch" in first:  # Airflow's deferral race (docs/compatibility.md)
+        assert first[:2] == ["running", "deferred"], first
+        tried = 2
+    stack.assert_deferred_to_triggerer("smoke_deferrable", run_id, "wait", tried)
+    assert stack.task_events("smoke_deferrable", run_id, "wait", try_number=tried) == [
         "running",
         "deferred",
         "running",
         "success",
     ]
-    assert "Pausing task as DEFERRED" in stack.task_log("smoke_deferrable", run_id, "wait")
-    assert "Trigger fired event" in stack.trigger_log("smoke_deferrable", run_id, "wait")
+    assert "Pausing task as DEFERRED" in stack.task_log("smoke_deferrable", run_id, "wait", tried)
+    assert "Trigger fired event" in stack.trigger_log("smoke_deferrable", run_id, "wait", tried)
     assert not stack.was_deferred("smoke_deferrable", run_id, "after_wait")
 
 
