@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.airflow_release import HAS_TRIGGER_ON_KILL
+from tests.airflow_release import HAS_STATE_AUDIT_LOG, HAS_TRIGGER_ON_KILL
 from tests.e2e.conftest import E2E_DAGS
 from tests.e2e.live import LiveAirflow
 
@@ -32,18 +32,24 @@ def test_deferrable_sensor_defers_to_the_triggerer_and_resumes(stack: LiveAirflo
         "wait": "success",
         "after_wait": "success",
     }
-    first = stack.task_events("smoke_deferrable", run_id, "wait", try_number=1)
-    tried = 1
-    if "state mismatch" in first:  # Airflow's deferral race (docs/compatibility.md)
-        assert first[:2] == ["running", "deferred"], first
-        tried = 2
+    tried = stack.task_instance("smoke_deferrable", run_id, "wait")["try_number"]
+    assert tried in (1, 2), tried
+    if tried == 2:  # Airflow's deferral race failed try 1 (docs/compatibility.md)
+        # A raced first try must still have deferred; 3.1 keeps the states of the latest
+        # try only, so there its worker log is the evidence.
+        assert "Pausing task as DEFERRED" in stack.task_log("smoke_deferrable", run_id, "wait", 1)
+        if HAS_STATE_AUDIT_LOG:
+            first = stack.task_events("smoke_deferrable", run_id, "wait", try_number=1)
+            assert first[:2] == ["running", "deferred"], first
+            assert "state mismatch" in first, first
     stack.assert_deferred_to_triggerer("smoke_deferrable", run_id, "wait", tried)
-    assert stack.task_events("smoke_deferrable", run_id, "wait", try_number=tried) == [
-        "running",
-        "deferred",
-        "running",
-        "success",
-    ]
+    events = stack.task_events("smoke_deferrable", run_id, "wait", try_number=tried)
+    if not HAS_STATE_AUDIT_LOG:
+        # 3.1's only record of states is the api-server's log, where a CI run once showed one
+        # try's start twice (['running', 'running', 'deferred', 'running', 'success']): a
+        # repeated state there says nothing of the sensor, so compare the transitions.
+        events = [e for i, e in enumerate(events) if i == 0 or e != events[i - 1]]
+    assert events == ["running", "deferred", "running", "success"], events
     assert "Pausing task as DEFERRED" in stack.task_log("smoke_deferrable", run_id, "wait", tried)
     assert "Trigger fired event" in stack.trigger_log("smoke_deferrable", run_id, "wait", tried)
     assert not stack.was_deferred("smoke_deferrable", run_id, "after_wait")
