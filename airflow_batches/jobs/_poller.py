@@ -54,6 +54,7 @@ from airflow_batches.api import (
 from airflow_batches.api._listing import ListedBatch
 from airflow_batches.api._retry import RETRYABLE_STATUSES
 from airflow_batches.jobs._wait import Answer, AsyncPoll
+from airflow_batches.jobs._waiters import WaitRoom
 
 log = logging.getLogger(__name__)
 
@@ -88,15 +89,6 @@ class _Reading:
 
     def __init__(self, at: float, round: int, answer: Answer, raw: Raw | None = None) -> None:
         self.at, self.round, self.answer, self.raw = at, round, answer, raw
-
-
-class _Waiter:
-    """A poll waiting for a round: the batches it still needs read, and since when."""
-
-    __slots__ = ("future", "missing", "since")
-
-    def __init__(self, missing: set[str], since: float, future: asyncio.Future[None]) -> None:
-        self.missing, self.since, self.future = missing, since, future
 
 
 @dataclass
@@ -151,8 +143,7 @@ class SharedPoller:
         self._reach: datetime | None = None
         """Creation time of the oldest batch the last capped paging reached (None: no cap)."""
         self._list_refused = False
-        self._waiting: dict[str, list[_Waiter]] = {}
-        """Batch id -> the polls waiting for it to be read (what the next round reads)."""
+        self._waiting = WaitRoom()
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -237,44 +228,16 @@ class SharedPoller:
         since = self.clock() - max_age
         stale = self._stale(ids, since)
         if stale:
-            loop = asyncio.get_running_loop()
-            waiter = _Waiter(set(stale), since, loop.create_future())
-            for i in stale:
-                self._waiting.setdefault(i, []).append(waiter)
+            waiter = self._waiting.enter(stale, since)
             if self._task is None or self._task.done():
-                self._task = loop.create_task(self._serve())
-            try:
-                await waiter.future
-            finally:
-                self._unwait(waiter)
+                self._task = asyncio.get_running_loop().create_task(self._serve())
+            await self._waiting.wait(waiter)
         answers: dict[str, Answer] = {}
         for i in ids:
             reading = self._reading(i)
             assert reading is not None  # every id of a settled waiter has been read
             answers[i] = reading.answer
         return answers
-
-    def _unwait(self, waiter: _Waiter) -> None:
-        """Forget a poll that was answered, failed or cancelled."""
-        for i in waiter.missing:
-            others = [w for w in self._waiting.get(i, ()) if w is not waiter]
-            if others:
-                self._waiting[i] = others
-            else:
-                self._waiting.pop(i, None)
-
-    def _heard(self, batch_id: str, at: float) -> None:
-        """``batch_id`` was read at ``at``: wake the polls it was the last one missing for."""
-        still: list[_Waiter] = []
-        for waiter in self._waiting.pop(batch_id, ()):
-            if at < waiter.since:  # asked after this reading was sent, for fresher
-                still.append(waiter)
-                continue
-            waiter.missing.discard(batch_id)
-            if not waiter.missing and not waiter.future.done():
-                waiter.future.set_result(None)
-        if still:
-            self._waiting[batch_id] = still
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -283,15 +246,12 @@ class SharedPoller:
             while self._waiting:
                 await self._round()
         except Exception as exc:  # a bug or a broken client: fail the waits, never hang them
-            for waiters in self._waiting.values():
-                for waiter in waiters:
-                    if not waiter.future.done():
-                        waiter.future.set_exception(exc)
+            self._waiting.fail(exc)
 
     async def _round(self) -> None:
         self.stats.rounds += 1
         number, started = self.stats.rounds, self.clock()
-        wanted = list(self._waiting)
+        wanted = self._waiting.wanted()
         if not self._list_refused and not await self._read_pages(wanted, number, started):
             return
         unread = [i for i in wanted if (r := self._known.get(i)) is None or r.round != number]
@@ -312,7 +272,7 @@ class SharedPoller:
         if isinstance(answer, MessageBatch):
             self._created[batch_id] = answer.created_at
             self._unlisted.discard(batch_id)
-        self._heard(batch_id, at)
+        self._waiting.heard(batch_id, at)
 
     def _note_listed(self, listed: ListedBatch, at: float, number: int) -> None:
         """A batch as a list page showed it: parsed only if it changed since the last page."""
@@ -321,7 +281,7 @@ class SharedPoller:
         known = self._known.get(listed.id)
         if known is not None and known.raw is not None and known.raw == listed.raw:
             known.at, known.round = at, number
-            self._heard(listed.id, at)
+            self._waiting.heard(listed.id, at)
             return
         answer: Answer
         try:
@@ -360,8 +320,7 @@ class SharedPoller:
                 if not _refused(exc):
                     self.stats.list_failures += 1
                     self._failure = _Reading(started, number, exc)
-                    for batch_id in list(self._waiting):
-                        self._heard(batch_id, started)
+                    self._waiting.heard_all(started)
                     return False
                 if cursor is None:
                     self._list_refused = True
