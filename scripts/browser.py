@@ -26,7 +26,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # `python scripts/browser.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scripts import services
+from scripts import packages
 
 BROWSER_ENV = "AIRFLOW_BATCHES_CHROMIUM"
 PACKAGE = "chromium"
@@ -60,7 +60,7 @@ def find_browser() -> Path | None:
 
 
 def install_commands() -> list[list[str]]:
-    return services.install_commands([PACKAGE])
+    return packages.install_commands([PACKAGE])
 
 
 def install(*, run: Runner = subprocess.run, log: Callable[[str], None] = print) -> bool:
@@ -70,7 +70,7 @@ def install(*, run: Runner = subprocess.run, log: Callable[[str], None] = print)
     """
     if find_browser() is not None:
         return False
-    services.apt_install([PACKAGE], run=run, log=log, tag="browser")
+    packages.apt_install([PACKAGE], run=run, log=log, tag="browser")
     if find_browser() is None:
         raise RuntimeError(f"installed {PACKAGE}, but still cannot find Chromium")
     return True
