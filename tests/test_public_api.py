@@ -133,6 +133,7 @@ def test_the_trigger_imports_the_wait_and_nothing_else() -> None:
         "airflow_batches.jobs._wait",
         "airflow_batches.jobs._poller",
         "airflow_batches.jobs._progress",
+        "airflow_batches.jobs._waiters",
     }
     for heavy in ("api._pricing", "api._model_ids", "operators", "sensors", "emulator"):
         assert not any(m.startswith(f"airflow_batches.{heavy}") for m in loaded), heavy

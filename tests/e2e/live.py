@@ -39,6 +39,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +92,11 @@ _STATE_LOGGED = re.compile(
     r"\] (?P<event>Task started|Task instance state updated)\s+"
     r"\[airflow\.api_fastapi\.execution_api\.routes\.task_instances\](?P<fields>.*)$"
 )
+
+
+def _logged_at(line: str) -> datetime:
+    """The time a component log line starts with (``2026-12-03T10:13:54.302187Z [info] ...``)."""
+    return datetime.fromisoformat(line.split(" ", 1)[0])
 
 
 class LiveAirflowError(RuntimeError):
@@ -679,9 +685,17 @@ class LiveAirflow:
             raise LiveAirflowError(
                 f"Airflow 3.1 logs the states of the latest try only (try {ti['try_number']})"
             )
+        # A try that fails while not running (the deferral race's "state mismatch") keeps its
+        # id into the next try on 3.1, so the lines of a later try are the ones logged after its
+        # start; the start stays that of its first run when it resumes from a deferral.
+        since = None
+        if ti["try_number"] > 1 and ti.get("start_date"):
+            since = datetime.fromisoformat(ti["start_date"])
         states = []
         for line in self.component_log("api-server").splitlines():
             found = _STATE_LOGGED.search(line)
+            if since is not None and found and _logged_at(line) < since:
+                continue
             if found and f"ti_id={ti['id']}" in found["fields"].split():
                 new_state = re.search(r"\bnew_state=(\S+)", found["fields"])
                 if found["event"] == "Task started":
