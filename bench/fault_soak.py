@@ -112,7 +112,8 @@ def soak(runs: int, rate: float, size: int, work: Path, seed: int) -> dict[str, 
     manifests = [json.loads(p.read_text()) for p in results.glob("*/manifest.json")]
     named = {b for m in manifests for b in m["batch_ids"]}
     replaced = {b for m in manifests for a in m["attempts"] for b in a.get("replaced", [])}
-    orphans = [json.loads(p.read_text()) for p in staging.glob("_registry/*/orphans/*.json")]
+    # Possible orphans sit in a folder per day (older deployments' directly in orphans/).
+    orphans = [json.loads(p.read_text()) for p in staging.glob("_registry/*/orphans/**/*.json")]
     explained = {o["batch_id"] for o in orphans} | replaced
     requests = sum(m["request_count"] for m in manifests)
     lines = sum(m["lines"] for m in manifests)

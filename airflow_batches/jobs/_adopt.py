@@ -84,12 +84,12 @@ def find_orphan(
     log.warning(
         "Shard %d: cannot tell which batch its lost create made: %d unclaimed batch(es) of "
         "%d requests in its create windows (%s)%s. Paying for a new batch rather than "
-        "risk taking another job's; the candidates are recorded as possible orphans",
+        "risk taking another call's; the candidates are recorded as possible orphans",
         shard.index + 1,
         len(candidates),
         shard.request_count,
         ", ".join(b.id for b in candidates),
-        f", and calls of other jobs of that size were open then ({', '.join(sorted(rivals))})"
+        f", and other create calls of that size were open then ({', '.join(sorted(rivals))})"
         if rivals
         else "",
     )
