@@ -53,6 +53,7 @@ def faults(rate: float) -> dict[str, dict[str, float]]:
 def soak(runs: int, rate: float, size: int, work: Path, seed: int) -> dict[str, Any]:
     from airflow_batches.emulator.config import EmulatorConfig
     from airflow_batches.emulator.testing import serve_emulator
+    from airflow_batches.jobs._registry import Registry
 
     config = EmulatorConfig(
         latency=0.005,
@@ -112,9 +113,9 @@ def soak(runs: int, rate: float, size: int, work: Path, seed: int) -> dict[str, 
     manifests = [json.loads(p.read_text()) for p in results.glob("*/manifest.json")]
     named = {b for m in manifests for b in m["batch_ids"]}
     replaced = {b for m in manifests for a in m["attempts"] for b in a.get("replaced", [])}
-    # Possible orphans sit in a folder per day (older deployments' directly in orphans/).
-    orphans = [json.loads(p.read_text()) for p in staging.glob("_registry/*/orphans/**/*.json")]
-    explained = {o["batch_id"] for o in orphans} | replaced
+    # The registry reads its own layout (a folder per day, and older entries without one).
+    registries = [Registry(scope) for scope in (staging / "_registry").glob("*")]
+    explained = {o.batch_id for r in registries for o in r.orphans()} | replaced
     requests = sum(m["request_count"] for m in manifests)
     lines = sum(m["lines"] for m in manifests)
     faulted = {e: sum(v.get("faults", {}).values()) for e, v in stats["endpoints"].items()}

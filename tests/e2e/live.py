@@ -694,14 +694,15 @@ class LiveAirflow:
         states = []
         for line in self.component_log("api-server").splitlines():
             found = _STATE_LOGGED.search(line)
-            if since is not None and found and _logged_at(line) < since:
+            if not found or f"ti_id={ti['id']}" not in found["fields"].split():
                 continue
-            if found and f"ti_id={ti['id']}" in found["fields"].split():
-                new_state = re.search(r"\bnew_state=(\S+)", found["fields"])
-                if found["event"] == "Task started":
-                    states.append("running")
-                elif new_state:
-                    states.append(new_state[1])
+            if since is not None and _logged_at(line) < since:
+                continue
+            new_state = re.search(r"\bnew_state=(\S+)", found["fields"])
+            if found["event"] == "Task started":
+                states.append("running")
+            elif new_state:
+                states.append(new_state[1])
         return states
 
     def was_deferred(
