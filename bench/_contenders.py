@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from _floors import child_p1_floor, child_p2_floor
+
 API_KEY = "sink-key"
 """The key every contender sends to the sink."""
 
@@ -134,6 +136,8 @@ def child_p2_sdk(work: Path, base_url: str) -> dict[str, Any]:
 CHILDREN: dict[str, Callable[[Path, str], dict[str, Any]]] = {
     "p2-ours": child_p2_ours,
     "p2-sdk": child_p2_sdk,
+    "p2-floor": lambda work, base_url: child_p2_floor(work, base_url, API_KEY),
     "p1-ours": child_p1_ours,
     "p1-sdk": child_p1_sdk,
+    "p1-floor": lambda work, base_url: child_p1_floor(work, base_url, API_KEY),
 }

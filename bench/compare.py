@@ -4,7 +4,7 @@
     .venv/bin/python bench/compare.py --requests 50 --rounds 1 --prompt-bytes 10   # smoke
 
 Starts ``bench/sink.py`` (reads and drops a create body) and runs every contender of every
-case in its own process, interleaved A/B: round 1 runs ours, sdk, curl; round 2 sdk, curl,
+case in its own process, interleaved A/B: round 1 runs ours, sdk, floor, curl; round 2 sdk, floor, curl,
 ours; and so on, at least 3 rounds by default. It prints, per contender, the median seconds,
 MB/s of the input, the median peak RSS of its process (``wait4``), the ratio to curl, and each
 run. Python contenders time their own work (imports and interpreter start excluded); curl is
@@ -15,6 +15,10 @@ timed from outside, start-up included.
 as the body). ``sdk``: the official ``anthropic`` SDK: the JSONL read with ``json.loads`` into
 the list the official provider hands to ``client.messages.batches.create(requests=...)``, then
 that call. ``curl``: the exact create body ours sends, posted from a file (the wire limit).
+
+**floor** (both cases, ``_floors.py``): the least any Python path can do with the same bytes,
+every check left out. When the floor alone is past a case's target ratio (3x curl for P1,
+1.5x for P2, issue 15), the line under the table says so.
 
 **Adding a case** (P2, fetch): write a ``Case`` (a name, a function that builds its inputs in
 the work folder, and its contenders: a ``--child`` mode of this script, whose work goes in
@@ -77,6 +81,8 @@ class Case:
     """The create body size the sink must have received from one run (None: not checked)."""
     creates: int = 1
     """Create calls one run makes (0 for a fetch)."""
+    target: float | None = None
+    """Issue 15's bound on ours, as a multiple of curl's time."""
 
 
 def child(mode: str) -> Command:
@@ -162,17 +168,29 @@ CASES = {
         name="P1",
         title="submit",
         build=build_p1,
-        contenders={"ours": child("p1-ours"), "sdk": child("p1-sdk"), "curl": curl_p1},
+        contenders={
+            "ours": child("p1-ours"),
+            "sdk": child("p1-sdk"),
+            "floor": child("p1-floor"),
+            "curl": curl_p1,
+        },
         input_file="p1_input",
         expect_bodies=p1_body_size,
+        target=3.0,
     ),
     "P2": Case(
         name="P2",
         title="fetch to a file, with the manifest's scan",
         build=build_p2,
-        contenders={"ours": child("p2-ours"), "sdk": child("p2-sdk"), "curl": curl_p2},
+        contenders={
+            "ours": child("p2-ours"),
+            "sdk": child("p2-sdk"),
+            "floor": child("p2-floor"),
+            "curl": curl_p2,
+        },
         input_file="p2_results",
         creates=0,
+        target=1.5,
     ),
 }
 
@@ -305,7 +323,26 @@ def run_case(case: Case, ctx: Context, sink: SinkProcess, rounds: int) -> dict[s
     if "ours" in runs and "sdk" in runs:
         ours, sdk = summary["contenders"]["ours"], summary["contenders"]["sdk"]
         print(f"  sdk / ours: {sdk['seconds'] / ours['seconds']:.1f}x the time")
+    if case.target and curl and "floor" in runs:
+        print(target_line(case.target, curl, summary["contenders"]))
     return summary
+
+
+def target_line(target: float, curl: float, contenders: dict[str, Any]) -> str:
+    """Where ours and the floor stand against the case's target of ``target`` times curl."""
+    budget = target * curl
+    floor, ours = contenders["floor"]["seconds"], contenders["ours"]["seconds"]
+    verdict = "met" if ours <= budget else "not met"
+    reach = (
+        f"the floor alone takes {floor / budget:.1f}x the time allowed, so no tuning of the"
+        " checks can meet it here"
+        if floor > budget
+        else f"the floor leaves {budget - floor:.2f} s for every check"
+    )
+    return (
+        f"  target {target:g}x curl = {budget:.2f} s: ours {ours:.2f} s, {verdict}; floor"
+        f" (no checks) {floor:.2f} s = {floor / curl:.2f}x curl; {reach}"
+    )
 
 
 def main() -> int:

@@ -43,12 +43,18 @@ def test_compare_runs_every_contender_against_the_sink(tmp_path: Path) -> None:
     data = json.loads(figures.read_text())
     assert set(data["cases"]) == {"P1", "P2"}  # by default (and so in `make bench`), both
     contenders = data["cases"]["P1"]["contenders"]
-    expected = {"ours", "sdk"} | ({"curl"} if shutil.which("curl") else set())
+    has_curl = shutil.which("curl") is not None
+    expected = {"ours", "sdk", "floor"} | ({"curl"} if has_curl else set())
     assert set(contenders) == expected
     for figures_of in contenders.values():
         assert figures_of["seconds"] > 0
     assert contenders["ours"]["rss_mib"] > 10  # read from the child's own VmHWM
+    # The floor sent the very body ours and curl send (the runner checks its size).
+    assert {"read_decode_stage_s", "upload_s"} <= set(contenders["floor"])
     assert "validation (validate + stage) of ours" in out
+    if has_curl:
+        assert "target 3x curl = " in out
+        assert "target 1.5x curl = " in out
     assert list(tmp_path.iterdir()) == [figures]  # the work folder is cleaned up
 
 
@@ -62,7 +68,7 @@ def test_compare_fetch_case_runs_every_contender(tmp_path: Path) -> None:
     )
     assert "P2 fetch to a file" in out
     contenders = json.loads(figures.read_text())["cases"]["P2"]["contenders"]
-    assert {"ours", "sdk"} <= set(contenders)
+    assert {"ours", "sdk", "floor"} <= set(contenders)
     assert all(c["seconds"] > 0 for c in contenders.values())
 
 
