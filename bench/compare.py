@@ -4,11 +4,11 @@
     .venv/bin/python bench/compare.py --requests 50 --rounds 1 --prompt-bytes 10   # smoke
 
 Starts ``bench/sink.py`` (reads and drops a create body) and runs every contender of every
-case in its own process, interleaved A/B: round 1 runs ours, sdk, floor, curl; round 2 sdk, floor, curl,
-ours; and so on, at least 3 rounds by default. It prints, per contender, the median seconds,
-MB/s of the input, the median peak RSS of its process (``wait4``), the ratio to curl, and each
-run. Python contenders time their own work (imports and interpreter start excluded); curl is
-timed from outside, start-up included.
+case in its own process, interleaved A/B: round 1 runs ours, sdk, floor, curl; round 2 sdk,
+floor, curl, ours; and so on, at least 3 rounds by default. It prints, per contender, the
+median seconds, MB/s of the input, the median peak RSS of its process (``wait4``), the ratio
+to curl, and each run. Python contenders time their own work (imports and interpreter start
+excluded); curl is timed from outside, start-up included.
 
 **P1, submit.** ``ours``: what ``SubmitBatchOperator`` runs: validate and stage the JSONL file
 (``stage_requests``), then create the batch through ``JobSubmitter`` (the staged file streamed
