@@ -71,7 +71,8 @@ def child_p1_floor(work: Path, base_url: str, api_key: str) -> dict[str, Any]:
 
         headers = {**HEADERS, "x-api-key": api_key, "content-length": str(body.stat().st_size)}
         with httpx.Client(timeout=600) as client:
-            client.post(f"{base_url}/v1/messages/batches", content=blocks(), headers=headers)
+            url = f"{base_url}/v1/messages/batches"
+            client.post(url, content=blocks(), headers=headers).raise_for_status()
         t2 = time.perf_counter()
     return {"seconds": t2 - t0, "read_decode_stage_s": t1 - t0, "upload_s": t2 - t1}
 
@@ -95,6 +96,7 @@ def child_p2_floor(work: Path, base_url: str, api_key: str) -> dict[str, Any]:
         client.stream("GET", url, headers={**HEADERS, "x-api-key": api_key}) as answer,
         target.open("wb") as out,
     ):
+        answer.raise_for_status()
         rest = b""
         for block in answer.iter_bytes(BLOCK):
             out.write(block)
