@@ -83,6 +83,12 @@ def _records(stream: IO[bytes], model: str | None) -> Iterator[tuple[str, Any]]:
         yield location, item
 
 
+def _why(exc: OSError) -> str:
+    if isinstance(exc, IsADirectoryError):
+        return "it is a folder; give a JSONL file"
+    return exc.strerror or str(exc)
+
+
 def estimate_main(argv: Sequence[str]) -> int:
     args = _parser().parse_args(list(argv))
     rules_path = args.rules or os.environ.get(f"{_ENV}MODEL_RULES_PATH") or None
@@ -111,7 +117,14 @@ def estimate_main(argv: Sequence[str]) -> int:
         if args.file == "-":
             stream: IO[bytes] = sys.stdin.buffer
         else:
-            stream = stack.enter_context(Path(args.file).open("rb"))
+            try:
+                stream = stack.enter_context(Path(args.file).open("rb"))
+            except OSError as exc:
+                print(
+                    f"airflow-batches estimate: cannot read {args.file}: {_why(exc)}",
+                    file=sys.stderr,
+                )
+                return 2
             if args.file.endswith(".gz"):
                 stream = stack.enter_context(gzip.GzipFile(fileobj=stream))  # type: ignore[arg-type]
         sink = stack.enter_context(Path(os.devnull).open("wb"))

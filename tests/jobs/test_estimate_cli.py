@@ -105,3 +105,16 @@ def test_runs_without_importing_airflow(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "expected $" in done.stdout
+
+
+@pytest.mark.parametrize("name", ["missing.jsonl", "folder"])
+def test_an_unreadable_path_is_named_without_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    (tmp_path / "folder").mkdir()
+    path = tmp_path / name
+    assert main(["estimate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"airflow-batches estimate: cannot read {path}: ")
+    assert ("folder" in err) if name == "folder" else ("No such file" in err)
+    assert "Traceback" not in err
