@@ -14,9 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from _floors import child_p1_floor, child_p2_floor
-
-API_KEY = "sink-key"
-"""The key every contender sends to the sink."""
+from _inputs import API_KEY, count_lines
 
 
 def child_p1_ours(work: Path, base_url: str) -> dict[str, Any]:
@@ -67,11 +65,6 @@ def child_p1_sdk(work: Path, base_url: str) -> dict[str, Any]:
     return {"seconds": t2 - t0, "load_s": t1 - t0, "create_s": t2 - t1}
 
 
-def _count_lines(path: Path) -> int:
-    with path.open("rb") as stream:
-        return sum(1 for _ in stream)
-
-
 def child_p2_ours(work: Path, base_url: str) -> dict[str, Any]:
     """What ``FetchResultsOperator`` runs: every line checked, tallied and written, then the
     manifest."""
@@ -83,7 +76,7 @@ def child_p2_ours(work: Path, base_url: str) -> dict[str, Any]:
     from airflow_batches.jobs._fetch import FetchOptions, FetchState, FetchWorkflow
     from airflow_batches.jobs._ledger import BatchInfo, JobDescriptor
 
-    count = _count_lines(work / "p2-results.jsonl")
+    count = count_lines(work / "p2-results.jsonl")
     out = Path(tempfile.mkdtemp(prefix="p2-ours-", dir=work))
     try:
         t0 = time.perf_counter()
@@ -136,8 +129,8 @@ def child_p2_sdk(work: Path, base_url: str) -> dict[str, Any]:
 CHILDREN: dict[str, Callable[[Path, str], dict[str, Any]]] = {
     "p2-ours": child_p2_ours,
     "p2-sdk": child_p2_sdk,
-    "p2-floor": lambda work, base_url: child_p2_floor(work, base_url, API_KEY),
+    "p2-floor": child_p2_floor,
     "p1-ours": child_p1_ours,
     "p1-sdk": child_p1_sdk,
-    "p1-floor": lambda work, base_url: child_p1_floor(work, base_url, API_KEY),
+    "p1-floor": child_p1_floor,
 }

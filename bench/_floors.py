@@ -21,11 +21,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from _inputs import API_KEY, count_lines
+
 BLOCK = 1 << 20
 HEADERS = {"anthropic-version": "2023-06-01", "content-type": "application/json"}
 
 
-def child_p1_floor(work: Path, base_url: str, api_key: str) -> dict[str, Any]:
+def child_p1_floor(work: Path, base_url: str) -> dict[str, Any]:
     import httpx
     import msgspec
 
@@ -69,7 +71,7 @@ def child_p1_floor(work: Path, base_url: str, api_key: str) -> dict[str, Any]:
                 while data := stream.read(BLOCK):
                     yield data
 
-        headers = {**HEADERS, "x-api-key": api_key, "content-length": str(body.stat().st_size)}
+        headers = {**HEADERS, "x-api-key": API_KEY, "content-length": str(body.stat().st_size)}
         with httpx.Client(timeout=600) as client:
             url = f"{base_url}/v1/messages/batches"
             client.post(url, content=blocks(), headers=headers).raise_for_status()
@@ -77,7 +79,7 @@ def child_p1_floor(work: Path, base_url: str, api_key: str) -> dict[str, Any]:
     return {"seconds": t2 - t0, "read_decode_stage_s": t1 - t0, "upload_s": t2 - t1}
 
 
-def child_p2_floor(work: Path, base_url: str, api_key: str) -> dict[str, Any]:
+def child_p2_floor(work: Path, base_url: str) -> dict[str, Any]:
     import httpx
     import msgspec
 
@@ -85,15 +87,14 @@ def child_p2_floor(work: Path, base_url: str, api_key: str) -> dict[str, Any]:
         custom_id: str
 
     decode = msgspec.json.Decoder(Line).decode
-    with (work / "p2-results.jsonl").open("rb") as served:
-        expected = sum(1 for _ in served)
+    expected = count_lines(work / "p2-results.jsonl")
     lines = 0
     target = work / "p2-floor.jsonl"
     t0 = time.perf_counter()
     url = f"{base_url}/v1/messages/batches/msgbatch_p2/results"
     with (
         httpx.Client(timeout=600) as client,
-        client.stream("GET", url, headers={**HEADERS, "x-api-key": api_key}) as answer,
+        client.stream("GET", url, headers={**HEADERS, "x-api-key": API_KEY}) as answer,
         target.open("wb") as out,
     ):
         answer.raise_for_status()

@@ -5,6 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+API_KEY = "sink-key"
+"""The key every contender sends to the sink."""
+
+
+def count_lines(path: Path) -> int:
+    with path.open("rb") as stream:
+        return sum(1 for _ in stream)
+
 
 def write_requests(path: Path, count: int, prompt_bytes: int) -> int:
     """A JSONL file of ``count`` requests as a pipeline writes them (``json.dumps``).

@@ -47,8 +47,8 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _contenders import API_KEY, CHILDREN  # noqa: E402
-from _inputs import write_requests, write_results  # noqa: E402  (bench/ is a folder of scripts, not a package)
+from _contenders import CHILDREN  # noqa: E402
+from _inputs import API_KEY, write_requests, write_results  # noqa: E402  (bench/ is a folder of scripts, not a package)
 from _venv import BENCH_VENV, official_python  # noqa: E402
 
 # --- the cases ------------------------------------------------------------------------------
