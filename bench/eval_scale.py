@@ -58,7 +58,7 @@ def peak_mib() -> float:
 
 def phase_submit(work: Path, base_url: str, night: int) -> dict[str, Any]:
     from airflow_batches.api import Client
-    from airflow_batches.jobs._cache import CacheStep, CrossRunCache
+    from airflow_batches.jobs._cache import CacheStep, CrossRunCache, endpoint_identity
     from airflow_batches.jobs._ledger import JobDescriptor
     from airflow_batches.jobs._matrix import ModelMatrix, envelope_segments
     from airflow_batches.jobs._metadata import Sidecar
@@ -84,7 +84,9 @@ def phase_submit(work: Path, base_url: str, night: int) -> dict[str, Any]:
     validator = RequestValidator(
         anthropic_version=VERSION, defaults={"max_tokens": 64}, metadata=sidecar.metadata
     )
-    cache = CrossRunCache(work / "cache", anthropic_version=VERSION)
+    cache = CrossRunCache(
+        work / "cache", endpoint=endpoint_identity(base_url), anthropic_version=VERSION
+    )
     step = CacheStep(cache, RequestValidator(anthropic_version=VERSION), matrix.part_of)
     client = Client(api_key="emulator-key", base_url=base_url, timeout=600)
     t0 = time.perf_counter()
@@ -133,7 +135,7 @@ def phase_fetch(work: Path, base_url: str, night: int) -> dict[str, Any]:
 
     from airflow_batches.api import Client
     from airflow_batches.api._pricing import load_price_table
-    from airflow_batches.jobs._cache import CrossRunCache
+    from airflow_batches.jobs._cache import CrossRunCache, endpoint_identity
     from airflow_batches.jobs._fetch import FetchState, FetchWorkflow, Published
     from airflow_batches.jobs._ledger import JobDescriptor
     from airflow_batches.jobs._store import JobStore
@@ -147,7 +149,9 @@ def phase_fetch(work: Path, base_url: str, night: int) -> dict[str, Any]:
         prices=load_price_table(),
         log=Log(),
         staged=JobStore(Path(job.job_dir)),
-        cache=CrossRunCache(work / "cache", anthropic_version=VERSION),
+        cache=CrossRunCache(
+            work / "cache", endpoint=endpoint_identity(base_url), anthropic_version=VERSION
+        ),
     )
     destination = work / f"results-{night}"
     t0 = time.perf_counter()

@@ -2,12 +2,17 @@
 
 Opt-in (``SubmitBatchOperator(cache_path=...)``, a folder on shared storage that every run of
 every DAG using it may share). Two requests are *identical* when their params after defaults
-(model included), the connection's ``anthropic-version`` and its betas are the same: the key
-is the BLAKE2b-128 of those, the params encoded with sorted keys (so the order of keys in a
-file or a dict does not matter). custom_ids are not part of it. Only ``succeeded`` results are
-stored and reused; errored, expired and canceled requests are always sent again.
+(model included), the endpoint that answers them (:func:`endpoint_identity`: the API's origin
+and base path, and the workspace when the connection names one), the connection's
+``anthropic-version`` and its betas are the same: the key is the BLAKE2b-128 of those, the
+params encoded with sorted keys (so the order of keys in a file or a dict does not matter).
+custom_ids are not part of it. An answer of the emulator is therefore never a hit for the real
+API, nor one gateway's for another's. Only ``succeeded`` results are stored and reused;
+errored, expired and canceled requests are always sent again.
 
-**Layout** (``<cache_path>/v1/``): append-only *segments*, one per fetch that stored new
+**Layout** (``<cache_path>/v2/``; the ``v1/`` folder of releases whose keys did not name the
+endpoint is never read, so upgrading costs one night of misses, never a wrong hit; delete it
+when convenient): append-only *segments*, one per fetch that stored new
 results, never rewritten, so concurrent runs never lose each other's writes:
 
 * ``<segment>.jsonl``: one line per stored result,
@@ -38,6 +43,7 @@ import struct
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from typing import IO, TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import msgspec
 from pydantic import BaseModel, ConfigDict
@@ -61,11 +67,12 @@ __all__ = [
     "CacheInfo",
     "CacheStep",
     "CrossRunCache",
+    "endpoint_identity",
     "request_cache_key",
 ]
 
 CACHE_FOLDER = "cache"
-VERSION = "v1"
+VERSION = "v2"
 CACHED_FILE = f"{CACHE_FOLDER}/cached.jsonl"
 UNCACHED_FILE = f"{CACHE_FOLDER}/uncached.jsonl"
 KEYS_FILE = f"{CACHE_FOLDER}/keys.jsonl"
@@ -109,14 +116,33 @@ _encode = msgspec.json.Encoder().encode
 _encode_sorted = msgspec.json.Encoder(order="sorted").encode
 
 
-def request_cache_key(params: bytes, *, anthropic_version: str, betas: Sequence[str]) -> bytes:
-    """The 16-byte key of a request's params (JSON, defaults applied) for this API version and
-    these betas."""
+def endpoint_identity(base_url: str, workspace_id: str | None = None) -> str:
+    """Who answers a connection's requests, as the cache keys name it: the base URL's scheme,
+    host (lower case) and port (the scheme's default spelled out), its path, and the workspace
+    when one is named (``https://api.anthropic.com:443/?workspace=wrkspc_1``). Credentials
+    and queries in the URL are left out."""
+    parts = urlsplit(base_url.strip())
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if ":" in host:
+        host = f"[{host}]"
+    port = parts.port or {"https": 443, "http": 80}.get(scheme, 0)
+    path = parts.path.rstrip("/") + "/"
+    identity = f"{scheme}://{host}:{port}{path}"
+    return f"{identity}?workspace={workspace_id}" if workspace_id else identity
+
+
+def request_cache_key(
+    params: bytes, *, endpoint: str, anthropic_version: str, betas: Sequence[str]
+) -> bytes:
+    """The 16-byte key of a request's params (JSON, defaults applied) for this endpoint
+    (:func:`endpoint_identity`), this API version and these betas."""
     try:
         canonical = _encode_sorted(msgspec.json.decode(params))
-    except (msgspec.DecodeError, msgspec.EncodeError, OverflowError):
+    except (msgspec.DecodeError, msgspec.EncodeError, OverflowError, RecursionError):
         canonical = params  # e.g. an integer beyond 64 bits: the bytes as they are
     digest = hashlib.blake2b(digest_size=16)
+    digest.update(b"endpoint " + endpoint.encode() + b"\n")
     digest.update(anthropic_version.encode() + b"\n")
     digest.update(",".join(sorted(betas)).encode() + b"\n")
     digest.update(canonical)
@@ -141,6 +167,9 @@ class CacheInfo(BaseModel):
 
     path: str
     conn_id: str | None = None
+    endpoint: str | None = None
+    """Who answered the hits and receives the misses (:func:`endpoint_identity`); None in the
+    descriptors of releases before it was recorded."""
     hits: int
     misses: int
     segments_read: int = 0
@@ -159,12 +188,14 @@ class CrossRunCache:
         self,
         root: StoragePath,
         *,
+        endpoint: str,
         anthropic_version: str,
         betas: Sequence[str] = (),
         conn_id: str | None = None,
     ) -> None:
         self.root = root
         self.folder = child(root, VERSION)
+        self.endpoint = endpoint
         self.anthropic_version = anthropic_version
         self.betas = tuple(betas)
         self.conn_id = conn_id
@@ -177,7 +208,10 @@ class CrossRunCache:
         parsed = _decode_params(line)
         params = bytes(parsed.params)
         return parsed.custom_id, request_cache_key(
-            params, anthropic_version=self.anthropic_version, betas=self.betas
+            params,
+            anthropic_version=self.anthropic_version,
+            betas=self.betas,
+            endpoint=self.endpoint,
         )
 
     def segments(self) -> list[str]:
@@ -245,6 +279,7 @@ class CrossRunCache:
         info = CacheInfo(
             path=str(self.root),
             conn_id=self.conn_id,
+            endpoint=self.endpoint,
             hits=count,
             misses=misses,
             segments_read=len(names),
@@ -252,10 +287,12 @@ class CrossRunCache:
         )
         job.write_json(info.model_dump(mode="json"), PLAN_FILE)
         log.info(
-            "Cross-run cache %s: %d request(s) answered from %d segment(s), %d to send",
+            "Cross-run cache %s: %d request(s) answered from %d segment(s) (answers of %s), "
+            "%d to send",
             self.root,
             count,
             len(names),
+            self.endpoint,
             misses,
         )
         return info

@@ -221,6 +221,7 @@ class ResultJoin:
         info = self.cache_info
         return {
             "path": info.path,
+            "endpoint": info.endpoint,
             "hits": cached["counts"]["succeeded"],
             "misses": info.misses,
             "hit_rate": round(info.hits / (info.hits + info.misses), 6)

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from airflow_batches.hooks.batches import MessageBatchesHook
-from airflow_batches.jobs._cache import CacheStep, CrossRunCache
+from airflow_batches.jobs._cache import CacheStep, CrossRunCache, endpoint_identity
 from airflow_batches.jobs._estimate import CostEstimator
 from airflow_batches.jobs._matrix import ModelMatrix
 from airflow_batches.jobs._prepare import Limits, RequestValidator
@@ -50,6 +50,7 @@ def cache_step(
     assert path is not None
     cache = CrossRunCache(
         path,
+        endpoint=endpoint_identity(hook.config.base_url, hook.config.workspace_id),
         anthropic_version=hook.anthropic_version,
         betas=hook.config.betas,
         conn_id=conn_id,

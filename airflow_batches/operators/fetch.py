@@ -221,7 +221,13 @@ class FetchResultsOperator(BatchWaiting, BaseOperator):
         info = CacheInfo.model_validate(job.cache)
         path = storage_path(info.path, info.conn_id)
         assert path is not None
-        return CrossRunCache(path, anthropic_version=job.anthropic_version, conn_id=info.conn_id)
+        # The keys of what it stores were made at submission (with the submit's endpoint).
+        return CrossRunCache(
+            path,
+            endpoint=info.endpoint or "",
+            anthropic_version=job.anthropic_version,
+            conn_id=info.conn_id,
+        )
 
     # -- execution ------------------------------------------------------------------------
 

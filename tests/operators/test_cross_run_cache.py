@@ -144,3 +144,40 @@ def test_a_plain_job_uses_the_cache_too(dag_runner: DagRunner, tmp_path: Path) -
     assert manifest["cache"]["hits"] == 8 and "matrix" not in manifest
     assert results_by_id(manifest).keys() == {f"q{i}" for i in range(8)}
     assert results_by_id(manifest)["q3"]["metadata"] == {"expected": 3}
+
+
+def test_answers_of_one_endpoint_never_answer_another(
+    dag_runner: DagRunner, tmp_path: Path
+) -> None:
+    """The path from the emulator to the real API: the same DAG and cache_path pointed at
+    another endpoint sends everything there and publishes none of the first one's answers."""
+    from airflow_batches.emulator.testing import serve_emulator
+
+    values = {
+        "REQS": requests(4),
+        "MODELS": ["claude-haiku-4-5"],
+        "CACHE": f"file://{tmp_path / 'cache'}",
+    }
+    first = dag_runner.run(DAG, **values)
+    assert first.state == "success", first.states
+    one = first.xcom("fetch")
+    assert one["cache"]["stored"] == 4
+    assert one["cache"]["endpoint"] == f"{dag_runner.emulator.base_url}/"
+
+    with serve_emulator(data_dir=tmp_path / "other") as other:
+        dag_runner.emulator = other
+        dag_runner.set_connection()
+        second = dag_runner.run(DAG, **values)
+        assert second.state == "success", second.states
+        assert other.admin.create_calls() == 1
+        assert other.admin.requests_received() == 4
+        job = second.xcom("submit")
+        assert (job["cache"]["hits"], job["cache"]["misses"]) == (0, 4)
+        two = second.xcom("fetch")
+        assert two["cache"]["endpoint"] == f"{other.base_url}/"
+        assert all("cached_from" not in line for line in results_by_id(two).values())
+        # Each endpoint now finds its own answers: the second run again is all hits.
+        third = dag_runner.run(DAG, **values)
+        assert third.state == "success", third.states
+        assert other.admin.create_calls() == 1
+        assert third.xcom("fetch")["cache"]["hits"] == 4
