@@ -69,10 +69,31 @@ def _delta(value: Any, *, percent: bool = True, lower_is_better: bool = False) -
     return f'<span class="{kind}">{arrow} {escape(shown)}</span>'
 
 
-def _link(url: str | None, text: str) -> str:
-    if not url:
+def _batch_models(batch: Mapping[str, Any]) -> str:
+    labels = batch.get("models") or ([batch["model"]] if batch.get("model") else [])
+    if len(labels) > 1:
+        return "mixed: " + ", ".join(str(x) for x in labels)
+    return str(labels[0]) if labels else ""
+
+
+LINK_SCHEMES = frozenset({"http", "https", "file"})
+"""The only links the report writes; any other address (``javascript:``, ``data:``, a
+relative path) taken from a file is shown as text."""
+
+
+def _link(url: object, text: str) -> str:
+    if not isinstance(url, str) or not _linkable(url):
         return escape(text)
     return f'<a href="{escape(url, quote=True)}">{escape(text)}</a>'
+
+
+def _linkable(url: str) -> bool:
+    # Browsers drop ASCII tabs and newlines anywhere in a URL and trim spaces and controls
+    # at its ends ("java\tscript:"): judge the scheme they would see, and refuse such URLs.
+    if any(ord(c) < 0x21 or c == "\x7f" for c in url):
+        return False
+    scheme, sep, _ = url.partition(":")
+    return bool(sep) and scheme.lower() in LINK_SCHEMES
 
 
 def _row(label: str, cells: Sequence[str]) -> str:
@@ -278,7 +299,7 @@ def render_report(summary: Mapping[str, Any]) -> str:
     )
     batches = summary.get("batches") or []
     batch_items = "".join(
-        f"<li>{_link(b.get('url'), b['id'])} ({escape(str(b.get('model') or ''))})</li>"
+        f"<li>{_link(b.get('url'), str(b['id']))} ({escape(_batch_models(b))})</li>"
         for b in batches
     )
     title = f"Evaluation {run.get('dag_id', '')} {run.get('run_id', '')}".strip()

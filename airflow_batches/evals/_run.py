@@ -80,13 +80,19 @@ def default_model(manifest: Mapping[str, Any]) -> str | None:
 def batch_list(
     manifest: Mapping[str, Any], url_of: Callable[[str], str | None]
 ) -> list[dict[str, Any]]:
-    """Every batch of the job, with its matrix model when known and a link to it."""
-    model_of = {
-        b: label for label, m in (manifest.get("matrix") or {}).items() for b in m["batch_ids"]
-    }
-    return [
-        {"id": b, "model": model_of.get(b), "url": url_of(b)} for b in manifest.get("batch_ids", [])
-    ]
+    """Every batch of the job, with its matrix models and a link to it. A batch holds one
+    model's requests (``model``); one that held several (a follow-up of a release before
+    follow-ups were sent per model) names them all in ``models`` and none in ``model``."""
+    models_of: dict[str, list[str]] = {}
+    for label, m in (manifest.get("matrix") or {}).items():
+        for b in m["batch_ids"]:
+            models_of.setdefault(b, []).append(label)
+    out = []
+    for b in manifest.get("batch_ids", []):
+        labels = models_of.get(b, [])
+        model = labels[0] if len(labels) == 1 else None
+        out.append({"id": b, "model": model, "models": labels, "url": url_of(b)})
+    return out
 
 
 def evaluate_job(

@@ -16,7 +16,7 @@ that batch are sent again as its replacement, and the fetch waits for that one i
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, Any
@@ -30,6 +30,7 @@ from airflow_batches.jobs._download import DownloadPolicy, ResultsChangedError
 from airflow_batches.jobs._join import cached_lines_of, job_join
 from airflow_batches.jobs._ledger import BatchInfo, JobDescriptor
 from airflow_batches.jobs._manifest import MANIFEST_FILE
+from airflow_batches.jobs._matrix import ModelMatrix
 from airflow_batches.jobs._prepare import Limits, RequestValidator
 from airflow_batches.jobs._publish import Published, Publisher
 from airflow_batches.jobs._results import (
@@ -42,6 +43,7 @@ from airflow_batches.jobs._results import (
 from airflow_batches.jobs._staging import (
     REQUESTS_FILE,
     LedgerBackend,
+    Segments,
     batch_infos,
     job_key,
     select_range,
@@ -187,7 +189,7 @@ class FetchWorkflow:
             latest.resubmitted_next = reasons
             number = latest.number + 1
             batches = self._send(
-                functools.partial(select_requests, custom_ids=ids),
+                [functools.partial(select_requests, custom_ids=part) for part in self._parts(ids)],
                 REQUESTS_FILE,
                 key=f"followup.{number}",
                 attempt=number,
@@ -222,7 +224,7 @@ class FetchWorkflow:
             info.id,
         )
         new = self._send(
-            functools.partial(select_range, first=info.first, count=info.request_count),
+            [functools.partial(select_range, first=info.first, count=info.request_count)],
             info.requests_file or REQUESTS_FILE,
             key=f"replace.{info.id}",
             attempt=attempt.number,
@@ -240,9 +242,20 @@ class FetchWorkflow:
                     return attempt, info
         raise KeyError(batch_id)
 
+    def _parts(self, ids: set[str]) -> list[set[str]]:
+        """The custom_ids to resend, one part per matrix model in the matrix's order (a
+        batch never mixes two models, follow-ups included), or one part."""
+        if not self.job.matrix:
+            return [ids]
+        matrix = ModelMatrix.from_json(self.job.matrix)
+        parts: dict[str, set[str]] = {m.prefix: set() for m in matrix.models}
+        for custom_id in ids:
+            parts.setdefault(matrix.part_of(custom_id), set()).add(custom_id)
+        return [part for part in parts.values() if part]
+
     def _send(
         self,
-        select: Callable[[IO[bytes]], Iterator[tuple[str, bytes]]],
+        selects: Sequence[Callable[[IO[bytes]], Iterator[tuple[str, bytes]]]],
         source_name: str,
         *,
         key: str,
@@ -270,17 +283,17 @@ class FetchWorkflow:
         def backend(prepared: Any, store: JobStore) -> LedgerBackend:
             return ledger_for(f"{key}.{job_key(prepared.fingerprint)}")
 
-        with source.open("rb") as stream:
-            done = submit_job(
-                select(stream),
-                validator,
-                root=root,
-                client=self.client,
-                backend_for=backend,
-                attempt=attempt,
-                logger=self.log,
-                **self.submitter,
-            )
+        parts = [_Selection(source, select) for select in selects]
+        done = submit_job(
+            Segments(parts) if len(parts) > 1 else parts[0],
+            validator,
+            root=root,
+            client=self.client,
+            backend_for=backend,
+            attempt=attempt,
+            logger=self.log,
+            **self.submitter,
+        )
         assert done.ledger is not None  # no cache here: whatever was staged was sent
         staged_as = f"{folder}/{job_key(done.prepared.fingerprint)}/{REQUESTS_FILE}"
         return batch_infos(done.ledger, staged_as)
@@ -314,3 +327,15 @@ class FetchWorkflow:
                     raise
                 self.log.warning("%s (%d/%d)", exc, tries + 1, PUBLISH_TRIES)
         raise AssertionError("unreachable")
+
+
+@dataclass(frozen=True)
+class _Selection:
+    """Some of the staged request lines, read afresh each time it is iterated."""
+
+    path: StoragePath
+    select: Callable[[IO[bytes]], Iterator[tuple[str, bytes]]]
+
+    def __iter__(self) -> Iterator[tuple[str, bytes]]:
+        with self.path.open("rb") as stream:
+            yield from self.select(stream)

@@ -120,6 +120,13 @@ class ResultJoin:
             self.writer.add(custom_id, self._batch or "", bytes(_decode_result(line).result))
         return self._decorate(custom_id, line)
 
+    def superseded(self, custom_id: str) -> None:
+        """A line of the current batch that a later attempt answered: the batch is still one
+        of its model's (its creation and end count in the model's time to end)."""
+        totals = self._totals(custom_id)
+        if totals is not None and self._batch:
+            totals.batches.add(self._batch)
+
     def from_cache(self, record: ResultRecord, line: bytes) -> bytes:
         """A line the cross-run cache answered (not billed by this job)."""
         if self.cached is not None:

@@ -34,10 +34,13 @@ from airflow_batches.api._models import CUSTOM_ID_PATTERN
 from airflow_batches.jobs._decode import decode_line
 from airflow_batches.jobs._metadata import Sidecar
 from airflow_batches.jobs._reader import JSON_SPACE
+from airflow_batches.jobs._store import name_clash
 
 __all__ = ["MatrixModel", "ModelMatrix", "RecordSource", "envelope_segments", "request_key"]
 
 MAX_CUSTOM_ID = 64
+MAX_LABEL = 128
+"""A label becomes part of file names (``split_by_model``): bounded to keep them valid."""
 KEEP_CHARS = 40
 HASH_HEX = 16
 _CUSTOM_ID = re.compile(CUSTOM_ID_PATTERN)
@@ -131,6 +134,20 @@ class ModelMatrix:
             if any(m.label == label for m in out):
                 raise ValueError(
                     f"{where}: label {label!r} is used twice; give each entry its own label"
+                )
+            if len(label) > MAX_LABEL:
+                raise ValueError(
+                    f"{where}.label is {len(label)} characters long; a label names files and "
+                    f"report rows, at most {MAX_LABEL} characters"
+                )
+            clash = name_clash([*(m.label for m in out), label])
+            if clash is not None:
+                other = next(j for j, m in enumerate(out) if m.label == clash[0])
+                raise ValueError(
+                    f"{where}: label {label!r} and models[{other}]'s {clash[0]!r} would share "
+                    f"one file name ({clash[2]!r}, letters of other case and characters "
+                    "outside A-Z a-z 0-9 - _ . folded); give labels that differ in more than "
+                    "case and punctuation"
                 )
             out.append(MatrixModel(model, label, dict(params), f"m{i}"))
         if len(out) > 10_000:

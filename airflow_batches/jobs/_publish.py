@@ -33,12 +33,19 @@ from airflow_batches.jobs._results import (
     ReadStats,
     XComCollector,
     custom_id_of,
-    file_name,
     read_cached_lines,
     stream_final_lines,
 )
 from airflow_batches.jobs._scan import ResultRecord
-from airflow_batches.jobs._store import JobStore, StoragePath, atomic_writer, child, fresh
+from airflow_batches.jobs._store import (
+    JobStore,
+    StoragePath,
+    atomic_writer,
+    child,
+    file_name,
+    fresh,
+    name_clash,
+)
 from airflow_batches.jobs._tally import ResultTally
 
 if TYPE_CHECKING:
@@ -98,7 +105,12 @@ class Publisher:
                 sink(record, join.billed(record, custom_id, line), join.label(custom_id))
 
             stats = stream_final_lines(
-                reader, self.attempts, self.known, joined, on_batch=join.batch
+                reader,
+                self.attempts,
+                self.known,
+                joined,
+                on_batch=join.batch,
+                on_superseded=join.superseded,
             )
             if self.cached_lines is not None:
                 for record, line in read_cached_lines(self.cached_lines, stats):
@@ -174,6 +186,15 @@ class Publisher:
         names = file_names(self.options.split_by_type)
         labels = [m["label"] for m in self.job.matrix or ()]
         if self.options.split_by_model and labels:
+            clash = name_clash(labels)
+            if clash is not None:
+                # A job submitted before labels were checked: refuse rather than lose lines.
+                raise BatchesError(
+                    f"split_by_model: the labels {clash[0]!r} and {clash[1]!r} would be "
+                    f"published to one file ({clash[2]!r} on storage that ignores case), and "
+                    "one would overwrite the other; publish with split_by_model=False, or "
+                    "submit again with labels that differ in more than case and punctuation"
+                )
             names = {f"{k}.{label}": file_name(f"{k}.{label}") for k in names for label in labels}
         return names
 

@@ -239,12 +239,13 @@ def stream_final_lines(
     sink: LineSink,
     *,
     on_batch: Callable[[str], None] | None = None,
+    on_superseded: Callable[[str], None] | None = None,
 ) -> ReadStats:
     """Feed ``sink`` the last-attempt line of every request.
 
     Attempts are read newest first: the custom_ids seen in attempt ``k + 1`` are the lines of
     attempt ``k`` to leave out (they were resent). ``on_batch`` is told the id of each batch
-    before its lines.
+    before its lines, ``on_superseded`` the custom_id of each line left out.
     """
     stats = reader.stats
     later: set[str] = set()
@@ -259,6 +260,8 @@ def stream_final_lines(
                     this.add(custom_id)
                 if custom_id in later:
                     stats.superseded += 1
+                    if on_superseded is not None:
+                        on_superseded(custom_id)
                     continue
                 stats.lines += 1
                 sink(record, data)
@@ -371,12 +374,6 @@ class FileSinks:
             if pending:
                 self.streams[key].write(pending)
                 pending.clear()
-
-
-def file_name(key: str) -> str:
-    """The file a sink key is written to: ``<key>.jsonl``, the key made safe for a name."""
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in key)
-    return f"{safe}.jsonl"
 
 
 def read_cached_lines(path: Any, stats: ReadStats) -> Iterator[tuple[ResultRecord, bytes]]:

@@ -7,9 +7,10 @@ layer needs no Airflow import.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from typing import IO, Any, Protocol, Self, runtime_checkable
 
@@ -179,3 +180,41 @@ class JobStore:
         payload = json.dumps(data, indent=2, sort_keys=False, default=str).encode()
         with atomic_writer(self.path(*parts)) as stream:
             stream.write(payload)
+
+
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+
+
+def file_name(key: str) -> str:
+    """The file a user-named part of a publish (a matrix label) is written to: ``<key>.jsonl``,
+    every character but ASCII letters, digits, ``-``, ``_`` and ``.`` made ``_``. Not
+    injective: :func:`name_clash` finds the keys that would share a file."""
+    return "".join(c if c in _NAME_CHARS else "_" for c in key) + ".jsonl"
+
+
+def name_clash(keys: Iterable[str]) -> tuple[str, str, str] | None:
+    """Two keys that :func:`file_name` writes to one file, on storage that ignores case too
+    (``(first, second, file name)``), or None."""
+    seen: dict[str, str] = {}
+    for key in keys:
+        name = file_name(key)
+        first = seen.setdefault(name.casefold(), key)
+        if first != key:
+            return first, key, name
+    return None
+
+
+_PART_CHARS = _NAME_CHARS | {"="}
+
+
+def path_part(text: str) -> str:
+    """``text`` as one safe segment of a storage path, different texts never giving the same
+    segment: kept as it is when it holds only ASCII letters, digits and ``-_.=`` (and is not
+    made of dots alone), else those characters kept, the rest made ``_``, and ``-`` and 16 hex
+    digits of its BLAKE2b-64 added (``manual__2026-12-06T20:00:00+00:00`` becomes
+    ``manual__2026-12-06T20_00_00_00_00-<hash>``, never the folder of ``...T20_00...``)."""
+    safe = "".join(c if c in _PART_CHARS else "_" for c in text)
+    if safe == text and text.strip("."):
+        return text
+    digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
+    return f"{safe}-{digest}"

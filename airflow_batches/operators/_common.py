@@ -17,7 +17,7 @@ from airflow_batches._compat import (
 )
 from airflow_batches.api._pricing import PriceTable, load_price_table
 from airflow_batches.jobs._ledger import JobDescriptor, Ledger
-from airflow_batches.jobs._store import JobStore, StoragePath
+from airflow_batches.jobs._store import JobStore, StoragePath, path_part
 from airflow_batches.jobs._submit import LedgerBackend, MemoryLedger
 
 if TYPE_CHECKING:
@@ -95,11 +95,7 @@ def task_folder(context: Context) -> str:
     map_index = getattr(ti, "map_index", -1)
     if map_index is not None and map_index >= 0:
         parts.append(f"map-{map_index}")
-    return "/".join(_safe(p) for p in parts)
-
-
-def _safe(part: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_.=" else "_" for c in part)
+    return "/".join(path_part(p) for p in parts)
 
 
 class TaskStateStore(Protocol):
@@ -124,10 +120,10 @@ class FileStateStore:
         return f"FileStateStore({str(self.store.root)!r})"
 
     def get(self, key: str) -> Any:
-        return self.store.read_json(f"{_safe(key)}.json")
+        return self.store.read_json(f"{path_part(key)}.json")
 
     def set(self, key: str, value: Any) -> None:
-        self.store.write_json(value, f"{_safe(key)}.json")
+        self.store.write_json(value, f"{path_part(key)}.json")
 
 
 def state_store(context: Context, base: StoragePath | None) -> TaskStateStore | None:

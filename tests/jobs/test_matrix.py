@@ -57,11 +57,57 @@ def test_custom_ids_are_prefixed_and_always_fit() -> None:
         ([{"model": "a", "params": {"model": "b"}}], "give the model as models"),
         ([{"model": "a", "temperature": 0}], "unknown key"),
         ([{"label": "x"}], r"models\[0\].model"),
+        (["a", {"model": "b", "label": "x" * 129}], r"models\[1\].label is 129 .* at most 128"),
     ],
 )
 def test_bad_matrices_are_refused_naming_the_entry(models: Any, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         ModelMatrix.of(models)
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("GPT 4", "GPT/4"),  # punctuation and spaces fold to "_"
+        ("haiku", "Haiku"),  # one file on storage that ignores case
+        ("claude:a", "claude+a"),
+        ("modèle", "mod_le"),  # letters outside ASCII fold too
+    ],
+)
+def test_labels_that_would_share_a_file_are_refused_naming_both(first: str, second: str) -> None:
+    models = ["z", {"model": "a", "label": first}, {"model": "b", "label": second}]
+    with pytest.raises(ValueError) as caught:
+        ModelMatrix.of(models)
+    message = str(caught.value)
+    assert message.startswith(f"models[2]: label {second!r} and models[1]'s {first!r}")
+    assert "share one file name" in message
+
+
+def test_labels_that_differ_keep_readable_file_names() -> None:
+    from airflow_batches.jobs._store import file_name, name_clash
+
+    labels = ["claude-haiku-4-5", "claude-haiku-4-5 thinking", "sonnet.v2"]
+    ModelMatrix.of([{"model": "m", "label": label} for label in labels])
+    assert [file_name(f"results.{x}") for x in labels] == [
+        "results.claude-haiku-4-5.jsonl",
+        "results.claude-haiku-4-5_thinking.jsonl",
+        "results.sonnet.v2.jsonl",
+    ]
+    assert name_clash(labels) is None
+    assert name_clash(["a b", "x", "A_B"]) == ("a b", "A_B", "A_B.jsonl")
+
+
+def test_path_parts_are_safe_and_never_shared() -> None:
+    from airflow_batches.jobs._store import path_part
+
+    assert path_part("nightly_eval") == "nightly_eval"
+    assert path_part("scheduled__2026-12-06") == "scheduled__2026-12-06"
+    hostile = ["a:b", "a+b", "a_b", "..", ".", "", "a/b", "a/../b", "/etc", "é", "\udcff"]
+    parts = [path_part(x) for x in hostile]
+    assert len(set(parts)) == len(parts)
+    for part in parts:
+        assert "/" not in part and part.strip(".") and part.isascii()
+    assert path_part("a:b").startswith("a_b-") and path_part("..").startswith("..-")
 
 
 def test_the_same_model_twice_with_its_own_params() -> None:

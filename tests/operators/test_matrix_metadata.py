@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.operators.conftest import DagRunner
 
 MODELS = ["claude-haiku-4-5", "claude-sonnet-4-5", "claude-opus-4-1"]
@@ -115,3 +117,85 @@ def test_metadata_needs_shared_staging_and_nothing_is_sent_without_it(
     )
     assert result.states["submit"] == "failed"
     assert dag_runner.emulator.admin.create_calls() == 0
+
+
+def test_a_matrix_job_s_follow_ups_keep_one_model_per_batch(dag_runner: DagRunner) -> None:
+    """Resent failures go out per model, so each model's batches, follow-ups and end time
+    stay its own (docs/evals.md)."""
+    dag_runner.emulator.configure(result_errors={"overloaded_error": 0.5}, seed=5)
+    result = dag_runner.run(
+        """
+        submit = SubmitBatchOperator(task_id="submit", requests=REQS, models=MODELS,
+            defaults={"max_tokens": 16})
+        wait = BatchSensor(task_id="wait", job=submit.output, poke_interval=0.05)
+        fetch = FetchResultsOperator(task_id="fetch", job=submit.output, destination=RESULTS,
+            resubmit_failed=True, max_attempts=6, poke_interval=0.05)
+        submit >> wait >> fetch
+        """,
+        REQS=eval_requests(12),
+        MODELS=MODELS,
+    )
+    assert result.state == "success", result.states
+    manifest = result.xcom("fetch")
+    admin = dag_runner.emulator.admin
+    follow_ups = [b["id"] for a in manifest["attempts"][1:] for b in a["batches"]]
+    # At 0.5 per request, 36 requests with no failure or all resent in one model: ~1e-10.
+    assert len(follow_ups) >= 2
+    label_of = {b: label for label, m in manifest["matrix"].items() for b in m["batch_ids"]}
+    for batch_id in follow_ups:
+        models = {r["params"]["model"] for r in admin.requests(batch_id)}
+        assert len(models) == 1, (batch_id, models)
+        prefixes = {r["custom_id"].split("_")[0] for r in admin.requests(batch_id)}
+        assert prefixes == {f"m{MODELS.index(models.pop())}"}
+        assert label_of[batch_id] == MODELS[int(prefixes.pop()[1:])]
+    # Every batch is one model's, follow-ups whose every line was resent again included, so
+    # each model's time to end runs from its own first batch to its own last.
+    first = manifest["attempts"][0]["batches"]
+    for i, label in enumerate(MODELS):
+        entry = manifest["matrix"][label]
+        assert entry["requests"] == 12
+        assert first[i]["id"] in entry["batch_ids"]
+    assert sorted(label_of) == sorted(manifest["batch_ids"])
+
+
+def test_labels_that_share_a_file_name_are_refused_before_anything_is_sent(
+    dag_runner: DagRunner,
+) -> None:
+    # Rendered at run time (a template), so the check runs when the task starts.
+    result = dag_runner.run(
+        """
+        submit = SubmitBatchOperator(task_id="submit", requests=REQS,
+            models="{{ params.models | tojson }}", params={"models": MODELS},
+            defaults={"max_tokens": 16})
+        """,
+        REQS=eval_requests(3),
+        MODELS=[
+            {"model": "claude-haiku-4-5", "label": "Haiku 4.5"},
+            {"model": "claude-haiku-4-5", "label": "haiku/4.5", "params": {"system": "x"}},
+        ],
+    )
+    assert result.states["submit"] == "failed"
+    assert dag_runner.emulator.admin.create_calls() == 0
+
+
+def test_labels_that_share_a_file_name_fail_the_dag_file(dag_runner: DagRunner) -> None:
+    try:
+        from airflow.dag_processing.dagbag import DagBag
+    except ImportError:  # Airflow 3.1
+        from airflow.models.dagbag import DagBag  # type: ignore[no-redef]
+
+    with pytest.raises(AssertionError, match="differ in more than case"):
+        dag_runner.run(
+            """
+            SubmitBatchOperator(task_id="submit", requests=REQS, models=MODELS,
+                defaults={"max_tokens": 16})
+            """,
+            REQS=eval_requests(3),
+            MODELS=[
+                "claude-haiku-4-5",
+                {"model": "claude-sonnet-4-5", "label": "Claude-Haiku-4-5"},
+            ],
+        )
+    bag = DagBag(str(dag_runner.dags_folder))
+    (error,) = bag.import_errors.values()
+    assert "models[1]: label 'Claude-Haiku-4-5' and models[0]'s 'claude-haiku-4-5'" in error
