@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import typing
+from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -259,3 +260,17 @@ def test_output_betas_raise_the_limit_for_unknown_models(emulator: RunningEmulat
     assert _results(emulator, items, [])["big"].type == "errored"
     assert _results(emulator, items, ["output-128k-2025-02-19"])["big"].type == "errored"
     assert _results(emulator, items, ["output-300k-2026-03-24"])["big"].type == "succeeded"
+
+
+def test_the_docs_say_what_happens_to_each_beta() -> None:
+    """docs/emulator.md's Betas section names every value under its handling, and only there."""
+    text = (Path(__file__).parents[2] / "docs" / "emulator.md").read_text()
+    section = text.split("\n## Betas\n", 1)[1].split("\n## ", 1)[0]
+    parts = {
+        "honoured": section.split("**Honoured**", 1)[1].split("**Ignored**", 1)[0],
+        "ignored": section.split("**Ignored**", 1)[1].split("**Elsewhere**", 1)[0],
+        "elsewhere": section.split("**Elsewhere**", 1)[1],
+    }
+    for name, beta in load_beta_table().betas.items():
+        where = [h for h, part in parts.items() if f"`{name}`" in part]
+        assert where == [beta.emulator], (name, where)
