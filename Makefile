@@ -82,4 +82,4 @@ test-scale: install services
 	AIRFLOW_BATCHES_SCALE_RUNS=$(SCALE_RUNS) $(BIN)/pytest tests/e2e/test_distributed.py -s
 
 clean:
-	rm -rf $(VENV) $(RELEASES:%=.venv-af%) .demo .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(RELEASES:%=.venv-af%) .clients-venv .clients-venv.lock .demo .mypy_cache .ruff_cache

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from airflow_batches.api._models import MAX_BATCH_BYTES, MAX_REQUESTS_PER_BATCH
+from airflow_batches.emulator.betas import known_betas
 
 Endpoint = Literal["create", "retrieve", "list", "cancel", "delete", "results"]
 ENDPOINTS: tuple[Endpoint, ...] = ("create", "retrieve", "list", "cancel", "delete", "results")
@@ -72,44 +73,9 @@ DEFAULT_MODELS = (
     "claude-3-haiku-20240307",
 )
 
-DEFAULT_BETAS = (
-    "message-batches-2024-09-24",
-    "prompt-caching-2024-07-31",
-    "pdfs-2024-09-25",
-    "token-counting-2024-11-01",
-    "token-efficient-tools-2025-02-19",
-    "files-api-2025-04-14",
-    "extended-cache-ttl-2025-04-11",
-    "skills-2025-10-02",
-    "computer-use-2024-10-22",
-    "computer-use-2025-01-24",
-    "computer-use-2025-11-24",
-    "output-128k-2025-02-19",
-    "output-300k-2026-03-24",
-    "mcp-client-2025-04-04",
-    "mcp-client-2025-11-20",
-    "mcp-client-2026-09-15",
-    "interleaved-thinking-2025-05-14",
-    "dev-full-thinking-2025-05-14",
-    "code-execution-2025-05-22",
-    "context-1m-2025-08-07",
-    "context-management-2025-06-27",
-    "model-context-window-exceeded-2025-08-26",
-    "structured-outputs-2025-11-13",
-    "fast-mode-2026-02-01",
-    "compact-2026-01-12",
-    "compact-2026-09-04",
-    "user-profiles-2026-03-24",
-    "user-profiles-2026-08-18",
-    "user-profiles-2026-09-04",
-    "task-budgets-2026-03-13",
-    "thinking-token-count-2026-05-13",
-    "cache-diagnosis-2026-04-07",
-    "inline-tools-2026-09-15",
-)
-"""``anthropic-beta`` values accepted; any other is a 400, as on the real API."""
-
-OUTPUT_300K_BETA = "output-300k-2026-03-24"
+DEFAULT_BETAS = known_betas()
+"""``anthropic-beta`` values accepted by default: every entry of ``betas.toml`` (the pinned
+SDK's list and the newer values the platform docs name); any other is a 400, as on the API."""
 
 
 class FaultRates(BaseModel):
@@ -155,6 +121,7 @@ class EmulatorConfig(BaseModel):
     belongs to several workspaces."""
     api_versions: list[str] = Field(default_factory=lambda: ["2023-06-01", "2026-10-21"])
     betas: list[str] = Field(default_factory=lambda: list(DEFAULT_BETAS))
+    """Accepted ``anthropic-beta`` values; any other is a 400. Default: all of ``betas.toml``."""
     models: list[str] = Field(default_factory=lambda: list(DEFAULT_MODELS))
     """Known models, as exact names or ``fnmatch`` patterns; any other model ends errored with
     ``not_found_error``."""

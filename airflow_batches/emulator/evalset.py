@@ -9,7 +9,8 @@ wrong answer: ``responder_options = {"error_rates": {"claude-haiku-4-5": 0.2, "*
 (the model's own rate, else ``"*"``, else 0). Whether a request is answered wrongly is a hash
 of ``responder_options.seed``, the model and the question: the same question to the same model
 always gets the same answer, so scores are stable from run to run. A prompt it does not
-recognise gets ``"I don't know."``.
+recognise gets ``"I don't know."``. With thinking on (``enabled`` or ``adaptive``) the answer
+starts with a thinking block, as the default responder's does.
 
 The emulator imports nothing outside the standard library and ``airflow_batches.api``; this
 module keeps to that.
@@ -24,7 +25,12 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from airflow_batches.emulator.responders import ResponderContext, prompt_usage, usage_of
+from airflow_batches.emulator.responders import (
+    ResponderContext,
+    prompt_usage,
+    thinking_block,
+    usage_of,
+)
 
 __all__ = ["CAPITALS", "PERSON_SCHEMA", "eval_requests", "eval_responder", "solve"]
 
@@ -157,14 +163,20 @@ def eval_responder(ctx: ResponderContext) -> dict[str, Any]:
             answer = _wrong(category, answer, draw >> 8)
     text = answer if isinstance(answer, str) else json.dumps(answer)
     usage = prompt_usage(ctx)
-    output_tokens = min(max(1, (len(text) + 3) // 4), int(params["max_tokens"]))
+    max_tokens = int(params["max_tokens"])
+    text_tokens = max(1, (len(text) + 3) // 4)
+    thinking, thinking_tokens = thinking_block(params, digest, max(1, max_tokens - text_tokens))
+    content = [{"type": "text", "text": text}]
+    if thinking is not None:
+        content.insert(0, thinking)
+    output_tokens = min(text_tokens + thinking_tokens, max_tokens)
     return {
         "id": ctx.message_id,
         "type": "message",
         "role": "assistant",
         "model": model,
-        "content": [{"type": "text", "text": text}],
+        "content": content,
         "stop_reason": "end_turn",
         "stop_sequence": None,
-        "usage": usage_of(usage, output_tokens),
+        "usage": usage_of(usage, output_tokens, thinking_tokens if thinking is not None else None),
     }

@@ -161,17 +161,10 @@ def default_responder(ctx: ResponderContext) -> dict[str, Any]:
     budget = max_tokens
     stop_reason = "end_turn"
     stop_sequence: str | None = None
-    thinking = params.get("thinking")
-    if isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive"):
-        thought = _words(digest[::-1], min(budget, 8 + digest[1] % 16))
-        budget -= len(thought)
-        content.append(
-            {
-                "type": "thinking",
-                "thinking": " ".join(thought),
-                "signature": "emulated-" + digest.hex()[:16],
-            }
-        )
+    thinking, thinking_tokens = thinking_block(params, digest, budget)
+    if thinking is not None:
+        budget -= thinking_tokens
+        content.append(thinking)
 
     tool = _tool_choice(params, rng) if rng is not None else None
     if tool is not None and rng is not None and budget >= 1:
@@ -208,13 +201,39 @@ def default_responder(ctx: ResponderContext) -> dict[str, Any]:
         "content": content,
         "stop_reason": stop_reason,
         "stop_sequence": stop_sequence,
-        "usage": usage_of(usage, output_tokens),
+        "usage": usage_of(usage, output_tokens, thinking_tokens if thinking is not None else None),
     }
 
 
-def usage_of(usage: CacheUsage, output_tokens: int) -> dict[str, Any]:
-    """A Message's ``usage`` from the prompt's accounting and the answer's length."""
-    return {
+def thinking_block(
+    params: Mapping[str, Any], digest: bytes, budget: int
+) -> tuple[dict[str, Any] | None, int]:
+    """The answer's thinking block and its tokens (at most ``budget``, at least 1), or
+    ``(None, 0)`` when the params do not turn thinking on (``enabled`` or ``adaptive``).
+
+    ``display: "omitted"`` empties the text and keeps the signature and the token count, as
+    the API does; ``"updates"`` (a beta) is answered like ``"summarized"``. ``digest`` (at
+    least 2 bytes) fixes the words.
+    """
+    thinking = params.get("thinking")
+    if not isinstance(thinking, Mapping) or thinking.get("type") not in ("enabled", "adaptive"):
+        return None, 0
+    thought = _words(digest[::-1], max(1, min(budget, 8 + digest[1] % 16)))
+    text = "" if thinking.get("display") == "omitted" else " ".join(thought)
+    block = {"type": "thinking", "thinking": text, "signature": "emulated-" + digest.hex()[:16]}
+    return block, len(thought)
+
+
+def usage_of(
+    usage: CacheUsage, output_tokens: int, thinking_tokens: int | None = None
+) -> dict[str, Any]:
+    """A Message's ``usage`` from the prompt's accounting and the answer's length.
+
+    ``thinking_tokens`` (the part of ``output_tokens`` spent thinking) is given for an answer
+    with a thinking block: it becomes ``output_tokens_details``, which the API has sent since
+    2026-05-27 on answers with thinking, without a beta and under both API versions.
+    """
+    out: dict[str, Any] = {
         "input_tokens": usage.input_tokens,
         "cache_creation_input_tokens": usage.write_5m + usage.write_1h,
         "cache_read_input_tokens": usage.read,
@@ -225,3 +244,6 @@ def usage_of(usage: CacheUsage, output_tokens: int) -> dict[str, Any]:
         "output_tokens": output_tokens,
         "service_tier": "batch",
     }
+    if thinking_tokens is not None:
+        out["output_tokens_details"] = {"thinking_tokens": min(thinking_tokens, output_tokens)}
+    return out

@@ -12,8 +12,8 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from airflow_batches.api._models import PARAMS_REMOVED_IN, SDK_ONLY_KEYS
-from airflow_batches.api._rules import ModelRules
-from airflow_batches.emulator.config import OUTPUT_300K_BETA
+from airflow_batches.api._rules import ModelRules, load_rules_table
+from airflow_batches.emulator.betas import BINDING_BETA, DISPLAY_UPDATES_BETA
 
 
 class RequestError(Exception):
@@ -75,13 +75,17 @@ def validate_params(
     if not isinstance(model, str) or not model:
         return _invalid("model: Input should be a valid string")
     known_limit = rules.output_limit(model) if rules is not None else None
-    problem = _check_max_tokens(params, betas, max_output_tokens, known_limit is not None)
+    output_betas = (rules.table if rules is not None else load_rules_table()).output_betas
+    limit = max([max_output_tokens, *(output_betas.get(b, 0) for b in betas)])
+    problem = _check_max_tokens(params, limit, known_limit is not None)
     if problem is not None:
         return problem
     stream = params.get("stream", False)
     if stream is not False:
         return _invalid("stream: streaming is not supported in the Message Batches API")
-    problem = _check_messages(params.get("messages"))
+    problem = _check_messages(params.get("messages")) or _check_thinking(
+        params.get("thinking"), betas
+    )
     if problem is not None:
         return problem
     for violation in rules.check(params) if rules is not None else ():
@@ -97,9 +101,9 @@ def validate_params(
     return None
 
 
-def _check_max_tokens(
-    params: dict[str, Any], betas: Sequence[str], max_output_tokens: int, ruled: bool
-) -> RequestError | None:
+def _check_max_tokens(params: dict[str, Any], limit: int, ruled: bool) -> RequestError | None:
+    """``limit`` applies to a model the rules table does not know (``ruled`` is False); the
+    table checks the others against their own maximum."""
     if "max_tokens" not in params:
         return _invalid("max_tokens: Field required")
     value = params["max_tokens"]
@@ -107,7 +111,6 @@ def _check_max_tokens(
         return _invalid("max_tokens: Input should be a valid integer")
     if value < 1:
         return _invalid("max_tokens: Input should be greater than or equal to 1")
-    limit = max(max_output_tokens, 300_000) if OUTPUT_300K_BETA in betas else max_output_tokens
     if value > limit and not ruled:
         return _invalid(
             f"max_tokens: {value} > {limit}, which is the maximum allowed number of output "
@@ -133,4 +136,55 @@ def _check_messages(messages: Any) -> RequestError | None:
             return _invalid(f"messages.{i}.content: Field required")
         if not isinstance(content, str | list):
             return _invalid(f"messages.{i}.content: Input should be a valid string or list")
+    return None
+
+
+_BINDING_FIELDS = frozenset({"prefix_mismatch_behavior"})
+_BINDING_BEHAVIOURS = ("error", "drop_block")
+_DISPLAYS = ("summarized", "omitted", "updates")
+
+
+def _check_thinking(thinking: Any, betas: Sequence[str]) -> RequestError | None:
+    """What the honoured thinking betas let ``thinking`` carry (docs/emulator.md, Betas).
+
+    ``block_binding`` needs the binding-controls beta and a thinking type that has it
+    (``enabled`` or ``adaptive``); ``display: "updates"`` needs the display-updates beta.
+    Without its beta each is refused as the API refuses a field it does not know.
+    """
+    if not isinstance(thinking, dict):
+        return None
+    if "block_binding" in thinking:
+        if BINDING_BETA not in betas:
+            return _invalid(
+                "thinking.block_binding: Extra inputs are not permitted (it needs the "
+                f"`{BINDING_BETA}` beta in the anthropic-beta header)"
+            )
+        kind = thinking.get("type")
+        if kind not in ("enabled", "adaptive"):
+            return _invalid(
+                f"thinking.block_binding: Extra inputs are not permitted for thinking.type "
+                f"{kind!r} (only with 'enabled' or 'adaptive')"
+            )
+        binding = thinking["block_binding"]
+        if binding is not None and not isinstance(binding, dict):
+            return _invalid("thinking.block_binding: Input should be an object")
+        for key in sorted(set(binding or {}) - _BINDING_FIELDS):
+            return _invalid(f"thinking.block_binding.{key}: Extra inputs are not permitted")
+        behaviour = (binding or {}).get("prefix_mismatch_behavior")
+        if behaviour is not None and behaviour not in _BINDING_BEHAVIOURS:
+            return _invalid(
+                "thinking.block_binding.prefix_mismatch_behavior: Input should be 'error' or "
+                f"'drop_block', not {behaviour!r}"
+            )
+    display = thinking.get("display")
+    if display is not None and display not in _DISPLAYS:
+        return _invalid(
+            f"thinking.display: Input should be 'summarized' or 'omitted', not {display!r}"
+        )
+    if display == "updates" and DISPLAY_UPDATES_BETA not in betas:
+        return _invalid(
+            "thinking.display: 'updates' needs the "
+            f"`{DISPLAY_UPDATES_BETA}` beta in the anthropic-beta header (without it: "
+            "'summarized' or 'omitted')"
+        )
     return None
