@@ -1,6 +1,8 @@
 """The admin view under ``/_emulator``: what arrived, runtime settings, the clock.
 
-No real client ever calls these paths; they need no API key (the emulator serves loopback).
+No real client ever calls these paths. They need no API key, but every request first passes
+``admin_guard`` (no other site's page gets in), every body is bounded (``bodies``), no answer
+shows an API key, and no request can name code to import (the responder is set at start).
 """
 
 from __future__ import annotations
@@ -15,18 +17,35 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from airflow_batches.emulator.bodies import ADMIN_MAX_BODY_BYTES, read_body
+from airflow_batches.emulator.config import EmulatorConfig
 from airflow_batches.emulator.errors import invalid_request, json_response, not_found
 from airflow_batches.emulator.intake import RequestIndex
 from airflow_batches.emulator.service import Emulator, emulator_of
 from airflow_batches.emulator.store import BatchRecord
+
+REDACTED_KEY = "<redacted>"
+"""What the admin view shows in place of each API key."""
+
+START_ONLY = ("responder", "admin_hosts")
+"""Settings the admin view refuses to change: they name code to import, or who may call it."""
 
 
 def _json(data: Any) -> Response:
     return json_response(json.dumps(data, default=str))
 
 
+def config_view(config: EmulatorConfig) -> Response:
+    """The config as JSON, each workspace's keys replaced by ``REDACTED_KEY``."""
+    data = config.model_dump(mode="json")
+    data["workspaces"] = {
+        name: [REDACTED_KEY] * len(keys) for name, keys in config.workspaces.items()
+    }
+    return _json(data)
+
+
 async def _body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
+    raw = await read_body(request, ADMIN_MAX_BODY_BYTES, "an admin request, 1 MiB")
     if not raw.strip():
         return {}
     try:
@@ -94,12 +113,28 @@ async def batch_requests(request: Request) -> Response:
 
 
 async def get_config(request: Request) -> Response:
-    return json_response(emulator_of(request).config.model_dump_json())
+    return config_view(emulator_of(request).config)
+
+
+def _refuse_start_only(overrides: dict[str, Any]) -> None:
+    named = [name for name in START_ONLY if name in overrides]
+    if named:
+        raise invalid_request(
+            f"{', '.join(named)}: cannot be set through the admin view; set it when starting "
+            "the emulator (--responder, --set, or the --config file) and restart"
+        )
+    for name, keys in (overrides.get("workspaces") or {}).items():
+        if isinstance(keys, list) and REDACTED_KEY in keys:
+            raise invalid_request(
+                f"workspaces.{name}: {REDACTED_KEY!r} is what the admin view shows in place of "
+                "a key; send the keys themselves"
+            )
 
 
 async def update_config(request: Request) -> Response:
     emulator = emulator_of(request)
     overrides = await _body(request)
+    _refuse_start_only(overrides)
     try:
         config = emulator.update_config(overrides)
     except ValidationError as exc:
@@ -109,7 +144,7 @@ async def update_config(request: Request) -> Response:
                 for e in exc.errors(include_url=False)
             )
         ) from None
-    return json_response(config.model_dump_json())
+    return config_view(config)
 
 
 def _clock_view(emulator: Emulator) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from starlette.middleware import Middleware
 from starlette.routing import Mount
 
 from airflow_batches.emulator import admin, routes
+from airflow_batches.emulator.admin_guard import AdminGuard
 from airflow_batches.emulator.config import EmulatorConfig
 from airflow_batches.emulator.errors import (
     APIError,
@@ -43,7 +44,10 @@ def create_app(config: EmulatorConfig | None = None) -> Starlette:
             await emulator.stop()
 
     app = Starlette(
-        routes=[*routes.routes, Mount(ADMIN_PREFIX, routes=admin.routes)],
+        routes=[
+            *routes.routes,
+            Mount(ADMIN_PREFIX, routes=admin.routes, middleware=[Middleware(AdminGuard)]),
+        ],
         middleware=[
             Middleware(RequestIdMiddleware, clock=emulator.clock.now),
             Middleware(FaultMiddleware),

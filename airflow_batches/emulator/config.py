@@ -115,6 +115,9 @@ class EmulatorConfig(BaseModel):
     port: Annotated[int, Field(ge=0, le=65535)] = 8089
     data_dir: Path | None = None
     """Where batches, bodies and results live; ``None``: a new temporary directory."""
+    admin_hosts: list[str] = Field(default_factory=list)
+    """More ``Host`` names the admin view answers (a docker-compose service name, say), besides
+    loopback names and the address a request arrives on. Set at start only."""
 
     workspaces: dict[str, list[str]] = Field(default_factory=lambda: {"default": ["emulator-key"]})
     """Workspace name -> its API keys. ``anthropic-workspace-id`` selects by name when a key
@@ -178,7 +181,8 @@ class EmulatorConfig(BaseModel):
     """Error for more than ``max_requests_per_batch`` items: 400, or 413 request_too_large."""
 
     responder: str = "airflow_batches.emulator.responders:default_responder"
-    """``module:callable`` producing each succeeded Message (see responders.py)."""
+    """``module:callable`` producing each succeeded Message (see responders.py). Set at start
+    only (CLI or config file): the admin view never imports code it is sent."""
     responder_options: dict[str, Any] = Field(default_factory=dict)
     """Settings of the responder's own, handed to it as ``ResponderContext.options`` (the
     eval responder's ``error_rates``, for one)."""

@@ -1,4 +1,5 @@
-"""The create body: spooled to disk under a byte limit, then checked one item at a time.
+"""The create body: spooled to disk (under the byte bound of ``bodies``), then checked one item
+at a time.
 
 A 256 MB body never sits in memory. The scanner walks the spooled file through a sliding text
 window, decoding one request item at a time with ``json.JSONDecoder.raw_decode`` and keeping
@@ -38,23 +39,14 @@ _INDEX = struct.Struct("<QI")
 _CHUNK = 1 << 20
 
 
-async def spool_body(chunks: AsyncIterator[bytes], dest: Path, limit: int) -> int:
-    """Write the body to ``dest``; 413 once it is over ``limit`` bytes.
-
-    An oversized body is still read to its end (and thrown away): a client that is cut off
-    while sending sees a broken connection, retries, and never learns about the 413.
-    """
+async def spool_body(chunks: AsyncIterator[bytes], dest: Path) -> int:
+    """Write the body to ``dest``; return its size. ``chunks`` is bounded by its reader
+    (``bodies.stream_body``), which stops at the limit with a 413."""
     total = 0
     with dest.open("wb") as fh:
         async for chunk in chunks:
             total += len(chunk)
-            if total <= limit:
-                fh.write(chunk)
-    if total > limit:
-        raise APIError(
-            "request_too_large",
-            f"Request exceeds the maximum allowed number of bytes: {total} > {limit}",
-        )
+            fh.write(chunk)
     return total
 
 

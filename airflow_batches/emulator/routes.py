@@ -20,6 +20,7 @@ from starlette.routing import Route
 from airflow_batches.api._models import DeletedMessageBatch, MessageBatchPage
 from airflow_batches.api._prompt import prompt_breakpoints
 from airflow_batches.api._rules import load_rules_table
+from airflow_batches.emulator.bodies import MESSAGE_MAX_BODY_BYTES, read_body, stream_body
 from airflow_batches.emulator.clock import to_datetime
 from airflow_batches.emulator.errors import APIError, invalid_request, json_response
 from airflow_batches.emulator.intake import scan_body, spool_body
@@ -54,7 +55,8 @@ async def create_batch(request: Request) -> Response:
     incoming.mkdir()
     files = BatchFiles(incoming)
     try:
-        size = await spool_body(request.stream(), files.body, cfg.max_body_bytes)
+        body = stream_body(request, cfg.max_body_bytes, "max_body_bytes")
+        size = await spool_body(body, files.body)
         count = await asyncio.to_thread(
             scan_body,
             files,
@@ -273,7 +275,9 @@ async def count_tokens(request: Request) -> Response:
     emulator.caller(request)
     emulator.calls["count_tokens"] += 1
     try:
-        params = json.loads(await request.body())
+        params = json.loads(
+            await read_body(request, MESSAGE_MAX_BODY_BYTES, "a Messages request, 32 MB")
+        )
     except ValueError:
         raise invalid_request("The request body is not valid JSON") from None
     if not isinstance(params, dict):

@@ -154,6 +154,7 @@ class AdminClient:
             return [json.loads(line) for line in r.iter_lines() if line]
 
     def config(self) -> dict[str, Any]:
+        """The settings, API keys shown as ``"<redacted>"``."""
         result: dict[str, Any] = self._call("GET", "/config")
         return result
 
@@ -162,7 +163,8 @@ class AdminClient:
         return result
 
     def reset(self) -> None:
-        self._call("POST", "/reset")
+        # A state change: the admin view wants a JSON body (see admin_guard).
+        self._call("POST", "/reset", {})
 
 
 class RunningEmulator:
@@ -201,11 +203,14 @@ class RunningEmulator:
         """Change settings at run time (faults, latency, time_scale, paused, ...).
 
         Nested mappings merge key by key; an empty mapping replaces (``faults={}`` clears).
+        ``responder`` cannot change at run time (``ValueError``): give it to the factory.
         """
         response = httpx.patch(f"{self.base_url}{ADMIN_PREFIX}/config", json=overrides)
         if response.status_code != 200:
             raise ValueError(response.json()["error"]["message"])
-        self.config = EmulatorConfig.model_validate_json(response.content)
+        # The admin view never shows keys: keep the ones this side knows.
+        keys = self.config.updated(overrides).workspaces
+        self.config = EmulatorConfig.model_validate({**response.json(), "workspaces": keys})
         return self.config
 
     def advance_clock(self, seconds: float) -> datetime:

@@ -8,6 +8,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +23,10 @@ MODELS = ["claude-haiku-5-5", "claude-sonnet-5-5", "claude-opus-5-5"]
 
 
 def test_nightly_eval_example_runs_twice_with_dags_test(
-    emulator: RunningEmulator, tmp_path: Path
+    emulator_factory: Callable[..., RunningEmulator], tmp_path: Path
 ) -> None:
-    emulator.configure(
+    # The responder is chosen at start (the admin view never imports what it is sent).
+    emulator = emulator_factory(
         latency=0.005,
         workers=4,
         result_errors={"overloaded_error": 0.1},

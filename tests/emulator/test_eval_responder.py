@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from airflow_batches.api import Client, SucceededResult
@@ -24,12 +25,14 @@ def right(request: dict[str, Any], text: str) -> bool:
 
 
 def test_it_answers_right_but_for_each_models_share(
-    emulator: RunningEmulator, client: Client
+    emulator_factory: Callable[..., RunningEmulator],
 ) -> None:
-    emulator.configure(
+    # The responder is chosen at start (the admin view never imports what it is sent).
+    emulator = emulator_factory(
         responder="airflow_batches.emulator.evalset:eval_responder",
         responder_options={"error_rates": {"claude-haiku-4-5": 0.3, "*": 0.0}, "seed": 4},
     )
+    client = Client(api_key=emulator.api_key, base_url=emulator.base_url, sleep=lambda _: None)
     base = eval_requests(300, seed=9)
     items = [
         {
@@ -39,11 +42,13 @@ def test_it_answers_right_but_for_each_models_share(
         for m in MODELS
         for r in base
     ]
-    batch = client.create(items)
-    emulator.wait_ended(batch.id)
+    with client:
+        batch = client.create(items)
+        emulator.wait_ended(batch.id)
+        lines = list(client.results(batch.id))
     wrong = dict.fromkeys(MODELS, 0)
     by_id = {i["custom_id"]: r for i, r in zip(items, base * 2, strict=True)}
-    for line in client.results(batch.id):
+    for line in lines:
         assert isinstance(line.result, SucceededResult)
         message = line.result.message
         text = message.content[0].text

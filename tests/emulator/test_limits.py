@@ -129,7 +129,7 @@ def test_count_limit(emulator_factory: Callable[..., RunningEmulator]) -> None:
     assert _error(_post(small, _body(requests(4))), 413).startswith("request_too_large")
 
 
-def test_size_limit_reads_the_whole_body_then_answers_413(
+def test_size_limit_answers_413_even_to_a_client_that_sends_it_all(
     emulator_factory: Callable[..., RunningEmulator],
 ) -> None:
     small = emulator_factory(max_body_bytes=10_000)

@@ -213,5 +213,7 @@ def test_a_custom_responder_by_import_path(
     assert results["a"].message.content[0].text == "HELLO"  # type: ignore[union-attr]
     assert results["b"].error.error.type == "overloaded_error"  # type: ignore[union-attr]
     assert results["c"].error.error.type == "api_error"  # type: ignore[union-attr]
-    em.configure(responder="airflow_batches.emulator.responders:default_responder")
-    assert em.config.responder.endswith("default_responder")
+    # Chosen at start only: the admin view never imports a module it is sent.
+    with pytest.raises(ValueError, match="responder: cannot be set through the admin view"):
+        em.configure(responder="airflow_batches.emulator.responders:default_responder")
+    assert em.config.responder == "tests.emulator.test_responders:shouting"

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from airflow_batches.emulator.evalset import eval_requests, solve
+from airflow_batches.emulator.testing import RunningEmulator
 from tests.operators.conftest import DagRunner, _load
 
 MODELS = ["claude-haiku-4-5", "claude-sonnet-4-5"]
@@ -30,12 +32,18 @@ submit >> wait >> fetch >> evaluate
 
 
 @pytest.fixture
-def evals(dag_runner: DagRunner) -> DagRunner:
-    dag_runner.emulator.configure(
+def evals(
+    airflow_db: None,
+    emulator_factory: Callable[..., RunningEmulator],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> DagRunner:
+    # The responder is chosen at start (the admin view never imports what it is sent).
+    emulator = emulator_factory(
         responder="airflow_batches.emulator.evalset:eval_responder",
         responder_options={"error_rates": RATES, "seed": 7},
     )
-    return dag_runner
+    return DagRunner(emulator, tmp_path, monkeypatch)
 
 
 def read_lines(path: str) -> list[dict[str, Any]]:
