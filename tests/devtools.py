@@ -169,7 +169,8 @@ class Chromium:
         return answer["result"].get("value")
 
     def close(self) -> None:
-        if self._socket is not None:
+        asked = self._socket is not None
+        if asked:
             # The browser may close the socket before it answers.
             with contextlib.suppress(Exception):
                 self.call("Browser.close", timeout=5)
@@ -177,7 +178,8 @@ class Chromium:
         self._open.close()
         if self._process is not None:
             try:
-                self._process.wait(timeout=10)
+                # Asked to close, it exits by itself; one that never opened DevTools is ended.
+                self._process.wait(timeout=10 if asked else 0)
             except subprocess.TimeoutExpired:
                 os.killpg(self._process.pid, signal.SIGKILL)
                 self._process.wait(timeout=10)
