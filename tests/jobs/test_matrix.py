@@ -76,11 +76,9 @@ def test_bad_matrices_are_refused_naming_the_entry(models: Any, message: str) ->
 )
 def test_labels_that_would_share_a_file_are_refused_naming_both(first: str, second: str) -> None:
     models = ["z", {"model": "a", "label": first}, {"model": "b", "label": second}]
-    with pytest.raises(ValueError) as caught:
+    with pytest.raises(ValueError, match="share one file name") as caught:
         ModelMatrix.of(models)
-    message = str(caught.value)
-    assert message.startswith(f"models[2]: label {second!r} and models[1]'s {first!r}")
-    assert "share one file name" in message
+    assert str(caught.value).startswith(f"models[2]: label {second!r} and models[1]'s {first!r}")
 
 
 def test_labels_that_differ_keep_readable_file_names() -> None:
