@@ -189,7 +189,12 @@ class AsyncClient(_BaseClient):
 
     async def iter_result_bytes(self, batch: BatchRef, *, resumes: int = 0) -> AsyncIterator[bytes]:
         resolved = batch if isinstance(batch, MessageBatch) else await self.retrieve(batch)
-        download = ResultsDownload(resolved, resumes=resumes, policy=self.settings.retry)
+        download = ResultsDownload(
+            resolved,
+            resumes=resumes,
+            policy=self.settings.retry,
+            max_line_bytes=self.settings.max_line_bytes,
+        )
         while True:
             offset, if_range = download.reopen()
             async with self.stream_results(resolved, offset=offset, if_range=if_range) as stream:

@@ -192,7 +192,12 @@ class Client(_BaseClient):
     def iter_result_bytes(self, batch: BatchRef, *, resumes: int = 0) -> Iterator[bytes]:
         """The results body, whole lines at a time, surviving up to ``resumes`` cuts in a row."""
         resolved = batch if isinstance(batch, MessageBatch) else self.retrieve(batch)
-        download = ResultsDownload(resolved, resumes=resumes, policy=self.settings.retry)
+        download = ResultsDownload(
+            resolved,
+            resumes=resumes,
+            policy=self.settings.retry,
+            max_line_bytes=self.settings.max_line_bytes,
+        )
         while True:
             offset, if_range = download.reopen()
             with self.stream_results(resolved, offset=offset, if_range=if_range) as stream:
