@@ -41,6 +41,7 @@ from airflow_batches.api._models import (
     MessageBatch,
     MessageBatchPage,
     check_id,
+    problems,
     safe_request_id,
 )
 from airflow_batches.api._retry import RetryPolicy, retry_after_seconds, retry_delay, should_retry
@@ -380,7 +381,7 @@ class _BaseClient:
             raise ResponseValidationError(
                 f"{response.request.method} {response.request.url} answered "
                 f"{response.status_code} with a body that is not a {model.__name__}: "
-                f"{exc.errors(include_url=False, include_input=False)}",
+                f"{problems(exc)}",
                 request_id=safe_request_id(response.headers.get("request-id")),
             ) from None
 

@@ -19,7 +19,7 @@ import msgspec
 import pydantic
 
 from airflow_batches.api._errors import ResponseValidationError
-from airflow_batches.api._models import MessageBatch, check_id, safe_request_id
+from airflow_batches.api._models import MessageBatch, check_id, problems, safe_request_id
 
 __all__ = ["ListedBatch", "ListedPage", "decode_listed_page"]
 
@@ -38,8 +38,7 @@ class ListedBatch(msgspec.Struct, gc=False, frozen=True):
             return MessageBatch.model_validate_json(memoryview(self.raw).tobytes())
         except pydantic.ValidationError as exc:
             raise ResponseValidationError(
-                f"batch {self.id} of a list page is not a MessageBatch: "
-                f"{exc.errors(include_url=False, include_input=False)}"
+                f"batch {self.id} of a list page is not a MessageBatch: {problems(exc)}"
             ) from None
 
 

@@ -19,6 +19,7 @@ from pydantic import (
     Field,
     StrictInt,
     TypeAdapter,
+    ValidationError,
     model_validator,
 )
 
@@ -53,6 +54,15 @@ def safe_request_id(value: Any) -> str | None:
     """A request id of the API's shape, else None: a request id is only ever shown (in an
     error or a log line), so one of another shape is left out rather than shown."""
     return value if isinstance(value, str) and _ID.fullmatch(value) else None
+
+
+def problems(exc: ValidationError, limit: int = 5) -> str:
+    """What a validation error found, one ``field: message`` per problem; never the input (a
+    body can be megabytes long, and holds what the server chose to put there)."""
+    found = exc.errors(include_url=False, include_input=False, include_context=False)
+    shown = [f"{'.'.join(map(str, e['loc'])) or '(body)'}: {e['msg']}" for e in found[:limit]]
+    more = f"; and {len(found) - limit} more" if len(found) > limit else ""
+    return "; ".join(shown) + more
 
 
 BatchId = Annotated[str, AfterValidator(check_id)]

@@ -63,7 +63,12 @@ from airflow_batches.api._errors import (
 )
 from airflow_batches.api._inflate import DECODED_CHUNK, BoundedDecoder
 from airflow_batches.api._lines import aiter_lines, iter_lines
-from airflow_batches.api._models import RESULT_LINE_ADAPTER, BatchResultLine, MessageBatch
+from airflow_batches.api._models import (
+    RESULT_LINE_ADAPTER,
+    BatchResultLine,
+    MessageBatch,
+    problems,
+)
 from airflow_batches.api._retry import RetryPolicy, retry_delay
 from airflow_batches.api._settings import DEFAULT_MAX_LINE_BYTES
 
@@ -83,8 +88,7 @@ def parse_result_line(batch_id: str, number: int, line: bytes) -> BatchResultLin
     except pydantic.ValidationError as exc:
         # Neither the line nor its input goes into the message: it may be megabytes long.
         raise ResponseValidationError(
-            f"results of batch {batch_id}, line {number}: not a result line: "
-            f"{exc.errors(include_url=False, include_input=False)}"
+            f"results of batch {batch_id}, line {number}: not a result line: {problems(exc)}"
         ) from None
 
 
