@@ -133,7 +133,8 @@ class MessageBatch(_Response):
     """Set once the results are gone (29 days after creation)."""
     cancel_initiated_at: datetime | None = None
     results_url: str | None = None
-    """Absolute URL of the JSONL results; null until the batch has ended. Follow it as given."""
+    """Absolute URL of the JSONL results; null until the batch has ended. Followed as given,
+    but only on the API's origin or one of the client's ``results_origins``."""
 
     @property
     def is_ended(self) -> bool:
