@@ -183,7 +183,9 @@ class AsyncClient(_BaseClient):
             await response.aclose()
             response, start = await self._send(self._results_spec(resolved)), 0
         try:
-            yield AsyncResultsStream(resolved, response, offset=start)
+            yield AsyncResultsStream(
+                resolved, response, offset=start, max_line_bytes=self.settings.max_line_bytes
+            )
         finally:
             await response.aclose()
 

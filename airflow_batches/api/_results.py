@@ -28,12 +28,13 @@ raised as ``APIConnectionError`` naming the batch and the bytes read. Against a 
 ignores ranges (the real API's support is unknown; the emulator honours them) a cut costs a
 re-read of what was already read, never a wrong or repeated line.
 
-**Bounds.** Whatever the server sends, a download holds a bounded amount of it. A compressed
-answer (``gzip`` or ``deflate``, the only encodings asked for) is inflated here, at most
-``DECODED_CHUNK`` bytes at a time, never by httpx in one go (a few KiB of gzip can inflate to
-gigabytes). A line longer than the client's ``max_line_bytes`` (64 MiB unless set), or a body
-holding more lines than the batch has requests (plus ``extra_lines``), stops the download
-with ``ResultsTooLargeError`` naming the batch and the line, before that line is handed out.
+**Bounds** (``_bounds``). Whatever the server sends, a download holds a bounded amount of it.
+A compressed answer (``gzip`` or ``deflate``, the only encodings asked for) is inflated here,
+at most ``DECODED_CHUNK`` bytes at a time, never by httpx in one go (a few KiB of gzip can
+inflate to gigabytes). A line longer than the client's ``max_line_bytes`` (64 MiB unless
+set), or a body holding more lines than the batch has requests (plus ``extra_lines``), stops
+the download with ``ResultsTooLargeError`` naming the batch and the line, before that line is
+handed out. A stream opened by hand bounds its lines the same way (numbered in that answer).
 
 **By hand.** ``stream_results(batch, offset=D, if_range=etag)`` opens one answer;
 ``stream.offset`` says where its bytes start in the whole results: ``D`` when the server
@@ -54,6 +55,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 import httpx
 import pydantic
 
+from airflow_batches.api._bounds import DECODED_CHUNK, BoundedDecoder, extra_lines, line_too_long
 from airflow_batches.api._errors import (
     APIConnectionError,
     ResponseValidationError,
@@ -61,8 +63,7 @@ from airflow_batches.api._errors import (
     ResultsTooLargeError,
     connection_error_from,
 )
-from airflow_batches.api._inflate import DECODED_CHUNK, BoundedDecoder
-from airflow_batches.api._lines import aiter_lines, iter_lines
+from airflow_batches.api._lines import LineTooLong, aiter_lines, iter_lines
 from airflow_batches.api._models import (
     RESULT_LINE_ADAPTER,
     BatchResultLine,
@@ -73,13 +74,6 @@ from airflow_batches.api._retry import RetryPolicy, retry_delay
 from airflow_batches.api._settings import DEFAULT_MAX_LINE_BYTES
 
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)", re.IGNORECASE)
-
-
-def extra_lines(requests: int) -> int:
-    """Lines a results body may hold beyond its batch's request count before the download
-    stops: 10, plus one per thousand requests. Room for what the readers tolerate (blank
-    lines, a line replayed byte for byte); a body longer than that is not the batch's."""
-    return 10 + requests // 1000
 
 
 def parse_result_line(batch_id: str, number: int, line: bytes) -> BatchResultLine:
@@ -144,10 +138,19 @@ def strong_etag(response: httpx.Response) -> str | None:
 
 
 class _Stream:
-    def __init__(self, batch: MessageBatch, response: httpx.Response, *, offset: int = 0) -> None:
+    def __init__(
+        self,
+        batch: MessageBatch,
+        response: httpx.Response,
+        *,
+        offset: int = 0,
+        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    ) -> None:
         self.batch = batch
         self.response = response
         self.offset = offset
+        self.max_line_bytes = max_line_bytes
+        """The longest line ``iter_lines`` hands out (numbered within this answer)."""
         """Where this answer's first byte is in the whole results (see the module docstring)."""
         self.total = body_total(response)
         self.etag = strong_etag(response)
@@ -174,7 +177,10 @@ class ResultsStream(_Stream):
             yield tail
 
     def iter_lines(self) -> Iterator[bytes]:
-        return iter_lines(self.iter_bytes())
+        try:
+            yield from iter_lines(self.iter_bytes(), max_line_bytes=self.max_line_bytes)
+        except LineTooLong as exc:
+            raise line_too_long(self.batch.id, exc.number, exc.limit) from None
 
     def iter_results(self) -> Iterator[BatchResultLine]:
         for number, line in enumerate(self.iter_lines(), start=1):
@@ -198,8 +204,12 @@ class AsyncResultsStream(_Stream):
         if tail := decoder.flush():
             yield tail
 
-    def aiter_lines(self) -> AsyncIterator[bytes]:
-        return aiter_lines(self.aiter_bytes())
+    async def aiter_lines(self) -> AsyncIterator[bytes]:
+        try:
+            async for line in aiter_lines(self.aiter_bytes(), max_line_bytes=self.max_line_bytes):
+                yield line
+        except LineTooLong as exc:
+            raise line_too_long(self.batch.id, exc.number, exc.limit) from None
 
     async def aiter_results(self) -> AsyncIterator[BatchResultLine]:
         number = 0
@@ -367,13 +377,7 @@ class ResultsDownload:
             )
 
     def _too_long(self, number: int) -> ResultsTooLargeError:
-        return ResultsTooLargeError(
-            f"results of batch {self.batch.id}: line {number} is longer than "
-            f"max_line_bytes ({self.max_line_bytes:,} bytes); the download was stopped there. "
-            "Raise max_line_bytes (a client option, the connection's extra, or "
-            "FetchResultsOperator's max_line_bytes) if the batch's answers are that long",
-            batch_id=self.batch.id,
-        )
+        return line_too_long(self.batch.id, number, self.max_line_bytes)
 
     def _commit(self, out: bytes) -> None:
         self.delivered += len(out)

@@ -185,7 +185,9 @@ class Client(_BaseClient):
             response.close()
             response, start = self._send(self._results_spec(resolved)), 0
         try:
-            yield ResultsStream(resolved, response, offset=start)
+            yield ResultsStream(
+                resolved, response, offset=start, max_line_bytes=self.settings.max_line_bytes
+            )
         finally:
             response.close()
 

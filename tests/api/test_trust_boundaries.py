@@ -29,7 +29,8 @@ from airflow_batches.api import (
     ResultsTooLargeError,
     UntrustedURLError,
 )
-from airflow_batches.api._inflate import BoundedDecoder
+from airflow_batches.api._bounds import BoundedDecoder
+from airflow_batches.api._lines import LineDecoder, LineTooLong, iter_lines
 from airflow_batches.api._listing import decode_listed_page
 from airflow_batches.api._models import ID_PATTERN, check_id
 from airflow_batches.api._settings import DEFAULT_MAX_LINE_BYTES
@@ -290,6 +291,42 @@ def test_a_line_past_max_line_bytes_stops_the_download_naming_it(
         "results of batch msgbatch_01: line 2 is longer than max_line_bytes (1,000 bytes)"
     )
     assert caught.value.batch_id == "msgbatch_01"
+
+
+def test_a_stream_opened_by_hand_bounds_its_lines_too() -> None:
+    first = b'{"custom_id":"a","result":{"type":"canceled"}}'
+    body = first + b"\n" + b"x" * 3000 + b"\n"
+    pieces = [body[i : i + 100] for i in range(0, len(body), 100)]
+    api = FakeAPI(default=lambda r: httpx.Response(200, stream=Chunks(pieces)))
+    batch = MessageBatch.model_validate(ended_batch())
+    options = {"api_key": API_KEY, "base_url": BASE_URL, "transport": api.transport}
+    got: list[bytes] = []
+    with (
+        Client(**options, max_line_bytes=1000) as client,
+        client.stream_results(batch) as stream,
+        pytest.raises(ResultsTooLargeError, match="msgbatch_01: line 2 is longer than"),
+    ):
+        got.extend(stream.iter_lines())
+    assert got == [first]
+
+    async def by_hand() -> None:
+        async with (
+            AsyncClient(**options, max_line_bytes=1000) as client,
+            client.stream_results(batch) as stream,
+        ):
+            async for _ in stream.aiter_results():
+                pass
+
+    with pytest.raises(ResultsTooLargeError, match="msgbatch_01: line 2 is longer than"):
+        asyncio.run(by_hand())
+
+
+def test_the_line_decoder_bound_counts_blank_lines() -> None:
+    decoder = LineDecoder(keep_blank=True, max_line_bytes=4)
+    assert decoder.feed(b"ab\n\ncd") == [b"ab", b""]
+    with pytest.raises(LineTooLong, match="line 3 is longer than 4 bytes"):
+        decoder.feed(b"efg")
+    assert list(iter_lines([b"abcd\n", b"abcd"], max_line_bytes=4)) == [b"abcd", b"abcd"]
 
 
 def test_the_default_line_limit_is_64_mib() -> None:

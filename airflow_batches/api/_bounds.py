@@ -1,4 +1,9 @@
-"""Undoing a results answer's content-encoding with bounded memory, whatever the ratio."""
+"""The bounds of a results download: what one decoding step, one line and one body may hold.
+
+A compressed answer is inflated a bounded step at a time, whatever its ratio
+(:class:`BoundedDecoder`); a line may be at most the client's ``max_line_bytes``; a body may
+hold its batch's request count in lines, plus :func:`extra_lines`.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,9 @@ import zlib
 from collections.abc import Iterator
 from typing import Any
 
-from airflow_batches.api._errors import ResponseValidationError
+from airflow_batches.api._errors import ResponseValidationError, ResultsTooLargeError
 
-__all__ = ["DECODED_CHUNK", "BoundedDecoder"]
+__all__ = ["DECODED_CHUNK", "BoundedDecoder", "extra_lines", "line_too_long"]
 
 DECODED_CHUNK = 1 << 20
 """The most bytes one step of inflating a compressed answer produces (1 MiB)."""
@@ -84,3 +89,20 @@ class BoundedDecoder:
         return ResponseValidationError(
             f"results of batch {self.batch_id}: the {self.encoding} answer does not decode ({exc})"
         )
+
+
+def extra_lines(requests: int) -> int:
+    """Lines a results body may hold beyond its batch's request count before the download
+    stops: 10, plus one per thousand requests. Room for what the readers tolerate (blank
+    lines, a line replayed byte for byte); a body longer than that is not the batch's."""
+    return 10 + requests // 1000
+
+
+def line_too_long(batch_id: str, number: int, limit: int) -> ResultsTooLargeError:
+    return ResultsTooLargeError(
+        f"results of batch {batch_id}: line {number} is longer than max_line_bytes "
+        f"({limit:,} bytes); the download was stopped there. Raise max_line_bytes (a client "
+        "option, the connection's extra, or FetchResultsOperator's max_line_bytes) if the "
+        "batch's answers are that long",
+        batch_id=batch_id,
+    )
