@@ -23,9 +23,11 @@ import msgspec
 
 from airflow_batches.api import BatchesError, Client, MessageBatch
 from airflow_batches.api._models import ErrorType
+from airflow_batches.jobs._decode import nests_deeper
 from airflow_batches.jobs._download import DownloadPolicy, read_batch_lines
 from airflow_batches.jobs._ids import IdsDigest, SeenLines, id_hash
 from airflow_batches.jobs._ledger import BatchInfo
+from airflow_batches.jobs._limits import MAX_NESTING
 from airflow_batches.jobs._nesting import decode_deep
 from airflow_batches.jobs._scan import (
     MalformedResultLineError,
@@ -326,15 +328,15 @@ class XComCollector:
                 f"the results exceed the XCom limit of {self.max_bytes:,} bytes (max_xcom_bytes);"
                 " give FetchResultsOperator a destination= to write them to object storage"
             )
-        try:
-            self.items.append(json.loads(line))
-        except RecursionError:
+        if nests_deeper(line, MAX_NESTING):
+            # Built into objects, and serialised again by Airflow: both recurse.
             custom_id = record.custom_id if record is not None else custom_id_of(line)
             raise XComTooLargeError(
-                f"the result of custom_id {_cut(custom_id)!r} nests deeper than a Python object "
-                "can be built from, so the results cannot be returned in XCom; give "
-                "FetchResultsOperator a destination= to publish the lines as the API sent them"
-            ) from None
+                f"the result of custom_id {_cut(custom_id)!r} nests arrays or objects more than "
+                f"{MAX_NESTING} levels deep, more than XCom carries; give FetchResultsOperator "
+                "a destination= to publish the lines as the API sent them"
+            )
+        self.items.append(json.loads(line))
 
 
 class FileSinks:

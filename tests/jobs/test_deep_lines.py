@@ -138,9 +138,12 @@ def test_the_join_publishes_a_deep_line_but_does_not_cache_it() -> None:
     assert [(c, b) for c, b, _ in writer.added] == [("flat", "msgbatch_1")]
 
 
-def test_xcom_refuses_a_deep_line_naming_it() -> None:
+def test_xcom_refuses_a_line_nesting_past_the_request_bound_naming_it() -> None:
     sink = XComCollector(1 << 30)
     sink(None, plain_line("a"))
-    with pytest.raises(XComTooLargeError, match=r"custom_id 'deep' nests deeper .* destination="):
-        sink(scan_result_line(tool_line()), tool_line())
-    assert sink.items == [json.loads(plain_line("a"))]
+    sink(None, tool_line("fifty", depth=50))
+    for depth in (DEPTH, 150):  # unparseable, and parseable but too deep to carry
+        line = tool_line(depth=depth)
+        with pytest.raises(XComTooLargeError, match=r"custom_id 'deep' nests .* more than 100 "):
+            sink(scan_result_line(line), line)
+    assert [x["custom_id"] for x in sink.items] == ["a", "fifty"]
