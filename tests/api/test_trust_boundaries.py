@@ -123,6 +123,17 @@ def test_a_result_line_with_a_bad_message_id_is_refused(connect: Callable[..., D
         connect(api).results(batch)
 
 
+def test_a_parsed_result_line_nesting_too_deep_is_an_error_naming_it(
+    connect: Callable[..., Driver],
+) -> None:
+    deep = b'{"custom_id":"a","result":{"type":"canceled","x":' + b"[" * 100_000
+    body = b'{"custom_id":"z","result":{"type":"canceled"}}\n' + deep + b"]" * 100_000 + b"}}\n"
+    api = FakeAPI(reply(200, content=body))
+    batch = MessageBatch.model_validate(ended_batch())
+    with pytest.raises(ResponseValidationError, match="batch msgbatch_01, line 2: not a result"):
+        connect(api).results(batch)
+
+
 def test_a_request_id_of_another_shape_is_left_out_of_errors(
     connect: Callable[..., Driver],
 ) -> None:
