@@ -76,8 +76,8 @@ def paused_gc() -> Iterator[None]:
 
 BATCHES_PATH = "/v1/messages/batches"
 RESULTS_ENCODINGS = "gzip, deflate"
-"""The content-encodings a results download accepts: those ``_results`` decodes itself, in
-bounded steps (see ``BoundedDecoder``)."""
+"""The content-encodings a results download accepts: those it inflates itself, a bounded step
+at a time (``_bounds.BoundedDecoder``)."""
 
 ModelT = TypeVar("ModelT", bound=pydantic.BaseModel)
 BodySource = bytes | Callable[[], Iterable[bytes]]

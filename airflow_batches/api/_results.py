@@ -149,9 +149,9 @@ class _Stream:
         self.batch = batch
         self.response = response
         self.offset = offset
+        """Where this answer's first byte is in the whole results (see the module docstring)."""
         self.max_line_bytes = max_line_bytes
         """The longest line ``iter_lines`` hands out (numbered within this answer)."""
-        """Where this answer's first byte is in the whole results (see the module docstring)."""
         self.total = body_total(response)
         self.etag = strong_etag(response)
         self.encoding = content_encoding(response)
