@@ -7,7 +7,8 @@ of the Message Batches API for our client, the official SDK and curl to finish t
 
 - ``POST /v1/messages/batches``: reads the whole body (Content-Length or chunked), keeps only
   its size, and answers a new batch (``in_progress``).
-- ``GET /v1/messages/batches/{id}``: that batch, ended, with its ``results_url``.
+- ``GET /v1/messages/batches/{id}``: that batch, ended, with its ``results_url`` (and as many
+  succeeded requests as the results file has lines).
 - ``GET /v1/messages/batches/{id}/results``: the ``--results`` file, streamed as it is.
 - ``GET /v1/messages/batches``: an empty page.
 - ``GET /_sink/bodies``: the sizes of the create bodies received so far (to check that every
@@ -38,6 +39,9 @@ class Sink(ThreadingHTTPServer):
     def __init__(self, port: int, results: Path | None) -> None:
         super().__init__(("127.0.0.1", port), Handler)
         self.results = results
+        # An ended batch says how many requests it holds, as the API's do: the client stops a
+        # results body that runs past its batch's request count.
+        self.result_lines = _count_lines(results) if results is not None else 0
         self.bodies: list[int] = []
         self.lock = threading.Lock()
 
@@ -57,9 +61,10 @@ class Sink(ThreadingHTTPServer):
             "id": batch_id,
             "type": "message_batch",
             "processing_status": "ended" if ended else "in_progress",
-            "request_counts": dict.fromkeys(
-                ("processing", "succeeded", "errored", "canceled", "expired"), 0
-            ),
+            "request_counts": {
+                **dict.fromkeys(("processing", "succeeded", "errored", "canceled", "expired"), 0),
+                "succeeded": self.result_lines if ended else 0,
+            },
             "created_at": now.isoformat(),
             "expires_at": (now + timedelta(hours=24)).isoformat(),
             "ended_at": now.isoformat() if ended else None,
@@ -69,6 +74,11 @@ class Sink(ThreadingHTTPServer):
             if ended
             else None,
         }
+
+
+def _count_lines(path: Path) -> int:
+    with path.open("rb") as stream:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: stream.read(CHUNK), b""))
 
 
 class Handler(BaseHTTPRequestHandler):

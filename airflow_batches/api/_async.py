@@ -183,13 +183,20 @@ class AsyncClient(_BaseClient):
             await response.aclose()
             response, start = await self._send(self._results_spec(resolved)), 0
         try:
-            yield AsyncResultsStream(resolved, response, offset=start)
+            yield AsyncResultsStream(
+                resolved, response, offset=start, max_line_bytes=self.settings.max_line_bytes
+            )
         finally:
             await response.aclose()
 
     async def iter_result_bytes(self, batch: BatchRef, *, resumes: int = 0) -> AsyncIterator[bytes]:
         resolved = batch if isinstance(batch, MessageBatch) else await self.retrieve(batch)
-        download = ResultsDownload(resolved, resumes=resumes, policy=self.settings.retry)
+        download = ResultsDownload(
+            resolved,
+            resumes=resumes,
+            policy=self.settings.retry,
+            max_line_bytes=self.settings.max_line_bytes,
+        )
         while True:
             offset, if_range = download.reopen()
             async with self.stream_results(resolved, offset=offset, if_range=if_range) as stream:

@@ -30,6 +30,7 @@ from airflow_batches.api._errors import (
     ResponseValidationError,
     ResultsExpiredError,
     ResultsNotReadyError,
+    UntrustedURLError,
     connection_error_from,
     status_error_class,
 )
@@ -39,9 +40,12 @@ from airflow_batches.api._models import (
     ErrorBody,
     MessageBatch,
     MessageBatchPage,
+    check_id,
+    problems,
+    safe_request_id,
 )
 from airflow_batches.api._retry import RetryPolicy, retry_after_seconds, retry_delay, should_retry
-from airflow_batches.api._settings import ClientSettings, tls_context
+from airflow_batches.api._settings import ClientSettings, tls_context, url_origin
 
 # The name the retry warnings have always been logged under (logging configs refer to it);
 # kept when the client was split into several modules.
@@ -71,6 +75,9 @@ def paused_gc() -> Iterator[None]:
 
 
 BATCHES_PATH = "/v1/messages/batches"
+RESULTS_ENCODINGS = "gzip, deflate"
+"""The content-encodings a results download accepts: those it inflates itself, a bounded step
+at a time (``_bounds.BoundedDecoder``)."""
 
 ModelT = TypeVar("ModelT", bound=pydantic.BaseModel)
 BodySource = bytes | Callable[[], Iterable[bytes]]
@@ -143,7 +150,7 @@ def status_error(response: httpx.Response) -> APIStatusError:
     """The exception for an error answer whose body has been read."""
     error_type: str | None = None
     message = ""
-    request_id = response.headers.get("request-id")
+    request_id = safe_request_id(response.headers.get("request-id"))
     try:
         body = ErrorBody.model_validate_json(response.content)
     except pydantic.ValidationError:
@@ -193,6 +200,13 @@ def retry_or_raise(
     return retry_delay(attempt, headers, policy, rand=rand, now=now)
 
 
+def _shown_origin(parsed: httpx.URL | None, url: str) -> str:
+    """The origin part of a URL that is not an http(s) origin, for an error message."""
+    if parsed is None:
+        return f"{url[:60]!r} (not a URL)"
+    return repr(f"{parsed.scheme}://{parsed.host}" if parsed.scheme else f"//{parsed.host}")
+
+
 class _BaseClient:
     """Request specs, request building, answer parsing and retry decisions. No I/O."""
 
@@ -236,9 +250,7 @@ class _BaseClient:
         return self.settings.base_url + path
 
     def _batch_url(self, batch_id: str, suffix: str = "") -> str:
-        if not batch_id or "/" in batch_id:
-            raise ValueError(f"invalid batch id: {batch_id!r}")
-        return self._url(f"{BATCHES_PATH}/{batch_id}{suffix}")
+        return self._url(f"{BATCHES_PATH}/{check_id(batch_id)}{suffix}")
 
     def _results_url(self, batch: MessageBatch) -> str:
         if batch.archived_at is not None:
@@ -254,11 +266,27 @@ class _BaseClient:
                 f"{batch.processing_status}); results exist only once it has",
                 batch_id=batch.id,
             )
-        if "://" not in batch.results_url:
-            # The API sends an absolute URL, used exactly as given; a relative one (a proxy or
-            # an older emulator) can only mean the server that answered.
-            return self._url("/" + batch.results_url.lstrip("/"))
-        return batch.results_url
+        url = batch.results_url
+        try:
+            parsed: httpx.URL | None = httpx.URL(url)
+        except httpx.InvalidURL:
+            parsed = None
+        if parsed is not None and not parsed.scheme and not parsed.host:
+            # The API sends an absolute URL; a relative one (a proxy or an older emulator) can
+            # only mean the server that answered.
+            return self._url("/" + url.lstrip("/"))
+        origin = url_origin(parsed) if parsed is not None else None
+        if origin is None or origin not in self.settings.trusted_origins:
+            # The key goes with every request: never to a server the user did not name.
+            where = origin or _shown_origin(parsed, url)
+            raise UntrustedURLError(
+                f"batch {batch.id}: its results_url is on {where}, not on the API's origin "
+                f"{self.settings.origin}; the request (which carries the API key) was not "
+                "sent. If a gateway serves results there, add its origin to results_origins "
+                "(a client option, or the connection's extra)",
+                batch_id=batch.id,
+            )
+        return url
 
     def _build(
         self, spec: RequestSpec[Any], content: bytes | Iterable[bytes] | AsyncIterable[bytes] | None
@@ -324,7 +352,7 @@ class _BaseClient:
         """The results download, from byte ``offset`` on (a ``Range`` request) when above 0."""
         if offset < 0:
             raise ValueError(f"offset must be >= 0, got {offset}")
-        headers = {"accept": "application/binary"}
+        headers = {"accept": "application/binary", "accept-encoding": RESULTS_ENCODINGS}
         if not offset:
             return RequestSpec("GET", self._results_url(batch), headers=headers, stream=True)
         headers["range"] = f"bytes={offset}-"
@@ -353,8 +381,8 @@ class _BaseClient:
             raise ResponseValidationError(
                 f"{response.request.method} {response.request.url} answered "
                 f"{response.status_code} with a body that is not a {model.__name__}: "
-                f"{exc.errors(include_url=False, include_input=False)}",
-                request_id=response.headers.get("request-id"),
+                f"{problems(exc)}",
+                request_id=safe_request_id(response.headers.get("request-id")),
             ) from None
 
     def _answer(self, spec: RequestSpec[ModelT], response: httpx.Response) -> ModelT:

@@ -22,8 +22,11 @@
     │       └── OverloadedError           529
     ├── ResponseValidationError       a 2xx answer whose body is not what the API promises
     ├── ResultsChangedError           a resumed results download does not continue what was read
-    └── ResultsNotReadyError          results asked for a batch that has not ended
-        └── ResultsExpiredError       results asked after the 29-day retention
+    ├── ResultsNotReadyError          results asked for a batch that has not ended
+    │   └── ResultsExpiredError       results asked after the 29-day retention
+    ├── ResultsTooLargeError          a results line past max_line_bytes, or more lines than
+    │                                 the batch has requests
+    └── UntrustedURLError             a URL in an answer is not on the API's origin
 
 Every exception pickles (Airflow moves them between processes) and none of them ever holds
 the API key: they are built from the response, never from the request headers.
@@ -56,8 +59,10 @@ __all__ = [
     "ResultsChangedError",
     "ResultsExpiredError",
     "ResultsNotReadyError",
+    "ResultsTooLargeError",
     "ServiceUnavailableError",
     "UnprocessableEntityError",
+    "UntrustedURLError",
     "status_error_class",
 ]
 
@@ -263,6 +268,19 @@ class ResultsNotReadyError(_BatchError):
 
 class ResultsExpiredError(ResultsNotReadyError):
     """The batch's results are gone: they are kept 29 days from the batch's creation."""
+
+
+class ResultsTooLargeError(_BatchError):
+    """A batch's results hold a line longer than the client's ``max_line_bytes``, or more
+    lines than the batch has requests (with a small slack): the download stops there, and
+    nothing read from it may be published. Not worth another read: the server would send the
+    same."""
+
+
+class UntrustedURLError(_BatchError):
+    """A URL taken from an answer (a batch's ``results_url``) is on another origin (scheme,
+    host, port) than the API's and not in the client's ``results_origins``: nothing is sent
+    there, so the API key never leaves for a server the user did not name."""
 
 
 def connection_error_from(exc: httpx.TransportError, request: httpx.Request) -> APIConnectionError:

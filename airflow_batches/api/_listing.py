@@ -19,7 +19,7 @@ import msgspec
 import pydantic
 
 from airflow_batches.api._errors import ResponseValidationError
-from airflow_batches.api._models import MessageBatch
+from airflow_batches.api._models import MessageBatch, check_id, problems, safe_request_id
 
 __all__ = ["ListedBatch", "ListedPage", "decode_listed_page"]
 
@@ -38,8 +38,7 @@ class ListedBatch(msgspec.Struct, gc=False, frozen=True):
             return MessageBatch.model_validate_json(memoryview(self.raw).tobytes())
         except pydantic.ValidationError as exc:
             raise ResponseValidationError(
-                f"batch {self.id} of a list page is not a MessageBatch: "
-                f"{exc.errors(include_url=False, include_input=False)}"
+                f"batch {self.id} of a list page is not a MessageBatch: {problems(exc)}"
             ) from None
 
 
@@ -68,19 +67,27 @@ _stamp = msgspec.json.Decoder(_Stamp)
 
 def decode_listed_page(response: httpx.Response) -> ListedPage:
     """The page of a list call's 2xx answer; ResponseValidationError naming the call if the
-    page, or a batch's id or creation time, is not what the API documents."""
+    page, or a batch's id or creation time, is not what the API documents (an id is checked
+    as every id from the server is: ``_models.check_id``)."""
     try:
         page = _page.decode(response.content)
         data = []
         for raw in page.data:
             stamp = _stamp.decode(raw)
+            check_id(stamp.id)
             if stamp.created_at.tzinfo is None:
                 raise msgspec.ValidationError(f"batch {stamp.id}: created_at has no time zone")
             data.append(ListedBatch(stamp.id, stamp.created_at, raw))
-    except msgspec.DecodeError as exc:  # a ValidationError is one
+        for cursor in (page.first_id, page.last_id):
+            if cursor is not None:
+                check_id(cursor)
+    except (msgspec.DecodeError, ValueError, RecursionError) as exc:
+        # A ValidationError is a DecodeError; a RecursionError is a page nesting deeper than
+        # the parser may go, which no page of the API does.
+        reason = "it nests too deep to parse" if isinstance(exc, RecursionError) else exc
         raise ResponseValidationError(
             f"{response.request.method} {response.request.url} answered "
-            f"{response.status_code} with a body that is not a MessageBatchPage: {exc}",
-            request_id=response.headers.get("request-id"),
+            f"{response.status_code} with a body that is not a MessageBatchPage: {reason}",
+            request_id=safe_request_id(response.headers.get("request-id")),
         ) from None
     return ListedPage(data, page.has_more, page.first_id, page.last_id)

@@ -7,12 +7,68 @@ no streaming) and pass every other Messages parameter through untouched.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, TypeAdapter, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictInt,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
 
 CUSTOM_ID_PATTERN = r"^[a-zA-Z0-9_-]{1,64}$"
+
+MAX_ID_LENGTH = 128
+"""The longest identifier (batch, message or request id) accepted from the server."""
+ID_PATTERN = rf"^[A-Za-z0-9_-]{{1,{MAX_ID_LENGTH}}}$"
+"""The shape of every identifier the server hands us: ASCII letters, digits, ``_`` and ``-``,
+1 to ``MAX_ID_LENGTH`` characters. The API's ids (``msgbatch_01HkcTjaV5uDC8jWR4ZsDV8d``,
+``msg_…``, ``req_…``) are a prefix and a base-62 or hex part; their format "may change", so the
+check is a safe charset and a generous length rather than the current prefixes. An id of this
+shape is safe as a file name, a URL path segment and a log word."""
+_ID = re.compile(ID_PATTERN[1:-1])
+_SHOWN_ID_CHARS = 80
+
+
+def check_id(value: str, what: str = "batch id") -> str:
+    """``value`` when it has the shape of ``ID_PATTERN``; else ValueError naming it."""
+    if isinstance(value, str) and _ID.fullmatch(value):
+        return value
+    shown = repr(value[:_SHOWN_ID_CHARS]) if isinstance(value, str) else repr(value)
+    if isinstance(value, str) and len(value) > _SHOWN_ID_CHARS:
+        shown += f"… ({len(value)} characters)"
+    raise ValueError(
+        f"{what} {shown} is not an identifier of the API's shape (ASCII letters, digits, "
+        f"_ and -, 1 to {MAX_ID_LENGTH} characters); refused before it is used"
+    )
+
+
+def safe_request_id(value: Any) -> str | None:
+    """A request id of the API's shape, else None: a request id is only ever shown (in an
+    error or a log line), so one of another shape is left out rather than shown."""
+    return value if isinstance(value, str) and _ID.fullmatch(value) else None
+
+
+def problems(exc: ValidationError, limit: int = 5) -> str:
+    """What a validation error found, one ``field: message`` per problem; never the input (a
+    body can be megabytes long, and holds what the server chose to put there)."""
+    found = exc.errors(include_url=False, include_input=False, include_context=False)
+    shown = [f"{'.'.join(map(str, e['loc'])) or '(body)'}: {e['msg']}" for e in found[:limit]]
+    more = f"; and {len(found) - limit} more" if len(found) > limit else ""
+    return "; ".join(shown) + more
+
+
+BatchId = Annotated[str, AfterValidator(check_id)]
+"""A batch id from the server: checked before anything can make it a path or a URL."""
+MessageId = Annotated[str, AfterValidator(lambda v: check_id(v, "message id"))]
+RequestId = Annotated[str | None, BeforeValidator(safe_request_id)]
 MAX_REQUESTS_PER_BATCH = 100_000
 MAX_BATCH_BYTES = 256 * 1024 * 1024
 """The API's "256 MB" read as binary megabytes (the lenient reading, used by the emulator).
@@ -66,7 +122,7 @@ class RequestCounts(_Response):
 
 
 class MessageBatch(_Response):
-    id: str
+    id: BatchId
     type: Literal["message_batch"] = "message_batch"
     processing_status: ProcessingStatus
     request_counts: RequestCounts
@@ -77,7 +133,8 @@ class MessageBatch(_Response):
     """Set once the results are gone (29 days after creation)."""
     cancel_initiated_at: datetime | None = None
     results_url: str | None = None
-    """Absolute URL of the JSONL results; null until the batch has ended. Follow it as given."""
+    """Absolute URL of the JSONL results; null until the batch has ended. Followed as given,
+    but only on the API's origin or one of the client's ``results_origins``."""
 
     @property
     def is_ended(self) -> bool:
@@ -87,12 +144,12 @@ class MessageBatch(_Response):
 class MessageBatchPage(_Response):
     data: list[MessageBatch]
     has_more: bool
-    first_id: str | None = None
-    last_id: str | None = None
+    first_id: BatchId | None = None
+    last_id: BatchId | None = None
 
 
 class DeletedMessageBatch(_Response):
-    id: str
+    id: BatchId
     type: Literal["message_batch_deleted"] = "message_batch_deleted"
 
 
@@ -106,7 +163,7 @@ class ErrorBody(_Response):
 
     type: Literal["error"] = "error"
     error: ErrorDetail
-    request_id: str | None = None
+    request_id: RequestId = None
 
 
 class CacheCreation(_Response):
@@ -136,7 +193,7 @@ class ContentBlock(_Response):
 
 
 class Message(_Response):
-    id: str
+    id: MessageId
     type: Literal["message"] = "message"
     role: Literal["assistant"] = "assistant"
     model: str

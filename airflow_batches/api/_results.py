@@ -28,6 +28,14 @@ raised as ``APIConnectionError`` naming the batch and the bytes read. Against a 
 ignores ranges (the real API's support is unknown; the emulator honours them) a cut costs a
 re-read of what was already read, never a wrong or repeated line.
 
+**Bounds** (``_bounds``). Whatever the server sends, a download holds a bounded amount of it.
+A compressed answer (``gzip`` or ``deflate``, the only encodings asked for) is inflated here,
+at most ``DECODED_CHUNK`` bytes at a time, never by httpx in one go (a few KiB of gzip can
+inflate to gigabytes). A line longer than the client's ``max_line_bytes`` (64 MiB unless
+set), or a body holding more lines than the batch has requests (plus ``extra_lines``), stops
+the download with ``ResultsTooLargeError`` naming the batch and the line, before that line is
+handed out. A stream opened by hand bounds its lines the same way (numbered in that answer).
+
 **By hand.** ``stream_results(batch, offset=D, if_range=etag)`` opens one answer;
 ``stream.offset`` says where its bytes start in the whole results: ``D`` when the server
 honoured the range (checked as in 1.), ``0`` when it sent everything (the caller discards
@@ -47,15 +55,23 @@ from collections.abc import AsyncIterator, Callable, Iterator
 import httpx
 import pydantic
 
+from airflow_batches.api._bounds import DECODED_CHUNK, BoundedDecoder, extra_lines, line_too_long
 from airflow_batches.api._errors import (
     APIConnectionError,
     ResponseValidationError,
     ResultsChangedError,
+    ResultsTooLargeError,
     connection_error_from,
 )
-from airflow_batches.api._lines import aiter_lines, iter_lines
-from airflow_batches.api._models import RESULT_LINE_ADAPTER, BatchResultLine, MessageBatch
+from airflow_batches.api._lines import LineTooLong, aiter_lines, iter_lines
+from airflow_batches.api._models import (
+    RESULT_LINE_ADAPTER,
+    BatchResultLine,
+    MessageBatch,
+    problems,
+)
 from airflow_batches.api._retry import RetryPolicy, retry_delay
+from airflow_batches.api._settings import DEFAULT_MAX_LINE_BYTES
 
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)", re.IGNORECASE)
 
@@ -66,8 +82,7 @@ def parse_result_line(batch_id: str, number: int, line: bytes) -> BatchResultLin
     except pydantic.ValidationError as exc:
         # Neither the line nor its input goes into the message: it may be megabytes long.
         raise ResponseValidationError(
-            f"results of batch {batch_id}, line {number}: not a result line: "
-            f"{exc.errors(include_url=False, include_input=False)}"
+            f"results of batch {batch_id}, line {number}: not a result line: {problems(exc)}"
         ) from None
 
 
@@ -123,11 +138,20 @@ def strong_etag(response: httpx.Response) -> str | None:
 
 
 class _Stream:
-    def __init__(self, batch: MessageBatch, response: httpx.Response, *, offset: int = 0) -> None:
+    def __init__(
+        self,
+        batch: MessageBatch,
+        response: httpx.Response,
+        *,
+        offset: int = 0,
+        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    ) -> None:
         self.batch = batch
         self.response = response
         self.offset = offset
         """Where this answer's first byte is in the whole results (see the module docstring)."""
+        self.max_line_bytes = max_line_bytes
+        """The longest line ``iter_lines`` hands out (numbered within this answer)."""
         self.total = body_total(response)
         self.etag = strong_etag(response)
         self.encoding = content_encoding(response)
@@ -138,13 +162,25 @@ class ResultsStream(_Stream):
     """An open results download (sync). Iterate once, with one of the three views."""
 
     def iter_bytes(self, chunk_size: int | None = None) -> Iterator[bytes]:
+        """The body, decoded; a compressed one in steps of at most ``chunk_size`` bytes
+        (``DECODED_CHUNK``), see ``BoundedDecoder``."""
+        if self.response.is_stream_consumed:  # read whole before (a mock's answer)
+            yield self.response.content
+            return
+        decoder = BoundedDecoder(self.encoding, self.batch.id, chunk_size or DECODED_CHUNK)
         try:
-            yield from self.response.iter_bytes(chunk_size)
+            for raw in self.response.iter_raw():
+                yield from decoder.decode(raw)
         except httpx.TransportError as exc:
             raise connection_error_from(exc, self.response.request) from exc
+        if tail := decoder.flush():
+            yield tail
 
     def iter_lines(self) -> Iterator[bytes]:
-        return iter_lines(self.iter_bytes())
+        try:
+            yield from iter_lines(self.iter_bytes(), max_line_bytes=self.max_line_bytes)
+        except LineTooLong as exc:
+            raise line_too_long(self.batch.id, exc.number, exc.limit) from None
 
     def iter_results(self) -> Iterator[BatchResultLine]:
         for number, line in enumerate(self.iter_lines(), start=1):
@@ -155,14 +191,25 @@ class AsyncResultsStream(_Stream):
     """An open results download (async)."""
 
     async def aiter_bytes(self, chunk_size: int | None = None) -> AsyncIterator[bytes]:
+        if self.response.is_stream_consumed:  # read whole before (a mock's answer)
+            yield self.response.content
+            return
+        decoder = BoundedDecoder(self.encoding, self.batch.id, chunk_size or DECODED_CHUNK)
         try:
-            async for chunk in self.response.aiter_bytes(chunk_size):
-                yield chunk
+            async for raw in self.response.aiter_raw():
+                for chunk in decoder.decode(raw):
+                    yield chunk
         except httpx.TransportError as exc:
             raise connection_error_from(exc, self.response.request) from exc
+        if tail := decoder.flush():
+            yield tail
 
-    def aiter_lines(self) -> AsyncIterator[bytes]:
-        return aiter_lines(self.aiter_bytes())
+    async def aiter_lines(self) -> AsyncIterator[bytes]:
+        try:
+            async for line in aiter_lines(self.aiter_bytes(), max_line_bytes=self.max_line_bytes):
+                yield line
+        except LineTooLong as exc:
+            raise line_too_long(self.batch.id, exc.number, exc.limit) from None
 
     async def aiter_results(self) -> AsyncIterator[BatchResultLine]:
         number = 0
@@ -187,11 +234,18 @@ class ResultsDownload:
         resumes: int,
         policy: RetryPolicy | None = None,
         rand: Callable[[], float] = random.random,
+        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     ) -> None:
         if resumes < 0:
             raise ValueError(f"resumes must be >= 0, got {resumes}")
         self.batch = batch
         self.resumes = resumes
+        self.max_line_bytes = max_line_bytes
+        requests = batch.request_counts.total
+        self.max_lines = requests + extra_lines(requests)
+        self.lines = 0
+        """Lines handed out (counted by their newlines, blank ones included)."""
+        self._tail_bytes = 0
         self.policy = policy or RetryPolicy()
         self._rand = rand
         self.delivered = 0
@@ -218,7 +272,7 @@ class ResultsDownload:
         return 0, None
 
     def begin(self, stream: ResultsStream | AsyncResultsStream) -> None:
-        self._tail = []
+        self._tail, self._tail_bytes = [], 0
         self._url = str(stream.response.request.url)
         if not self.delivered:
             # Nothing handed out yet: whatever this answer is, it is the one to follow.
@@ -242,9 +296,18 @@ class ResultsDownload:
         if not end:
             if chunk:
                 self._tail.append(chunk)
+                self._tail_bytes += len(chunk)
+                if self._tail_bytes > self.max_line_bytes:
+                    raise self._too_long(self.lines + 1)
             return b""
+        if self._tail_bytes + end > self.max_line_bytes:
+            self._check_line_lengths(chunk, end)
         out = b"".join((*self._tail, chunk[:end])) if self._tail else chunk[:end]
         self._tail = [chunk[end:]] if end < len(chunk) else []
+        self._tail_bytes = len(chunk) - end
+        if self._tail_bytes > self.max_line_bytes:
+            raise self._too_long(self.lines + out.count(b"\n") + 1)
+        self._count(out.count(b"\n"))
         self._commit(out)
         return out
 
@@ -257,7 +320,9 @@ class ResultsDownload:
                 batch_id=self.batch.id,
             )
         tail = b"".join(self._tail)
-        self._tail = []
+        self._tail, self._tail_bytes = [], 0
+        if tail:
+            self._count(1)
         if self.total is not None and self.delivered + len(tail) != self.total:
             # A body ended by closing the connection looks complete to HTTP: it is a cut.
             raise APIConnectionError(
@@ -271,7 +336,7 @@ class ResultsDownload:
 
     def cut(self, error: APIConnectionError) -> float:
         """Seconds to wait before opening again after ``error`` mid-body; raises when spent."""
-        self._tail, self._skip, self._check = [], 0, 0
+        self._tail, self._tail_bytes, self._skip, self._check = [], 0, 0, 0
         if self.delivered > self._delivered_at_cut:
             self.cuts = 0
         self._delivered_at_cut = self.delivered
@@ -287,6 +352,32 @@ class ResultsDownload:
             method=error.method,
             url=error.url,
         ) from error
+
+    def _check_line_lengths(self, chunk: bytes, end: int) -> None:
+        """Raise if a line ending in ``chunk[:end]`` is longer than ``max_line_bytes`` (only
+        called when the pending bytes and ``chunk[:end]`` together are)."""
+        start, length, number = 0, self._tail_bytes, self.lines
+        while start < end:
+            stop = chunk.index(b"\n", start)
+            number += 1
+            if length + stop - start > self.max_line_bytes:
+                raise self._too_long(number)
+            start, length = stop + 1, 0
+
+    def _count(self, lines: int) -> None:
+        self.lines += lines
+        if self.lines > self.max_lines:
+            requests = self.batch.request_counts.total
+            raise ResultsTooLargeError(
+                f"results of batch {self.batch.id}: line {self.max_lines + 1} is past the "
+                f"{self.max_lines} lines its {requests} request(s) can have (the request "
+                f"count, plus {self.max_lines - requests} for blank or repeated lines); the "
+                "download was stopped there",
+                batch_id=self.batch.id,
+            )
+
+    def _too_long(self, number: int) -> ResultsTooLargeError:
+        return line_too_long(self.batch.id, number, self.max_line_bytes)
 
     def _commit(self, out: bytes) -> None:
         self.delivered += len(out)

@@ -21,6 +21,46 @@ from airflow_batches.api._retry import RetryPolicy
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 DEFAULT_API_VERSION = "2023-06-01"
 DEFAULT_TIMEOUT = httpx.Timeout(600.0, connect=5.0)
+DEFAULT_MAX_LINE_BYTES = 64 * 1024 * 1024
+"""The longest results line a client reads (64 MiB). Real lines stay far below it: the
+``output-300k-2026-03-24`` beta's answers run to a few MB. It bounds what one line of a
+results body can occupy, however well the body compresses."""
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def url_origin(url: str | httpx.URL) -> str | None:
+    """``scheme://host:port`` of an absolute http(s) URL, the port always written and the
+    host in its ASCII form; None for anything else (a relative URL, another scheme)."""
+    try:
+        parsed = url if isinstance(url, httpx.URL) else httpx.URL(url)
+    except httpx.InvalidURL:
+        return None
+    scheme = parsed.scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not parsed.raw_host:
+        return None
+    host = parsed.raw_host.decode("ascii").lower()
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{scheme}://{host}:{parsed.port or _DEFAULT_PORTS[scheme]}"
+
+
+def _origins(values: Sequence[str] | str | None) -> tuple[str, ...]:
+    if isinstance(values, str):
+        values = values.split(",")
+    out = []
+    for value in values or ():
+        text = str(value).strip()
+        if not text:
+            continue
+        origin = url_origin(text)
+        path = httpx.URL(text).path if origin else ""
+        if origin is None or path not in ("", "/"):
+            raise ValueError(
+                f"results_origins: {text!r} is not an origin: write scheme://host[:port] "
+                "(http or https, no path)"
+            )
+        out.append(origin)
+    return tuple(dict.fromkeys(out))
 
 
 class Secret:
@@ -75,6 +115,10 @@ class ClientSettings:
     timeout: httpx.Timeout = field(default_factory=lambda: DEFAULT_TIMEOUT)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     user_agent: str = ""
+    results_origins: tuple[str, ...] = ()
+    """Origins besides the API's own that a ``results_url`` may name (a gateway's)."""
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+    """The longest results line read; a longer one fails the download."""
 
     def __repr__(self) -> str:
         return (
@@ -82,6 +126,17 @@ class ClientSettings:
             f"anthropic_version={self.anthropic_version!r}, betas={self.betas!r}, "
             f"workspace_id={self.workspace_id!r}, api_key=**********)"
         )
+
+    @property
+    def origin(self) -> str:
+        """The API's origin: the only one the key goes to, with ``results_origins``."""
+        origin = url_origin(self.base_url)
+        assert origin is not None  # make_settings checked it
+        return origin
+
+    @property
+    def trusted_origins(self) -> frozenset[str]:
+        return frozenset((self.origin, *self.results_origins))
 
 
 class ClientOptions(TypedDict, total=False):
@@ -96,6 +151,11 @@ class ClientOptions(TypedDict, total=False):
     max_retries: int | None
     """Overrides ``retry.max_retries``."""
     retry: RetryPolicy | None
+    results_origins: Sequence[str] | str | None
+    """Origins (``https://gateway.example:8443``) a ``results_url`` may name besides the
+    API's own; a list, or a comma-separated string."""
+    max_line_bytes: int | None
+    """The longest results line read (default ``DEFAULT_MAX_LINE_BYTES``, 64 MiB)."""
 
 
 _OPTION_NAMES = ClientOptions.__required_keys__ | ClientOptions.__optional_keys__
@@ -115,9 +175,14 @@ def make_settings(**options: Unpack[ClientOptions]) -> ClientSettings:
     if not key:
         raise ValueError("an API key is required")
     base_url = (options.get("base_url") or DEFAULT_BASE_URL).rstrip("/")
-    if not base_url.startswith(("https://", "http://")):
+    if not base_url.startswith(("https://", "http://")) or url_origin(base_url) is None:
         # Fail here, not as a "connection error" retried with backoff on the first call.
         raise ValueError(f"base_url must start with https:// or http://, got {base_url!r}")
+    max_line_bytes = options.get("max_line_bytes")
+    if max_line_bytes is None:
+        max_line_bytes = DEFAULT_MAX_LINE_BYTES
+    elif max_line_bytes < 1:
+        raise ValueError(f"max_line_bytes must be >= 1, got {max_line_bytes}")
     timeout = options.get("timeout")
     if isinstance(timeout, int | float):
         timeout = httpx.Timeout(float(timeout), connect=min(5.0, float(timeout)))
@@ -140,4 +205,6 @@ def make_settings(**options: Unpack[ClientOptions]) -> ClientSettings:
         timeout=timeout or DEFAULT_TIMEOUT,
         retry=policy,
         user_agent=_user_agent(),
+        results_origins=_origins(options.get("results_origins")),
+        max_line_bytes=max_line_bytes,
     )

@@ -185,14 +185,21 @@ class Client(_BaseClient):
             response.close()
             response, start = self._send(self._results_spec(resolved)), 0
         try:
-            yield ResultsStream(resolved, response, offset=start)
+            yield ResultsStream(
+                resolved, response, offset=start, max_line_bytes=self.settings.max_line_bytes
+            )
         finally:
             response.close()
 
     def iter_result_bytes(self, batch: BatchRef, *, resumes: int = 0) -> Iterator[bytes]:
         """The results body, whole lines at a time, surviving up to ``resumes`` cuts in a row."""
         resolved = batch if isinstance(batch, MessageBatch) else self.retrieve(batch)
-        download = ResultsDownload(resolved, resumes=resumes, policy=self.settings.retry)
+        download = ResultsDownload(
+            resolved,
+            resumes=resumes,
+            policy=self.settings.retry,
+            max_line_bytes=self.settings.max_line_bytes,
+        )
         while True:
             offset, if_range = download.reopen()
             with self.stream_results(resolved, offset=offset, if_range=if_range) as stream:

@@ -140,18 +140,24 @@ _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
 
 def extract_json(text: str) -> Any:
     """The JSON value in an answer: the whole text, a fenced block, or the first ``{...}`` or
-    ``[...]`` span; ``ValueError`` if there is none."""
+    ``[...]`` span; ``ValueError`` if there is none, or if it nests deeper than Python's
+    parser can go."""
     candidates = [text.strip()]
     candidates += [m.group(1).strip() for m in _FENCE.finditer(text)]
     for opener, closer in ("{}", "[]"):
         start, end = text.find(opener), text.rfind(closer)
         if 0 <= start < end:
             candidates.append(text[start : end + 1])
+    too_deep = False
     for candidate in candidates:
         try:
             return json.loads(candidate)
         except ValueError:
             continue
+        except RecursionError:
+            too_deep = True
+    if too_deep:
+        raise ValueError("the answer's JSON nests deeper than Python's parser can go")
     raise ValueError("no JSON value in the answer")
 
 
@@ -178,6 +184,12 @@ class JsonSchema(_Named):
                 value = extract_json(result.text)
         except ValueError as exc:
             return {"score": False, "error": str(exc)}
+        try:
+            return self._check(schema, value, metadata)
+        except RecursionError:
+            return {"score": False, "error": "the answer nests too deep to be checked"}
+
+    def _check(self, schema: Any, value: Any, metadata: Any) -> dict[str, Any]:
         validator = _validator(schema)
         if not validator.is_valid(value):
             first = min(validator.iter_errors(value), key=lambda e: list(e.absolute_path))

@@ -31,6 +31,7 @@ from airflow_batches.api import BatchesError
 from airflow_batches.api._pricing import PriceTable
 from airflow_batches.evals._scorers import EvalResult, Score, Scorer, ScorerError, to_score
 from airflow_batches.jobs._index import DiskIndex
+from airflow_batches.jobs._nesting import decode_deep
 from airflow_batches.jobs._scan import scan_result_line
 from airflow_batches.jobs._tally import ResultTally
 
@@ -40,6 +41,11 @@ UNKNOWN_MODEL = "(unknown model)"
 RESULT_TYPES = ("succeeded", "errored", "expired", "canceled")
 _PACKED = struct.Struct(">d?")
 _encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder().decode
+TOO_DEEP = (
+    "the line nests arrays or objects deeper than Python's parser can go, so its answer "
+    "cannot be handed to a scorer; published as the API sent it, not scored"
+)
 
 
 class EvaluationError(BatchesError):
@@ -160,7 +166,7 @@ class Evaluation:
     def add(self, line: bytes) -> ScoreLine:
         """Score one published result line; returns what was written to ``scores.jsonl``."""
         try:
-            data = msgspec.json.decode(line)
+            data, cut = decode_deep(_decode, line)
             custom_id = str(data["custom_id"])
             result = data["result"]
             kind = str(result["type"])
@@ -187,7 +193,10 @@ class Evaluation:
         category = self._category(metadata)
         out = ScoreLine(request_id, label, kind, cached=cached, category=category)
         if kind == "succeeded":
-            score = self._score(EvalResult(result, custom_id=request_id, model=label), metadata)
+            answer = EvalResult(result, custom_id=request_id, model=label)
+            score, why = (None, TOO_DEEP) if cut else self._score(answer, metadata)
+            if why is not None:
+                out.details = {"unscorable": why}
             if score is None:
                 model.unscored += 1
             else:
@@ -207,10 +216,18 @@ class Evaluation:
         value = metadata.get(self.group_by)
         return None if value is None else str(value)
 
-    def _score(self, result: EvalResult, metadata: Any) -> Score | None:
+    def _score(self, result: EvalResult, metadata: Any) -> tuple[Score | None, str | None]:
+        """The score, or None and, when the answer could not be scored at all, why."""
         try:
             value = self.scorer(result, metadata)
-            return to_score(value, pass_threshold=self.pass_threshold)
+            return to_score(value, pass_threshold=self.pass_threshold), None
+        except RecursionError:
+            # The answer nests too deep for what the scorer does with it (a deep tool input):
+            # a fact of this answer, not a fault of the evaluation.
+            return None, (
+                f"the scorer {self.scorer!r} ran out of recursion on this answer (it nests too "
+                "deep); not scored"
+            )
         except ScorerError as exc:
             raise EvaluationError(f"scoring {result.custom_id!r} ({result.model}): {exc}") from exc
         except Exception as exc:

@@ -34,7 +34,9 @@ class ConnectionConfig:
         "base_url",
         "betas",
         "default_model",
+        "max_line_bytes",
         "max_retries",
+        "results_origins",
         "timeout",
         "workspace_id",
     )
@@ -44,11 +46,13 @@ class ConnectionConfig:
         self.api_key = Secret(conn.password or extra.get("api_key") or "")
         self.base_url = _base_url(conn) or DEFAULT_BASE_URL
         self.anthropic_version = str(extra.get("anthropic_version") or DEFAULT_API_VERSION)
-        self.betas = _betas(extra.get("betas"))
+        self.betas = _words(extra.get("betas"))
         self.workspace_id = _opt_str(extra.get("workspace_id"))
         self.default_model = _opt_str(extra.get("default_model"))
         self.timeout = _number(conn, extra, "timeout", float)
         self.max_retries = _number(conn, extra, "max_retries", int)
+        self.max_line_bytes = _number(conn, extra, "max_line_bytes", int)
+        self.results_origins = _words(extra.get("results_origins"))
 
     def __repr__(self) -> str:
         return (
@@ -65,6 +69,8 @@ class ConnectionConfig:
             "workspace_id": self.workspace_id,
             "timeout": self.timeout,
             "max_retries": self.max_retries,
+            "max_line_bytes": self.max_line_bytes,
+            "results_origins": self.results_origins,
         }
 
 
@@ -99,7 +105,8 @@ def _base_url(conn: Connection) -> str | None:
     return host.rstrip("/")
 
 
-def _betas(value: Any) -> tuple[str, ...]:
+def _words(value: Any) -> tuple[str, ...]:
+    """A list extra given as a list, or as one comma-separated string."""
     if not value:
         return ()
     if isinstance(value, str):
@@ -128,7 +135,9 @@ class MessageBatchesHook(BaseHook):
 
     The connection's password is the API key; host is the base URL (default
     ``https://api.anthropic.com``); extras: ``anthropic_version``, ``betas`` (list or comma
-    separated), ``workspace_id``, ``default_model``, ``timeout`` (seconds), ``max_retries``.
+    separated), ``workspace_id``, ``default_model``, ``timeout`` (seconds), ``max_retries``,
+    ``results_origins`` (origins besides the API's that a batch's ``results_url`` may name:
+    the key is sent nowhere else) and ``max_line_bytes`` (the longest results line read).
 
     :param conn_id: the connection id.
     :param transport: the httpx transport of every sync client this hook builds (a proxy, a

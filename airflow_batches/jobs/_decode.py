@@ -207,13 +207,19 @@ def _careful(line: bytes) -> tuple[Any, list[Fault]]:
 
 def _too_deep(line: bytes, limit: int = MAX_NESTING) -> Fault | None:
     """A fault if the line nests more than ``limit`` levels (measured, not parsed)."""
-    if line.count(b"[") + line.count(b"{") <= limit:
-        return None
-    skeleton = _STRING.sub(b"", line) if b'"' in line else line
-    skeleton = skeleton.translate(None, _NOT_BRACKETS)
-    if max(accumulate(map(_STEP.__getitem__, skeleton)), default=0) <= limit:
+    if not nests_deeper(line, limit):
         return None
     return Fault(LINE, f"nests arrays or objects more than {MAX_NESTING} levels deep")
+
+
+def nests_deeper(line: bytes, limit: int) -> bool:
+    """Whether a JSON line nests arrays and objects more than ``limit`` levels: measured over
+    its brackets (strings left out), never parsed, so no depth is too deep to measure."""
+    if line.count(b"[") + line.count(b"{") <= limit:
+        return False
+    skeleton = _STRING.sub(b"", line) if b'"' in line else line
+    skeleton = skeleton.translate(None, _NOT_BRACKETS)
+    return max(accumulate(map(_STEP.__getitem__, skeleton)), default=0) > limit
 
 
 def _utf8_message(line: bytes, exc: UnicodeDecodeError) -> str:

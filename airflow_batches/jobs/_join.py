@@ -117,7 +117,14 @@ class ResultJoin:
             if self._batch:
                 totals.batches.add(self._batch)
         if self.writer is not None and record is not None and record.result_type == "succeeded":
-            self.writer.add(custom_id, self._batch or "", bytes(_decode_result(line).result))
+            try:
+                result = bytes(_decode_result(line).result)
+            except RecursionError:
+                # Published all the same; not cached, since every later lookup would have to
+                # parse it again (a later run asks the API for it instead).
+                pass
+            else:
+                self.writer.add(custom_id, self._batch or "", result)
         return self._decorate(custom_id, line)
 
     def superseded(self, custom_id: str) -> None:

@@ -38,6 +38,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from airflow_batches.api import BatchesError, Client, MessageBatch
+from airflow_batches.api._models import check_id
 from airflow_batches.jobs._store import JobStore, StoragePath, child, fresh
 
 log = logging.getLogger(__name__)
@@ -180,11 +181,14 @@ class Registry:
     def _intent_at(self, token: str) -> tuple[str, ...]:
         return self._where("intents", token_day(token), token)
 
+    # A batch id becomes a file name here: checked again where it does (one read from another
+    # job's entry, or given by hand, did not come through the API's models).
     def _claim_at(self, batch_id: str, created_at: datetime | None) -> tuple[str, ...]:
-        return self._where("claims", _day(created_at) if created_at else None, batch_id)
+        day = _day(created_at) if created_at else None
+        return self._where("claims", day, check_id(batch_id))
 
     def _orphan_at(self, batch_id: str, created_at: datetime) -> tuple[str, ...]:
-        return self._where("orphans", _day(created_at), batch_id)
+        return self._where("orphans", _day(created_at), check_id(batch_id))
 
     def open(self, intent: Intent) -> None:
         self.store.write_json(intent.model_dump(mode="json"), *self._intent_at(intent.window.token))

@@ -23,9 +23,12 @@ import msgspec
 
 from airflow_batches.api import BatchesError, Client, MessageBatch
 from airflow_batches.api._models import ErrorType
+from airflow_batches.jobs._decode import nests_deeper
 from airflow_batches.jobs._download import DownloadPolicy, read_batch_lines
 from airflow_batches.jobs._ids import IdsDigest, SeenLines, id_hash
 from airflow_batches.jobs._ledger import BatchInfo
+from airflow_batches.jobs._limits import MAX_NESTING
+from airflow_batches.jobs._nesting import decode_deep
 from airflow_batches.jobs._scan import (
     MalformedResultLineError,
     ResultRecord,
@@ -61,7 +64,8 @@ class ForeignResultsError(IncompleteResultsError):
 
 
 class XComTooLargeError(BatchesError):
-    """The results do not fit the XCom size limit."""
+    """The results do not fit XCom: past its size limit, or a line nesting deeper than a
+    Python object can be built from."""
 
 
 @dataclass
@@ -217,9 +221,12 @@ class _ResultOnly(msgspec.Struct):
     result: _TypeOnly
 
 
+_decode_result_type = msgspec.json.Decoder(_ResultOnly).decode
+
+
 def _result_type_of(data: bytes) -> str:
     try:
-        return msgspec.json.decode(data, type=_ResultOnly).result.type
+        return decode_deep(_decode_result_type, data)[0].result.type
     except msgspec.DecodeError:
         return "?"
 
@@ -269,12 +276,15 @@ def stream_final_lines(
     return stats
 
 
-def custom_id_of(data: bytes) -> str:
-    return msgspec.json.decode(data, type=_CustomId).custom_id
-
-
 class _CustomId(msgspec.Struct):
     custom_id: str
+
+
+_decode_custom_id = msgspec.json.Decoder(_CustomId).decode
+
+
+def custom_id_of(data: bytes) -> str:
+    return decode_deep(_decode_custom_id, data)[0].custom_id
 
 
 def should_resubmit(record: ResultRecord | None, error_types: frozenset[str]) -> bool:
@@ -320,6 +330,14 @@ class XComCollector:
             raise XComTooLargeError(
                 f"the results exceed the XCom limit of {self.max_bytes:,} bytes (max_xcom_bytes);"
                 " give FetchResultsOperator a destination= to write them to object storage"
+            )
+        if nests_deeper(line, MAX_NESTING):
+            # Built into objects, and serialised again by Airflow: both recurse.
+            custom_id = record.custom_id if record is not None else custom_id_of(line)
+            raise XComTooLargeError(
+                f"the result of custom_id {_cut(custom_id)!r} nests arrays or objects more than "
+                f"{MAX_NESTING} levels deep, more than XCom carries; give FetchResultsOperator "
+                "a destination= to publish the lines as the API sent them"
             )
         self.items.append(json.loads(line))
 

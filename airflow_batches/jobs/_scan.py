@@ -19,6 +19,7 @@ import msgspec
 
 from airflow_batches.api._errors import ResponseValidationError
 from airflow_batches.api._models import RESULT_TYPES, ResultType
+from airflow_batches.jobs._nesting import decode_deep
 
 __all__ = [
     "MalformedResultLineError",
@@ -179,10 +180,11 @@ def scan_result_line(
     Unknown fields are ignored. Raises :class:`MalformedResultLineError`, naming ``batch_id``
     and ``line_number`` when given, for invalid JSON, a wrong type for a field read here, a
     missing ``custom_id`` or ``result.type``, an unknown result type, or a succeeded result
-    without ``message.model``.
+    without ``message.model``. A line nesting deeper than the parser may go is read from its
+    shallow copy (``_nesting``): the fields read here all lie near the top.
     """
     try:
-        parsed = _decode_line(line)
+        parsed, _ = decode_deep(_decode_line, line)
     except msgspec.DecodeError as exc:
         raise _malformed(str(exc), line, batch_id, line_number) from None
     result = parsed.result

@@ -22,6 +22,7 @@ from airflow_batches.api import (
     Client,
     MessageBatch,
     RateLimitError,
+    ResponseValidationError,
     RetryPolicy,
     retry_delay,
 )
@@ -218,6 +219,12 @@ class JobSubmitter:
                 limited += 1
                 limited_for += wait
                 continue
+            except ResponseValidationError:
+                # A 2xx answer we refuse (a batch id of the wrong shape, say): the call may
+                # have made a batch, so its window is closed as a lost answer's is; the task
+                # fails with the error naming what was refused, nothing else written.
+                self.windows.failed(ledger, shard, window, rejected=False)
+                raise
             except (APIStatusError, APIConnectionError) as exc:
                 self.windows.failed(ledger, shard, window, rejected=False)
                 retryable = is_transient(exc, now=0.0, not_found_grace_until=None)

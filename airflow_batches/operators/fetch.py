@@ -80,6 +80,9 @@ class FetchResultsOperator(BatchWaiting, BaseOperator):
     :param download_tries: reads of one batch's results before the task fails; each read
         after the first skips the lines already read (checked to be the same). Cuts within
         a read are resumed by the client and do not count.
+    :param max_line_bytes: the longest results line read, in bytes (default: the
+        connection's ``max_line_bytes`` extra, else 64 MiB); a longer line fails the task
+        naming the batch and the line, and nothing is published.
     :param asset: the Asset to emit; by default one for a destination that is not templated;
         False for none.
     :param cancel_on_kill: cancel the follow-up batches being waited for when the task is
@@ -110,6 +113,7 @@ class FetchResultsOperator(BatchWaiting, BaseOperator):
         timeout: float | timedelta = timedelta(hours=26),
         retention_warning_days: float = 3.0,
         download_tries: int = 4,
+        max_line_bytes: int | None = None,
         asset: Asset | bool | None = None,
         cancel_on_kill: bool = True,
         **kwargs: Any,
@@ -125,7 +129,10 @@ class FetchResultsOperator(BatchWaiting, BaseOperator):
             raise ValueError("max_attempts must be >= 1")
         if download_tries < 1:
             raise ValueError("download_tries must be >= 1")
+        if max_line_bytes is not None and max_line_bytes < 1:
+            raise ValueError("max_line_bytes must be >= 1")
         self.download_tries = download_tries
+        self.max_line_bytes = max_line_bytes
         self.job = job
         self.destination = destination
         self.destination_conn_id = destination_conn_id
@@ -267,8 +274,9 @@ class FetchResultsOperator(BatchWaiting, BaseOperator):
     ) -> dict[str, Any]:
         hook = MessageBatchesHook(conn_id=self.conn_id or job.conn_id)
         destination = storage_path(self.destination, self.destination_conn_id)
+        limits = {"max_line_bytes": self.max_line_bytes} if self.max_line_bytes else {}
         try:
-            with hook.get_client() as client:
+            with hook.get_client(**limits) as client:
                 flow = self._workflow(context, job, state, client)
                 while True:
                     step = flow.next_wait() or flow.publish(destination, started_at)

@@ -188,10 +188,12 @@ def test_retrieve(connect: Callable[..., Driver]) -> None:
     assert api.last.content == b""
 
 
-@pytest.mark.parametrize("bad_id", ["", "a/b", "../x"])
+@pytest.mark.parametrize(
+    "bad_id", ["", "a/b", "../x", "..", "a?b", "a#b", "a b", "b\u00e9", "x" * 129]
+)
 def test_batch_ids_cannot_escape_the_path(connect: Callable[..., Driver], bad_id: str) -> None:
     api = FakeAPI()
-    with pytest.raises(ValueError, match="invalid batch id"):
+    with pytest.raises(ValueError, match="is not an identifier of the API's shape"):
         connect(api).retrieve(bad_id)
     assert api.requests == []
 

@@ -36,6 +36,7 @@ from tests.api.fakes import (
 )
 
 OTHER_URL = "http://results.elsewhere.test:8443/files/msgbatch_01/results?token=a%2Fb%3D&beta=true"
+OTHER_ORIGIN = "http://Results.Elsewhere.test:8443"
 
 
 def succeeded(custom_id: str, text: str) -> dict[str, Any]:
@@ -92,7 +93,7 @@ def results_reply(body: bytes = BODY, *, chunk: int | None = None) -> Callable[.
 
 def test_results_follow_results_url_exactly(connect: Callable[..., Driver]) -> None:
     api = FakeAPI(reply(200, ended_batch(results_url=OTHER_URL)), results_reply())
-    lines = connect(api).results("msgbatch_01")
+    lines = connect(api, results_origins=[OTHER_ORIGIN]).results("msgbatch_01")
     retrieve, download = api.requests
     assert str(retrieve.url) == f"{BASE_URL}/v1/messages/batches/msgbatch_01"
     assert str(download.url) == OTHER_URL
@@ -116,7 +117,7 @@ def test_results_follow_results_url_exactly(connect: Callable[..., Driver]) -> N
 def test_results_of_a_batch_object_skip_the_retrieve(connect: Callable[..., Driver]) -> None:
     api = FakeAPI(results_reply())
     batch = MessageBatch.model_validate(ended_batch(results_url=OTHER_URL))
-    assert len(connect(api).results(batch)) == 5
+    assert len(connect(api, results_origins=f"{OTHER_ORIGIN}/").results(batch)) == 5
     assert [str(r.url) for r in api.requests] == [OTHER_URL]
 
 

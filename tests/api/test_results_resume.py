@@ -205,7 +205,9 @@ def test_an_encoded_answer_is_restarted_never_ranged(connect: Callable[..., Driv
         )
 
     api = FakeAPI(gzipped(len(pieces) // 2), gzipped(None))
-    assert lines_of(connect(api), resumes=1) == LINES * 40
+    counts = {"processing": 0, "succeeded": 0, "errored": 0, "canceled": 320, "expired": 0}
+    batch = MessageBatch.model_validate(ended_batch(request_counts=counts))
+    assert connect(api).iter_result_lines(batch, resumes=1) == LINES * 40
     assert "range" not in api.requests[1].headers
 
 

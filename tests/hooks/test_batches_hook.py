@@ -152,6 +152,24 @@ def test_betas_as_list_or_comma_string(conn: Any, betas: Any, expected: tuple[st
     assert MessageBatchesHook("mb_betas").config.betas == expected
 
 
+def test_results_origins_and_max_line_bytes_reach_the_client(conn: Any) -> None:
+    extra = {"results_origins": "https://files.gw.test:9443, http://b.test", "max_line_bytes": "9"}
+    conn("mb_trust", json_conn(host="https://gw.test/anthropic", extra=extra))
+    hook = MessageBatchesHook("mb_trust")
+    with hook.get_client() as client:
+        settings = client.settings
+    assert settings.results_origins == ("https://files.gw.test:9443", "http://b.test:80")
+    assert settings.origin == "https://gw.test:443"
+    assert settings.max_line_bytes == 9
+    with hook.get_client(max_line_bytes=1 << 20) as client:
+        assert client.settings.max_line_bytes == 1 << 20
+    conn("mb_bad", json_conn(extra={"results_origins": ["https://gw.test/path"]}))
+    with pytest.raises(
+        ValueError, match=r"results_origins: 'https://gw\.test/path' is not an origin"
+    ):
+        MessageBatchesHook("mb_bad").get_client()
+
+
 def test_extras_saved_by_the_ui_form_are_prefixed(conn: Any) -> None:
     conn(
         "mb_ui",

@@ -12,7 +12,7 @@ from airflow_batches.jobs._progress import JobProgress, OutcomePolicy, format_du
 def batch(status: str = "ended", **counts: int) -> MessageBatch:
     now = datetime(2026, 11, 26, tzinfo=UTC)
     data: dict[str, Any] = {
-        "id": f"msgbatch_{status}_{sorted(counts.items())}",
+        "id": "msgbatch_" + "_".join([status, *(f"{k}{v}" for k, v in sorted(counts.items()))]),
         "processing_status": status,
         "request_counts": counts,
         "created_at": now,
