@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Mapping
 from functools import cached_property
@@ -10,7 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from airflow_batches._compat import BaseHook, Connection
+from airflow_batches._compat import AirflowNotFoundException, BaseHook, Connection
 from airflow_batches.api import (
     DEFAULT_API_VERSION,
     DEFAULT_BASE_URL,
@@ -163,9 +164,25 @@ class MessageBatchesHook(BaseHook):
         return ConnectionConfig(self.get_connection(self.conn_id))
 
     async def aconfig(self) -> ConnectionConfig:
-        """The connection, read without blocking the event loop (for triggers)."""
+        """The connection, read without blocking the event loop (for triggers).
+
+        The async lookup first; if it finds nothing, the sync one in a thread. The async
+        lookup of a trigger that ``airflow dags test`` (``dag.test()``) runs inline does not
+        reach the metadata database (its in-process channel has no async send, so the
+        lookup falls through to "isn't defined"), while the sync one does: without the
+        fallback a connection made with ``airflow connections add`` works for every task
+        but not for a deferred wait under ``dags test``. On a triggerer both lookups see
+        the same places, and a connection that is truly missing fails as before.
+        """
         if "config" not in self.__dict__:
-            self.__dict__["config"] = ConnectionConfig(await self.aget_connection(self.conn_id))
+            try:
+                conn = await self.aget_connection(self.conn_id)
+            except AirflowNotFoundException as not_found:
+                try:
+                    conn = await asyncio.to_thread(self.get_connection, self.conn_id)
+                except AirflowNotFoundException:
+                    raise not_found from None
+            self.__dict__["config"] = ConnectionConfig(conn)
         return self.config
 
     def _check_key(self, config: ConnectionConfig) -> None:
