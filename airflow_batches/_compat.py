@@ -35,7 +35,7 @@ try:
         AirflowSkipException,
     )
 except ImportError:  # Airflow 3.1: still in airflow.exceptions
-    from airflow.exceptions import (  # type: ignore[no-redef]
+    from airflow.exceptions import (  # type: ignore[no-redef,attr-defined]
         AirflowFailException,
         AirflowNotFoundException,
         AirflowSensorTimeout,

@@ -23,6 +23,11 @@ from airflow_batches.api import (
 
 CONN_TYPE = "message_batches"
 
+
+class ConnectionConfigError(BatchesError, ValueError):
+    """A connection that cannot work as it is (no key, bad extras): fix the connection."""
+
+
 _N = TypeVar("_N", int, float)
 
 
@@ -78,9 +83,11 @@ def _extras(conn: Connection) -> dict[str, Any]:
     try:
         value = json.loads(raw)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"connection {conn.conn_id!r}: extra is not valid JSON ({exc})") from None
+        raise ConnectionConfigError(
+            f"connection {conn.conn_id!r}: extra is not valid JSON ({exc})"
+        ) from None
     if not isinstance(value, dict):
-        raise ValueError(f"connection {conn.conn_id!r}: extra must be a JSON object")
+        raise ConnectionConfigError(f"connection {conn.conn_id!r}: extra must be a JSON object")
     # The UI stores form fields with a prefix; accept both spellings.
     prefix = f"extra__{CONN_TYPE}__"
     return {k.removeprefix(prefix): v for k, v in value.items()}
@@ -119,7 +126,7 @@ def _number(conn: Connection, extra: Mapping[str, Any], name: str, kind: type[_N
     try:
         return kind(value)
     except (TypeError, ValueError):
-        raise ValueError(
+        raise ConnectionConfigError(
             f"connection {conn.conn_id!r}: extra {name} must be {kind.__name__}, got {value!r}"
         ) from None
 
@@ -187,7 +194,7 @@ class MessageBatchesHook(BaseHook):
 
     def _check_key(self, config: ConnectionConfig) -> None:
         if not config.api_key:
-            raise ValueError(
+            raise ConnectionConfigError(
                 f"connection {self.conn_id!r} has no API key: put it in the password field"
             )
 
