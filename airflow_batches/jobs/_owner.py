@@ -2,7 +2,7 @@
 
 A fetch with a destination claims it when it starts, before it resends anything, by writing
 ``owner.json`` there (the dag, run and task ids, the job id, when); the manifest it publishes
-names the same run. A destination is the run's own for good: a task retry, a resumed fetch or
+names the same run, and the claim is removed once the manifest is in place. A destination is the run's own for good: a task retry, a resumed fetch or
 a cleared run (same dag and run ids) finds it and re-attaches, whatever its job. Any other run
 is refused, naming the run that holds it and the path, before it pays: the submit task checks
 the destinations of the fetches downstream of it before validating anything, the fetch checks
@@ -196,7 +196,7 @@ def _check_run(
 
 
 def claim_destination(destination: StoragePath, run: RunRef, job_id: str) -> None:
-    """Write this run's claim at ``destination`` (kept once the results are published)."""
+    """Write this run's claim at ``destination`` (removed once its manifest names the run)."""
     JobStore(destination).write_json(
         {
             "run": run.model_dump(mode="json"),
@@ -205,3 +205,8 @@ def claim_destination(destination: StoragePath, run: RunRef, job_id: str) -> Non
         },
         OWNER_FILE,
     )
+
+
+def release_destination(destination: StoragePath) -> None:
+    """Remove the claim once the manifest, which names the same run, is published."""
+    fresh(child(destination, OWNER_FILE)).unlink(missing_ok=True)

@@ -21,7 +21,7 @@ from airflow_batches.jobs._fetch import (
     Published,
 )
 from airflow_batches.jobs._ledger import JobDescriptor
-from airflow_batches.jobs._owner import claim_destination
+from airflow_batches.jobs._owner import claim_destination, release_destination
 from airflow_batches.jobs._progress import WaitEvent
 from airflow_batches.jobs._registry import Registry
 from airflow_batches.jobs._staging import LedgerBackend, MemoryLedger, descriptor_for_batches
@@ -284,6 +284,8 @@ class FetchResultsOperator(BatchWaiting, BaseOperator):
             while True:
                 step = flow.next_wait() or flow.publish(destination, started_at)
                 if isinstance(step, Published):
+                    if destination is not None:
+                        release_destination(destination)  # the manifest names the run now
                     return self._published(context, step)
                 self._check_wait(
                     self.wait_or_defer(
