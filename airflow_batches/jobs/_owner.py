@@ -2,13 +2,14 @@
 
 A fetch with a destination claims it when it starts, before it resends anything, by writing
 ``owner.json`` there (the dag, run and task ids, the job id, when); the manifest it publishes
-names the same run, and the claim is removed once the manifest is in place. A destination is the run's own for good: a task retry, a resumed fetch or
-a cleared run (same dag and run ids) finds it and re-attaches, whatever its job. Any other run
-is refused, naming the run that holds it and the path, before it pays: the submit task checks
-the destinations of the fetches downstream of it before validating anything, the fetch checks
-again when it starts, and the publish once more. Ownership is by run (and task), not by
-job: two runs with the same input make the same job (the same fingerprint and job id), and
-would otherwise take each other's folders.
+names the same run, and the claim is removed once the manifest is in place. A destination is
+the run's own for good: a task retry, a resumed fetch or a cleared run (same dag and run ids)
+finds it and goes on, whatever its job. Any other run is refused, naming the run that holds it
+and the path, before it pays: the submit task checks the destinations of the fetches
+downstream of it before validating anything, the fetch checks again when it starts, and the
+publish once more. Ownership is by run (and task), not by job: two runs with the same input
+make the same job (the same fingerprint and job id), and would otherwise take each other's
+folders.
 
 A claim whose run is known to be over (failed, or succeeded without publishing) no longer
 holds the destination. A manifest written before runs were recorded is judged by its job (see
