@@ -114,6 +114,7 @@ def test_a_deferred_wait_reads_a_db_connection_and_a_second_run_that_day_pays_no
     home: Home,
 ) -> None:
     emulator = home.emulator
+    emulator.configure(responder="tests.operators.test_read_results:moderation_responder")
     polled = emulator.admin.calls("retrieve")
     # The requests stay unanswered until the wait has polled twice: the sensor's poke in the
     # worker, then the trigger's, which `dags test` runs inline with the DB-stored connection.
@@ -125,6 +126,7 @@ def test_a_deferred_wait_reads_a_db_connection_and_a_second_run_that_day_pays_no
         "submit": ("success", 1),
         "wait": ("success", 1),
         "fetch": ("success", 1),
+        "labels_to_csv": ("success", 1),
     }, out[-3000:]
     assert "Pausing task as DEFERRED" in out
     assert "isn't defined" not in out
@@ -139,6 +141,11 @@ def test_a_deferred_wait_reads_a_db_connection_and_a_second_run_that_day_pays_no
     }
     lines = (folder / "results.jsonl").read_bytes().splitlines()
     assert sorted(json.loads(x)["metadata"]["row"] for x in lines) == list(range(6))
+    labels = (home.results / "labels" / f"{first}.csv").read_text().splitlines()
+    assert labels[0] == "row_id,label"
+    assert sorted(labels[1:]) == [
+        "0,SAFE", "1,UNSAFE", "2,SAFE", "3,UNSAFE", "4,SAFE", "5,SAFE"
+    ]  # fmt: skip
     before = (folder / "results.jsonl").read_bytes()
     creates = emulator.admin.create_calls()
 

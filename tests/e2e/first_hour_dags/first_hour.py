@@ -1,20 +1,22 @@
 """A newcomer's first DAGs (docs/first-hour.md), run by tests/e2e/test_first_hour.py with
 ``airflow dags test`` and connections stored in the metadata DB (``airflow connections add``).
 
-``first_hour`` labels comments SAFE / UNSAFE and publishes them to one folder per *day*
-(``{{ ds }}``): the mistake the docs warn about, so that a second run on the same day is
-refused. ``first_hour_mistakes`` makes the other first-hour mistakes, each task with retries
-that must not be spent on them (but for the one failure a retry can fix).
+``first_hour`` labels comments SAFE / UNSAFE, publishes them to one folder per *day*
+(``{{ ds }}``: the mistake the docs warn about, so that a second run on the same day is
+refused) and writes a CSV of row id and label with ``read_results``. ``first_hour_mistakes``
+makes the other first-hour mistakes, each task with retries that must not be spent on them
+(but for the one failure a retry can fix).
 """
 
 from __future__ import annotations
 
+import csv
 import os
 from datetime import datetime, timedelta
 
-from airflow.sdk import DAG, task
+from airflow.sdk import DAG, ObjectStoragePath, task
 
-from airflow_batches import BatchSensor, FetchResultsOperator, SubmitBatchOperator
+from airflow_batches import BatchSensor, FetchResultsOperator, SubmitBatchOperator, read_results
 
 RESULTS = os.environ["FIRST_HOUR_RESULTS"]
 STAGING = os.environ["FIRST_HOUR_STAGING"]
@@ -22,9 +24,9 @@ RETRIES = {"retries": 3, "retry_delay": timedelta(seconds=0)}
 
 COMMENTS = [
     "Great write-up, thanks!",
-    "I will find where you live.",
+    "I hate you and I will find you.",
     "Could you share the dataset?",
-    "Nobody wants you here, leave.",
+    "Nobody wants you here, hateful troll.",
     "The second chart is mislabelled.",
     "This is the best thread today.",
 ]
@@ -55,7 +57,20 @@ with DAG("first_hour", schedule=None, start_date=datetime(2026, 1, 1), default_a
     fetch = FetchResultsOperator(
         task_id="fetch", job=submit.output, destination=RESULTS + "/{{ ds }}"
     )
-    submit >> wait >> fetch
+
+    @task
+    def labels_to_csv(manifest: dict, run_id: str | None = None) -> str:
+        """docs/operators.md's recipe: the results as a CSV of row id and label."""
+        target = ObjectStoragePath(f"{RESULTS}/labels/{run_id}.csv")
+        with target.open("w") as out:
+            writer = csv.writer(out)
+            writer.writerow(["row_id", "label"])
+            for row in read_results(manifest):
+                label = row.text.strip() if row.ok else f"ERROR ({row.error or row.type})"
+                writer.writerow([row.metadata["row"], label])
+        return str(target)
+
+    submit >> wait >> fetch >> labels_to_csv(fetch.output)
 
 
 REQUESTS = [
