@@ -141,7 +141,7 @@ def test_a_deferred_wait_reads_a_db_connection_and_a_second_run_that_day_pays_no
     }
     lines = (folder / "results.jsonl").read_bytes().splitlines()
     assert sorted(json.loads(x)["metadata"]["row"] for x in lines) == list(range(6))
-    labels = (home.results / "labels" / f"{first}.csv").read_text().splitlines()
+    labels = (folder / "labels.csv").read_text().splitlines()
     assert labels[0] == "row_id,label"
     assert sorted(labels[1:]) == [
         "0,SAFE", "1,UNSAFE", "2,SAFE", "3,UNSAFE", "4,SAFE", "5,SAFE"

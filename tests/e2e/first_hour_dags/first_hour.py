@@ -59,9 +59,9 @@ with DAG("first_hour", schedule=None, start_date=datetime(2026, 1, 1), default_a
     )
 
     @task
-    def labels_to_csv(manifest: dict, run_id: str | None = None) -> str:
+    def labels_to_csv(manifest: dict) -> str:
         """docs/operators.md's recipe: the results as a CSV of row id and label."""
-        target = ObjectStoragePath(f"{RESULTS}/labels/{run_id}.csv")
+        target = ObjectStoragePath(manifest["destination"]) / "labels.csv"
         with target.open("w") as out:
             writer = csv.writer(out)
             writer.writerow(["row_id", "label"])
