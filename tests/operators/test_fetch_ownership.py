@@ -135,3 +135,41 @@ def test_a_claim_holds_the_destination_while_its_run_may_go_on(
     )
     manifest = json.loads((dag_runner.results / "manifest.json").read_text())
     assert manifest["run"]["run_id"] == taken.run_id
+
+
+def test_the_fetch_refuses_another_runs_folder_before_it_resends_anything(
+    dag_runner: DagRunner, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # Every request ends errored with a retryable type: the fetch would resend them all.
+    dag_runner.emulator.configure(result_errors={"overloaded_error": 1.0})
+    jobs = dag_runner.run(
+        """
+        submit = SubmitBatchOperator(task_id="submit", requests=REQS)
+        BatchSensor(task_id="wait", job=submit.output, poke_interval=0.05)
+        """,
+        REQS=make_requests(3),
+    )
+    assert jobs.state == "success", jobs.states
+    folder = dag_runner.results
+    folder.mkdir(parents=True)
+    theirs = {"dag_id": "nightly", "run_id": "scheduled__2026-03-01", "task_id": "fetch"}
+    (folder / "manifest.json").write_text(
+        json.dumps({"job_id": "j", "run": theirs, "timings": {"fetched_at": "yesterday"}})
+    )
+    creates = dag_runner.emulator.admin.create_calls()
+    result = dag_runner.run(
+        """
+        FetchResultsOperator(task_id="fetch", job=JOB, destination=RESULTS, resubmit_failed=True,
+            poke_interval=0.05, retries=2, retry_delay=timedelta(0))
+        """,
+        JOB=jobs.xcom("submit"),
+    )
+    assert result.states["fetch"] == "failed" and result.tries["fetch"] == 1
+    assert dag_runner.emulator.admin.create_calls() == creates  # nothing resent
+    out = capfd.readouterr().out
+    assert (
+        "holds the results of another run (dag_id='nightly', run_id='scheduled__2026-03-01', "
+        "task_id='fetch'; job j, published at yesterday)"
+    ) in out
+    assert "nothing was resent or published" in out
+    assert sorted(p.name for p in folder.iterdir()) == ["manifest.json"]  # no claim either
