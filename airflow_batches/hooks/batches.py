@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Mapping
 from functools import cached_property
@@ -10,6 +9,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
+from asgiref.sync import sync_to_async
 
 from airflow_batches._compat import AirflowNotFoundException, BaseHook, Connection
 from airflow_batches.api import (
@@ -173,20 +173,22 @@ class MessageBatchesHook(BaseHook):
     async def aconfig(self) -> ConnectionConfig:
         """The connection, read without blocking the event loop (for triggers).
 
-        The async lookup first; if it finds nothing, the sync one in a thread. The async
-        lookup of a trigger that ``airflow dags test`` (``dag.test()``) runs inline does not
-        reach the metadata database (its in-process channel has no async send, so the
-        lookup falls through to "isn't defined"), while the sync one does: without the
-        fallback a connection made with ``airflow connections add`` works for every task
-        but not for a deferred wait under ``dags test``. On a triggerer both lookups see
-        the same places, and a connection that is truly missing fails as before.
+        The async lookup first; if it finds nothing, the sync one in a thread (off the event
+        loop). The async lookup of a trigger that ``airflow dags test`` (``dag.test()``) runs
+        inline does not reach the metadata database (its in-process channel has no async
+        send, so the lookup falls through to "isn't defined"), while the sync one does:
+        without the fallback a connection made with ``airflow connections add`` works for
+        every task but not for a deferred wait under ``dags test``. On a triggerer both
+        lookups see the same places, and a connection that is truly missing fails as before.
         """
         if "config" not in self.__dict__:
             try:
                 conn = await self.aget_connection(self.conn_id)
             except AirflowNotFoundException as not_found:
                 try:
-                    conn = await asyncio.to_thread(self.get_connection, self.conn_id)
+                    # asgiref's thread, as Airflow wraps its own sync lookups: on a 3.1
+                    # triggerer the sync channel reaches the loop through it.
+                    conn = await sync_to_async(self.get_connection)(self.conn_id)
                 except AirflowNotFoundException:
                     raise not_found from None
             self.__dict__["config"] = ConnectionConfig(conn)
