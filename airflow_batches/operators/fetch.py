@@ -252,10 +252,13 @@ class FetchResultsOperator(BatchWaiting, BaseOperator):
         The job and its attempts come back in the deferral's kwargs; should a runner hand
         back only the event, they are rebuilt from the job and the task state store.
         """
-        self._check_wait(
-            WaitEvent.model_validate(event), self.conn_id or MessageBatchesHook.default_conn_name
-        )
-        descriptor = JobDescriptor.model_validate(job) if job else self._resolve_job()
+        descriptor = JobDescriptor.model_validate(job) if job else None
+        conn_id = self.conn_id or (descriptor.conn_id if descriptor else None)
+        conn_id = conn_id or MessageBatchesHook.default_conn_name
+        self._check_wait(WaitEvent.model_validate(event), conn_id)
+        if descriptor is None:
+            with task_errors(conn_id):
+                descriptor = self._resolve_job()
         attempts = (
             FetchState.model_validate(state) if state else self._load_state(context, descriptor)
         )
