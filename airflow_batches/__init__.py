@@ -20,6 +20,8 @@ _LAZY = {
     "BatchTrigger": "airflow_batches.triggers.batch",
     "FetchResultsOperator": "airflow_batches.operators.fetch",
     "EvaluateResultsOperator": "airflow_batches.operators.evaluate",
+    "ResultRow": "airflow_batches.jobs._rows",
+    "read_results": "airflow_batches.operators._output",
 }
 
 __all__ = [
@@ -30,8 +32,10 @@ __all__ = [
     "EvaluateResultsOperator",
     "FetchResultsOperator",
     "MessageBatchesHook",
+    "ResultRow",
     "SubmitBatchOperator",
     "__version__",
+    "read_results",
 ]
 
 

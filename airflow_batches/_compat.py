@@ -30,12 +30,14 @@ except ImportError:  # Airflow 3.1: the task SDK has no configuration of its own
 try:
     from airflow.sdk.exceptions import (
         AirflowFailException,
+        AirflowNotFoundException,
         AirflowSensorTimeout,
         AirflowSkipException,
     )
 except ImportError:  # Airflow 3.1: still in airflow.exceptions
-    from airflow.exceptions import (  # type: ignore[no-redef]
+    from airflow.exceptions import (  # type: ignore[no-redef,attr-defined]
         AirflowFailException,
+        AirflowNotFoundException,
         AirflowSensorTimeout,
         AirflowSkipException,
     )
@@ -47,6 +49,7 @@ __all__ = [
     "AIRFLOW_VERSION",
     "AirflowException",
     "AirflowFailException",
+    "AirflowNotFoundException",
     "AirflowSensorTimeout",
     "AirflowSkipException",
     "Asset",

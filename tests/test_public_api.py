@@ -47,6 +47,17 @@ def test_top_level_names() -> None:
         _ = airflow_batches.Nope
 
 
+def test_every_top_level_name_resolves() -> None:
+    assert len(airflow_batches.__all__) == len(set(airflow_batches.__all__))
+    for name in airflow_batches.__all__:
+        assert getattr(airflow_batches, name) is not None, name
+    from airflow_batches.jobs._rows import ResultRow
+    from airflow_batches.operators._output import read_results
+
+    assert airflow_batches.ResultRow is ResultRow
+    assert airflow_batches.read_results is read_results
+
+
 def test_the_api_layer_does_not_import_airflow() -> None:
     # A fresh interpreter: this test process has imported Airflow long ago.
     code = textwrap.dedent(

@@ -9,8 +9,9 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
+from asgiref.sync import sync_to_async
 
-from airflow_batches._compat import BaseHook, Connection
+from airflow_batches._compat import AirflowNotFoundException, BaseHook, Connection
 from airflow_batches.api import (
     DEFAULT_API_VERSION,
     DEFAULT_BASE_URL,
@@ -21,6 +22,11 @@ from airflow_batches.api import (
 )
 
 CONN_TYPE = "message_batches"
+
+
+class ConnectionConfigError(BatchesError, ValueError):
+    """A connection that cannot work as it is (no key, bad extras): fix the connection."""
+
 
 _N = TypeVar("_N", int, float)
 
@@ -83,9 +89,11 @@ def _extras(conn: Connection) -> dict[str, Any]:
     try:
         value = json.loads(raw)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"connection {conn.conn_id!r}: extra is not valid JSON ({exc})") from None
+        raise ConnectionConfigError(
+            f"connection {conn.conn_id!r}: extra is not valid JSON ({exc})"
+        ) from None
     if not isinstance(value, dict):
-        raise ValueError(f"connection {conn.conn_id!r}: extra must be a JSON object")
+        raise ConnectionConfigError(f"connection {conn.conn_id!r}: extra must be a JSON object")
     # The UI stores form fields with a prefix; accept both spellings.
     prefix = f"extra__{CONN_TYPE}__"
     return {k.removeprefix(prefix): v for k, v in value.items()}
@@ -125,7 +133,7 @@ def _number(conn: Connection, extra: Mapping[str, Any], name: str, kind: type[_N
     try:
         return kind(value)
     except (TypeError, ValueError):
-        raise ValueError(
+        raise ConnectionConfigError(
             f"connection {conn.conn_id!r}: extra {name} must be {kind.__name__}, got {value!r}"
         ) from None
 
@@ -172,14 +180,32 @@ class MessageBatchesHook(BaseHook):
         return ConnectionConfig(self.get_connection(self.conn_id))
 
     async def aconfig(self) -> ConnectionConfig:
-        """The connection, read without blocking the event loop (for triggers)."""
+        """The connection, read without blocking the event loop (for triggers).
+
+        The async lookup first; if it finds nothing, the sync one in a thread (off the event
+        loop). The async lookup of a trigger that ``airflow dags test`` (``dag.test()``) runs
+        inline does not reach the metadata database (its in-process channel has no async
+        send, so the lookup falls through to "isn't defined"), while the sync one does:
+        without the fallback a connection made with ``airflow connections add`` works for
+        every task but not for a deferred wait under ``dags test``. On a triggerer both
+        lookups see the same places, and a connection that is truly missing fails as before.
+        """
         if "config" not in self.__dict__:
-            self.__dict__["config"] = ConnectionConfig(await self.aget_connection(self.conn_id))
+            try:
+                conn = await self.aget_connection(self.conn_id)
+            except AirflowNotFoundException as not_found:
+                try:
+                    # asgiref's thread, as Airflow wraps its own sync lookups: on a 3.1
+                    # triggerer the sync channel reaches the loop through it.
+                    conn = await sync_to_async(self.get_connection)(self.conn_id)
+                except AirflowNotFoundException:
+                    raise not_found from None
+            self.__dict__["config"] = ConnectionConfig(conn)
         return self.config
 
     def _check_key(self, config: ConnectionConfig) -> None:
         if not config.api_key:
-            raise ValueError(
+            raise ConnectionConfigError(
                 f"connection {self.conn_id!r} has no API key: put it in the password field"
             )
 

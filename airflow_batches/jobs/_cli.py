@@ -1,10 +1,11 @@
 """``airflow-batches estimate FILE``: the submit operator's pre-flight, without Airflow.
 
 Validates every request of a JSONL file (``.gz`` read compressed, ``-`` for stdin) against the
-generic checks and the model-rules table, and prints the cost estimate: expected and worst
-case at batch prices, per model and in total. Nothing is sent, unless ``--count-tokens N``
-asks to count a sample with the token-counting endpoint. Exit status: 0, 1 when some requests
-are invalid (listed; the rest are still estimated), 3 when ``--max-cost-usd`` refuses the job.
+generic checks and the model-rules table, as the operator does (``metadata`` accepted, and
+``--defaults`` standing for its ``defaults=``), and prints the cost estimate: expected and
+worst case at batch prices, per model and in total. Nothing is ever sent. Exit status: 0, 1
+when some requests are invalid (listed; the rest are still estimated), 2 for an unreadable
+file or option, 3 when ``--max-cost-usd`` would refuse the job.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import gzip
 import json
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import IO, Any
@@ -23,6 +24,7 @@ from airflow_batches.api._pricing import load_price_table
 from airflow_batches.api._rules import RULE_IDS, load_rules_table
 from airflow_batches.jobs._estimate import CostEstimator
 from airflow_batches.jobs._prepare import (
+    Problem,
     RequestValidationError,
     RequestValidator,
     prepare,
@@ -46,6 +48,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("file", help="JSONL of {custom_id, params} (.gz read compressed; - = stdin)")
     p.add_argument("--model", help="estimate as if every request used this model")
+    p.add_argument(
+        "--defaults",
+        type=_json_object,
+        default={},
+        metavar="JSON",
+        help="params filling what a request leaves out, as the operator's defaults= "
+        '(for example \'{"model": "claude-haiku-4-5", "max_tokens": 512}\')',
+    )
     p.add_argument("--anthropic-version", default="2023-06-01")
     p.add_argument("--beta", action="append", default=[], help="batch beta header (repeatable)")
     p.add_argument("--prices", help=f"price file (default ${_ENV}PRICES_PATH)")
@@ -62,10 +72,55 @@ def _parser() -> argparse.ArgumentParser:
     out.add_argument(
         "--output-from", type=Path, help="a previous job's manifest: its mean output per model"
     )
-    p.add_argument("--max-cost-usd", type=float, help="fail (exit 3) when the estimate is over")
+    p.add_argument(
+        "--max-cost-usd",
+        type=float,
+        help="exit 3 when the operator's spend guard with this limit would refuse the job",
+    )
     p.add_argument("--worst-case", choices=["ignore", "warn", "fail"], default="warn")
     p.add_argument("--json", action="store_true", help="print the estimate as JSON")
     return p
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("must be a JSON object of Messages params")
+    return value
+
+
+def _ignore_metadata(custom_id: str, encoded: bytes) -> None:
+    """Metadata is the operator's to keep for the fetch; an estimate only accepts it."""
+
+
+_DEFAULTED = frozenset({"params.model", "params.max_tokens"})
+
+
+def _hint(fields: Iterable[str]) -> str:
+    """What fills a missing model or max_tokens here: the operator's defaults= is --defaults."""
+    if _DEFAULTED.isdisjoint(fields):
+        return ""
+    return (
+        "\n(as the operator's defaults= does, --defaults '{\"max_tokens\": 512}' fills what "
+        "the requests leave out)"
+    )
+
+
+def _invalid(exc: RequestValidationError) -> str:
+    """A refusal of the whole file, said as an estimate says it."""
+    if not exc.problems:
+        return "nothing to estimate: the file holds no requests (it is empty, or blank lines)"
+    lines = [str(Problem(**p)) for p in exc.problems[:50]]
+    more = f"\n  ... and {exc.total - len(lines)} more" if exc.total > len(lines) else ""
+    return (
+        f"nothing to estimate: {exc.total} invalid request(s), none valid:\n  "
+        + "\n  ".join(lines)
+        + more
+        + _hint(p.get("field", "") for p in exc.problems)
+    )
 
 
 def _records(stream: IO[bytes], model: str | None) -> Iterator[tuple[str, Any]]:
@@ -111,7 +166,11 @@ def estimate_main(argv: Sequence[str]) -> int:
         print(f"airflow-batches estimate: {exc}", file=sys.stderr)
         return 2
     validator = RequestValidator(
-        anthropic_version=args.anthropic_version, checks=[check], observers=[estimator]
+        anthropic_version=args.anthropic_version,
+        defaults=args.defaults,
+        checks=[check],
+        observers=[estimator],
+        metadata=_ignore_metadata,
     )
     with ExitStack() as stack:
         if args.file == "-":
@@ -132,18 +191,23 @@ def estimate_main(argv: Sequence[str]) -> int:
             prepared = prepare(_records(stream, args.model), validator, sink, on_invalid="skip")
             rejected, problems = prepared.rejected_count, prepared.rejected
         except RequestValidationError as exc:  # nothing valid at all
-            print(str(exc), file=sys.stderr)
+            print(_invalid(exc), file=sys.stderr)
             return 1
     estimate = estimator.estimate()
     print(json.dumps(estimate.to_dict(), indent=2) if args.json else estimate.summary())
     if rejected:
         shown = "\n  ".join(str(p) for p in problems[:50])
         print(
-            f"{rejected} invalid request(s), left out of the estimate:\n  {shown}", file=sys.stderr
+            f"{rejected} invalid request(s), left out of the estimate:\n  {shown}"
+            + _hint(p.field for p in problems),
+            file=sys.stderr,
         )
     try:
         for warning in check_budget(
-            estimate, max_cost_usd=args.max_cost_usd, worst_case=args.worst_case
+            estimate,
+            max_cost_usd=args.max_cost_usd,
+            worst_case=args.worst_case,
+            outcome="SubmitBatchOperator(max_cost_usd=...) would refuse this job",
         ):
             print(f"warning: {warning}", file=sys.stderr)
     except CostLimitExceededError as exc:

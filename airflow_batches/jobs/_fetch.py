@@ -31,6 +31,7 @@ from airflow_batches.jobs._join import cached_lines_of, job_join
 from airflow_batches.jobs._ledger import BatchInfo, JobDescriptor
 from airflow_batches.jobs._manifest import MANIFEST_FILE
 from airflow_batches.jobs._matrix import ModelMatrix
+from airflow_batches.jobs._owner import RunRef
 from airflow_batches.jobs._prepare import Limits, RequestValidator
 from airflow_batches.jobs._publish import Published, Publisher
 from airflow_batches.jobs._results import (
@@ -112,6 +113,8 @@ class FetchOptions:
     overwrite: bool = False
     max_xcom_bytes: int = 1024 * 1024
     retention_warning_days: float = 3.0
+    run: RunRef | None = None
+    """The task run fetching (``_owner``): recorded in the manifest, owns the destination."""
 
 
 @dataclass(frozen=True)
@@ -300,12 +303,8 @@ class FetchWorkflow:
 
     # -- publishing ------------------------------------------------------------------------
 
-    def publish(self, destination: StoragePath | None, started_at: datetime) -> WaitFor | Published:
-        """Write the final lines and the manifest (or collect them for XCom)."""
-        pending = self._pending()
-        if pending:
-            return WaitFor(pending, self.state.latest.number)
-        publisher = Publisher(
+    def _publisher(self) -> Publisher:
+        return Publisher(
             self.job,
             self.state.attempts,
             self.known,
@@ -316,6 +315,18 @@ class FetchWorkflow:
             join=functools.partial(job_join, self.job, self.staged, self.prices, self.cache),
             cached_lines=cached_lines_of(self.job, self.staged),
         )
+
+    def check_destination(self, destination: StoragePath, **kwargs: Any) -> None:
+        """Refuse, before anything is resent, a destination the publish would refuse
+        (``Publisher.guard``; ``kwargs`` go to ``_owner.check_destination``)."""
+        self._publisher().guard(destination, **kwargs)
+
+    def publish(self, destination: StoragePath | None, started_at: datetime) -> WaitFor | Published:
+        """Write the final lines and the manifest (or collect them for XCom)."""
+        pending = self._pending()
+        if pending:
+            return WaitFor(pending, self.state.latest.number)
+        publisher = self._publisher()
         for tries in range(1, PUBLISH_TRIES + 1):
             try:
                 return publisher.publish(destination, started_at)

@@ -20,6 +20,7 @@ from airflow_batches.jobs._tally import ResultTally
 
 if TYPE_CHECKING:
     from airflow_batches.jobs._join import ResultJoin
+    from airflow_batches.jobs._owner import RunRef
 
 MANIFEST_FILE = "manifest.json"
 RESULTS_FILE = "results.jsonl"
@@ -100,10 +101,12 @@ class Manifest(_Model):
     """With a cross-run cache: hits, misses, results stored, spend avoided (``jobs._join``)."""
     metadata_lines: int | None = None
     """Lines that carry their request's metadata (only for a job whose requests had some)."""
+    run: dict[str, Any] | None = None
+    """The task run that published it (dag_id, run_id, task_id, map_index; ``_owner``)."""
 
     def to_json(self) -> dict[str, Any]:
         data = self.model_dump(mode="json")
-        for key in ("destination", "line_checks", "matrix", "cache", "metadata_lines"):
+        for key in ("destination", "line_checks", "matrix", "cache", "metadata_lines", "run"):
             if data.get(key) is None:
                 data.pop(key, None)
         for attempt in data["attempts"]:
@@ -144,6 +147,7 @@ def build_manifest(
     destination: str | None = None,
     join: ResultJoin | None = None,
     cache_stored: int = 0,
+    run: RunRef | None = None,
 ) -> Manifest:
     """The manifest of a fetch that read every line of ``attempts`` into ``tally`` (and the
     cross-run cache's lines into ``join``)."""
@@ -224,4 +228,5 @@ def build_manifest(
         matrix=join.models_summary(known) if join is not None else None,
         cache=join.cache_summary(cache_stored) if join is not None else None,
         metadata_lines=join.metadata_lines if join is not None and job.sidecar_file else None,
+        run=run.model_dump(mode="json") if run is not None else None,
     )

@@ -145,6 +145,10 @@ class WaitEvent(BaseModel):
     message: str = ""
     batches: list[MessageBatch] = []
     elapsed: float = 0.0
+    permanent: bool = False
+    """An error no retry of the task can fix (a 401, a batch that does not exist, ...)."""
+    status_code: int | None = None
+    """The HTTP status of that error, when it was one."""
 
 
 def batch_summaries(batches: Sequence[MessageBatch]) -> list[dict[str, Any]]:

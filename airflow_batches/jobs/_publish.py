@@ -3,7 +3,7 @@
 Every file is written atomically (``_store.atomic_writer``): a failure anywhere (a foreign
 batch, a missing line, a broken download) leaves nothing published under the destination's
 names, and a retry never duplicates lines. A destination is never overwritten silently: only
-the same job's results may be replaced, unless ``overwrite`` is set.
+the same run's results may be replaced (``_owner``), unless ``overwrite`` is set.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from airflow_batches.jobs._manifest import (
     file_names,
     retention_deadline,
 )
+from airflow_batches.jobs._owner import check_destination
 from airflow_batches.jobs._results import (
     FileSinks,
     IncompleteResultsError,
@@ -43,7 +44,6 @@ from airflow_batches.jobs._store import (
     atomic_writer,
     child,
     file_name,
-    fresh,
     name_clash,
 )
 from airflow_batches.jobs._tally import ResultTally
@@ -176,7 +176,13 @@ class Publisher:
                 )
         files = {key: str(child(destination, name)) for key, name in names.items()}
         manifest = self._manifest(
-            tally, stats, join, files, started_at, destination=str(destination)
+            tally,
+            stats,
+            join,
+            files,
+            started_at,
+            destination=str(destination),
+            run=self.options.run,
         )
         JobStore(destination).write_json(manifest.to_json(), MANIFEST_FILE)
         return Published(manifest)
@@ -198,29 +204,29 @@ class Publisher:
             names = {f"{k}.{label}": file_name(f"{k}.{label}") for k in names for label in labels}
         return names
 
-    def guard(self, destination: StoragePath) -> None:
-        """Never overwrite silently: only this job's own results may be replaced."""
+    def guard(self, destination: StoragePath, **kwargs: Any) -> None:
+        """Never overwrite silently: only this run's own results may be replaced (``_owner``;
+        ``kwargs`` go to its ``check_destination``); outside Airflow (no run), this job's."""
         if self.options.overwrite:
             return
-        existing = JobStore(destination).read_json(MANIFEST_FILE)
-        if existing is not None:
-            theirs = _submitted_ids(existing)
-            if (theirs and set(self.job.batch_ids) <= theirs) or _same_unbatched_job(
-                existing, self.job
-            ):
-                self.log.info("Re-publishing this job's results at %s", destination)
-                return
-            raise BatchesError(
-                f"{destination} holds the results of another job "
-                f"({existing.get('job_id') if isinstance(existing, dict) else '?'}); pass "
-                "overwrite=True to replace them, or choose another destination"
-            )
-        for name in self._names().values():
-            if fresh(child(destination, name)).exists():
-                raise BatchesError(
-                    f"{child(destination, name)} exists and is not from this job; pass "
-                    "overwrite=True to replace it, or choose another destination"
-                )
+        check_destination(
+            destination,
+            self.options.run,
+            names=self._names().values(),
+            legacy=self._own_manifest,
+            log=self.log,
+            **kwargs,
+        )
+
+    def _own_manifest(self, existing: Any) -> bool:
+        """A manifest that names no run is this job's own when it holds this job's batches."""
+        theirs = _submitted_ids(existing)
+        own = (theirs and set(self.job.batch_ids) <= theirs) or _same_unbatched_job(
+            existing, self.job
+        )
+        if own:
+            self.log.info("Re-publishing this job's results")
+        return bool(own)
 
     def _check_retention(self) -> None:
         deadline = retention_deadline(b for a in self.attempts for b in a.batches)

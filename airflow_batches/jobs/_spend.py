@@ -129,12 +129,14 @@ def check_budget(
     *,
     max_cost_usd: float | None,
     worst_case: WorstCasePolicy = "warn",
+    outcome: str = "nothing was submitted",
 ) -> list[str]:
     """Raise :class:`CostLimitExceededError` when the job may not be sent; else warnings.
 
     The expected cost over ``max_cost_usd`` always fails; the worst case over it fails, warns
     or is ignored by ``worst_case``. With a limit set, requests of an unpriced model fail too:
-    their cost cannot be checked against it.
+    their cost cannot be checked against it. ``outcome`` ends the error: what the refusal
+    means where it happens.
     """
     if max_cost_usd is None:
         return []
@@ -146,18 +148,18 @@ def check_budget(
     if unpriced:
         raise CostLimitExceededError(
             f"cannot check the job against max_cost_usd: {unpriced_warning(unpriced)} "
-            f"({figures} for the priced models); nothing was submitted"
+            f"({figures} for the priced models); {outcome}"
         )
     if estimate.expected_usd > max_cost_usd:
         raise CostLimitExceededError(
-            f"the job's expected cost is over max_cost_usd ({figures}); nothing was submitted"
+            f"the job's expected cost is over max_cost_usd ({figures}); {outcome}"
             f"\n{estimate.summary()}"
         )
     if estimate.worst_usd > max_cost_usd:
         if worst_case == "fail":
             raise CostLimitExceededError(
                 f"the job's worst-case cost is over max_cost_usd and worst_case='fail' "
-                f"({figures}); nothing was submitted\n{estimate.summary()}"
+                f"({figures}); {outcome}\n{estimate.summary()}"
             )
         if worst_case == "warn":
             return [f"the job's worst-case cost is over max_cost_usd ({figures})"]

@@ -280,7 +280,10 @@ class RequestValidator:
     @staticmethod
     def _judge_max_tokens(location: str, cid: str | None, value: Any, out: list[Problem]) -> None:
         if value is None:
-            message = "is required"
+            message = (
+                "is required (give it in the request, or for every request in "
+                'defaults={"max_tokens": ...})'
+            )
         elif isinstance(value, bool) or not isinstance(value, int):
             message = f"must be an integer, got {show(value)}"
         elif value < 1:

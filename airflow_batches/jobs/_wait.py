@@ -98,6 +98,10 @@ class Step:
     """A progress line to log (None: nothing new to say)."""
     warning: str | None = None
     """A failed poll to log."""
+    permanent: bool = False
+    """The wait failed on an answer no retry changes (401, 403, a 404 past the grace, ...)."""
+    status_code: int | None = None
+    """The HTTP status of that answer, when it was one."""
 
 
 @dataclass
@@ -146,7 +150,12 @@ class WaitCore:
                 e for e in failures if not is_transient(e, now=now, not_found_grace_until=grace)
             ]
             if permanent:
-                return Step("failed", message=f"polling failed permanently: {permanent[0]}")
+                return Step(
+                    "failed",
+                    message=f"polling failed permanently: {permanent[0]}",
+                    permanent=True,
+                    status_code=getattr(permanent[0], "status_code", None),
+                )
             self.errors += 1
             last = failures[-1]
             if self.errors > s.max_transient_errors:
@@ -204,6 +213,8 @@ class WaitCore:
             message=message,
             batches=[self.latest[i] for i in self.batch_ids if i in self.latest],
             elapsed=now - self.settings.started_at,
+            permanent=step.permanent,
+            status_code=step.status_code,
         )
 
 

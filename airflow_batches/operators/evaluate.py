@@ -20,9 +20,10 @@ from airflow_batches.evals._compare import MANIFEST_NAME, Baseline, Metric, Thre
 from airflow_batches.evals._run import EvalSettings, evaluate_job
 from airflow_batches.evals._scorers import Scorer
 from airflow_batches.hooks.batches import MessageBatchesHook
-from airflow_batches.jobs._store import child, fresh
-from airflow_batches.operators._common import conf_get, parse_text, price_table, storage_path
+from airflow_batches.jobs._store import child
+from airflow_batches.operators._common import conf_get, price_table, storage_path
 from airflow_batches.operators._links import BatchesLink, EvalReportLink, batch_url
+from airflow_batches.operators._output import fetch_output
 
 if TYPE_CHECKING:
     from airflow_batches._compat import Context
@@ -136,27 +137,11 @@ class EvaluateResultsOperator(BaseOperator):
 
     def _inputs(self) -> tuple[dict[str, Any], list[Any], list[Any] | None]:
         """The manifest, its result files, and results given inline (XCom) if any."""
-        value = self.results
-        conn = self.results_conn_id or self.destination_conn_id
-        if isinstance(value, str) and value.lstrip().startswith("{"):
-            value = parse_text(value)
-        elif isinstance(value, str | ObjectStoragePath):
-            path = storage_path(value, conn)
-            assert path is not None
-            target = path if path.name.endswith(".json") else child(path, MANIFEST_NAME)
-            if not fresh(target).exists():
-                raise AirflowException(f"no manifest at {target}: is it a fetch's destination?")
-            with target.open("rb") as stream:  # type: ignore[no-untyped-call]
-                value = parse_text(stream.read().decode())
-        if isinstance(value, Mapping) and "manifest" in value and "results" in value:
-            return dict(value["manifest"]), [], list(value["results"])
-        if isinstance(value, Mapping) and "files" in value:
-            paths = [storage_path(p, conn) for p in value["files"].values()]
-            return dict(value), [p for p in paths if p is not None], None
-        raise AirflowException(
-            "results must be the output of FetchResultsOperator (its manifest), or the URI of "
-            f"a results folder; got {type(value).__name__}"
-        )
+        try:
+            found = fetch_output(self.results, self.results_conn_id or self.destination_conn_id)
+        except ValueError as exc:
+            raise AirflowException(f"results: {exc}") from None
+        return found.manifest, found.files, found.inline
 
     def _output(self, manifest: Mapping[str, Any]) -> Any:
         where = self.destination or manifest.get("destination")

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow_batches._compat import AirflowException, Asset, BaseOperator, ObjectStoragePath, conf
-from airflow_batches.api import BatchesError
 from airflow_batches.api._pricing import PriceTable
 from airflow_batches.hooks.batches import MessageBatchesHook
 from airflow_batches.jobs._cache import CacheInfo, CrossRunCache
@@ -21,6 +21,7 @@ from airflow_batches.jobs._fetch import (
     Published,
 )
 from airflow_batches.jobs._ledger import JobDescriptor
+from airflow_batches.jobs._owner import claim_destination, release_destination
 from airflow_batches.jobs._progress import WaitEvent
 from airflow_batches.jobs._registry import Registry
 from airflow_batches.jobs._staging import LedgerBackend, MemoryLedger, descriptor_for_batches
@@ -37,6 +38,8 @@ from airflow_batches.operators._common import (
     storage_path,
     task_folder,
 )
+from airflow_batches.operators._destination import run_ref, run_state
+from airflow_batches.operators._failures import task_errors, wait_error
 from airflow_batches.operators._waiting import BatchWaiting
 
 if TYPE_CHECKING:
@@ -208,7 +211,7 @@ class FetchResultsOperator(BatchWaiting, BaseOperator):
             client=client,
             prices=self.price_table,
             log=self.log,
-            options=self.options,
+            options=dataclasses.replace(self.options, run=run_ref(context)),
             staged=JobStore(staged) if staged is not None else None,
             ledger_for=ledger_for,
             save_state=save,
@@ -239,7 +242,8 @@ class FetchResultsOperator(BatchWaiting, BaseOperator):
     # -- execution ------------------------------------------------------------------------
 
     def execute(self, context: Context) -> dict[str, Any]:
-        job = self._resolve_job()
+        with task_errors(self.conn_id or MessageBatchesHook.default_conn_name):
+            job = self._resolve_job()
         if self.options.resubmit_failed and not job.job_dir:
             self.log.warning(
                 "resubmit_failed=True, but the job's requests were not staged on shared "
@@ -261,8 +265,13 @@ class FetchResultsOperator(BatchWaiting, BaseOperator):
         The job and its attempts come back in the deferral's kwargs; should a runner hand
         back only the event, they are rebuilt from the job and the task state store.
         """
-        self._check_wait(WaitEvent.model_validate(event))
-        descriptor = JobDescriptor.model_validate(job) if job else self._resolve_job()
+        descriptor = JobDescriptor.model_validate(job) if job else None
+        conn_id = self.conn_id or (descriptor.conn_id if descriptor else None)
+        conn_id = conn_id or MessageBatchesHook.default_conn_name
+        self._check_wait(WaitEvent.model_validate(event), conn_id)
+        if descriptor is None:
+            with task_errors(conn_id):
+                descriptor = self._resolve_job()
         attempts = (
             FetchState.model_validate(state) if state else self._load_state(context, descriptor)
         )
@@ -275,28 +284,40 @@ class FetchResultsOperator(BatchWaiting, BaseOperator):
         hook = MessageBatchesHook(conn_id=self.conn_id or job.conn_id)
         destination = storage_path(self.destination, self.destination_conn_id)
         limits = {"max_line_bytes": self.max_line_bytes} if self.max_line_bytes else {}
-        try:
-            with hook.get_client(**limits) as client:
-                flow = self._workflow(context, job, state, client)
-                while True:
-                    step = flow.next_wait() or flow.publish(destination, started_at)
-                    if isinstance(step, Published):
-                        return self._published(context, step)
-                    self._check_wait(
-                        self.wait_or_defer(
-                            conn_id=hook.conn_id,
-                            batch_ids=step.batch_ids,
-                            settings=self._wait_settings(),
-                            method_name="resume",
-                            kwargs={
-                                "job": job.model_dump(mode="json"),
-                                "state": state.model_dump(mode="json"),
-                                "started_at": started_at.isoformat(),
-                            },
-                        )
+        with (
+            task_errors(hook.conn_id, not_found=lambda: _settled(state)),
+            hook.get_client(**limits) as client,
+        ):
+            flow = self._workflow(context, job, state, client)
+            if destination is not None:
+                # Before anything is resent: refused if another run holds it, else ours.
+                if not self.options.overwrite:
+                    flow.check_destination(
+                        destination,
+                        is_running=run_state(context),
+                        outcome="nothing was resent or published",
                     )
-        except BatchesError as exc:
-            raise AirflowException(str(exc)) from exc
+                claim_destination(destination, run_ref(context), job.job_id)
+            while True:
+                step = flow.next_wait() or flow.publish(destination, started_at)
+                if isinstance(step, Published):
+                    if destination is not None:
+                        release_destination(destination)  # the manifest names the run now
+                    return self._published(context, step)
+                self._check_wait(
+                    self.wait_or_defer(
+                        conn_id=hook.conn_id,
+                        batch_ids=step.batch_ids,
+                        settings=self._wait_settings(),
+                        method_name="resume",
+                        kwargs={
+                            "job": job.model_dump(mode="json"),
+                            "state": state.model_dump(mode="json"),
+                            "started_at": started_at.isoformat(),
+                        },
+                    ),
+                    hook.conn_id,
+                )
 
     def _wait_settings(self) -> WaitSettings:
         now = self._clock()
@@ -309,7 +330,9 @@ class FetchResultsOperator(BatchWaiting, BaseOperator):
         )
 
     @staticmethod
-    def _check_wait(event: WaitEvent) -> None:
+    def _check_wait(event: WaitEvent, conn_id: str) -> None:
+        if event.status == "error":
+            raise wait_error(event, conn_id, "waiting for the batches the fetch created: ")
         if event.status != "ended":
             raise AirflowException(f"waiting for the batches the fetch created: {event.message}")
 
@@ -335,3 +358,13 @@ class FetchResultsOperator(BatchWaiting, BaseOperator):
             keys = ("job_id", "lines", "counts", "cost_usd", "destination", "files")
             context["outlet_events"][self.asset].extra = {k: data[k] for k in keys}
         return data
+
+
+def _settled(state: FetchState) -> bool:
+    """Whether a 404 is final: every batch of the fetch is older than the 404 grace (a
+    batch the fetch created a moment ago may answer 404 for a while)."""
+    created = [b.created_at for a in state.attempts for b in a.batches]
+    if any(c is None for c in created):
+        return False
+    newest = max((c for c in created if c is not None), default=None)
+    return newest is None or (datetime.now(UTC) - newest).total_seconds() > NOT_FOUND_GRACE

@@ -50,7 +50,9 @@ from airflow_batches.operators._common import (
     storage_path,
     task_folder,
 )
+from airflow_batches.operators._destination import check_downstream_destinations
 from airflow_batches.operators._evaljob import cache_step, model_matrix
+from airflow_batches.operators._failures import task_errors
 
 if TYPE_CHECKING:
     from airflow_batches._compat import Context
@@ -242,6 +244,12 @@ class SubmitBatchOperator(BaseOperator):
         return check, estimator
 
     def execute(self, context: Context) -> dict[str, Any]:
+        # A 404 while submitting is a young batch's read-after-create lag, never final.
+        with task_errors(self.conn_id, not_found=lambda: False):
+            check_downstream_destinations(self, context)
+            return self._submit(context)
+
+    def _submit(self, context: Context) -> dict[str, Any]:
         check, estimator = self._preflight()
         root = staging_root(self.staging_path, self.staging_conn_id)
         matrix = model_matrix(self.models)

@@ -24,6 +24,7 @@ from airflow_batches.jobs._progress import (
 )
 from airflow_batches.jobs._wait import NOT_FOUND_GRACE, WaitSettings
 from airflow_batches.operators._common import coerce_batch_ids, coerce_job
+from airflow_batches.operators._failures import task_errors, wait_error
 from airflow_batches.operators._waiting import BatchWaiting
 
 if TYPE_CHECKING:
@@ -91,7 +92,9 @@ class BatchSensor(BatchWaiting, BaseSensorOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         try:
-            return self._finish(self._wait())
+            with task_errors(self._conn_id()):
+                event = self._wait()
+            return self._finish(event)
         except AirflowSkipException:
             raise
         except AirflowException as exc:
@@ -111,12 +114,11 @@ class BatchSensor(BatchWaiting, BaseSensorOperator):
                 descriptor.request_count,
             )
             return WaitEvent(status="ended", message="nothing was sent")
-        conn_id = self.conn_id or (descriptor.conn_id if descriptor else None)
         started = self._clock()
         grace = descriptor.submitted_at.timestamp() + NOT_FOUND_GRACE if descriptor else None
         self.log.info("Waiting for %d batch(es): %s", len(ids), ", ".join(ids))
         return self.wait_or_defer(
-            conn_id=conn_id or MessageBatchesHook.default_conn_name,
+            conn_id=self._conn_id(),
             batch_ids=ids,
             settings=WaitSettings(
                 poke_interval=float(self.poke_interval),
@@ -131,6 +133,11 @@ class BatchSensor(BatchWaiting, BaseSensorOperator):
             method_name="execute_complete",
         )
 
+    def _conn_id(self) -> str:
+        descriptor = coerce_job(self.job)
+        conn_id = self.conn_id or (descriptor.conn_id if descriptor else None)
+        return conn_id or MessageBatchesHook.default_conn_name
+
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         return self._finish(WaitEvent.model_validate(event))
 
@@ -138,7 +145,7 @@ class BatchSensor(BatchWaiting, BaseSensorOperator):
         if event.status == "timeout":
             raise AirflowSensorTimeout(event.message)
         if event.status == "error":
-            raise AirflowException(event.message)
+            raise wait_error(event, self._conn_id())
         if not event.batches:  # nothing was sent (the cross-run cache answered everything)
             return {"batch_ids": [], "counts": {}, "requests": 0, "elapsed_seconds": 0.0}
         progress = JobProgress.of(event.batches)

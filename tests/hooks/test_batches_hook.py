@@ -271,6 +271,28 @@ async def test_async_client_without_a_key(conn: Any) -> None:
         await MessageBatchesHook("mb_async_nokey").get_async_client()
 
 
+class _AsyncBlind(MessageBatchesHook):
+    """A hook whose async lookup finds nothing, as that of a trigger `dags test` runs inline."""
+
+    @classmethod
+    async def aget_connection(cls, conn_id: str) -> Any:
+        from airflow_batches._compat import AirflowNotFoundException
+
+        raise AirflowNotFoundException(f"The conn_id `{conn_id}` isn't defined (async)")
+
+
+@pytest.mark.anyio
+async def test_the_sync_lookup_finds_what_the_async_one_does_not(conn: Any) -> None:
+    conn("mb_sync_only", json_conn(host="http://emu.test"))
+    config = await _AsyncBlind("mb_sync_only").aconfig()
+    assert config.base_url == "http://emu.test"
+    from airflow_batches._compat import AirflowNotFoundException
+
+    # Missing everywhere: the async lookup's own error, as before.
+    with pytest.raises(AirflowNotFoundException, match=r"isn't defined \(async\)"):
+        await _AsyncBlind("mb_nowhere").aconfig()
+
+
 # --- test_connection ------------------------------------------------------------------------
 
 

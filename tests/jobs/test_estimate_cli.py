@@ -118,3 +118,47 @@ def test_an_unreadable_path_is_named_without_a_traceback(
     assert err.startswith(f"airflow-batches estimate: cannot read {path}: ")
     assert ("folder" in err) if name == "folder" else ("No such file" in err)
     assert "Traceback" not in err
+
+
+def test_accepts_every_file_the_operator_accepts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # metadata (never sent) and requests that rely on the operator's defaults=
+    bare = {"messages": [{"role": "user", "content": "x" * 395}]}
+    path = write(
+        tmp_path / "in.jsonl",
+        [
+            {"custom_id": "a", "params": bare, "metadata": {"row": 1, "expected": "SAFE"}},
+            {"custom_id": "b", "params": {**bare, "max_tokens": 50}, "metadata": None},
+        ],
+    )
+    defaults = '{"model": "claude-haiku-4-5", "max_tokens": 200}'
+    assert main(["estimate", str(path), "--defaults", defaults, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["requests"] == 2
+    # the request's own max_tokens wins over the default: 100 + 25 expected output tokens
+    assert report["models"]["claude-haiku-4-5"]["tokens"]["output"] == 125
+
+
+def test_speaks_like_an_estimate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bare = {"model": "claude-haiku-4-5", "messages": [{"role": "user", "content": "x"}]}
+    path = write(tmp_path / "in.jsonl", [{"custom_id": "a", "params": bare}])
+    assert main(["estimate", str(path)]) == 1
+    err = capsys.readouterr().err
+    said = [err]
+    assert err.startswith("nothing to estimate: 1 invalid request(s), none valid:")
+    assert "line 1 (custom_id 'a'): params.max_tokens: is required" in err
+    assert "--defaults '{\"max_tokens\": 512}'" in err
+    path = write(tmp_path / "ok.jsonl", [item("a")])
+    assert main(["estimate", str(path), "--max-cost-usd", "0.000001"]) == 3
+    err = capsys.readouterr().err
+    said.append(err)
+    assert "the job's expected cost is over max_cost_usd" in err
+    assert "SubmitBatchOperator(max_cost_usd=...) would refuse this job" in err
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n\n")
+    assert main(["estimate", str(empty)]) == 1
+    err = capsys.readouterr().err
+    said.append(err)
+    assert err.startswith("nothing to estimate: the file holds no requests")
+    assert not [text for text in said if "submit" in text.replace("SubmitBatchOperator", "")]

@@ -18,6 +18,7 @@ from airflow_batches.api import (
     OverloadedError,
     RateLimitError,
 )
+from airflow_batches.jobs._progress import WaitEvent
 from airflow_batches.jobs._wait import (
     Answer,
     WaitCore,
@@ -132,7 +133,18 @@ def test_permanent_errors_fail_at_once_and_young_404s_wait() -> None:
     assert "permanently" in step.message
     young = WaitCore.of(["a"], settings(not_found_grace_until=1100.0))
     assert young.observe({"a": status_error(NotFoundError, 404)}, 1050.0).action == "sleep"
-    assert young.observe({"a": status_error(NotFoundError, 404)}, 1101.0).action == "failed"
+    step = young.observe({"a": status_error(NotFoundError, 404)}, 1101.0)
+    assert step.action == "failed"
+    # The event says the failure is final (the task then fails without retry), and why.
+    event = WaitEvent.model_validate(young.event(step, 1101.0).model_dump(mode="json"))
+    assert (event.status, event.permanent, event.status_code) == ("error", True, 404)
+
+
+def test_too_many_transient_errors_are_not_final() -> None:
+    core = WaitCore.of(["a"], settings(max_transient_errors=0))
+    step = core.observe({"a": status_error(OverloadedError, 529)}, 1001.0)
+    event = core.event(step, 1001.0)
+    assert (event.status, event.permanent, event.status_code) == ("error", False, None)
 
 
 def test_the_deadline_times_out_and_shortens_the_last_sleep() -> None:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +18,15 @@ submit >> wait >> fetch
 
 def pipeline(fetch_args: str) -> str:
     return PIPELINE.replace("{fetch}", fetch_args)
+
+
+def published(results: Path, run_id: str) -> list[str]:
+    """What a failed fetch left at its destination, but for its claim (which names its run)."""
+    names = sorted(p.name for p in results.iterdir()) if results.exists() else []
+    if "owner.json" in names:
+        assert json.loads((results / "owner.json").read_text())["run"]["run_id"] == run_id
+        names.remove("owner.json")
+    return names
 
 
 def test_split_by_type_manifest_and_asset(dag_runner: DagRunner) -> None:
@@ -123,26 +133,44 @@ def test_xcom_output_and_its_size_limit(dag_runner: DagRunner) -> None:
     assert out["manifest"]["counts"]["succeeded"] == 3
 
 
-def test_never_overwrites_another_jobs_results(
+def test_never_overwrites_another_runs_results(
     dag_runner: DagRunner, capfd: pytest.CaptureFixture[str]
 ) -> None:
     body = pipeline("destination=RESULTS")
     first = dag_runner.run(body, REQS=make_requests(2))
     assert first.state == "success"
     before = (dag_runner.results / "results.jsonl").read_bytes()
+    manifest = json.loads((dag_runner.results / "manifest.json").read_text())
+    assert manifest["run"] == {
+        "dag_id": first.dag_id,
+        "run_id": first.run_id,
+        "task_id": "fetch",
+        "map_index": -1,
+    }
+    assert not (dag_runner.results / "owner.json").exists()  # the manifest names the run
+    creates = dag_runner.emulator.admin.create_calls()
+    capfd.readouterr()
+    # The same input makes the same job id: only the run tells the two apart. The submit
+    # refuses before anything is sent, naming the run that holds the folder.
     second = dag_runner.run(body, REQS=make_requests(2))
-    assert second.states["fetch"] == "failed"
-    assert "holds the results of another job" in capfd.readouterr().out
+    assert second.states["submit"] == "failed"
+    assert second.states["fetch"] == "upstream_failed"
+    assert second.tries["submit"] == 1
+    out = capfd.readouterr().out
+    assert (
+        f"holds the results of another run (dag_id='{first.dag_id}', run_id='{first.run_id}'" in out
+    )
+    assert f"job {manifest['job_id']}" in out and str(dag_runner.results) in out
+    assert dag_runner.emulator.admin.create_calls() == creates
     assert (dag_runner.results / "results.jsonl").read_bytes() == before
     third = dag_runner.run(
         body.replace("destination=RESULTS", "destination=RESULTS, overwrite=True"),
         REQS=make_requests(2),
     )
     assert third.state == "success"
-    assert (
-        json.loads((dag_runner.results / "manifest.json").read_text())["batch_ids"]
-        == (third.xcom("fetch")["batch_ids"])
-    )
+    manifest = json.loads((dag_runner.results / "manifest.json").read_text())
+    assert manifest["batch_ids"] == third.xcom("fetch")["batch_ids"]
+    assert manifest["run"]["run_id"] == third.run_id
 
 
 def test_not_ended_and_expired_results_give_clear_errors(
@@ -162,7 +190,7 @@ def test_not_ended_and_expired_results_give_clear_errors(
     out = capfd.readouterr().out
     assert "not ended yet" in out
     assert "put a BatchSensor before this task" in out
-    assert not dag_runner.results.exists() or not list(dag_runner.results.iterdir())
+    assert published(dag_runner.results, result.run_id) == []
 
     emulator.configure(paused=False)
     batch_id = result.xcom("submit")["batches"][0]["id"]
@@ -186,7 +214,7 @@ def test_broken_download_publishes_nothing(
         pipeline("destination=RESULTS, download_tries=2"), REQS=make_requests(3)
     )
     assert result.states["fetch"] == "failed"
-    assert not dag_runner.results.exists() or list(dag_runner.results.iterdir()) == []
+    assert published(dag_runner.results, result.run_id) == []
     out = capfd.readouterr().out
     assert "(try 2 of 2)" in out and "2 attempt(s) failed" in out
 
@@ -314,7 +342,7 @@ def test_missing_lines_are_detected_and_nothing_is_published(
     assert "returned 4 result line(s) for 5 request(s); nothing was published" in (
         capfd.readouterr().out
     )
-    assert not dag_runner.results.exists() or list(dag_runner.results.iterdir()) == []
+    assert published(dag_runner.results, result.run_id) == []
 
 
 def test_resubmission_waiting_in_the_worker(dag_runner: DagRunner) -> None:
