@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from airflow_batches.emulator.config import EmulatorConfig
 from airflow_batches.emulator.testing import RunningEmulator, serve_emulator
 from tests.operators.conftest import held_until
 
@@ -84,7 +85,9 @@ def _closed_port() -> int:
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Home]:
     tmp = tmp_path_factory.mktemp("first-hour")
-    with serve_emulator(data_dir=tmp / "emulator") as emulator:
+    # The responder is chosen at start (the admin view never imports what it is sent).
+    config = EmulatorConfig(responder="tests.operators.test_read_results:moderation_responder")
+    with serve_emulator(config, data_dir=tmp / "emulator") as emulator:
         env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
         env.update(
             {
@@ -114,7 +117,6 @@ def test_a_deferred_wait_reads_a_db_connection_and_a_second_run_that_day_pays_no
     home: Home,
 ) -> None:
     emulator = home.emulator
-    emulator.configure(responder="tests.operators.test_read_results:moderation_responder")
     polled = emulator.admin.calls("retrieve")
     # The requests stay unanswered until the wait has polled twice: the sensor's poke in the
     # worker, then the trigger's, which `dags test` runs inline with the DB-stored connection.

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from airflow_batches.jobs._owner import OWNER_FILE
 from tests.api.test_trust_boundaries import packed_bomb
 from tests.evals import lines as L
 from tests.jobs.test_deep_lines import tool_line
@@ -44,7 +45,8 @@ def files_under(root: Path, *leave_out: str) -> set[Path]:
 
 
 def published(runner: DagRunner) -> list[Path]:
-    return sorted(p for p in runner.results.rglob("*") if p.is_file())
+    """What a fetch left at its destination besides its claim (owner.json, ``jobs._owner``)."""
+    return sorted(p for p in runner.results.rglob("*") if p.is_file() and p.name != OWNER_FILE)
 
 
 def output(capfd: pytest.CaptureFixture[str]) -> str:

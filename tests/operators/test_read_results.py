@@ -5,12 +5,15 @@ a model matrix."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from airflow_batches.emulator.responders import ResponderContext, prompt_usage, usage_of
+from airflow_batches.emulator.testing import RunningEmulator
 from airflow_batches.jobs._rows import rows_from_files
 from tests.operators.conftest import DagRunner
 
@@ -67,8 +70,20 @@ def rows_dag(submit: str = "", fetch: str = "destination=RESULTS") -> str:
     return ROWS.replace("{submit}", submit).replace("{fetch}", fetch)
 
 
-def test_rows_from_the_published_files_and_from_xcom(dag_runner: DagRunner) -> None:
-    dag_runner.emulator.configure(responder=f"{__name__}:moderation_responder")
+@pytest.fixture
+def moderation(
+    airflow_db: None,
+    emulator_factory: Callable[..., RunningEmulator],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> DagRunner:
+    # The responder is chosen at start (the admin view never imports what it is sent).
+    emulator = emulator_factory(responder=f"{__name__}:moderation_responder")
+    return DagRunner(emulator, tmp_path, monkeypatch)
+
+
+def test_rows_from_the_published_files_and_from_xcom(moderation: DagRunner) -> None:
+    dag_runner = moderation
     expected = [
         ["row-0", "succeeded", "SAFE", {"row": 0}, None, None],
         ["row-1", "succeeded", "UNSAFE", {"row": 1}, None, None],
@@ -93,9 +108,9 @@ def test_rows_from_the_published_files_and_from_xcom(dag_runner: DagRunner) -> N
 
 
 def test_a_matrix_jobs_rows_carry_the_model_label_and_the_requests_own_id(
-    dag_runner: DagRunner,
+    moderation: DagRunner,
 ) -> None:
-    dag_runner.emulator.configure(responder=f"{__name__}:moderation_responder")
+    dag_runner = moderation
     reqs = requests()[:2]
     result = dag_runner.run(
         rows_dag(
