@@ -20,7 +20,7 @@ _LAZY = {
     "BatchTrigger": "airflow_batches.triggers.batch",
     "FetchResultsOperator": "airflow_batches.operators.fetch",
     "EvaluateResultsOperator": "airflow_batches.operators.evaluate",
-    "ResultRow": "airflow_batches.jobs._rows",
+    "ResultRow": "airflow_batches.jobs.results._rows",
     "read_results": "airflow_batches.operators._output",
 }
 

@@ -21,7 +21,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(__version__)
         return 0
     if ns.command == "estimate":
-        from airflow_batches.jobs._cli import estimate_main
+        from airflow_batches.jobs.cost import estimate_main
 
         return estimate_main(args[1:])
     from airflow_batches.emulator.cli import main as emulator_main

@@ -19,15 +19,10 @@ from _inputs import API_KEY, count_lines
 
 def child_p1_ours(work: Path, base_url: str) -> dict[str, Any]:
     from airflow_batches.api import Client
-    from airflow_batches.jobs._prepare import RequestValidator, records_from_jsonl
     from airflow_batches.jobs._store import JobStore
-    from airflow_batches.jobs._submit import (
-        REQUESTS_FILE,
-        JobSubmitter,
-        MemoryLedger,
-        new_ledger,
-        stage_requests,
-    )
+    from airflow_batches.jobs.prepare import RequestValidator, records_from_jsonl
+    from airflow_batches.jobs.submit import JobSubmitter, MemoryLedger, new_ledger
+    from airflow_batches.jobs.submit._submitter import REQUESTS_FILE, stage_requests
 
     staging = Path(tempfile.mkdtemp(prefix="staging-", dir=work))
     try:
@@ -73,8 +68,8 @@ def child_p2_ours(work: Path, base_url: str) -> dict[str, Any]:
 
     from airflow_batches.api import Client
     from airflow_batches.api._pricing import load_price_table
-    from airflow_batches.jobs._fetch import FetchOptions, FetchState, FetchWorkflow
-    from airflow_batches.jobs._ledger import BatchInfo, JobDescriptor
+    from airflow_batches.jobs._descriptor import BatchInfo, JobDescriptor
+    from airflow_batches.jobs.results import FetchOptions, FetchState, FetchWorkflow
 
     count = count_lines(work / "p2-results.jsonl")
     out = Path(tempfile.mkdtemp(prefix="p2-ours-", dir=work))

@@ -30,8 +30,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from airflow_batches.jobs._scan import scan_result_line
-from airflow_batches.jobs._tally import ResultTally
+from airflow_batches.jobs.results import ResultTally, scan_result_line
 
 _MODELS = (
     "claude-sonnet-4-5-20250929",

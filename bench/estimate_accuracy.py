@@ -43,12 +43,14 @@ from airflow_batches.api import Client
 from airflow_batches.emulator.config import EmulatorConfig
 from airflow_batches.emulator.responders import ResponderContext, default_responder
 from airflow_batches.emulator.testing import RunningEmulator, serve_emulator
-from airflow_batches.jobs._estimate import CostEstimator
-from airflow_batches.jobs._prepare import RequestValidator, prepare, records_from_items
-from airflow_batches.jobs._rules import model_rules_check
-from airflow_batches.jobs._scan import scan_result_line
-from airflow_batches.jobs._spend import Estimate, output_tokens_from_manifest
-from airflow_batches.jobs._tally import ResultTally
+from airflow_batches.jobs.cost import CostEstimator, Estimate, output_tokens_from_manifest
+from airflow_batches.jobs.prepare import (
+    RequestValidator,
+    model_rules_check,
+    prepare,
+    records_from_items,
+)
+from airflow_batches.jobs.results import ResultTally, scan_result_line
 
 VERSION = "2023-06-01"
 WORDS = [

@@ -58,22 +58,25 @@ def peak_mib() -> float:
 
 def phase_submit(work: Path, base_url: str, night: int) -> dict[str, Any]:
     from airflow_batches.api import Client
-    from airflow_batches.jobs._cache import CacheStep, CrossRunCache, endpoint_identity
-    from airflow_batches.jobs._ledger import JobDescriptor
-    from airflow_batches.jobs._matrix import ModelMatrix, envelope_segments
-    from airflow_batches.jobs._metadata import Sidecar
-    from airflow_batches.jobs._prepare import RequestValidator, records_from_jsonl
-    from airflow_batches.jobs._staging import (
-        MemoryLedger,
+    from airflow_batches.jobs._descriptor import JobDescriptor, job_key
+    from airflow_batches.jobs._store import JobStore
+    from airflow_batches.jobs.cache import CacheStep, CrossRunCache, endpoint_identity
+    from airflow_batches.jobs.prepare import (
+        ModelMatrix,
+        RequestValidator,
         Segments,
+        Sidecar,
+        envelope_segments,
+        records_from_jsonl,
+    )
+    from airflow_batches.jobs.submit import (
+        MemoryLedger,
         batch_infos,
         descriptor_from_ledger,
-        job_key,
         new_ledger,
+        submit_job,
         utcnow,
     )
-    from airflow_batches.jobs._store import JobStore
-    from airflow_batches.jobs._submit import submit_job
 
     matrix = ModelMatrix.of(MODELS)
     sidecar = Sidecar()
@@ -135,10 +138,10 @@ def phase_fetch(work: Path, base_url: str, night: int) -> dict[str, Any]:
 
     from airflow_batches.api import Client
     from airflow_batches.api._pricing import load_price_table
-    from airflow_batches.jobs._cache import CrossRunCache, endpoint_identity
-    from airflow_batches.jobs._fetch import FetchState, FetchWorkflow, Published
-    from airflow_batches.jobs._ledger import JobDescriptor
+    from airflow_batches.jobs._descriptor import JobDescriptor
     from airflow_batches.jobs._store import JobStore
+    from airflow_batches.jobs.cache import CrossRunCache, endpoint_identity
+    from airflow_batches.jobs.results import FetchState, FetchWorkflow, Published
 
     job = JobDescriptor.model_validate_json((work / f"job-{night}.json").read_text())
     client = Client(api_key="emulator-key", base_url=base_url, timeout=600)

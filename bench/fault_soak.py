@@ -53,7 +53,7 @@ def faults(rate: float) -> dict[str, dict[str, float]]:
 def soak(runs: int, rate: float, size: int, work: Path, seed: int) -> dict[str, Any]:
     from airflow_batches.emulator.config import EmulatorConfig
     from airflow_batches.emulator.testing import serve_emulator
-    from airflow_batches.jobs._registry import Registry
+    from airflow_batches.jobs.submit import Registry
 
     config = EmulatorConfig(
         latency=0.005,

@@ -24,19 +24,12 @@ from typing import IO
 from airflow_batches.api import Client
 from airflow_batches.emulator.config import EmulatorConfig
 from airflow_batches.emulator.testing import serve_emulator
-from airflow_batches.jobs._fetch import Attempt
-from airflow_batches.jobs._ledger import BatchInfo
-from airflow_batches.jobs._prepare import Limits, RequestValidator, records_from_jsonl
-from airflow_batches.jobs._results import FileSinks, Reader, stream_final_lines
+from airflow_batches.jobs._descriptor import BatchInfo
 from airflow_batches.jobs._store import JobStore
-from airflow_batches.jobs._submit import (
-    REQUESTS_FILE,
-    JobSubmitter,
-    MemoryLedger,
-    new_ledger,
-    stage_requests,
-)
-from airflow_batches.jobs._tally import ResultTally
+from airflow_batches.jobs.prepare import Limits, RequestValidator, records_from_jsonl
+from airflow_batches.jobs.results import Attempt, FileSinks, Reader, ResultTally, stream_final_lines
+from airflow_batches.jobs.submit import JobSubmitter, MemoryLedger, new_ledger
+from airflow_batches.jobs.submit._submitter import REQUESTS_FILE, stage_requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _inputs import write_requests

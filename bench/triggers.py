@@ -90,7 +90,7 @@ def server_calls(url: str) -> dict[str, int]:
 
 def ours(kind: str, n: int, interval: float, counter: list[int]) -> list[Any]:
     from airflow_batches._compat import TriggerEvent
-    from airflow_batches.jobs._wait import WaitCore, wait_in_triggerer
+    from airflow_batches.jobs.wait import WaitCore, wait_in_triggerer
     from airflow_batches.triggers.batch import BatchTrigger
     from bench.fake_batches import batch_id
 

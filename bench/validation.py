@@ -33,15 +33,15 @@ from pathlib import Path
 
 import msgspec
 
-from airflow_batches.jobs import _decode
-from airflow_batches.jobs._decode import decode_line
-from airflow_batches.jobs._limits import MAX_LINE_BYTES
-from airflow_batches.jobs._prepare import (
+from airflow_batches.jobs.prepare import (
+    MAX_LINE_BYTES,
     RequestValidationError,
     RequestValidator,
+    decode_line,
     prepare,
     records_from_jsonl,
 )
+from airflow_batches.jobs.prepare import _request_json as _decode
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))

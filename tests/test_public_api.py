@@ -51,7 +51,7 @@ def test_every_top_level_name_resolves() -> None:
     assert len(airflow_batches.__all__) == len(set(airflow_batches.__all__))
     for name in airflow_batches.__all__:
         assert getattr(airflow_batches, name) is not None, name
-    from airflow_batches.jobs._rows import ResultRow
+    from airflow_batches.jobs.results import ResultRow
     from airflow_batches.operators._output import read_results
 
     assert airflow_batches.ResultRow is ResultRow
@@ -90,7 +90,9 @@ def test_the_jobs_and_evals_layers_do_not_import_airflow() -> None:
         import airflow_batches.evals
         import airflow_batches.emulator.evalset
         import airflow_batches.jobs
-        import airflow_batches.jobs._cache, airflow_batches.jobs._join, airflow_batches.jobs._matrix
+        import airflow_batches.jobs.cache, airflow_batches.jobs.results
+        import airflow_batches.jobs.prepare
+        import airflow_batches.jobs.cost, airflow_batches.jobs.submit, airflow_batches.jobs.wait
         loaded = sorted(m for m in sys.modules if m == "airflow" or m.startswith("airflow."))
         print(",".join(loaded))
         """
@@ -137,14 +139,15 @@ def test_the_trigger_imports_the_wait_and_nothing_else() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     )
     loaded = set(done.stdout.strip().split(","))
-    assert "airflow_batches.jobs._wait" in loaded
-    assert "airflow_batches.jobs._poller" in loaded
+    assert "airflow_batches.jobs.wait._core" in loaded
+    assert "airflow_batches.jobs.wait._poller" in loaded
     jobs = {m for m in loaded if m.startswith("airflow_batches.jobs.")}
     assert jobs == {
-        "airflow_batches.jobs._wait",
-        "airflow_batches.jobs._poller",
-        "airflow_batches.jobs._progress",
-        "airflow_batches.jobs._waiters",
+        "airflow_batches.jobs.wait",
+        "airflow_batches.jobs.wait._core",
+        "airflow_batches.jobs.wait._poller",
+        "airflow_batches.jobs.wait._progress",
+        "airflow_batches.jobs.wait._room",
     }
     for heavy in ("api._pricing", "api._model_ids", "operators", "sensors", "emulator"):
         assert not any(m.startswith(f"airflow_batches.{heavy}") for m in loaded), heavy

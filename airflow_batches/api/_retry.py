@@ -13,7 +13,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
+from airflow_batches.api._errors import (
+    APIConnectionError,
+    APIStatusError,
+    NotFoundError,
+    ResponseValidationError,
+)
+
 RETRYABLE_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
+
+NOT_FOUND_GRACE = 300.0
+"""Seconds after submission during which a 404 is taken for the API's read-after-create lag."""
 
 
 @dataclass(frozen=True)
@@ -113,3 +123,16 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
             if key.lower() == name:
                 return item
     return value
+
+
+def is_transient(exc: BaseException, *, now: float, not_found_grace_until: float | None) -> bool:
+    """Whether a failed call is worth another try, as opposed to failing now.
+
+    A 404 shortly after creation is transient: the API has been seen to answer 404 for a batch
+    a second after creating it. A body that is not a batch (a proxy's error page) is too.
+    """
+    if isinstance(exc, APIConnectionError | ResponseValidationError):
+        return True
+    if isinstance(exc, NotFoundError):
+        return not_found_grace_until is not None and now < not_found_grace_until
+    return isinstance(exc, APIStatusError) and exc.status_code in RETRYABLE_STATUSES

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from airflow_batches.jobs._store import StoragePath, child, fresh
+from airflow_batches.jobs import StoragePath, child, fresh
 
 __all__ = ["SUMMARY_FILE", "Baseline", "Thresholds", "brief", "deltas", "history"]
 

@@ -30,10 +30,8 @@ import msgspec
 from airflow_batches.api import BatchesError
 from airflow_batches.api._pricing import PriceTable
 from airflow_batches.evals._scorers import EvalResult, Score, Scorer, ScorerError, to_score
-from airflow_batches.jobs._index import DiskIndex
-from airflow_batches.jobs._nesting import decode_deep
-from airflow_batches.jobs._scan import scan_result_line
-from airflow_batches.jobs._tally import ResultTally
+from airflow_batches.jobs import DiskIndex, decode_deep
+from airflow_batches.jobs.results import ResultTally, scan_result_line
 
 __all__ = ["Evaluation", "EvaluationError", "ScoreLine", "load_scores"]
 

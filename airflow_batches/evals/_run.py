@@ -40,8 +40,7 @@ from airflow_batches.evals._compare import (
 from airflow_batches.evals._evaluate import Evaluation, load_scores
 from airflow_batches.evals._report import render_report
 from airflow_batches.evals._scorers import Scorer
-from airflow_batches.jobs._index import DiskIndex
-from airflow_batches.jobs._store import StoragePath, atomic_writer, child
+from airflow_batches.jobs import DiskIndex, StoragePath, atomic_writer, child
 
 __all__ = ["EvalSettings", "evaluate_job"]
 

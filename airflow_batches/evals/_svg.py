@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from html import escape
 
+from airflow_batches.api._format import shorten
+
 __all__ = ["PALETTE", "bar_chart", "line_chart"]
 
 PALETTE = ("#3b6fb6", "#d9822b", "#4f9d69", "#b5485d", "#7a5fb0", "#8c7a4b", "#3d9aa6")
@@ -88,7 +90,7 @@ def bar_chart(
             )
         parts.append(
             f'<text x="{x0 + group * 0.4:.1f}" y="{_H - _BOTTOM + 16}" text-anchor="middle" '
-            f'class="label">{escape(_cut(category))}</text>'
+            f'class="label">{escape(shorten(category, 22))}</text>'
         )
     parts += _legend([name for name, _ in series])
     parts.append("</svg>")
@@ -127,7 +129,7 @@ def line_chart(
                 f'data-series="{escape(name)}" data-value="{v:.8g}"><title>{escape(runs[i])}, '
                 f"{escape(name)}: {escape(_fmt(v, unit))}</title></circle>"
             )
-    label: Callable[[int], str] = lambda i: _cut(runs[i], 14)  # noqa: E731
+    label: Callable[[int], str] = lambda i: shorten(runs[i], 14)  # noqa: E731
     last = len(runs) - 1
     for i in sorted({0, last, last // 2}):
         anchor = "start" if i == 0 else ("end" if i == last else "middle")
@@ -147,11 +149,7 @@ def _legend(names: Sequence[str]) -> list[str]:
         colour = PALETTE[s % len(PALETTE)]
         parts.append(
             f'<rect x="{x}" y="{_H - 22}" width="10" height="10" fill="{colour}"/>'
-            f'<text x="{x + 14}" y="{_H - 13}" class="legend">{escape(_cut(name, 28))}</text>'
+            f'<text x="{x + 14}" y="{_H - 13}" class="legend">{escape(shorten(name, 28))}</text>'
         )
         x += 24 + 7 * min(len(name), 28)
     return parts
-
-
-def _cut(text: str, limit: int = 22) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"

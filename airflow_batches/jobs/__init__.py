@@ -1,6 +1,17 @@
-"""A logical job over one or more batches: validation, sharding, ledger, fetch, manifest.
+"""A logical job over one or more batches, with no Airflow: one sub-package per stage.
 
-Nothing in this package imports Airflow: the operators are thin shells over it.
+The stages and the one way they import each other (docs/architecture.md)::
+
+    shared (this folder) <- prepare <- {cost, cache} <- submit <- results
+    wait: imports only ``airflow_batches.api`` (the triggerer loads nothing else)
+
+``prepare``: input and pre-flight; ``cost``: the estimate and the spend guard; ``cache``: the
+cross-run cache; ``submit``: ledger, registry and the exactly-once create; ``wait``: waiting
+for batches to end; ``results``: download, line checks, joins, publish and manifest. Each
+stage's ``__init__`` is its public surface; the Airflow shells and ``evals`` import nothing
+else of this package. Shared by every stage: storage paths (``_store``), the disk index
+(``_index``), id digests (``_ids``), depth-safe JSON reading (``_nesting``) and the job
+descriptor (``_descriptor``).
 
 The names below load on first access, not with the package: the triggerer imports
 ``airflow_batches.triggers.batch`` inside its event loop, and the wait it needs must not
@@ -13,9 +24,26 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from airflow_batches.jobs._fetch import RETRYABLE_ERROR_TYPES, IncompleteResultsError
-    from airflow_batches.jobs._ledger import BatchInfo, JobDescriptor, Ledger
-    from airflow_batches.jobs._prepare import (
+    from airflow_batches.jobs._descriptor import (
+        BatchInfo,
+        JobDescriptor,
+        descriptor_for_batches,
+        job_key,
+    )
+    from airflow_batches.jobs._index import DiskIndex
+    from airflow_batches.jobs._nesting import decode_deep
+    from airflow_batches.jobs._store import (
+        JobStore,
+        StoragePath,
+        atomic_writer,
+        child,
+        ensure_dir,
+        file_name,
+        fresh,
+        name_clash,
+        path_part,
+    )
+    from airflow_batches.jobs.prepare import (
         Limits,
         Prepared,
         Problem,
@@ -24,42 +52,63 @@ if TYPE_CHECKING:
         prepare,
         records_from_items,
         records_from_jsonl,
+        stage_requests,
     )
-    from airflow_batches.jobs._progress import JobProgress, OutcomePolicy, judge
-    from airflow_batches.jobs._scan import ResultRecord, scan_result_line
-    from airflow_batches.jobs._submit import JobSubmitter, stage_requests
-    from airflow_batches.jobs._tally import ResultTally
+    from airflow_batches.jobs.results import (
+        RETRYABLE_ERROR_TYPES,
+        IncompleteResultsError,
+        ResultRecord,
+        ResultTally,
+        scan_result_line,
+    )
+    from airflow_batches.jobs.submit import JobSubmitter, Ledger
+    from airflow_batches.jobs.wait import JobProgress, OutcomePolicy, judge
 
 _HOME = {
-    "RETRYABLE_ERROR_TYPES": "_fetch",
-    "IncompleteResultsError": "_fetch",
-    "BatchInfo": "_ledger",
-    "JobDescriptor": "_ledger",
-    "Ledger": "_ledger",
-    "Limits": "_prepare",
-    "Prepared": "_prepare",
-    "Problem": "_prepare",
-    "RequestValidationError": "_prepare",
-    "RequestValidator": "_prepare",
-    "prepare": "_prepare",
-    "records_from_items": "_prepare",
-    "records_from_jsonl": "_prepare",
-    "JobProgress": "_progress",
-    "OutcomePolicy": "_progress",
-    "judge": "_progress",
-    "ResultRecord": "_scan",
-    "scan_result_line": "_scan",
-    "JobSubmitter": "_submit",
-    "stage_requests": "_submit",
-    "ResultTally": "_tally",
+    "BatchInfo": "_descriptor",
+    "JobDescriptor": "_descriptor",
+    "descriptor_for_batches": "_descriptor",
+    "job_key": "_descriptor",
+    "DiskIndex": "_index",
+    "decode_deep": "_nesting",
+    "JobStore": "_store",
+    "StoragePath": "_store",
+    "atomic_writer": "_store",
+    "child": "_store",
+    "ensure_dir": "_store",
+    "file_name": "_store",
+    "fresh": "_store",
+    "name_clash": "_store",
+    "path_part": "_store",
+    "Limits": "prepare",
+    "Prepared": "prepare",
+    "Problem": "prepare",
+    "RequestValidationError": "prepare",
+    "RequestValidator": "prepare",
+    "prepare": "prepare",
+    "records_from_items": "prepare",
+    "records_from_jsonl": "prepare",
+    "stage_requests": "prepare",
+    "RETRYABLE_ERROR_TYPES": "results",
+    "IncompleteResultsError": "results",
+    "ResultRecord": "results",
+    "ResultTally": "results",
+    "scan_result_line": "results",
+    "JobSubmitter": "submit",
+    "Ledger": "submit",
+    "JobProgress": "wait",
+    "OutcomePolicy": "wait",
+    "judge": "wait",
 }
 
 __all__ = [
     "RETRYABLE_ERROR_TYPES",
     "BatchInfo",
+    "DiskIndex",
     "IncompleteResultsError",
     "JobDescriptor",
     "JobProgress",
+    "JobStore",
     "JobSubmitter",
     "Ledger",
     "Limits",
@@ -70,7 +119,18 @@ __all__ = [
     "RequestValidator",
     "ResultRecord",
     "ResultTally",
+    "StoragePath",
+    "atomic_writer",
+    "child",
+    "decode_deep",
+    "descriptor_for_batches",
+    "ensure_dir",
+    "file_name",
+    "fresh",
+    "job_key",
     "judge",
+    "name_clash",
+    "path_part",
     "prepare",
     "records_from_items",
     "records_from_jsonl",

@@ -16,9 +16,8 @@ from airflow_batches._compat import (
     conf,
 )
 from airflow_batches.api._pricing import PriceTable, load_price_table
-from airflow_batches.jobs._ledger import JobDescriptor, Ledger
-from airflow_batches.jobs._store import JobStore, StoragePath, path_part
-from airflow_batches.jobs._submit import LedgerBackend, MemoryLedger
+from airflow_batches.jobs import JobDescriptor, JobStore, StoragePath, path_part
+from airflow_batches.jobs.submit import Ledger, LedgerBackend, MemoryLedger
 
 if TYPE_CHECKING:
     from airflow_batches._compat import Context

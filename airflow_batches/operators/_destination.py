@@ -6,8 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from airflow_batches._compat import ObjectStoragePath
-from airflow_batches.jobs._manifest import file_names
-from airflow_batches.jobs._owner import IsRunning, RunRef, check_destination
+from airflow_batches.jobs.results import IsRunning, RunRef, check_destination, file_names
 from airflow_batches.operators._common import storage_path
 
 if TYPE_CHECKING:

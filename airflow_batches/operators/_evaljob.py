@@ -7,10 +7,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from airflow_batches.hooks.batches import MessageBatchesHook
-from airflow_batches.jobs._cache import CacheStep, CrossRunCache, endpoint_identity
-from airflow_batches.jobs._estimate import CostEstimator
-from airflow_batches.jobs._matrix import ModelMatrix
-from airflow_batches.jobs._prepare import Limits, RequestValidator
+from airflow_batches.jobs.cache import CacheStep, CrossRunCache, endpoint_identity
+from airflow_batches.jobs.cost import CostEstimator
+from airflow_batches.jobs.prepare import Limits, ModelMatrix, RequestValidator
 from airflow_batches.operators._common import parse_text, storage_path
 
 

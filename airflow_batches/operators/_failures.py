@@ -20,11 +20,10 @@ from airflow_batches.api import (
     ResultsExpiredError,
 )
 from airflow_batches.hooks.batches import ConnectionConfigError
-from airflow_batches.jobs._owner import DestinationHeldError
-from airflow_batches.jobs._problems import RequestValidationError
-from airflow_batches.jobs._progress import WaitEvent
-from airflow_batches.jobs._results import XComTooLargeError
-from airflow_batches.jobs._spend import CostLimitExceededError
+from airflow_batches.jobs.cost import CostLimitExceededError
+from airflow_batches.jobs.prepare import RequestValidationError
+from airflow_batches.jobs.results import DestinationHeldError, XComTooLargeError
+from airflow_batches.jobs.wait import WaitEvent
 
 PERMANENT_STATUSES = frozenset({400, 401, 403, 404, 413, 422})
 """API answers that the same call gets again: bad request, bad key, forbidden, no such

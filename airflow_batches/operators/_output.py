@@ -12,9 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from airflow_batches._compat import ObjectStoragePath
-from airflow_batches.jobs._manifest import MANIFEST_FILE
-from airflow_batches.jobs._rows import ResultRow, rows_from_files, rows_from_lines
-from airflow_batches.jobs._store import child, fresh
+from airflow_batches.jobs import child, fresh
+from airflow_batches.jobs.results import MANIFEST_FILE, ResultRow, rows_from_files, rows_from_lines
 from airflow_batches.operators._common import parse_text, storage_path
 
 __all__ = ["FetchOutput", "fetch_output", "read_results"]
@@ -60,7 +59,7 @@ def fetch_output(value: Any, conn_id: str | None = None) -> FetchOutput:
 
 
 def read_results(output: Any, *, conn_id: str | None = None) -> Iterator[ResultRow]:
-    """Every result of a fetch as a :class:`~airflow_batches.jobs._rows.ResultRow`.
+    """Every result of a fetch as a :class:`~airflow_batches.jobs.results._rows.ResultRow`.
 
     ``output`` is what ``FetchResultsOperator`` returned (``fetch.output`` handed to a task,
     or the dict itself), or its results folder / ``manifest.json`` URI; ``conn_id`` is the

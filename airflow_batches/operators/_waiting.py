@@ -15,10 +15,10 @@ from datetime import timedelta
 from typing import Any
 
 from airflow_batches.hooks.batches import MessageBatchesHook
-from airflow_batches.jobs._progress import WaitEvent
-from airflow_batches.jobs._wait import (
+from airflow_batches.jobs.wait import (
     DEFER_TIMEOUT_MARGIN,
     WaitCore,
+    WaitEvent,
     WaitSettings,
     cancel_in_worker,
     step_in_worker,

@@ -20,7 +20,7 @@ from airflow_batches.evals._compare import MANIFEST_NAME, Baseline, Metric, Thre
 from airflow_batches.evals._run import EvalSettings, evaluate_job
 from airflow_batches.evals._scorers import Scorer
 from airflow_batches.hooks.batches import MessageBatchesHook
-from airflow_batches.jobs._store import child
+from airflow_batches.jobs import child
 from airflow_batches.operators._common import conf_get, price_table, storage_path
 from airflow_batches.operators._links import BatchesLink, EvalReportLink, batch_url
 from airflow_batches.operators._output import fetch_output

@@ -10,23 +10,22 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_batches._compat import AirflowException, Asset, BaseOperator, ObjectStoragePath, conf
 from airflow_batches.api._pricing import PriceTable
+from airflow_batches.api._retry import NOT_FOUND_GRACE
 from airflow_batches.hooks.batches import MessageBatchesHook
-from airflow_batches.jobs._cache import CacheInfo, CrossRunCache
-from airflow_batches.jobs._download import DownloadPolicy
-from airflow_batches.jobs._fetch import (
+from airflow_batches.jobs import JobDescriptor, JobStore, descriptor_for_batches
+from airflow_batches.jobs.cache import CacheInfo, CrossRunCache
+from airflow_batches.jobs.results import (
     RETRYABLE_ERROR_TYPES,
+    DownloadPolicy,
     FetchOptions,
     FetchState,
     FetchWorkflow,
     Published,
+    claim_destination,
+    release_destination,
 )
-from airflow_batches.jobs._ledger import JobDescriptor
-from airflow_batches.jobs._owner import claim_destination, release_destination
-from airflow_batches.jobs._progress import WaitEvent
-from airflow_batches.jobs._registry import Registry
-from airflow_batches.jobs._staging import LedgerBackend, MemoryLedger, descriptor_for_batches
-from airflow_batches.jobs._store import JobStore
-from airflow_batches.jobs._wait import NOT_FOUND_GRACE, WaitSettings
+from airflow_batches.jobs.submit import LedgerBackend, MemoryLedger, Registry
+from airflow_batches.jobs.wait import WaitEvent, WaitSettings
 from airflow_batches.operators._common import (
     StateStoreLedger,
     coerce_batch_ids,

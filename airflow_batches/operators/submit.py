@@ -17,31 +17,33 @@ from airflow_batches.api._count import count_tokens
 from airflow_batches.api._pricing import load_price_table
 from airflow_batches.api._rules import load_rules_table
 from airflow_batches.hooks.batches import MessageBatchesHook
-from airflow_batches.jobs._estimate import CostEstimator
-from airflow_batches.jobs._ledger import JobDescriptor, Ledger
-from airflow_batches.jobs._matrix import ModelMatrix, envelope_segments
-from airflow_batches.jobs._metadata import Sidecar
-from airflow_batches.jobs._prepare import (
+from airflow_batches.jobs import JobDescriptor, JobStore, job_key
+from airflow_batches.jobs.cost import CostEstimator, WorstCasePolicy, check_budget
+from airflow_batches.jobs.prepare import (
+    REJECTED_FILE,
     Limits,
+    ModelMatrix,
     OnInvalid,
     ParamCheck,
     RequestValidator,
+    Segments,
+    Sidecar,
+    Staged,
+    envelope_segments,
+    model_rules_check,
     records_from_items,
     records_from_jsonl,
     records_from_text,
 )
-from airflow_batches.jobs._registry import Registry
-from airflow_batches.jobs._rules import model_rules_check
-from airflow_batches.jobs._spend import WorstCasePolicy, check_budget
-from airflow_batches.jobs._staging import Segments, Staged, batch_infos, utcnow
-from airflow_batches.jobs._store import JobStore
-from airflow_batches.jobs._submit import (
-    REJECTED_FILE,
+from airflow_batches.jobs.submit import (
+    Ledger,
     LedgerBackend,
+    Registry,
+    batch_infos,
     descriptor_from_ledger,
-    job_key,
     new_ledger,
     submit_job,
+    utcnow,
 )
 from airflow_batches.operators._common import (
     ledger_backend,

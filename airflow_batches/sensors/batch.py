@@ -13,16 +13,17 @@ from airflow_batches._compat import (
     BaseSensorOperator,
     conf,
 )
+from airflow_batches.api._retry import NOT_FOUND_GRACE
 from airflow_batches.hooks.batches import MessageBatchesHook
-from airflow_batches.jobs._progress import (
+from airflow_batches.jobs.wait import (
     JobProgress,
     OutcomePolicy,
     Severity,
     WaitEvent,
+    WaitSettings,
     batch_summaries,
     judge,
 )
-from airflow_batches.jobs._wait import NOT_FOUND_GRACE, WaitSettings
 from airflow_batches.operators._common import coerce_batch_ids, coerce_job
 from airflow_batches.operators._failures import task_errors, wait_error
 from airflow_batches.operators._waiting import BatchWaiting

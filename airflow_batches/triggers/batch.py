@@ -16,11 +16,11 @@ from airflow_batches._compat import BaseTrigger, TriggerEvent
 from airflow_batches.api import AsyncClient
 from airflow_batches.api._settings import tls_context
 from airflow_batches.hooks.batches import MessageBatchesHook
-from airflow_batches.jobs._poller import shared_poller
-from airflow_batches.jobs._wait import (
+from airflow_batches.jobs.wait import (
     WaitCore,
     WaitSettings,
     cancel_in_triggerer,
+    shared_poller,
     wait_in_triggerer,
 )
 
@@ -41,10 +41,10 @@ class BatchTrigger(BaseTrigger):
 
     Everything it stores is in its keyword arguments: ids, the connection id and timing;
     never the API key (the hook reads it from the connection inside the triggerer). It fires
-    one event, a :class:`~airflow_batches.jobs._progress.WaitEvent` as JSON.
+    one event, a :class:`~airflow_batches.jobs.wait._progress.WaitEvent` as JSON.
 
     Every BatchTrigger of one connection on one triggerer reads statuses through one
-    :class:`~airflow_batches.jobs._poller.SharedPoller` (list pages, not one retrieve per batch
+    :class:`~airflow_batches.jobs.wait._poller.SharedPoller` (list pages, not one retrieve per batch
     per trigger), and accepts a status read up to half its ``poke_interval`` ago.
 
     :param batch_ids: the batches to wait for.

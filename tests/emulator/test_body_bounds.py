@@ -23,7 +23,7 @@ import pytest
 from airflow_batches.emulator.bodies import ADMIN_MAX_BODY_BYTES, MESSAGE_MAX_BODY_BYTES
 from airflow_batches.emulator.config import EmulatorConfig
 from airflow_batches.emulator.testing import RunningEmulator
-from airflow_batches.jobs._limits import DEFAULT_MAX_BYTES
+from airflow_batches.jobs.prepare._limits import DEFAULT_MAX_BYTES
 from tests.emulator.conftest import MODEL, request, requests
 
 LIMIT = 20_000

@@ -15,11 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from airflow_batches.api import Client
-from airflow_batches.jobs._ledger import Ledger
-from airflow_batches.jobs._prepare import RequestValidator, records_from_items
-from airflow_batches.jobs._registry import Registry
 from airflow_batches.jobs._store import JobStore
-from airflow_batches.jobs._submit import FileLedger, submit_job
+from airflow_batches.jobs.prepare import RequestValidator, records_from_items
+from airflow_batches.jobs.submit import FileLedger, Ledger, Registry, submit_job
 
 POINTS = ("before_intent", "after_intent", "after_create", "none")
 

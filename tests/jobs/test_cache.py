@@ -6,17 +6,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-from airflow_batches.jobs._cache import (
-    CACHED_FILE,
-    PLAN_FILE,
-    UNCACHED_FILE,
-    CrossRunCache,
-    endpoint_identity,
-    request_cache_key,
-)
-from airflow_batches.jobs._prepare import RequestValidator, records_from_items
-from airflow_batches.jobs._staging import REQUESTS_FILE, stage_requests
 from airflow_batches.jobs._store import JobStore
+from airflow_batches.jobs.cache import CrossRunCache, endpoint_identity, request_cache_key
+from airflow_batches.jobs.cache._layout import CACHED_FILE, PLAN_FILE, UNCACHED_FILE
+from airflow_batches.jobs.prepare import (
+    REQUESTS_FILE,
+    RequestValidator,
+    records_from_items,
+    stage_requests,
+)
 
 VALIDATOR = RequestValidator(anthropic_version="2023-06-01", defaults={"max_tokens": 8})
 EMULATOR = endpoint_identity("http://127.0.0.1:8089")

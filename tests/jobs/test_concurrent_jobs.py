@@ -14,17 +14,10 @@ import pytest
 
 from airflow_batches.api import APIConnectionError, Client
 from airflow_batches.emulator.testing import RunningEmulator
-from airflow_batches.jobs._ledger import Ledger
-from airflow_batches.jobs._prepare import RequestValidator, records_from_items
-from airflow_batches.jobs._registry import Registry
 from airflow_batches.jobs._store import JobStore
-from airflow_batches.jobs._submit import (
-    REQUESTS_FILE,
-    JobSubmitter,
-    MemoryLedger,
-    new_ledger,
-    stage_requests,
-)
+from airflow_batches.jobs.prepare import RequestValidator, records_from_items
+from airflow_batches.jobs.submit import JobSubmitter, Ledger, MemoryLedger, Registry, new_ledger
+from airflow_batches.jobs.submit._submitter import REQUESTS_FILE, stage_requests
 from tests.jobs.test_submit import requests
 
 

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from airflow_batches.jobs import _decode
-from airflow_batches.jobs._decode import LINE, audit, decode_line
+from airflow_batches.jobs.prepare import _request_json as _decode
+from airflow_batches.jobs.prepare import decode_line
+from airflow_batches.jobs.prepare._request_json import LINE, audit
 
 
 @pytest.fixture

@@ -12,17 +12,18 @@ import pytest
 
 from airflow_batches.api import Client, RetryPolicy
 from airflow_batches.api._pricing import load_price_table
-from airflow_batches.jobs._download import DownloadPolicy
-from airflow_batches.jobs._join import ResultJoin
-from airflow_batches.jobs._ledger import BatchInfo
+from airflow_batches.jobs._descriptor import BatchInfo
 from airflow_batches.jobs._nesting import KEPT_DEPTH, decode_deep, shallow
-from airflow_batches.jobs._results import (
+from airflow_batches.jobs.results import (
+    DownloadPolicy,
     Reader,
     XComCollector,
     XComTooLargeError,
-    custom_id_of,
+    scan_result_line,
 )
-from airflow_batches.jobs._scan import MalformedResultLineError, scan_result_line
+from airflow_batches.jobs.results._checks import custom_id_of
+from airflow_batches.jobs.results._join import ResultJoin
+from airflow_batches.jobs.results._scan import MalformedResultLineError
 from tests.hostile import API_KEY, HostileServer
 
 DEPTH = 100_000

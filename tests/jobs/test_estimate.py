@@ -13,22 +13,21 @@ import pytest
 from airflow_batches.api import Client
 from airflow_batches.api._count import count_tokens
 from airflow_batches.emulator.testing import RunningEmulator
-from airflow_batches.jobs._estimate import CostEstimator
-from airflow_batches.jobs._prepare import (
-    RequestValidationError,
-    RequestValidator,
-    prepare,
-    records_from_items,
-)
-from airflow_batches.jobs._rules import model_rules_check
-from airflow_batches.jobs._scan import scan_result_line
-from airflow_batches.jobs._spend import (
+from airflow_batches.jobs.cost import (
+    CostEstimator,
     CostLimitExceededError,
     Estimate,
     check_budget,
     output_tokens_from_manifest,
 )
-from airflow_batches.jobs._tally import ResultTally
+from airflow_batches.jobs.prepare import (
+    RequestValidationError,
+    RequestValidator,
+    model_rules_check,
+    prepare,
+    records_from_items,
+)
+from airflow_batches.jobs.results import ResultTally, scan_result_line
 
 MTOK = 1_000_000
 VERSION = "2023-06-01"

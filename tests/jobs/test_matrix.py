@@ -11,15 +11,22 @@ import pytest
 
 from airflow_batches.api._models import CUSTOM_ID_PATTERN
 from airflow_batches.jobs._index import DiskIndex
-from airflow_batches.jobs._matrix import ModelMatrix, envelope_segments, request_key
-from airflow_batches.jobs._metadata import SIDECAR_FILE, Sidecar, load_sidecar, original_key
-from airflow_batches.jobs._prepare import (
+from airflow_batches.jobs._store import JobStore
+from airflow_batches.jobs.prepare import (
+    REQUESTS_FILE,
+    ModelMatrix,
     RequestValidationError,
     RequestValidator,
+    Segments,
+    Sidecar,
+    envelope_segments,
+    load_sidecar,
+    original_key,
     records_from_jsonl,
+    stage_requests,
 )
-from airflow_batches.jobs._staging import REQUESTS_FILE, Segments, stage_requests
-from airflow_batches.jobs._store import JobStore
+from airflow_batches.jobs.prepare._matrix import request_key
+from airflow_batches.jobs.prepare._sidecar import SIDECAR_FILE
 
 VALIDATOR = RequestValidator(anthropic_version="2023-06-01", defaults={"max_tokens": 8})
 

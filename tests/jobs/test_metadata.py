@@ -9,14 +9,17 @@ from typing import Any
 import pytest
 
 from airflow_batches.jobs._index import DiskIndex
-from airflow_batches.jobs._metadata import SIDECAR_FILE, Sidecar, load_sidecar
-from airflow_batches.jobs._prepare import (
+from airflow_batches.jobs._store import JobStore
+from airflow_batches.jobs.prepare import (
+    REQUESTS_FILE,
     RequestValidationError,
     RequestValidator,
+    Sidecar,
+    load_sidecar,
     records_from_items,
+    stage_requests,
 )
-from airflow_batches.jobs._staging import REQUESTS_FILE, stage_requests
-from airflow_batches.jobs._store import JobStore
+from airflow_batches.jobs.prepare._sidecar import SIDECAR_FILE
 
 PARAMS = {"max_tokens": 4, "messages": [{"role": "user", "content": "q"}]}
 

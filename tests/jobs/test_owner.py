@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from airflow_batches.jobs._owner import (
+from airflow_batches.jobs.results import (
     OWNER_FILE,
     DestinationHeldError,
     RunRef,

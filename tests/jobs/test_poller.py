@@ -10,7 +10,8 @@ import pytest
 
 from airflow_batches.api import AsyncClient, Client, InternalServerError, MessageBatch
 from airflow_batches.emulator.testing import RunningEmulator
-from airflow_batches.jobs._poller import _POLLERS, SharedPoller, shared_poller
+from airflow_batches.jobs.wait import shared_poller
+from airflow_batches.jobs.wait._poller import _POLLERS, SharedPoller
 from tests.triggers._support import requests, until
 
 pytestmark = pytest.mark.anyio

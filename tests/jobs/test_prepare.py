@@ -9,9 +9,7 @@ from typing import Any
 
 import pytest
 
-from airflow_batches.jobs._prepare import (
-    ENVELOPE_BYTES,
-    CustomIds,
+from airflow_batches.jobs.prepare import (
     Limits,
     RequestValidationError,
     RequestValidator,
@@ -20,6 +18,7 @@ from airflow_batches.jobs._prepare import (
     records_from_items,
     records_from_jsonl,
 )
+from airflow_batches.jobs.prepare._shards import ENVELOPE_BYTES, CustomIds
 
 
 def req(cid: str, **params: Any) -> dict[str, Any]:

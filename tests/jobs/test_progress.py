@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from airflow_batches.api import MessageBatch
-from airflow_batches.jobs._progress import JobProgress, OutcomePolicy, format_duration, judge
+from airflow_batches.jobs.wait import JobProgress, OutcomePolicy, format_duration, judge
 
 
 def batch(status: str = "ended", **counts: int) -> MessageBatch:

@@ -9,12 +9,8 @@ import tracemalloc
 
 import pytest
 
-from airflow_batches.jobs._reader import (
-    Unreadable,
-    records_from_items,
-    records_from_jsonl,
-    records_from_text,
-)
+from airflow_batches.jobs.prepare import records_from_items, records_from_jsonl, records_from_text
+from airflow_batches.jobs.prepare._request_files import Unreadable
 
 
 def read(data: bytes, **kw: int) -> list[tuple[str, bytes | Unreadable]]:

@@ -16,18 +16,18 @@ import httpx
 import pytest
 
 from airflow_batches.api import Client
-from airflow_batches.jobs._registry import (
+from airflow_batches.jobs.submit import Registry
+from airflow_batches.jobs.submit._registry import (
     LONGEST_WINDOW,
     Claim,
     Intent,
     Orphan,
-    Registry,
     Window,
     days_between,
     new_token,
     token_day,
 )
-from airflow_batches.jobs._windows import call_timeout
+from airflow_batches.jobs.submit._windows import call_timeout
 
 NOW = datetime(2026, 12, 2, 0, 0, 30, tzinfo=UTC)  # just past midnight: windows cross days
 

@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
-from airflow_batches.jobs._registry import Claim, Intent, Registry, Window
 from airflow_batches.jobs._store import JobStore
+from airflow_batches.jobs.submit import Registry
+from airflow_batches.jobs.submit._registry import Claim, Intent, Window
 
 BUCKET = "registry-tests"
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from airflow_batches.jobs._prepare import (
+from airflow_batches.jobs.prepare import (
     RequestValidationError,
     RequestValidator,
     prepare,

@@ -14,17 +14,18 @@ from typing import Any
 import pytest
 
 from airflow_batches.api import Client, MessageBatch, RetryPolicy
-from airflow_batches.jobs._download import DownloadPolicy, ResultsDownloadError
-from airflow_batches.jobs._fetch import Attempt
+from airflow_batches.jobs._descriptor import BatchInfo
 from airflow_batches.jobs._ids import ids_digest
-from airflow_batches.jobs._ledger import BatchInfo
-from airflow_batches.jobs._results import (
+from airflow_batches.jobs.results import (
+    Attempt,
+    DownloadPolicy,
     ForeignResultsError,
     IncompleteResultsError,
     Reader,
     stream_final_lines,
 )
-from airflow_batches.jobs._scan import MalformedResultLineError
+from airflow_batches.jobs.results._download import ResultsDownloadError
+from airflow_batches.jobs.results._scan import MalformedResultLineError
 from tests.hostile import API_KEY, HostileServer
 
 LOG = logging.getLogger("test.results")

@@ -10,13 +10,8 @@ import pytest
 from airflow_batches.api._errors import BatchesError, ResponseValidationError
 from airflow_batches.api._models import ErrorType
 from airflow_batches.api._pricing import ModelPrice, PriceTable, load_price_table, usage_cost
-from airflow_batches.jobs._scan import (
-    MalformedResultLineError,
-    ResultRecord,
-    UnknownResultTypeError,
-    scan_result_line,
-)
-from airflow_batches.jobs._tally import ResultTally
+from airflow_batches.jobs.results import ResultRecord, ResultTally, scan_result_line
+from airflow_batches.jobs.results._scan import MalformedResultLineError, UnknownResultTypeError
 
 SONNET = "claude-sonnet-4-5-20250929"
 HAIKU = "claude-haiku-4-5-20251001"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import random
 
-from airflow_batches.jobs._download import line_key
 from airflow_batches.jobs._ids import SeenLines, id_hash
+from airflow_batches.jobs.results._download import line_key
 
 
 def test_first_lines_are_new_and_a_second_line_returns_the_first_ones_key() -> None:

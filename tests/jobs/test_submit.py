@@ -15,17 +15,10 @@ import pytest
 
 from airflow_batches.api import APIConnectionError, APIStatusError, Client, RateLimitError
 from airflow_batches.emulator.testing import RunningEmulator
-from airflow_batches.jobs._ledger import Ledger
-from airflow_batches.jobs._prepare import Limits, RequestValidator, records_from_items
 from airflow_batches.jobs._store import JobStore
-from airflow_batches.jobs._submit import (
-    REQUESTS_FILE,
-    FileLedger,
-    JobSubmitter,
-    MemoryLedger,
-    new_ledger,
-    stage_requests,
-)
+from airflow_batches.jobs.prepare import Limits, RequestValidator, records_from_items
+from airflow_batches.jobs.submit import FileLedger, JobSubmitter, Ledger, MemoryLedger, new_ledger
+from airflow_batches.jobs.submit._submitter import REQUESTS_FILE, stage_requests
 
 
 class Crash(Exception):

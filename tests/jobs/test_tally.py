@@ -9,8 +9,7 @@ from typing import Any
 import pytest
 
 from airflow_batches.api._pricing import load_price_table, usage_cost
-from airflow_batches.jobs._scan import scan_result_line
-from airflow_batches.jobs._tally import ResultTally
+from airflow_batches.jobs.results import ResultTally, scan_result_line
 from tests.jobs.test_scan import errored, succeeded
 
 MTOK = 1_000_000

@@ -18,14 +18,14 @@ from airflow_batches.api import (
     OverloadedError,
     RateLimitError,
 )
-from airflow_batches.jobs._progress import WaitEvent
-from airflow_batches.jobs._wait import (
-    Answer,
+from airflow_batches.jobs.wait import (
     WaitCore,
+    WaitEvent,
     WaitSettings,
     wait_in_triggerer,
     wait_in_worker,
 )
+from airflow_batches.jobs.wait._core import Answer
 
 LOG = logging.getLogger("test.wait")
 

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from airflow_batches.jobs._waiters import WaitRoom
+from airflow_batches.jobs.wait._room import WaitRoom
 
 pytestmark = pytest.mark.anyio
 

@@ -6,7 +6,7 @@ import pytest
 
 from airflow_batches._compat import AirflowException, AirflowFailException
 from airflow_batches.api import APIConnectionError, status_error_class
-from airflow_batches.jobs._progress import WaitEvent
+from airflow_batches.jobs.wait import WaitEvent
 from airflow_batches.operators._failures import task_error, wait_error
 
 

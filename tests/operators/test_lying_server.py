@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from airflow_batches.jobs._owner import OWNER_FILE
+from airflow_batches.jobs.results import OWNER_FILE
 from tests.api.test_trust_boundaries import packed_bomb
 from tests.evals import lines as L
 from tests.jobs.test_deep_lines import tool_line

@@ -14,7 +14,7 @@ import pytest
 
 from airflow_batches.emulator.responders import ResponderContext, prompt_usage, usage_of
 from airflow_batches.emulator.testing import RunningEmulator
-from airflow_batches.jobs._rows import rows_from_files
+from airflow_batches.jobs.results import rows_from_files
 from tests.operators.conftest import DagRunner
 
 COMMENTS = ["Lovely photo!", "I hate you all.", "Where was this taken?", "Go away, hate."]

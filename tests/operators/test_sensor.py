@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_batches.jobs._wait import WaitCore, WaitSettings
+from airflow_batches.jobs.wait import WaitCore, WaitSettings
 from tests.operators.conftest import CONN_ID, DagRunner, held_until, make_requests
 
 

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from airflow_batches.jobs._progress import WaitEvent
+from airflow_batches.jobs.wait import WaitEvent
 from airflow_batches.triggers.batch import BatchTrigger
 
 CONN = "mb_trigger_test"

@@ -16,7 +16,8 @@ import pytest
 
 from airflow_batches.api import AsyncClient, Client
 from airflow_batches.emulator.testing import RunningEmulator
-from airflow_batches.jobs._poller import _POLLERS, SharedPoller, shared_poller
+from airflow_batches.jobs.wait import shared_poller
+from airflow_batches.jobs.wait._poller import _POLLERS, SharedPoller
 from tests.triggers._support import CONN, first_event, make, recorded, requests, until
 
 pytestmark = pytest.mark.anyio
@@ -158,7 +159,7 @@ async def test_a_refused_list_turns_the_poller_to_retrieves(
 ) -> None:
     emulator.configure(paused=True)
     ids = [client.create(requests(1)).id for _ in range(3)]
-    caplog.set_level(logging.WARNING, logger="airflow_batches.jobs._poller")
+    caplog.set_level(logging.WARNING, logger="airflow_batches.jobs.wait._poller")
     ListRefusingGateway.refused = 0
 
     async def through_gateway() -> AsyncClient:

@@ -1,0 +1,85 @@
+"""Storing a job's new answers in the cross-run cache: one segment per fetch (see ``_cache``)."""
+
+from __future__ import annotations
+
+import tempfile
+import uuid
+from contextlib import ExitStack
+from datetime import UTC, datetime
+from typing import IO
+
+import msgspec
+
+from airflow_batches.jobs._index import DiskIndex
+from airflow_batches.jobs._store import StoragePath, atomic_writer, child, ensure_dir
+from airflow_batches.jobs.cache._layout import (
+    KEYS_RECORD,
+    StoredLine,
+    custom_id_hash,
+    decode_key_line,
+)
+
+__all__ = ["CacheWriter"]
+
+_encode = msgspec.json.Encoder().encode
+
+
+class CacheWriter:
+    """Stores the succeeded results of a job's misses as a new segment (see the module
+    docstring). ``add`` every line, then ``commit``; ``abort`` leaves nothing behind."""
+
+    def __init__(self, folder: StoragePath, keys_file: StoragePath) -> None:
+        self.folder = folder
+        self.keys = DiskIndex()
+        with keys_file.open("rb") as stream:
+            for line in stream:
+                if line.strip():
+                    entry = decode_key_line(line)
+                    self.keys.put(entry.custom_id, bytes.fromhex(entry.key))
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+        self.name = f"{stamp}-{uuid.uuid4().hex[:8]}"
+        self._stack = ExitStack()
+        self._data: IO[bytes] | None = None
+        self._local = tempfile.TemporaryFile(prefix="airflow-batches-keys-")  # noqa: SIM115
+        self._offset = 0
+        self.stored = 0
+
+    def add(self, custom_id: str, batch_id: str, result: bytes) -> None:
+        """Store one succeeded result (the raw ``result`` member of its line)."""
+        key = self.keys.get(custom_id)
+        if key is None:
+            return
+        if self._data is None:
+            ensure_dir(self.folder)
+            target = child(self.folder, f"{self.name}.jsonl")
+            self._data = self._stack.enter_context(atomic_writer(target))
+        data = _encode(StoredLine(key.hex(), custom_id, batch_id, msgspec.Raw(result))) + b"\n"
+        self._data.write(data)
+        self._local.write(KEYS_RECORD.pack(key, custom_id_hash(custom_id), self._offset, len(data)))
+        self._offset += len(data)
+        self.stored += 1
+
+    def commit(self) -> int:
+        """Publish the segment (data, then keys); returns the results stored."""
+        try:
+            self._stack.close()
+            if self.stored:
+                self._local.seek(0)
+                with atomic_writer(child(self.folder, f"{self.name}.keys")) as out:
+                    while chunk := self._local.read(1 << 20):
+                        out.write(chunk)
+        finally:
+            self._close()
+        return self.stored
+
+    def abort(self) -> None:
+        try:
+            self._stack.__exit__(RuntimeError, RuntimeError("aborted"), None)
+        except RuntimeError:
+            pass
+        finally:
+            self._close()
+
+    def _close(self) -> None:
+        self._local.close()
+        self.keys.close()

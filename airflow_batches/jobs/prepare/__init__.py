@@ -1,0 +1,79 @@
+"""Input and pre-flight: reading requests (``_request_files``, ``_request_json``), checking
+them (``_validate``, ``_problems``, ``_limits``, ``_model_rules``), the model matrix and the
+metadata sidecar (``_matrix``, ``_sidecar``), sharding (``_shards``) and staging
+(``_staging``). Nothing here talks to the API."""
+
+from __future__ import annotations
+
+from airflow_batches.jobs.prepare._limits import MAX_LINE_BYTES, MAX_NESTING, Limits
+from airflow_batches.jobs.prepare._matrix import (
+    HASH_HEX,
+    KEEP_CHARS,
+    MatrixModel,
+    ModelMatrix,
+    envelope_segments,
+)
+from airflow_batches.jobs.prepare._model_rules import model_rules_check
+from airflow_batches.jobs.prepare._problems import Problem, RequestValidationError
+from airflow_batches.jobs.prepare._request_files import (
+    records_from_items,
+    records_from_jsonl,
+    records_from_text,
+)
+from airflow_batches.jobs.prepare._request_json import decode_line, nests_deeper
+from airflow_batches.jobs.prepare._shards import (
+    OnInvalid,
+    Prepared,
+    Shard,
+    iter_shard_body,
+    prepare,
+)
+from airflow_batches.jobs.prepare._sidecar import Sidecar, load_sidecar, original_key
+from airflow_batches.jobs.prepare._staging import (
+    REJECTED_FILE,
+    REQUESTS_FILE,
+    Segments,
+    SidecarWriter,
+    Staged,
+    select_range,
+    select_requests,
+    stage_requests,
+)
+from airflow_batches.jobs.prepare._validate import ParamCheck, RequestValidator
+
+__all__ = [
+    "HASH_HEX",
+    "KEEP_CHARS",
+    "MAX_LINE_BYTES",
+    "MAX_NESTING",
+    "REJECTED_FILE",
+    "REQUESTS_FILE",
+    "Limits",
+    "MatrixModel",
+    "ModelMatrix",
+    "OnInvalid",
+    "ParamCheck",
+    "Prepared",
+    "Problem",
+    "RequestValidationError",
+    "RequestValidator",
+    "Segments",
+    "Shard",
+    "Sidecar",
+    "SidecarWriter",
+    "Staged",
+    "decode_line",
+    "envelope_segments",
+    "iter_shard_body",
+    "load_sidecar",
+    "model_rules_check",
+    "nests_deeper",
+    "original_key",
+    "prepare",
+    "records_from_items",
+    "records_from_jsonl",
+    "records_from_text",
+    "select_range",
+    "select_requests",
+    "stage_requests",
+]

@@ -1,0 +1,354 @@
+"""Strict JSON for requests: one JSONL line, or one Python value, judged before it is sent.
+
+What "strict" adds to JSON as most parsers read it: no duplicate keys in any object (parsers
+disagree on which value wins), valid UTF-8 and no lone surrogates (escaped or encoded; no API
+accepts them), no byte-order mark inside a line, no NaN or Infinity, no number out of any
+range (``1e400``, an integer of thousands of digits), and at most ``MAX_NESTING`` levels.
+
+**Fast path.** msgspec decodes the line; it already refuses invalid UTF-8, lone surrogates,
+NaN, numbers out of range and control characters, and its recursion guard stops absurd
+nesting. What it accepts silently is a duplicate key (the last one wins), so one walk over
+the decoded value counts its keys, the colons inside its strings and its depth. In valid JSON
+every raw colon is either a key's separator or a character of a string, and a duplicate key
+drops a key (and its value's strings) from the decoded value, so
+
+    colons in the line - colons in the decoded strings == keys in the decoded value
+
+holds exactly when no key was dropped, unless a colon was written as the escape ``\\u003a``
+(then the line takes the careful path). The checks cost a walk over the nodes, and three
+passes at memory speed over the bytes.
+
+**Careful path**, for the few lines the fast path doubts or refuses: the stdlib decoder with
+hooks that keep duplicates, constants and out-of-range numbers as markers, then a walk that
+names each fault's field (``params.messages[0].role``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import sys
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from itertools import accumulate
+from typing import Any
+
+import msgspec
+
+from airflow_batches.api._format import shorten
+from airflow_batches.jobs.prepare._limits import MAX_NESTING
+from airflow_batches.jobs.prepare._problems import VALUE_CHARS, show
+
+LINE = "(line)"
+"""The field of a fault that belongs to the line as a whole."""
+BOM = b"\xef\xbb\xbf"
+
+_decode = msgspec.json.Decoder().decode
+_FAST_FAILURES = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError)
+_PARSE_DEPTH = 500
+"""Deeper lines are refused before parsing (a line less deep is parsed, so that the walk can
+name the field that nests too deep)."""
+_TRUSTED_RECURSION_LIMIT = 5000
+"""Parsers recurse in C, guarded by ``sys.getrecursionlimit()``; above this limit the guard
+could let a deep line overflow the C stack, so depth is measured before parsing."""
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+"', re.DOTALL)
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_STEP = tuple(1 if b in b"[{" else -1 if b in b"]}" else 0 for b in range(256))
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """One fault of a request's JSON: ``field`` is a path (``params.max_tokens``) or ``LINE``."""
+
+    field: str
+    message: str
+
+
+def decode_line(line: bytes) -> tuple[Any, list[Fault]]:
+    """The value of one stripped request line, and its faults (none when it is valid).
+
+    The value is ``None`` when the line could not be decoded at all.
+    """
+    if sys.getrecursionlimit() > _TRUSTED_RECURSION_LIMIT:
+        too_deep = _too_deep(line)
+        if too_deep:
+            return None, [too_deep]
+    try:
+        value = _decode(line)
+    except _FAST_FAILURES:
+        return _careful(line)
+    if type(value) is dict or type(value) is list:
+        keys, colons, depth = _census(value)
+        if (
+            depth > MAX_NESTING
+            or line.count(b":") - colons != keys
+            or (b"\\" in line and b"\\u003" in line)
+            or (not line.isascii() and BOM in line)
+        ):
+            return _careful(line)
+    return value, []
+
+
+def _census(node: Any, depth: int = 1) -> tuple[int, int, int]:
+    """Keys of every object, colons in every string, and the depth of a decoded value.
+
+    Recursive (faster than a stack here), and it stops descending past ``MAX_NESTING``, so
+    its own depth stays bounded whatever the value's.
+    """
+    keys = colons = 0
+    deepest = depth
+    if depth > MAX_NESTING:
+        return keys, colons, deepest
+    if type(node) is dict:
+        keys = len(node)
+        for key in node:
+            if ":" in key:
+                colons += key.count(":")
+        node = node.values()
+    for item in node:
+        kind = type(item)
+        if kind is str:
+            if ":" in item:
+                colons += item.count(":")
+        elif kind is dict or kind is list:
+            k, c, d = _census(item, depth + 1)
+            keys += k
+            colons += c
+            if d > deepest:
+                deepest = d
+    return keys, colons, deepest
+
+
+# --- careful path ---------------------------------------------------------------------------
+
+
+class _Object(dict[str, Any]):
+    """A decoded object that had duplicate keys; ``duplicates`` names them."""
+
+    __slots__ = ("duplicates",)
+    duplicates: list[tuple[str, int]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Invalid:
+    """Stands in, in a decoded value, for a token that has no valid meaning."""
+
+    message: str
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) == len(pairs):
+        return obj
+    marked = _Object(obj)
+    counts = Counter(key for key, _ in pairs)
+    marked.duplicates = [(key, n) for key, n in counts.items() if n > 1]
+    return marked
+
+
+def _constant(name: str) -> _Invalid:
+    return _Invalid(f"{name} is not valid JSON (no NaN or Infinity)")
+
+
+def _integer(text: str) -> int | _Invalid:
+    try:
+        return int(text)
+    except ValueError:
+        digits = len(text.lstrip("-"))
+        return _Invalid(f"out of range: an integer of {digits} digits")
+
+
+def _number(text: str) -> float | _Invalid:
+    value = float(text)
+    if math.isinf(value):
+        return _Invalid(f"out of range: the number {shorten(text, VALUE_CHARS)} is beyond a double")
+    return value
+
+
+_STRICT = json.JSONDecoder(
+    object_pairs_hook=_object, parse_constant=_constant, parse_int=_integer, parse_float=_number
+)
+
+
+def _careful(line: bytes) -> tuple[Any, list[Fault]]:
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return None, [Fault(LINE, _utf8_message(line, exc))]
+    at = line.find(BOM)
+    if at >= 0:
+        return None, [
+            Fault(
+                LINE,
+                f"a byte-order mark (EF BB BF) at byte {at + 1}: only the very start of the "
+                "file may hold one (were files concatenated?); write \\ufeff to mean the "
+                "character",
+            )
+        ]
+    at = line.find(b"\x00")
+    if at >= 0:
+        return None, [
+            Fault(LINE, f"a NUL byte at byte {at + 1}: JSON has none (UTF-16 text, or binary?)")
+        ]
+    too_deep = _too_deep(line, _PARSE_DEPTH)
+    if too_deep:
+        return None, [too_deep]
+    try:
+        value = _STRICT.decode(text)
+    except json.JSONDecodeError as exc:
+        return None, [Fault(LINE, _syntax_message(text, exc))]
+    except RecursionError:
+        return None, [Fault(LINE, f"nests arrays or objects more than {MAX_NESTING} levels deep")]
+    return value, audit(value)
+
+
+def _too_deep(line: bytes, limit: int = MAX_NESTING) -> Fault | None:
+    """A fault if the line nests more than ``limit`` levels (measured, not parsed)."""
+    if not nests_deeper(line, limit):
+        return None
+    return Fault(LINE, f"nests arrays or objects more than {MAX_NESTING} levels deep")
+
+
+def nests_deeper(line: bytes, limit: int) -> bool:
+    """Whether a JSON line nests arrays and objects more than ``limit`` levels: measured over
+    its brackets (strings left out), never parsed, so no depth is too deep to measure."""
+    if line.count(b"[") + line.count(b"{") <= limit:
+        return False
+    skeleton = _STRING.sub(b"", line) if b'"' in line else line
+    skeleton = skeleton.translate(None, _NOT_BRACKETS)
+    return max(accumulate(map(_STEP.__getitem__, skeleton)), default=0) > limit
+
+
+def _utf8_message(line: bytes, exc: UnicodeDecodeError) -> str:
+    start = exc.start
+    bad = line[start : start + 4]
+    if bad[:1] == b"\xed" and len(bad) > 1 and 0xA0 <= bad[1] <= 0xBF:
+        what = f"a UTF-8-encoded surrogate ({bad[:3].hex(' ')}): CESU-8 or WTF-8, not UTF-8"
+    else:
+        what = f"{exc.reason} ({line[start : max(exc.end, start + 1)][:4].hex(' ')})"
+    return f"invalid UTF-8 at byte {start + 1}: {what}; requests must be UTF-8 (Latin-1 text?)"
+
+
+def _syntax_message(text: str, exc: json.JSONDecodeError) -> str:
+    where = f"at column {exc.colno}"
+    reason = exc.msg.removesuffix(" at")
+    if exc.msg == "Extra data":
+        if "\r" in text:
+            return (
+                f"not valid JSON: data after the request object {where} (lines that end "
+                "with \\r alone? JSONL lines end with \\n)"
+            )
+        return (
+            f"not valid JSON: data after the request object {where} (two requests on one "
+            "line, or something appended to it?)"
+        )
+    message = f"not valid JSON: {reason} {where}"
+    if text.strip() in ("[", "{"):
+        message += (
+            " (a JSON array, or JSON written over several lines? a requests file is JSONL: "
+            "one request object per line)"
+        )
+    elif "'custom_id'" in text[:200]:
+        message += " (single quotes: a Python repr, not JSON?)"
+    return message
+
+
+# --- the walk that names fields ---------------------------------------------------------------
+
+
+def audit(value: Any, *, at: str = "") -> list[Fault]:
+    """Every fault of a decoded or in-memory value, in document order, each with its path.
+
+    Also judges what only Python values can hold: keys that are not strings, floats that are
+    not finite, types that are not JSON, integers too long to write. A container met twice is
+    walked once (a cycle is then left to the encoder, which refuses it).
+    """
+    faults: list[Fault] = []
+    stack: list[tuple[Any, Any, int]] = [(value, at, 1)]
+    walked: set[int] = set()
+    while stack:
+        item, path, depth = stack.pop()
+        if isinstance(item, Mapping | list | tuple):
+            if id(item) in walked:
+                continue
+            walked.add(id(item))
+            if depth > MAX_NESTING:
+                faults.append(Fault(_render(path), _deeper_message()))
+            elif isinstance(item, Mapping):
+                _open_object(item, path, depth, stack, faults)
+            else:
+                stack.extend((item[i], (path, i), depth + 1) for i in range(len(item) - 1, -1, -1))
+        elif isinstance(item, str):
+            if not item.isascii() and _SURROGATE.search(item):
+                faults.append(Fault(_render(path), _surrogate_message(item)))
+        elif isinstance(item, bool) or item is None:
+            pass
+        elif isinstance(item, int):
+            if item.bit_length() > 14_000:  # beyond what int-to-text conversion accepts by default
+                faults.append(Fault(_render(path), f"out of range: {show(item)}"))
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                faults.append(
+                    Fault(_render(path), f"{item!r} is not valid JSON (no NaN or Infinity)")
+                )
+        elif isinstance(item, _Invalid):
+            faults.append(Fault(_render(path), item.message))
+        else:
+            faults.append(Fault(_render(path), f"{type(item).__name__} is not a JSON value"))
+    return faults
+
+
+def _open_object(
+    node: Mapping[Any, Any],
+    path: Any,
+    depth: int,
+    stack: list[tuple[Any, Any, int]],
+    faults: list[Fault],
+) -> None:
+    """Judge an object's keys; push its values (last first, so they pop in order)."""
+    for key, dupes in node.duplicates if type(node) is _Object else ():
+        faults.append(
+            Fault(
+                _render((path, key)),
+                f"duplicate key: given {dupes} times in one object (parsers disagree on which "
+                "value wins)",
+            )
+        )
+    children = []
+    for key, item in node.items():
+        if not isinstance(key, str):
+            faults.append(Fault(_render(path), f"key {show(key)} is not a string"))
+            continue
+        if not key.isascii() and _SURROGATE.search(key):
+            faults.append(Fault(_render((path, key)), _surrogate_message(key)))
+        children.append((item, (path, key), depth + 1))
+    stack.extend(reversed(children))
+
+
+def _deeper_message() -> str:
+    return f"nested more than {MAX_NESTING} levels deep"
+
+
+def _surrogate_message(text: str) -> str:
+    found = _SURROGATE.search(text)
+    code = f"\\u{ord(found.group()):04x}" if found else "?"
+    return f"holds a lone surrogate ({code}), which is not valid Unicode; no API accepts it"
+
+
+def _render(path: Any) -> str:
+    """``params.messages[0].role`` from the linked ``(parent, key)`` pairs of a path."""
+    parts: list[str] = []
+    while isinstance(path, tuple):
+        path, key = path
+        if isinstance(key, int):
+            parts.append(f"[{key}]")
+        elif _IDENTIFIER.fullmatch(key):
+            parts.append(f".{key}")
+        else:
+            parts.append(f"[{show(key)}]")
+    text = (path or "") + "".join(reversed(parts))
+    return (text[1:] if text.startswith(".") else text) or "(request)"
