@@ -63,10 +63,10 @@ def phase_submit(work: Path, base_url: str, night: int) -> dict[str, Any]:
     from airflow_batches.jobs.cache import CacheStep, CrossRunCache, endpoint_identity
     from airflow_batches.jobs.prepare import (
         ModelMatrix,
+        Parts,
         RequestValidator,
-        Segments,
         Sidecar,
-        envelope_segments,
+        envelope_parts,
         records_from_jsonl,
     )
     from airflow_batches.jobs.submit import (
@@ -81,9 +81,7 @@ def phase_submit(work: Path, base_url: str, night: int) -> dict[str, Any]:
     matrix = ModelMatrix.of(MODELS)
     sidecar = Sidecar()
     source = work / "eval.jsonl"
-    records = Segments(
-        envelope_segments(lambda: records_from_jsonl(source.open("rb")), sidecar, matrix)
-    )
+    records = Parts(envelope_parts(lambda: records_from_jsonl(source.open("rb")), sidecar, matrix))
     validator = RequestValidator(
         anthropic_version=VERSION, defaults={"max_tokens": 64}, metadata=sidecar.metadata
     )

@@ -1,8 +1,8 @@
-"""A request's prompt as the API caches and counts it: segments in order, bytes to tokens.
+"""A request's prompt as the API caches and counts it: blocks in order, bytes to tokens.
 
 The emulator bills usage with these functions and the cost estimate predicts it with them, so
 the two agree on what a prompt is: tools, then system, then messages (the API's cache order),
-each content block one segment, a cache breakpoint where a block carries ``cache_control``
+each content block one block of it, a cache breakpoint where a block carries ``cache_control``
 (or on the last block, with top-level automatic caching). Tokens are bytes divided by the
 tokenizer family's bytes per token, from the model-rules table.
 """
@@ -23,10 +23,10 @@ __all__ = [
     "Breakpoint",
     "CacheLedger",
     "CacheUsage",
-    "Segment",
+    "PromptBlock",
+    "block_tokens",
+    "prompt_blocks",
     "prompt_breakpoints",
-    "prompt_segments",
-    "segment_tokens",
     "ttl_of",
 ]
 
@@ -34,12 +34,12 @@ _encoder: Final = msgspec.json.Encoder(order="sorted")
 
 CACHE_TTL_SECONDS: Final = {"5m": 300.0, "1h": 3600.0}
 
-Segment = tuple[bytes, Any]
+PromptBlock = tuple[bytes, Any]
 """``(bytes, cache_control or None)``."""
 
 
-def segment_tokens(size: int, bytes_per_token: float) -> int:
-    """Tokens of one segment of ``size`` bytes: at least 1."""
+def block_tokens(size: int, bytes_per_token: float) -> int:
+    """Tokens of one block of ``size`` bytes: at least 1."""
     return max(1, math.ceil(size / bytes_per_token))
 
 
@@ -50,9 +50,9 @@ def ttl_of(marker: Any) -> float:
     return 300.0
 
 
-def prompt_segments(params: Mapping[str, Any]) -> list[Segment]:
+def prompt_blocks(params: Mapping[str, Any]) -> list[PromptBlock]:
     """The prompt in cache order (tools, system, messages): (bytes, cache_control or None)."""
-    out: list[Segment] = []
+    out: list[PromptBlock] = []
 
     def add(block: Any, prefix: bytes = b"") -> None:
         if isinstance(block, str):
@@ -103,17 +103,17 @@ def prompt_breakpoints(
 
     A prefix is keyed by the model and its exact bytes, as the API caches per model.
     """
-    segments = prompt_segments(params)
-    if not any(marker for _, marker in segments):
+    blocks = prompt_blocks(params)
+    if not any(marker for _, marker in blocks):
         # No breakpoint: nothing to key, only tokens to count.
-        return [], sum(segment_tokens(len(data), bytes_per_token) for data, _ in segments)
+        return [], sum(block_tokens(len(data), bytes_per_token) for data, _ in blocks)
     running = hashlib.blake2b(model.encode(), digest_size=16)
     total = 0
     breakpoints: list[Breakpoint] = []
-    for data, marker in segments:
+    for data, marker in blocks:
         running.update(len(data).to_bytes(8, "little"))
         running.update(data)
-        total += segment_tokens(len(data), bytes_per_token)
+        total += block_tokens(len(data), bytes_per_token)
         if marker:
             breakpoints.append(Breakpoint(total, running.copy().hexdigest(), ttl_of(marker)))
     return breakpoints, total

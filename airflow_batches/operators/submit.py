@@ -25,11 +25,11 @@ from airflow_batches.jobs.prepare import (
     ModelMatrix,
     OnInvalid,
     ParamCheck,
+    Parts,
     RequestValidator,
-    Segments,
     Sidecar,
     Staged,
-    envelope_segments,
+    envelope_parts,
     model_rules_check,
     records_from_items,
     records_from_jsonl,
@@ -274,7 +274,7 @@ class SubmitBatchOperator(BaseOperator):
             observers=[] if cache is not None else [estimator],
             metadata=sidecar.metadata,
         )
-        records = Segments(envelope_segments(self._records, sidecar, matrix))
+        records = Parts(envelope_parts(self._records, sidecar, matrix))
         headers = (
             {"anthropic-user-profile-id": self.user_profile_id} if self.user_profile_id else None
         )

@@ -1,4 +1,4 @@
-"""The model matrix: derived custom_ids, one segment per model, staging with a sidecar."""
+"""The model matrix: derived custom_ids, one part per model, staging with a sidecar."""
 
 from __future__ import annotations
 
@@ -15,11 +15,11 @@ from airflow_batches.jobs._store import JobStore
 from airflow_batches.jobs.prepare import (
     REQUESTS_FILE,
     ModelMatrix,
+    Parts,
     RequestValidationError,
     RequestValidator,
-    Segments,
     Sidecar,
-    envelope_segments,
+    envelope_parts,
     load_sidecar,
     original_key,
     records_from_jsonl,
@@ -142,7 +142,7 @@ def test_staging_a_matrix_gives_each_model_its_own_shards(tmp_path: Path) -> Non
         opened.append(1)
         return iter([(f"request {i}", item) for i, item in enumerate(items)])
 
-    segments = Segments(envelope_segments(source, sidecar, matrix))
+    segments = Parts(envelope_parts(source, sidecar, matrix))
     limits_validator = RequestValidator(
         anthropic_version="2023-06-01",
         defaults={"max_tokens": 8},
@@ -199,7 +199,7 @@ def test_a_matrix_over_a_jsonl_file_and_pre_flight_still_strict(tmp_path: Path) 
     with pytest.raises(RequestValidationError) as caught:
         stage_requests(
             JobStore(tmp_path / "job"),
-            Segments(envelope_segments(source, sidecar, matrix)),
+            Parts(envelope_parts(source, sidecar, matrix)),
             validator,
             sidecar=sidecar,
         )

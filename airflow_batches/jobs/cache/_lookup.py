@@ -66,8 +66,8 @@ from airflow_batches.jobs.cache._layout import (
 from airflow_batches.jobs.cache._writer import CacheWriter
 from airflow_batches.jobs.prepare import (
     REQUESTS_FILE,
+    Parts,
     RequestValidator,
-    Segments,
     Staged,
     stage_requests,
 )
@@ -354,7 +354,7 @@ class CacheStep:
         path = staged.store.path(info.uncached_file)
         starts = info.parts or [0]
         ends: list[int | None] = [*starts[1:], None]
-        parts = Segments(_Range(path, a, b) for a, b in zip(starts, ends, strict=True))
+        parts = Parts(_Range(path, a, b) for a, b in zip(starts, ends, strict=True))
         sent_store, sent = stage_requests(root, parts, self.validator)
         sent_file = f"{SEND_FOLDER}/{job_key(sent.fingerprint)}/{REQUESTS_FILE}"
         return Staged(staged.store, staged.prepared, sent, sent_store, sent_file, info)

@@ -3,7 +3,7 @@
 :class:`CostEstimator` is a ``RequestValidator`` observer: it sees every request that passed
 validation, in the same single pass, and keeps a few counters per model and price tier.
 
-- Input tokens come from the request bytes, segment by segment as the API caches them, at the
+- Input tokens come from the request bytes, block by block as the API caches them, at the
   bytes per token of the model's tokenizer family (Haiku 5.5 counts about 30% more than Haiku
   4.5 for the same text). Optionally, a sample of requests per model is counted with the
   token-counting endpoint (free, but rate-limited) and every count of that model is scaled by

@@ -1,5 +1,5 @@
 """Input and pre-flight: reading requests (``_request_files``, ``_request_json``), checking
-them (``_validate``, ``_problems``, ``_limits``, ``_model_rules``), the model matrix and the
+them (``_validate``, ``_problems``, ``_limits``, ``_rule_checks``), the model matrix and the
 metadata sidecar (``_matrix``, ``_sidecar``), sharding (``_shards``) and staging
 (``_staging``). Nothing here talks to the API."""
 
@@ -11,9 +11,8 @@ from airflow_batches.jobs.prepare._matrix import (
     KEEP_CHARS,
     MatrixModel,
     ModelMatrix,
-    envelope_segments,
+    envelope_parts,
 )
-from airflow_batches.jobs.prepare._model_rules import model_rules_check
 from airflow_batches.jobs.prepare._problems import Problem, RequestValidationError
 from airflow_batches.jobs.prepare._request_files import (
     records_from_items,
@@ -21,6 +20,7 @@ from airflow_batches.jobs.prepare._request_files import (
     records_from_text,
 )
 from airflow_batches.jobs.prepare._request_json import decode_line, nests_deeper
+from airflow_batches.jobs.prepare._rule_checks import model_rules_check
 from airflow_batches.jobs.prepare._shards import (
     OnInvalid,
     Prepared,
@@ -32,7 +32,7 @@ from airflow_batches.jobs.prepare._sidecar import Sidecar, load_sidecar, origina
 from airflow_batches.jobs.prepare._staging import (
     REJECTED_FILE,
     REQUESTS_FILE,
-    Segments,
+    Parts,
     SidecarWriter,
     Staged,
     select_range,
@@ -53,17 +53,17 @@ __all__ = [
     "ModelMatrix",
     "OnInvalid",
     "ParamCheck",
+    "Parts",
     "Prepared",
     "Problem",
     "RequestValidationError",
     "RequestValidator",
-    "Segments",
     "Shard",
     "Sidecar",
     "SidecarWriter",
     "Staged",
     "decode_line",
-    "envelope_segments",
+    "envelope_parts",
     "iter_shard_body",
     "load_sidecar",
     "model_rules_check",

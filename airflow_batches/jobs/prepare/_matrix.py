@@ -36,7 +36,7 @@ from airflow_batches.jobs.prepare._request_files import JSON_SPACE
 from airflow_batches.jobs.prepare._request_json import decode_line
 from airflow_batches.jobs.prepare._sidecar import Sidecar
 
-__all__ = ["MatrixModel", "ModelMatrix", "RecordSource", "envelope_segments", "request_key"]
+__all__ = ["MatrixModel", "ModelMatrix", "RecordSource", "envelope_parts", "request_key"]
 
 MAX_CUSTOM_ID = 64
 MAX_LABEL = 128
@@ -190,12 +190,12 @@ class ModelMatrix:
 
     # -- expanding the input ----------------------------------------------------------------
 
-    def segments(
+    def parts(
         self, source: RecordSource, sidecar: Sidecar | None = None
     ) -> list[Iterable[tuple[str, Any]]]:
         """One lazy stream of requests per model; only the first writes the sidecar."""
         return [
-            _Segment(self, model, source, sidecar if i == 0 else None)
+            _ModelPart(self, model, source, sidecar if i == 0 else None)
             for i, model in enumerate(self.models)
         ]
 
@@ -226,9 +226,9 @@ class ModelMatrix:
 
 
 @dataclass
-class _Segment:
+class _ModelPart:
     """The requests of one model, read afresh from the source each time it is iterated; the
-    first model's segment tells the sidecar the custom_ids it shortened."""
+    first model's part tells the sidecar the custom_ids it shortened."""
 
     matrix: ModelMatrix
     model: MatrixModel
@@ -247,13 +247,13 @@ class _Segment:
             yield location + suffix, request
 
 
-def envelope_segments(
+def envelope_parts(
     source: RecordSource, sidecar: Sidecar | None, matrix: ModelMatrix | None = None
 ) -> list[Iterable[tuple[str, Any]]]:
     """The input as pre-flight reads it: for a matrix job one stream per model, else the
     source itself. (Metadata goes to the sidecar through pre-flight's metadata sink.)"""
     if matrix is not None:
-        return matrix.segments(source, sidecar)
+        return matrix.parts(source, sidecar)
     return [_Once(source)]
 
 

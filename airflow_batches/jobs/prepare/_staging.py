@@ -30,7 +30,7 @@ REQUESTS_FILE = "requests.jsonl"
 REJECTED_FILE = "rejected.jsonl"
 
 
-class Segments(tuple[Iterable[tuple[str, Any]], ...]):
+class Parts(tuple[Iterable[tuple[str, Any]], ...]):
     """An input in several parts, each validated and sharded on its own (a batch never spans
     two), staged one after the other in one file: a model-matrix job, one part per model."""
 
@@ -52,7 +52,7 @@ class SidecarWriter(Protocol):
 
 def stage_requests(
     root: JobStore,
-    records: Iterable[tuple[str, Any]] | Segments,
+    records: Iterable[tuple[str, Any]] | Parts,
     validator: RequestValidator,
     *,
     on_invalid: OnInvalid = "fail",
@@ -62,7 +62,7 @@ def stage_requests(
 
     The staged file is written under a temporary name and moved into place once valid; a
     retry with the same input finds it (same fingerprint) and reuses the folder. ``records``
-    may be :class:`Segments`; a ``sidecar`` is written in the same pass and moved into the
+    may be :class:`Parts`; a ``sidecar`` is written in the same pass and moved into the
     folder too (replacing an earlier one) when it holds anything.
     """
     ensure_dir(root.root)
@@ -120,21 +120,22 @@ class Staged:
 
 
 def _prepare_all(
-    records: Iterable[tuple[str, Any]] | Segments,
+    records: Iterable[tuple[str, Any]] | Parts,
     validator: RequestValidator,
     sink: IO[bytes],
     on_invalid: OnInvalid,
 ) -> Prepared:
-    """``prepare`` over the input, or over each of its segments into the same file: shard
-    indexes, ordinals and offsets then run on across segments, and the fingerprint is that of
-    the segments' fingerprints."""
-    if not isinstance(records, Segments):
+    """``prepare`` over the input, or over each of its parts into the same file: shard
+    indexes, ordinals and offsets then run on across parts, and the fingerprint is that of
+    the parts' fingerprints (hashed under the prefix ``segments:``, the parts' earlier name,
+    so that a job keeps its fingerprint, and its folder and ledger, across releases)."""
+    if not isinstance(records, Parts):
         return prepare(records, validator, sink, on_invalid=on_invalid)
     parts: list[Prepared] = []
     shards: list[Any] = []
     first = offset = 0
-    for segment in records:
-        part = prepare(segment, validator, sink, on_invalid=on_invalid)
+    for records_part in records:
+        part = prepare(records_part, validator, sink, on_invalid=on_invalid)
         for shard in part.shards:
             shards.append(
                 dataclasses.replace(
@@ -147,7 +148,7 @@ def _prepare_all(
         first += part.request_count
         offset += sum(s.length for s in part.shards)
         parts.append(part)
-    if len(parts) == 1:  # one segment: the same fingerprint as the input given as it is
+    if len(parts) == 1:  # one part: the same fingerprint as the input given as it is
         fingerprint = parts[0].fingerprint
     else:
         joined = ",".join(p.fingerprint for p in parts).encode()

@@ -30,8 +30,8 @@ from airflow_batches.jobs.prepare import (
     REQUESTS_FILE,
     Limits,
     ModelMatrix,
+    Parts,
     RequestValidator,
-    Segments,
     select_range,
     select_requests,
 )
@@ -234,7 +234,7 @@ class FetchWorkflow:
 
         parts = [_Selection(source, select) for select in selects]
         done = submit_job(
-            Segments(parts) if len(parts) > 1 else parts[0],
+            Parts(parts) if len(parts) > 1 else parts[0],
             validator,
             root=root,
             client=self.client,

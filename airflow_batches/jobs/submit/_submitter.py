@@ -32,9 +32,9 @@ from airflow_batches.jobs.cache import CacheStep
 from airflow_batches.jobs.prepare import (
     REQUESTS_FILE,
     OnInvalid,
+    Parts,
     Prepared,
     RequestValidator,
-    Segments,
     Shard,
     SidecarWriter,
     Staged,
@@ -291,7 +291,7 @@ class Submission:
 
 
 def submit_job(
-    records: Iterable[tuple[str, Any]] | Segments,
+    records: Iterable[tuple[str, Any]] | Parts,
     validator: RequestValidator,
     *,
     root: JobStore,
