@@ -50,7 +50,7 @@ class JobDescriptor(_Model):
     """URI of the job's folder on shared storage (ledger, staged requests, raw results)."""
     job_dir_conn_id: str | None = None
     registry_dir: str = ""
-    """URI of the deployment's registry of claimed batches (``_registry``), on the same
+    """URI of the deployment's registry of claimed batches (``jobs.submit._registry``), on the same
     storage as ``job_dir``; empty without shared staging."""
     request_count: int
     rejected_count: int = 0
@@ -61,13 +61,13 @@ class JobDescriptor(_Model):
     max_bytes_per_batch: int | None = None
     """The shard limits the job was submitted with; follow-up batches keep them."""
     estimate: dict[str, Any] | None = None
-    """The cost estimate made before the first create (``jobs._estimate.Estimate.to_dict``)."""
+    """The cost estimate made before the first create (``jobs.cost.Estimate.to_dict``)."""
     matrix: list[dict[str, Any]] | None = None
-    """The models of a model-matrix job (``jobs._matrix.ModelMatrix.to_json``), else None."""
+    """The models of a model-matrix job (``jobs.prepare.ModelMatrix.to_json``), else None."""
     sidecar_file: str = ""
-    """Name, within ``job_dir``, of the requests' metadata sidecar (``jobs._metadata``)."""
+    """Name, within ``job_dir``, of the requests' metadata sidecar (``jobs.prepare._sidecar``)."""
     cache: dict[str, Any] | None = None
-    """The cross-run cache's part in the job (``jobs._cache.CachePlan``), else None."""
+    """The cross-run cache's part in the job (``jobs.cache.CacheInfo``), else None."""
 
     @property
     def batch_ids(self) -> list[str]:

@@ -1,4 +1,4 @@
-"""Storing a job's new answers in the cross-run cache: one segment per fetch (see ``_cache``)."""
+"""Storing a job's new answers in the cross-run cache: one segment per fetch (see ``_lookup``)."""
 
 from __future__ import annotations
 

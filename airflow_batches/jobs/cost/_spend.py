@@ -1,6 +1,6 @@
 """The estimate's report and the spend guard that reads it.
 
-:class:`Estimate` is what ``jobs._estimate.CostEstimator`` finds: per model and in total, the
+:class:`Estimate` is what ``_estimate.CostEstimator`` finds: per model and in total, the
 expected cost and the worst case at batch prices, and the expected usage at standard prices.
 :func:`check_budget` decides, before anything is sent, whether a job may be.
 """

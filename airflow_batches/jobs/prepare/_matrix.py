@@ -12,7 +12,7 @@ with different params) and params that override the request's own (``thinking``,
 the BLAKE2b-64 hash of the whole custom_id: ``m{i}_<40 characters>_<16 hex>``, 57 characters
 after the prefix for any model, so the part after the prefix (the request's *key*) is the same
 for every model. The original custom_id of a shortened one is kept in the job's sidecar
-(``_metadata``) and restored in the results (``matrix.custom_id``). A request's ``metadata``
+(``_sidecar``) and restored in the results (``matrix.custom_id``). A request's ``metadata``
 travels with each of its copies (pre-flight hands it to the sidecar, by derived custom_id).
 
 **Order and batches.** The input is read once per model (a file is streamed again, a list

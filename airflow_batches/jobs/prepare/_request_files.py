@@ -78,7 +78,7 @@ def records_from_items(items: Iterable[Any]) -> Iterator[tuple[str, Any]]:
 def records_from_text(text: str) -> Iterator[tuple[str, Any]]:
     """Requests from a JSON array rendered as text (a templated ``requests``), read strictly.
 
-    The text is held to the same rules as a JSONL line (``_decode``): a duplicate key, a lone
+    The text is held to the same rules as a JSONL line (``_request_json``): a duplicate key, a lone
     surrogate, NaN or absurd nesting in request 3 is reported as ``request 3``'s problem.
     """
     value, faults = decode_line(text.encode("utf-8", "surrogatepass").strip(JSON_SPACE))

@@ -1,4 +1,4 @@
-"""The model-rules table as a pre-flight check for :class:`~._prepare.RequestValidator`.
+"""The model-rules table as a pre-flight check for :class:`~._validate.RequestValidator`.
 
 Each refusal becomes a problem naming the request, its custom_id, ``params.<field>`` and the
 model, so every request a model would answer ``errored`` a day later is listed before anything

@@ -101,7 +101,7 @@ def stage_requests(
 @dataclass
 class Staged:
     """A job after pre-flight: its folder and what pre-flight made of it, and what of it is
-    to be sent (all of it, unless the cross-run cache answered some: ``_cache``)."""
+    to be sent (all of it, unless the cross-run cache answered some: ``jobs.cache``)."""
 
     store: JobStore
     prepared: Prepared

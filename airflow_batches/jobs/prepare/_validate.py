@@ -1,6 +1,6 @@
 """One request judged and encoded: ``RequestValidator.check``.
 
-A JSONL line is decoded strictly (``_decode``), its structure checked here, defaults applied,
+A JSONL line is decoded strictly (``_request_json``), its structure checked here, defaults applied,
 then the extra rules (``checks``) run and the observers see it. A line that needs no default is
 sent as the user's own bytes; defaults are spliced into the user's bytes (``splice_params``),
 so a request is never re-encoded on the way (no float, escape or key-order drift).

@@ -1,6 +1,6 @@
 """Reading a job's results line by line, with every check a result line gets.
 
-:class:`BatchLines` reads one batch through the one download path (``_download``) and checks
+:class:`Reader` reads one batch through the one download path (``_download``) and checks
 each line: blank lines are skipped with a warning, invalid UTF-8 and malformed JSON are
 errors naming the line, a line replayed byte for byte is kept once (with a warning), two
 different lines for one custom_id are an error, an unknown result type is kept verbatim and

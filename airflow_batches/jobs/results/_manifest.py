@@ -81,7 +81,7 @@ class Timings(_Model):
 
 
 class LineChecks(_Model):
-    """What the line checks kept, skipped or could not cost (see ``_results``)."""
+    """What the line checks kept, skipped or could not cost (see ``_checks``)."""
 
     replayed_lines: int = 0
     blank_lines: int = 0
@@ -122,9 +122,9 @@ class Manifest(_Model):
     """Only when a check found something (replays, blank lines, unknown types, no usage)."""
     matrix: dict[str, Any] | None = None
     """A model-matrix job: per model label, its counts, usage, cost, prompt-cache hit rate,
-    batches, time to end and cross-run cache hits (``jobs._join``)."""
+    batches, time to end and cross-run cache hits (``_join``)."""
     cache: dict[str, Any] | None = None
-    """With a cross-run cache: hits, misses, results stored, spend avoided (``jobs._join``)."""
+    """With a cross-run cache: hits, misses, results stored, spend avoided (``_join``)."""
     metadata_lines: int | None = None
     """Lines that carry their request's metadata (only for a job whose requests had some)."""
     run: dict[str, Any] | None = None

@@ -69,7 +69,7 @@ class Publisher:
     join: Callable[[], ResultJoin] | None = None
     """Opens the join of metadata, matrix models and the cross-run cache (``_join``)."""
     cached_lines: StoragePath | None = None
-    """The lines the cross-run cache answered for this job (``_cache``)."""
+    """The lines the cross-run cache answered for this job (``jobs.cache``)."""
 
     def publish(self, destination: StoragePath | None, started_at: datetime) -> Published:
         self._check_retention()

@@ -93,7 +93,7 @@ class FileSinks:
 
 
 def read_cached_lines(path: Any, stats: ReadStats) -> Iterator[tuple[ResultRecord, bytes]]:
-    """The lines the cross-run cache answered for a job (``_cache``), each scanned; counted
+    """The lines the cross-run cache answered for a job (``jobs.cache``), each scanned; counted
     in ``stats.lines``."""
     with path.open("rb") as stream:
         for number, raw in enumerate(stream, start=1):

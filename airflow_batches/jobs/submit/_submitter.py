@@ -309,7 +309,7 @@ def submit_job(
 
     The one sequence every submission takes, the job's own and its follow-ups: stage (a retry
     with the same input finds the same folder), load or start the ledger (``backend_for``
-    says where it lives), create what has no batch yet. With a ``cache`` (``_cache``), only
+    says where it lives), create what has no batch yet. With a ``cache`` (``jobs.cache``), only
     the requests it cannot answer are sent. ``on_staged`` runs after pre-flight and before
     any create call (a place to log, to estimate, or to refuse).
     """
