@@ -22,7 +22,7 @@ results, never rewritten, so concurrent runs never lose each other's writes:
   is not read.
 
 **At submission** (:meth:`CrossRunCache.plan`), after pre-flight: every segment's keys are
-loaded into a :class:`~airflow_batches.jobs._index.DiskIndex` (36 bytes read per cached result; memory stays flat),
+loaded into a ``DiskIndex`` (``jobs._index``) (36 bytes read per cached result; memory stays flat),
 the staged requests are streamed once, and each is either a *hit* (the result stored for the
 same params, that very custom_id's first when there is one) or a *miss*. The job's folder
 then holds, under ``cache/``: ``cached.jsonl`` (the hits' results, each with this job's

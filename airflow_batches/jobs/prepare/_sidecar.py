@@ -16,7 +16,7 @@ with ``params.metadata`` (the API's own ``{"user_id": ...}``), which is sent as 
 
 ``sidecar.jsonl`` lines: ``{"id": custom_id, "metadata": ...}``, and for a model-matrix job
 whose custom_ids had to be shortened (``_matrix``), ``{"key": request key, "custom_id":
-original}``. At publish time it is loaded into a :class:`~airflow_batches.jobs._index.DiskIndex`, so memory does
+original}``. At publish time it is loaded into a ``DiskIndex`` (``jobs._index``), so memory does
 not grow with the number of requests.
 """
 

@@ -3,8 +3,8 @@
 :class:`ResultJoin` sees every final line as it is published (after the line checks, before
 the sink) and
 
-* joins the request's ``metadata`` from the sidecar (``jobs.prepare._sidecar``) and, for a model-matrix
-  job, ``"matrix": {"model": label, "custom_id": original custom_id}`` (``jobs.prepare._matrix``), by
+* joins the request's ``metadata`` from the sidecar (``prepare._sidecar``) and, for a model-matrix
+  job, ``"matrix": {"model": label, "custom_id": original custom_id}`` (``prepare._matrix``), by
   appending members to the line's JSON object: the API's bytes are kept as they are;
 * counts the line for its model (counts, usage and cost, cache hit rate, time to end), for the
   manifest's ``matrix`` section;
@@ -12,7 +12,7 @@ the sink) and
   (``jobs.cache``), and counts the lines it did answer apart: they were not billed by this job,
   their usage priced at batch prices is the spend avoided.
 
-Memory: the sidecar is read into a :class:`~airflow_batches.jobs._index.DiskIndex`; the totals hold one tally per
+Memory: the sidecar is read into a ``DiskIndex`` (``jobs._index``); the totals hold one tally per
 model and one set of batch ids per model.
 """
 
