@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from airflow_batches.emulator.testing import RunningEmulator
-from tests.jobs.crash_submit import requests
+from tests.jobs.submit.crash_submit import requests
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def run(emulator: RunningEmulator, staging: Path, point: str) -> subprocess.CompletedProcess[str]:
@@ -21,7 +21,7 @@ def run(emulator: RunningEmulator, staging: Path, point: str) -> subprocess.Comp
         [
             sys.executable,
             "-m",
-            "tests.jobs.crash_submit",
+            "tests.jobs.submit.crash_submit",
             emulator.base_url,
             emulator.api_key,
             str(staging),
@@ -61,7 +61,7 @@ def test_a_kill_at_a_random_moment_inside_a_slow_create(
         [
             sys.executable,
             "-m",
-            "tests.jobs.crash_submit",
+            "tests.jobs.submit.crash_submit",
             emulator.base_url,
             emulator.api_key,
             str(tmp_path),
