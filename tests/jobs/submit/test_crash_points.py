@@ -51,10 +51,12 @@ def test_a_retry_after_a_kill_creates_exactly_one_batch_with_every_request(
 
 
 def test_a_kill_at_a_random_moment_inside_a_slow_create(
-    emulator: RunningEmulator, tmp_path: Path
+    emulator: RunningEmulator, tmp_path: Path, random_seed: int
 ) -> None:
     import random
     import time
+
+    moment = random.Random(random_seed).uniform(0.0, 1.4)  # somewhere inside the held create
 
     emulator.configure(faults={"create": {"rate_slow": 1.0, "slow_seconds": 1.5, "max_count": 1}})
     proc = subprocess.Popen(
@@ -73,7 +75,7 @@ def test_a_kill_at_a_random_moment_inside_a_slow_create(
         text=True,
     )
     emulator.wait_until(lambda: emulator.admin.create_calls() + _slow(emulator) > 0, timeout=60)
-    time.sleep(random.uniform(0.0, 1.4))  # somewhere inside the held create call
+    time.sleep(moment)  # real time: the create is held by a real server, the kill is real
     proc.kill()
     proc.wait(timeout=30)
     # The held call may still be handled from the body the server received, or dropped with
