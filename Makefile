@@ -13,7 +13,7 @@ STAMP  := $(VENV)/.installed
 # metadata DB: test_first_hour). The whole suite, the distributed
 # scale test and the fault soak included, runs on the main release (constraints.txt) in .venv.
 RELEASES      := 3.1 3.2
-RELEASE_TESTS := tests/operators tests/triggers tests/hooks tests/test_provider.py \
+RELEASE_TESTS := tests/operators tests/sensors tests/triggers tests/hooks tests/test_provider.py \
 	tests/e2e/test_live_smoke.py tests/e2e/test_live_batches.py tests/e2e/test_example_dag.py \
 	tests/e2e/test_live_restart.py tests/e2e/test_first_hour.py
 

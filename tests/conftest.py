@@ -15,4 +15,9 @@ os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(_HOME / "dags")
 os.environ.pop("AIRFLOW__CORE__SQL_ALCHEMY_CONN", None)
 os.environ.pop("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", None)
 
-pytest_plugins = ["airflow_batches.emulator.testing", "tests.hostile", "tests.lying"]
+pytest_plugins = [
+    "airflow_batches.emulator.testing",
+    "tests.hostile",
+    "tests.lying",
+    "tests.seeds",
+]

@@ -20,7 +20,7 @@ from airflow_batches.emulator.errors import (
     handle_http_exception,
     handle_unexpected,
 )
-from airflow_batches.emulator.faults import FaultMiddleware
+from airflow_batches.emulator.fault_middleware import FaultMiddleware
 from airflow_batches.emulator.service import Emulator
 
 ADMIN_PREFIX = "/_emulator"

@@ -15,9 +15,13 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_the_example_workflow_under_faults_everywhere(tmp_path: Path) -> None:
+def test_the_example_workflow_under_faults_everywhere(tmp_path: Path, random_seed: int) -> None:
     done = subprocess.run(
-        [sys.executable, "bench/fault_soak.py", "--runs", "2", "--size", "34"],
+        [
+            sys.executable,
+            "bench/fault_soak.py",
+            *("--runs", "2", "--size", "34", "--seed", str(random_seed)),
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from airflow_batches.api import Client, ResultsExpiredError
+from airflow_batches.emulator.clock import Clock
 from airflow_batches.emulator.testing import RunningEmulator
 from tests.emulator.conftest import requests
 
@@ -79,15 +80,33 @@ def test_partial_expiry(emulator: RunningEmulator, client: Client) -> None:
     assert counts.succeeded + counts.expired == 50
 
 
-def test_expiry_with_a_scaled_clock(
+def test_a_scaled_clock_runs_scale_times_real_time_and_never_backwards() -> None:
+    # Real time is injected: 24 emulated hours pass in a quarter of a (fake) second.
+    real = [500.0]
+    clock = Clock(1_000.0, scale=400_000, monotonic=lambda: real[0])
+    real[0] += 0.25
+    assert clock.now() == 1_000.0 + 0.25 * 400_000 > 1_000.0 + DAY
+    clock.set_scale(1.0)  # re-bases: the time already run stays
+    assert clock.now() == 101_000.0
+    real[0] += 2.0
+    assert clock.now() == 101_002.0
+    assert clock.advance(10) == 101_012.0
+    with pytest.raises(ValueError, match="only moves forward"):
+        clock.advance(-1)
+    with pytest.raises(ValueError, match="time scale must be > 0"):
+        clock.set_scale(0)
+    assert clock.now() == 101_012.0
+
+
+def test_the_configured_time_scale_drives_the_served_clock(
     emulator_factory: Callable[..., RunningEmulator],
 ) -> None:
-    # 24 emulated hours pass in about a quarter of a second.
+    # What the scale does to time is the test above; expiry follows the clock however it
+    # moves (test_expiry_with_an_advanced_clock). Here: the setting reaches the clock.
     fast = emulator_factory(time_scale=400_000, paused=True)
-    with Client(api_key=fast.api_key, base_url=fast.base_url) as client:
-        batch = client.create(requests(3))
-        fast.wait_ended(batch.id, timeout=10)
-        assert client.retrieve(batch.id).request_counts.expired == 3
+    assert fast.admin.clock()["time_scale"] == 400_000
+    fast.configure(time_scale=2)
+    assert fast.admin.clock()["time_scale"] == 2
 
 
 def test_archive_after_29_days(emulator: RunningEmulator, client: Client) -> None:

@@ -14,7 +14,7 @@ from airflow_batches.api._pricing import load_price_table
 from airflow_batches.evals import EvalResult, Evaluation, extract_json, json_schema
 from airflow_batches.evals._evaluate import TOO_DEEP
 from tests.evals import lines as L
-from tests.jobs.test_deep_lines import tool_line
+from tests.jobs.results.test_deep_lines import tool_line
 
 PRICES = load_price_table()
 SCHEMA = {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}

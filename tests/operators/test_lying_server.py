@@ -15,7 +15,7 @@ import pytest
 from airflow_batches.jobs.results import OWNER_FILE
 from tests.api.test_trust_boundaries import packed_bomb
 from tests.evals import lines as L
-from tests.jobs.test_deep_lines import tool_line
+from tests.jobs.results.test_deep_lines import tool_line
 from tests.lying import API_KEY, LyingServer, in_chunks
 from tests.operators.conftest import CONN_ID, DagRunner, make_requests
 

@@ -2,7 +2,7 @@
 
 Every test runs real triggers against the emulator served over HTTP; the poller's behaviour
 in time (freshness, failures standing for a round) is unit-tested with an injected clock in
-tests/jobs/test_poller.py.
+tests/jobs/wait/test_poller.py.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from airflow_batches.jobs._store import JobStore
 from airflow_batches.jobs.prepare import RequestValidator, records_from_items
 from airflow_batches.jobs.submit import JobSubmitter, Ledger, MemoryLedger, Registry, new_ledger
 from airflow_batches.jobs.submit._submitter import REQUESTS_FILE, stage_requests
-from tests.jobs.test_submit import requests
+from tests.jobs.submit.test_submit import requests
 
 
 class Job:

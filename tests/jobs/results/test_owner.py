@@ -1,4 +1,4 @@
-"""Whose results a destination holds (``jobs/_owner``): by run and task, never by job."""
+"""Whose results a destination holds (``jobs/results/_owner``): by run and task, never by job."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ import pytest
 
 from airflow_batches.api._pricing import load_price_table, usage_cost
 from airflow_batches.jobs.results import ResultTally, scan_result_line
-from tests.jobs.test_scan import errored, succeeded
+from tests.jobs.results.test_scan import errored, succeeded
 
 MTOK = 1_000_000
 

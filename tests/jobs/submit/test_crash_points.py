@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from airflow_batches.emulator.testing import RunningEmulator
-from tests.jobs.crash_submit import requests
+from tests.jobs.submit.crash_submit import requests
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def run(emulator: RunningEmulator, staging: Path, point: str) -> subprocess.CompletedProcess[str]:
@@ -21,7 +21,7 @@ def run(emulator: RunningEmulator, staging: Path, point: str) -> subprocess.Comp
         [
             sys.executable,
             "-m",
-            "tests.jobs.crash_submit",
+            "tests.jobs.submit.crash_submit",
             emulator.base_url,
             emulator.api_key,
             str(staging),
@@ -51,17 +51,19 @@ def test_a_retry_after_a_kill_creates_exactly_one_batch_with_every_request(
 
 
 def test_a_kill_at_a_random_moment_inside_a_slow_create(
-    emulator: RunningEmulator, tmp_path: Path
+    emulator: RunningEmulator, tmp_path: Path, random_seed: int
 ) -> None:
     import random
     import time
+
+    moment = random.Random(random_seed).uniform(0.0, 1.4)  # somewhere inside the held create
 
     emulator.configure(faults={"create": {"rate_slow": 1.0, "slow_seconds": 1.5, "max_count": 1}})
     proc = subprocess.Popen(
         [
             sys.executable,
             "-m",
-            "tests.jobs.crash_submit",
+            "tests.jobs.submit.crash_submit",
             emulator.base_url,
             emulator.api_key,
             str(tmp_path),
@@ -73,7 +75,7 @@ def test_a_kill_at_a_random_moment_inside_a_slow_create(
         text=True,
     )
     emulator.wait_until(lambda: emulator.admin.create_calls() + _slow(emulator) > 0, timeout=60)
-    time.sleep(random.uniform(0.0, 1.4))  # somewhere inside the held create call
+    time.sleep(moment)  # real time: the create is held by a real server, the kill is real
     proc.kill()
     proc.wait(timeout=30)
     # The held call may still be handled from the body the server received, or dropped with

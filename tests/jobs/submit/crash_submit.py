@@ -1,7 +1,7 @@
 """A submitting process that dies (SIGKILL, no clean-up) at a chosen point.
 
-Run as ``python -m tests.jobs.crash_submit BASE_URL KEY STAGING POINT`` by
-tests/jobs/test_crash_points.py: it stages the same requests, loads the job's ledger from the
+Run as ``python -m tests.jobs.submit.crash_submit BASE_URL KEY STAGING POINT`` by
+tests/jobs/submit/test_crash_points.py: it stages the same requests, loads the job's ledger from the
 staging folder (``ledger.json``, as a task retry on another worker would) and submits, killing
 itself at POINT. ``none`` runs to the end, as the retry does.
 """

@@ -1,4 +1,4 @@
-"""The corpus of request files (tests/jobs/request_files, written by its build.py).
+"""The corpus of request files (tests/jobs/prepare/request_files, written by its build.py).
 
 Every malformed file is refused before anything is sent, with a ``RequestValidationError``
 whose message names what the corpus expects (line, custom_id, field, fault) in under 2,000

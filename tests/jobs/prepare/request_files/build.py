@@ -1,12 +1,12 @@
 # ruff: noqa: E501  (the corpus is data: long literal lines read best unbroken)
 """Writes the corpus of request files in this folder, and ``expected.toml``, the verdicts.
 
-    .venv/bin/python tests/jobs/request_files/build.py
+    .venv/bin/python tests/jobs/prepare/request_files/build.py
 
 ``malformed/``: files every one of which pre-flight must refuse with a
 ``RequestValidationError`` whose message names what ``names`` lists (the line, the custom_id,
 the field, the fault). ``valid/``: files from real pipelines that look odd and must pass, with
-the number of requests they hold. ``tests/jobs/test_request_files.py`` checks both, and that
+the number of requests they hold. ``tests/jobs/prepare/test_request_corpus.py`` checks both, and that
 this script still writes exactly the files committed here.
 """
 
