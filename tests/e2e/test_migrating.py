@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -31,9 +32,9 @@ from airflow_batches.emulator.responders import (
 from airflow_batches.emulator.testing import RunningEmulator
 from tests.operators.conftest import held_until
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "dags_examples"
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "dags_examples"
+GUIDE = ROOT / "docs" / "migrating.md"
 DAG_ID = "message_batches_reviews"
 # The review the responder answers overloaded the first time it sees it.
 OVERLOADED_ONCE = "Shipping took three weeks"
@@ -68,6 +69,19 @@ def review_responder(ctx: ResponderContext) -> dict[str, Any]:
     }
 
 
+def test_the_guide_shows_the_example_dags_as_they_are() -> None:
+    """Each excerpt in docs/migrating.md is its file's lines, in the file's order."""
+    blocks = re.findall(r"<!-- excerpt of (\S+) -->\n```python\n(.*?)```", GUIDE.read_text(), re.S)
+    assert {path for path, _ in blocks} == {
+        "dags_examples/reviews.py",
+        "dags_examples/migrating/reviews_official_provider.py",
+    }
+    for path, block in blocks:
+        source = iter(line.strip() for line in (ROOT / path).read_text().splitlines())
+        for line in filter(None, (x.strip() for x in block.splitlines())):
+            assert line in source, f"{path}: {line!r} is not in the file (or not in this order)"
+
+
 def test_the_examples_folder_loads_the_converted_dag_and_not_the_official_one() -> None:
     try:
         from airflow.dag_processing.dagbag import DagBag
@@ -80,6 +94,8 @@ def test_the_examples_folder_loads_the_converted_dag_and_not_the_official_one() 
     assert (EXAMPLES / "migrating" / "reviews_official_provider.py").is_file()
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
 def test_converted_dag_runs_with_dags_test(
     emulator_factory: Callable[..., RunningEmulator], tmp_path: Path
 ) -> None:
