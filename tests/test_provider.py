@@ -6,7 +6,7 @@ import json
 import os
 import subprocess
 import sys
-from importlib.metadata import distribution, entry_points
+from importlib.metadata import Distribution, distribution, distributions, entry_points
 from pathlib import Path
 from typing import Any
 
@@ -123,3 +123,94 @@ def test_airflow_providers_list_shows_it(tmp_path: Path) -> None:
     listed = {p["package_name"]: p for p in json.loads(done.stdout)}
     assert listed[PACKAGE]["version"] == airflow_batches.__version__
     assert listed[PACKAGE]["description"].startswith("Run Message Batches API jobs")
+
+
+# -- what a provider ships: every extra link, the license, the metadata ---------------------
+
+REPO = Path(__file__).resolve().parents[1]
+SHELLS = ("airflow_batches.operators", "airflow_batches.sensors")
+# The SHA-256 of the Apache License 2.0 as the ASF publishes it (LICENSE-2.0.txt).
+APACHE_2_SHA256 = "c71d239df91726fc519c6eb72d318ec65820627232b2f796219e87dcf35d0ab4"
+
+
+def _shell_modules() -> list[Any]:
+    import importlib
+    import pkgutil
+
+    found = []
+    for name in SHELLS:
+        package = importlib.import_module(name)
+        for info in pkgutil.iter_modules(package.__path__, prefix=f"{name}."):
+            found.append(importlib.import_module(info.name))
+    return found
+
+
+def _dotted(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def test_provider_info_lists_every_extra_link() -> None:
+    from airflow_batches._compat import BaseOperator, BaseOperatorLink
+
+    used: set[str] = set()
+    defined: set[str] = set()
+    for module in _shell_modules():
+        for value in vars(module).values():
+            if not isinstance(value, type) or value.__module__ != module.__name__:
+                continue
+            if issubclass(value, BaseOperatorLink):
+                defined.add(_dotted(value))
+            if issubclass(value, BaseOperator):
+                used |= {_dotted(type(link)) for link in value.operator_extra_links}
+    listed = get_provider_info()["extra-links"]
+    assert len(listed) == len(set(listed))
+    assert "airflow_batches.operators._links.EvalReportLink" in used
+    assert used <= defined, "an operator uses a link class defined outside the package"
+    assert defined == set(listed), "get_provider_info()['extra-links'] must list every link"
+
+
+def test_provider_info_names_every_operator_and_sensor_module() -> None:
+    info = get_provider_info()
+    entries = [*info["operators"], *info["sensors"]]
+    listed = {module for entry in entries for module in entry["python-modules"]}
+    names = (m.__name__ for m in _shell_modules())
+    assert listed == {n for n in names if not n.rsplit(".", 1)[1].startswith("_")}
+
+
+def test_airflow_loads_the_extra_links(manager: Any) -> None:
+    loaded = {name for name in manager.extra_links_class_names if name.startswith("airflow_")}
+    assert loaded == set(get_provider_info()["extra-links"])
+
+
+def test_license_file_is_the_apache_license_2() -> None:
+    import hashlib
+
+    license_file = REPO / "LICENSE"
+    assert hashlib.sha256(license_file.read_bytes()).hexdigest() == APACHE_2_SHA256
+
+
+def _installed() -> Distribution:
+    """What pip installed (a wheel, or an editable install): the first ``.dist-info`` found,
+    not the ``.egg-info`` an editable build leaves in the source tree."""
+    for dist in distributions(name=PACKAGE):
+        if any(f.parts[0].endswith(".dist-info") for f in dist.files or []):
+            return dist
+    raise AssertionError(f"{PACKAGE} is not installed")
+
+
+def test_distribution_metadata_carries_the_license_and_classifiers() -> None:
+    dist = _installed()
+    metadata = dist.metadata
+    assert metadata["License-Expression"] == "Apache-2.0"
+    assert metadata.get_all("License-File") == ["LICENSE"]
+    # PEP 639: the license file travels in the distribution's metadata folder.
+    assert dist.read_text("licenses/LICENSE") == (REPO / "LICENSE").read_text()
+    classifiers = set(metadata.get_all("Classifier") or [])
+    assert {
+        "Framework :: Apache Airflow",
+        "Framework :: Apache Airflow :: Provider",
+        "Programming Language :: Python :: 3.11",
+    } <= classifiers
+    assert metadata["Requires-Python"] == ">=3.11"
+    urls = dict(u.split(", ", 1) for u in metadata.get_all("Project-URL") or [])
+    assert urls and all(u.startswith("https://") for u in urls.values())
