@@ -1,44 +1,19 @@
-"""A fetch's destination belongs to one run: checked by the submit before anything is paid,
-claimed by the fetch before anything is resent (``jobs/_owner``)."""
+"""A fetch's destination belongs to one run: the submit checks the destination of every fetch
+downstream of it before anything is paid (the fetch claims it itself, before anything is
+resent: ``jobs/results/_owner``)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
 from airflow_batches._compat import ObjectStoragePath
-from airflow_batches.jobs.results import IsRunning, RunRef, check_destination, file_names
+from airflow_batches.jobs.results import check_destination, file_names
 from airflow_batches.operators._common import storage_path
+from airflow_batches.operators._runs import run_ref, run_state
+from airflow_batches.operators.fetch import FetchResultsOperator
 
 if TYPE_CHECKING:
     from airflow_batches._compat import BaseOperator, Context
-
-_OVER = frozenset({"success", "failed"})
-
-
-def run_ref(context: Context, task_id: str | None = None) -> RunRef:
-    """The task run of ``context`` (or the task ``task_id`` of the same run)."""
-    ti = context["ti"]
-    map_index = getattr(ti, "map_index", -1)
-    return RunRef(
-        dag_id=ti.dag_id,
-        run_id=ti.run_id,
-        task_id=task_id or ti.task_id,
-        map_index=-1 if task_id or map_index is None else map_index,
-    )
-
-
-def run_state(context: Context) -> IsRunning:
-    """Asks Airflow whether a run is still going; None when it cannot tell."""
-    ti = context["ti"]
-
-    def is_running(run: RunRef) -> bool | None:
-        try:
-            state = ti.get_dagrun_state(dag_id=run.dag_id, run_id=run.run_id)
-        except Exception:  # no such run (deleted), or a runner without the call
-            return None
-        return str(getattr(state, "value", state)) not in _OVER
-
-    return is_running
 
 
 def check_downstream_destinations(task: BaseOperator, context: Context) -> None:
@@ -49,8 +24,6 @@ def check_downstream_destinations(task: BaseOperator, context: Context) -> None:
     run still going) fails the submit before anything is validated or sent. A destination
     that cannot be rendered yet (it reads an XCom of a later task) is left to the fetch.
     """
-    from airflow_batches.operators.fetch import FetchResultsOperator
-
     for fetch in task.get_flat_relatives(upstream=False):
         if not isinstance(fetch, FetchResultsOperator) or fetch.options.overwrite:
             continue
@@ -67,7 +40,7 @@ def check_downstream_destinations(task: BaseOperator, context: Context) -> None:
         )
 
 
-def _rendered(fetch: Any, context: Context, task: BaseOperator) -> Any:
+def _rendered(fetch: FetchResultsOperator, context: Context, task: BaseOperator) -> Any:
     value = fetch.destination
     if isinstance(value, ObjectStoragePath):
         return value

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow_batches._compat import AirflowException, Asset, BaseOperator, ObjectStoragePath, conf
+from airflow_batches._compat import AirflowException, Asset, BaseOperator, ObjectStoragePath
 from airflow_batches.api._pricing import PriceTable
 from airflow_batches.api._retry import NOT_FOUND_GRACE
 from airflow_batches.hooks.batches import MessageBatchesHook
@@ -25,7 +25,7 @@ from airflow_batches.jobs.results import (
     release_destination,
 )
 from airflow_batches.jobs.submit import LedgerBackend, MemoryLedger, Registry
-from airflow_batches.jobs.wait import WaitEvent, WaitSettings
+from airflow_batches.jobs.wait import WaitEvent
 from airflow_batches.operators._common import (
     StateStoreLedger,
     coerce_batch_ids,
@@ -37,15 +37,15 @@ from airflow_batches.operators._common import (
     storage_path,
     task_folder,
 )
-from airflow_batches.operators._destination import run_ref, run_state
 from airflow_batches.operators._failures import task_errors, wait_error
-from airflow_batches.operators._waiting import BatchWaiting
+from airflow_batches.operators._runs import run_ref, run_state
+from airflow_batches.operators._wait_mixin import WaitMixin
 
 if TYPE_CHECKING:
     from airflow_batches._compat import Context
 
 
-class FetchResultsOperator(BatchWaiting, BaseOperator):
+class FetchResultsOperator(WaitMixin, BaseOperator):
     """Stream a job's results to object storage as JSONL, with a manifest and a cost figure.
 
     Results go to ``destination`` (a folder URI: ``results.jsonl``, or with
@@ -87,8 +87,11 @@ class FetchResultsOperator(BatchWaiting, BaseOperator):
         naming the batch and the line, and nothing is published.
     :param asset: the Asset to emit; by default one for a destination that is not templated;
         False for none.
-    :param cancel_on_kill: cancel the follow-up batches being waited for when the task is
-        killed (in the worker or deferred).
+
+    The follow-up batches are waited for by the wait contract shared with ``BatchSensor``
+    (``deferrable``, ``poke_interval``, ``max_poke_interval``, ``backoff_factor``, ``timeout``
+    for each wait, ``cancel_on_timeout``, ``cancel_on_kill``, ``max_transient_errors``:
+    ``operators/_wait_mixin.WaitMixin``; docs/operators.md, *Waiting*).
     """
 
     template_fields: Sequence[str] = ("job", "destination")
@@ -109,15 +112,10 @@ class FetchResultsOperator(BatchWaiting, BaseOperator):
         resubmit_failed: bool = False,
         max_attempts: int = 3,
         retry_error_types: Sequence[str] = tuple(sorted(RETRYABLE_ERROR_TYPES)),
-        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
-        poke_interval: float = 60.0,
-        max_poke_interval: float = 600.0,
-        timeout: float | timedelta = timedelta(hours=26),
         retention_warning_days: float = 3.0,
         download_tries: int = 4,
         max_line_bytes: int | None = None,
         asset: Asset | bool | None = None,
-        cancel_on_kill: bool = True,
         **kwargs: Any,
     ) -> None:
         outlets = list(kwargs.pop("outlets", None) or [])
@@ -150,13 +148,6 @@ class FetchResultsOperator(BatchWaiting, BaseOperator):
             max_xcom_bytes=max_xcom_bytes,
             retention_warning_days=retention_warning_days,
         )
-        self.deferrable = deferrable
-        self.poke_interval = poke_interval
-        self.max_poke_interval = max_poke_interval
-        self.wait_timeout = (
-            timeout if isinstance(timeout, timedelta) else timedelta(seconds=timeout)
-        )
-        self.cancel_on_kill = cancel_on_kill
 
     @cached_property
     def price_table(self) -> PriceTable:
@@ -307,7 +298,7 @@ class FetchResultsOperator(BatchWaiting, BaseOperator):
                     self.wait_or_defer(
                         conn_id=hook.conn_id,
                         batch_ids=step.batch_ids,
-                        settings=self._wait_settings(),
+                        created_at=self._clock(),  # a moment ago, by this fetch
                         method_name="resume",
                         kwargs={
                             "job": job.model_dump(mode="json"),
@@ -317,16 +308,6 @@ class FetchResultsOperator(BatchWaiting, BaseOperator):
                     ),
                     hook.conn_id,
                 )
-
-    def _wait_settings(self) -> WaitSettings:
-        now = self._clock()
-        return WaitSettings(
-            poke_interval=self.poke_interval,
-            max_poke_interval=self.max_poke_interval,
-            deadline=now + self.wait_timeout.total_seconds(),
-            not_found_grace_until=now + NOT_FOUND_GRACE,
-            started_at=now,
-        )
 
     @staticmethod
     def _check_wait(event: WaitEvent, conn_id: str) -> None:

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import ast
-import gzip
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_batches._compat import BaseOperator, ObjectStoragePath, conf
 from airflow_batches.api._count import count_tokens
@@ -31,9 +29,6 @@ from airflow_batches.jobs.prepare import (
     Staged,
     envelope_parts,
     model_rules_check,
-    records_from_items,
-    records_from_jsonl,
-    records_from_text,
 )
 from airflow_batches.jobs.submit import (
     Ledger,
@@ -49,12 +44,12 @@ from airflow_batches.operators._common import (
     ledger_backend,
     staging_root,
     storage_conn_id,
-    storage_path,
     task_folder,
 )
 from airflow_batches.operators._destination import check_downstream_destinations
 from airflow_batches.operators._evaljob import cache_step, model_matrix
 from airflow_batches.operators._failures import task_errors
+from airflow_batches.operators._request_source import request_records
 
 if TYPE_CHECKING:
     from airflow_batches._compat import Context
@@ -114,7 +109,7 @@ class SubmitBatchOperator(BaseOperator):
         token-counting endpoint to calibrate the estimate's input tokens; 0 counts none.
     :param models: a model matrix: send every request once per model, as one job (templated).
         Each entry is a model id or ``{"model", "label", "params"}``; the copy of request
-        ``q1`` for ``models[i]`` has the custom_id ``m{i}_q1`` (``jobs/_matrix.py``), and each
+        ``q1`` for ``models[i]`` has the custom_id ``m{i}_q1`` (``jobs/prepare/_matrix.py``), and each
         model's requests go in batches of their own.
     :param cache_path: a cross-run cache on shared storage (templated): a request identical
         to one already answered (same params after defaults, anthropic-version and betas) is
@@ -197,34 +192,7 @@ class SubmitBatchOperator(BaseOperator):
         return MessageBatchesHook(conn_id=self.conn_id)
 
     def _records(self) -> Iterator[tuple[str, Any]]:
-        if self.requests_path is not None:
-            path = storage_path(self.requests_path, self.requests_conn_id)
-            assert path is not None
-            with path.open("rb") as raw:  # type: ignore[no-untyped-call]
-                stream: IO[bytes] = raw
-                if path.name.endswith(".gz"):
-                    stream = gzip.GzipFile(fileobj=raw)  # type: ignore[assignment]
-                yield from records_from_jsonl(stream)
-            return
-        items: Any = self.requests
-        if isinstance(items, str) and items.lstrip().startswith("["):
-            # A list a template rendered as text: JSON, read as strictly as a file; else the
-            # Python repr Jinja gives a list of dicts.
-            strict = list(records_from_text(items))
-            if not (len(strict) == 1 and strict[0][0] == "requests"):
-                yield from strict
-                return
-            try:
-                items = ast.literal_eval(items)
-            except (ValueError, SyntaxError, RecursionError, MemoryError):
-                yield from strict
-                return
-        if isinstance(items, str | bytes) or not isinstance(items, Sequence):
-            raise TypeError(
-                f"requests must be a list of {{custom_id, params}} objects, got "
-                f"{type(items).__name__}; for a file use requests_path="
-            )
-        yield from records_from_items(items)
+        return request_records(self.requests, self.requests_path, self.requests_conn_id)
 
     def _preflight(self) -> tuple[ParamCheck, CostEstimator]:
         """The model-rules check and the cost estimator, from the configured tables."""

@@ -11,45 +11,50 @@ from airflow_batches._compat import (
     AirflowSensorTimeout,
     AirflowSkipException,
     BaseSensorOperator,
-    conf,
 )
-from airflow_batches.api._retry import NOT_FOUND_GRACE
 from airflow_batches.hooks.batches import MessageBatchesHook
 from airflow_batches.jobs.wait import (
     JobProgress,
     OutcomePolicy,
     Severity,
     WaitEvent,
-    WaitSettings,
     batch_summaries,
     judge,
 )
 from airflow_batches.operators._common import coerce_batch_ids, coerce_job
 from airflow_batches.operators._failures import task_errors, wait_error
-from airflow_batches.operators._waiting import BatchWaiting
+from airflow_batches.operators._wait_mixin import WaitMixin, seconds
 
 if TYPE_CHECKING:
     from airflow_batches._compat import Context
 
 
-class BatchSensor(BatchWaiting, BaseSensorOperator):
+class BatchSensor(WaitMixin, BaseSensorOperator):
     """Wait until every batch of a job has ``processing_status == "ended"``.
 
     Pokes once; if work is left it defers to ``BatchTrigger`` (no worker slot held) or, with
-    ``deferrable=False``, keeps polling in the worker. The poll interval grows from
-    ``poke_interval`` by ``backoff_factor`` up to ``max_poke_interval``; ``retry-after`` is
-    honoured; up to ``max_transient_errors`` consecutive transient failures are tolerated.
+    ``deferrable=False``, keeps polling in the worker. How it waits (``deferrable``,
+    ``poke_interval``, ``max_poke_interval``, ``backoff_factor``, ``timeout``,
+    ``cancel_on_timeout``, ``cancel_on_kill``, ``max_transient_errors``) is the wait contract
+    it shares with ``FetchResultsOperator`` (``operators/_wait_mixin.WaitMixin``;
+    docs/operators.md, *Waiting*). ``timeout`` defaults to 26 h: batches expire after 24 h.
 
     Outcome: every request canceled -> skipped; errored / expired requests -> a warning or,
     with ``on_errored="fail"`` / ``on_expired="fail"``, a failure; ``min_success_ratio`` fails
     the task below that share of succeeded requests. Returns a summary of the batches.
 
+    Of ``BaseSensorOperator``'s own parameters, ``soft_fail`` and ``never_fail`` work as for any
+    sensor; ``exponential_backoff=True`` makes the interval at least double (``backoff_factor``
+    raised to 2) and ``max_wait`` caps every interval (``poke_interval`` and
+    ``max_poke_interval`` lowered to it); ``mode="reschedule"`` and ``silent_fail=True`` are
+    refused (use ``deferrable=True``; transient poll failures are tolerated up to
+    ``max_transient_errors``).
+
     :param job: the output of ``SubmitBatchOperator`` (templated), a batch id or a list of ids.
     :param conn_id: defaults to the job's connection.
-    :param timeout: seconds before giving up (default 26 h: batches expire after 24 h).
-    :param cancel_on_timeout: cancel unfinished batches when the wait times out.
-    :param cancel_on_kill: cancel unfinished batches when the task is killed (also while
-        deferred from Airflow 3.3: the trigger's ``on_kill``; see docs/compatibility.md).
+    :param on_errored: ``"warn"`` or ``"fail"`` when a request errored.
+    :param on_expired: ``"warn"`` or ``"fail"`` when a request expired.
+    :param min_success_ratio: fail below this share of succeeded requests.
     """
 
     template_fields: Sequence[str] = ("job",)
@@ -60,36 +65,38 @@ class BatchSensor(BatchWaiting, BaseSensorOperator):
         *,
         job: Any,
         conn_id: str | None = None,
-        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
-        poke_interval: float = 60.0,
-        max_poke_interval: float = 600.0,
-        backoff_factor: float = 1.5,
-        timeout: float | timedelta = timedelta(hours=26),
-        cancel_on_timeout: bool = False,
-        cancel_on_kill: bool = True,
         on_errored: Severity = "warn",
         on_expired: Severity = "warn",
         min_success_ratio: float | None = None,
-        max_transient_errors: int = 10,
+        exponential_backoff: bool = False,
+        max_wait: float | timedelta | None = None,
+        silent_fail: bool = False,
         **kwargs: Any,
     ) -> None:
-        if isinstance(timeout, timedelta):
-            timeout = timeout.total_seconds()
         if kwargs.get("mode") == "reschedule":
             raise ValueError(
                 "BatchSensor does not support mode='reschedule': use deferrable=True, which "
                 "frees the worker slot and keeps polling in the triggerer"
             )
-        super().__init__(poke_interval=poke_interval, timeout=timeout, **kwargs)
+        if silent_fail:
+            raise ValueError(
+                "BatchSensor does not support silent_fail=True: a transient poll failure is "
+                "tolerated up to max_transient_errors times in a row, a permanent one (a "
+                "refused key, a batch that does not exist) fails the task; soft_fail=True or "
+                "never_fail=True turn a failure into a skip"
+            )
+        super().__init__(exponential_backoff=exponential_backoff, max_wait=max_wait, **kwargs)
         self.job = job
         self.conn_id = conn_id
-        self.deferrable = deferrable
-        self.max_poke_interval = max_poke_interval
-        self.backoff_factor = backoff_factor
-        self.cancel_on_timeout = cancel_on_timeout
-        self.cancel_on_kill = cancel_on_kill
         self.policy = OutcomePolicy(on_errored, on_expired, min_success_ratio)
-        self.max_transient_errors = max_transient_errors
+        # BaseSensorOperator's backoff knobs, honoured in our terms (its execute, which reads
+        # them, is not the one that runs).
+        if exponential_backoff:
+            self.backoff_factor = max(self.backoff_factor, 2.0)
+        if max_wait is not None:
+            cap = seconds("max_wait", max_wait)
+            self.poke_interval = min(self.poke_interval, cap)
+            self.max_poke_interval = min(self.max_poke_interval, cap)
 
     def execute(self, context: Context) -> dict[str, Any]:
         try:
@@ -115,22 +122,11 @@ class BatchSensor(BatchWaiting, BaseSensorOperator):
                 descriptor.request_count,
             )
             return WaitEvent(status="ended", message="nothing was sent")
-        started = self._clock()
-        grace = descriptor.submitted_at.timestamp() + NOT_FOUND_GRACE if descriptor else None
         self.log.info("Waiting for %d batch(es): %s", len(ids), ", ".join(ids))
         return self.wait_or_defer(
             conn_id=self._conn_id(),
             batch_ids=ids,
-            settings=WaitSettings(
-                poke_interval=float(self.poke_interval),
-                max_poke_interval=self.max_poke_interval,
-                backoff_factor=self.backoff_factor,
-                max_transient_errors=self.max_transient_errors,
-                deadline=started + float(self.timeout),
-                not_found_grace_until=grace,
-                started_at=started,
-                cancel_on_timeout=self.cancel_on_timeout,
-            ),
+            created_at=descriptor.submitted_at.timestamp() if descriptor else None,
             method_name="execute_complete",
         )
 
