@@ -40,7 +40,6 @@ from airflow_batches.api._errors import (
 )
 from airflow_batches.api._lines import LineDecoder, aiter_lines, iter_lines
 from airflow_batches.api._models import (
-    CUSTOM_ID_PATTERN,
     MAX_BATCH_BYTES,
     MAX_REQUESTS_PER_BATCH,
     RESULT_LINE_ADAPTER,
@@ -61,6 +60,7 @@ from airflow_batches.api._models import (
     SucceededResult,
     Usage,
 )
+from airflow_batches.api._request_shape import CUSTOM_ID_PATTERN
 from airflow_batches.api._results import AsyncResultsStream, ResultsStream
 from airflow_batches.api._retry import RetryPolicy, retry_after_seconds, retry_delay, should_retry
 from airflow_batches.api._settings import (

@@ -28,6 +28,7 @@ from airflow_batches.api._model_ids import (
     norm_model,
     read_table_file,
 )
+from airflow_batches.api._request_shape import FieldPath, api_path, field_path
 
 __all__ = [
     "RULE_IDS",
@@ -45,8 +46,7 @@ _NEUTRAL: Final = {"temperature": 1, "top_p": 1}
 """Sampling values that change nothing, so sending them is not a non-default value."""
 _HIGH_EFFORTS: Final = frozenset({"xhigh", "max"})
 
-Path_ = tuple[str | int, ...]
-Finding = tuple[Path_, dict[str, Any]]
+Finding = tuple[FieldPath, dict[str, Any]]
 
 
 class _Model(BaseModel):
@@ -76,7 +76,7 @@ class Violation:
     """One rule one request breaks."""
 
     rule: str
-    path: Path_
+    path: FieldPath
     """Where, under ``params``: ``("tool_choice", "type")``, ``("messages", 3, "role")``."""
     model: str
     message: str
@@ -85,15 +85,12 @@ class Violation:
     @property
     def field(self) -> str:
         """The path as pre-flight problems write it: ``messages[3].role``."""
-        out = ""
-        for part in self.path:
-            out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
-        return out
+        return field_path(self.path)
 
     @property
     def api_field(self) -> str:
         """The path as the API's error messages write it: ``messages.3.role``."""
-        return ".".join(str(p) for p in self.path)
+        return api_path(self.path)
 
 
 def _forced_tool_use(params: Mapping[str, Any], removed: frozenset[str]) -> Iterator[Finding]:

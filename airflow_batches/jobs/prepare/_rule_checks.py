@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from airflow_batches.api._models import PARAMS_REMOVED_IN
+from airflow_batches.api._request_shape import PARAMS_REMOVED_IN
 from airflow_batches.api._rules import ModelRules, RulesTable, load_rules_table
 from airflow_batches.jobs.prepare._shards import ParamCheck
 

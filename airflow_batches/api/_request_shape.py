@@ -1,0 +1,294 @@
+"""The shape of one batch request, defined once.
+
+A request is ``{"custom_id": ..., "params": {...}}``. Of ``params`` the batch endpoint itself
+insists on a ``model``, a ``max_tokens`` of at least 1 and a non-empty list of ``messages``,
+each with a ``role`` (``user`` or ``assistant``) and a string or list ``content``; on no
+streaming, none of the official SDK's own options (``SDK_ONLY_KEYS``), and none of the
+parameters the request's ``anthropic-version`` removed (``PARAMS_REMOVED_IN``). Every other
+parameter passes through untouched.
+
+The checks are pure: they return ``Fault``s and never raise. A fault names its field (a path,
+like pydantic's ``loc``), what is wrong (``kind``, a closed set) and says it in plain words
+(``message``). Each caller renders faults as its own kind of error:
+
+- pre-flight (``jobs.prepare._validate``): all of them, as problems naming the line (or
+  index), custom_id and field;
+- the wire models (``_models``): the envelope and ``CLIENT_CHECKS``, as a pydantic
+  ``ValidationError``; what a message holds is left to the API (and to pre-flight);
+- the emulator: the envelope as the create call's 400 (``emulator.intake``), ``params`` as an
+  errored result line (``emulator.validation``), both in the API's words.
+
+tests/api/test_request_shape_cases.py drives every caller with one table of cases.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+from airflow_batches.api._format import json_kind, show
+
+__all__ = [
+    "CLIENT_CHECKS",
+    "CUSTOM_ID_MAX",
+    "CUSTOM_ID_PATTERN",
+    "NOT_SENDABLE",
+    "PARAMS_CHECKS",
+    "PARAMS_REMOVED_IN",
+    "REQUEST_KEYS",
+    "ROLES",
+    "SDK_ONLY_KEYS",
+    "Fault",
+    "api_path",
+    "field_path",
+    "params_faults",
+    "request_faults",
+]
+
+CUSTOM_ID_MAX: Final = 64
+CUSTOM_ID_PATTERN: Final = rf"^[a-zA-Z0-9_-]{{1,{CUSTOM_ID_MAX}}}$"
+REQUEST_KEYS: Final = ("custom_id", "params")
+ROLES: Final = ("user", "assistant")
+
+SDK_ONLY_KEYS: Final = frozenset({"extra_body", "extra_headers", "extra_query", "timeout", "betas"})
+"""Keyword arguments of the official SDK that are not API parameters; one in ``params`` fails."""
+NOT_SENDABLE: Final = SDK_ONLY_KEYS | {"stream"}
+"""Keys no request's params may hold (``stream`` only as ``false``), nor a job's defaults."""
+
+PARAMS_REMOVED_IN: Final[dict[str, frozenset[str]]] = {
+    "2026-10-21": frozenset({"temperature", "top_p", "top_k"}),
+}
+"""Messages parameters that an ``anthropic-version`` no longer accepts."""
+
+Kind = Literal[
+    "missing", "null", "type", "empty", "too_small", "pattern", "choice", "unknown",
+    "stream", "sdk_only", "removed",
+]  # fmt: skip
+"""What is wrong: absent, given as null, of another type, empty, below its minimum, not
+matching its pattern, not one of its choices, not a member of a request, streaming asked
+for, an SDK option, removed by the request's anthropic-version."""
+FieldPath = tuple[str | int, ...]
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_CUSTOM_ID = re.compile(CUSTOM_ID_PATTERN)
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """One thing wrong with a request's shape."""
+
+    path: FieldPath
+    """Where: ``("params", "messages", 0, "role")``, relative to what was checked."""
+    kind: Kind
+    message: str
+    """What is wrong in plain words, without the field: ``must be >= 1, got 0``."""
+    expected: str = ""
+    """What the field should be: ``string``, ``integer``, ``list``, ``object``, ``string or
+    list``, ``'user' or 'assistant'``, a pattern; empty where it says nothing more."""
+    value: Any = None
+    """What was found (None when it is absent)."""
+
+    @property
+    def field(self) -> str:
+        return field_path(self.path)
+
+    @property
+    def api_field(self) -> str:
+        return api_path(self.path)
+
+
+def field_path(path: Iterable[Any]) -> str:
+    """A path as pre-flight writes it: ``params.messages[0].role``; ``(request)`` when empty.
+    A key that is not an identifier is quoted: ``params['a b']``."""
+    text = ""
+    for part in path:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif isinstance(part, str) and _IDENTIFIER.fullmatch(part):
+            text += f".{part}" if text else part
+        else:
+            text += f"[{show(part)}]"
+    return text or "(request)"
+
+
+def api_path(path: Iterable[Any]) -> str:
+    """A path as the API's errors write it: ``messages.0.role``."""
+    return ".".join(str(part) for part in path)
+
+
+# --- the envelope ---------------------------------------------------------------------------
+
+
+def request_faults(item: Any, *, also: Sequence[str] = ()) -> list[Fault]:
+    """The faults of a request's envelope: an object holding a ``custom_id`` of the API's
+    pattern, a ``params`` object, and nothing else (but the members named in ``also``).
+
+    What ``params`` holds is ``params_faults``'s business.
+    """
+    if not isinstance(item, Mapping):
+        return [Fault((), "type", f"expected an object, got {json_kind(item)}", "object", item)]
+    faults: list[Fault] = []
+    custom_id = item.get("custom_id")
+    if custom_id is None:
+        faults.append(_absent(item, "custom_id", (), "string"))
+    elif not isinstance(custom_id, str):
+        faults.append(
+            Fault(
+                ("custom_id",),
+                "type",
+                f"must be a string matching {CUSTOM_ID_PATTERN}, got {show(custom_id)}",
+                "string",
+                custom_id,
+            )
+        )
+    elif not _CUSTOM_ID.fullmatch(custom_id):
+        faults.append(
+            Fault(
+                ("custom_id",), "pattern", _bad_custom_id(custom_id), CUSTOM_ID_PATTERN, custom_id
+            )
+        )
+    members = (*REQUEST_KEYS, *also)
+    for key in item:
+        if key not in members:
+            where = key if isinstance(key, str) else repr(key)
+            text = f"unknown field (a request is {{{', '.join(members)}}})"
+            faults.append(Fault((where,), "unknown", text, value=item[key]))
+    params = item.get("params")
+    if params is None:
+        faults.append(_absent(item, "params", (), "object"))
+    elif not isinstance(params, Mapping):
+        text = f"must be an object, got {json_kind(params)}"
+        faults.append(Fault(("params",), "type", text, "object", params))
+    return faults
+
+
+def _bad_custom_id(custom_id: str) -> str:
+    if not custom_id:
+        why = "is empty"
+    elif len(custom_id) > CUSTOM_ID_MAX:
+        why = f"is {len(custom_id):,} characters long"
+    else:
+        why = f"holds {show(next(c for c in custom_id if not _CUSTOM_ID.fullmatch(c)))}"
+    return f"{why}; it must match {CUSTOM_ID_PATTERN}"
+
+
+def _absent(
+    container: Mapping[str, Any], key: str, at: FieldPath, expected: str, text: str = "is required"
+) -> Fault:
+    """``key`` of ``container`` is absent, or null: either way it is required."""
+    kind: Kind = "null" if key in container else "missing"
+    return Fault((*at, key), kind, text, expected)
+
+
+# --- params ---------------------------------------------------------------------------------
+
+_Check = Callable[[Mapping[str, Any], FieldPath], Iterator[Fault]]
+
+
+def _model(params: Mapping[str, Any], at: FieldPath) -> Iterator[Fault]:
+    model = params.get("model")
+    if model is None:
+        yield _absent(params, "model", at, "string")
+    elif not isinstance(model, str) or not model:
+        kind: Kind = "type" if not isinstance(model, str) else "empty"
+        text = f"must be a non-empty string, got {show(model)}"
+        yield Fault((*at, "model"), kind, text, "string", model)
+
+
+def _max_tokens(params: Mapping[str, Any], at: FieldPath) -> Iterator[Fault]:
+    value = params.get("max_tokens")
+    if type(value) is int and value >= 1:
+        return
+    path = (*at, "max_tokens")
+    if value is None:
+        yield _absent(params, "max_tokens", at, "integer")
+    elif isinstance(value, bool) or not isinstance(value, int):
+        yield Fault(path, "type", f"must be an integer, got {show(value)}", "integer", value)
+    elif value < 1:
+        yield Fault(path, "too_small", f"must be >= 1, got {show(value)}", "1", value)
+
+
+def _messages(params: Mapping[str, Any], at: FieldPath) -> Iterator[Fault]:
+    messages = params.get("messages")
+    path = (*at, "messages")
+    if messages is None:
+        yield _absent(params, "messages", at, "list")
+        return
+    if not isinstance(messages, list | tuple):
+        yield Fault(path, "type", "must be a non-empty list", "list", messages)
+        return
+    if not messages:
+        yield Fault(path, "empty", "must be a non-empty list", "list", messages)
+    for i, message in enumerate(messages):
+        if not isinstance(message, Mapping):
+            text = f"must be an object, got {json_kind(message)}"
+            yield Fault((*path, i), "type", text, "object", message)
+            continue
+        role = message.get("role")
+        if role not in ROLES:
+            choices = " or ".join(repr(r) for r in ROLES)
+            if role is None:
+                yield _absent(message, "role", (*path, i), choices, f"is required ({choices})")
+            else:
+                yield Fault((*path, i, "role"), "choice", _bad_role(role, choices), choices, role)
+        content = message.get("content")
+        if content is None:
+            yield _absent(message, "content", (*path, i), "string or list")
+        elif not isinstance(content, str | list | tuple):
+            text = f"must be a string or a list of content blocks, got {json_kind(content)}"
+            yield Fault((*path, i, "content"), "type", text, "string or list", content)
+
+
+def _bad_role(role: Any, choices: str) -> str:
+    if role == "system":
+        return "'system' is not a role in messages: a system prompt goes in params.system"
+    return f"must be {choices}, got {show(role)}"
+
+
+def _stream(params: Mapping[str, Any], at: FieldPath) -> Iterator[Fault]:
+    if "stream" in params and params["stream"] is not False:
+        text = "streaming is not allowed in a batch request"
+        yield Fault((*at, "stream"), "stream", text, "false", params["stream"])
+
+
+def _sdk_only(params: Mapping[str, Any], at: FieldPath) -> Iterator[Fault]:
+    if SDK_ONLY_KEYS.isdisjoint(params):
+        return
+    for key in sorted(SDK_ONLY_KEYS.intersection(params)):
+        text = "an SDK option, not an API parameter: remove it"
+        yield Fault((*at, key), "sdk_only", text, value=params[key])
+
+
+PARAMS_CHECKS: Final[dict[str, _Check]] = {
+    "model": _model,
+    "max_tokens": _max_tokens,
+    "messages": _messages,
+    "stream": _stream,
+    "sdk_only": _sdk_only,
+}
+"""Every check of ``params``, in the order their faults are listed."""
+CLIENT_CHECKS: Final = ("model", "max_tokens", "stream", "sdk_only")
+"""What the client refuses before sending: what no request can be sent with. The messages
+themselves are left to the API, and to pre-flight, which checks them all."""
+
+
+def params_faults(
+    params: Mapping[str, Any],
+    *,
+    anthropic_version: str | None = None,
+    checks: Iterable[str] = PARAMS_CHECKS,
+    at: FieldPath = (),
+) -> list[Fault]:
+    """The faults of a request's ``params``, in ``PARAMS_CHECKS`` order; then, with an
+    ``anthropic_version``, the parameters it removed. Paths start at ``at``."""
+    faults = [fault for name in checks for fault in PARAMS_CHECKS[name](params, at)]
+    removed = PARAMS_REMOVED_IN.get(anthropic_version or "")
+    if removed and not removed.isdisjoint(params):
+        for key in sorted(removed.intersection(params)):
+            text = (
+                f"is not accepted by anthropic-version {anthropic_version} "
+                "(pin the connection to 2023-06-01 to use it)"
+            )
+            faults.append(Fault((*at, key), "removed", text, value=params[key]))
+    return faults
