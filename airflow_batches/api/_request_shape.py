@@ -24,7 +24,7 @@ tests/api/test_request_shape_cases.py drives every caller with one table of case
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -126,38 +126,32 @@ def request_faults(item: Any, *, also: Sequence[str] = ()) -> list[Fault]:
 
     What ``params`` holds is ``params_faults``'s business.
     """
-    if not isinstance(item, Mapping):
+    if type(item) is not dict and not isinstance(item, Mapping):
         return [Fault((), "type", f"expected an object, got {json_kind(item)}", "object", item)]
     faults: list[Fault] = []
     custom_id = item.get("custom_id")
-    if custom_id is None:
+    if type(custom_id) is str and _CUSTOM_ID.fullmatch(custom_id):
+        pass
+    elif custom_id is None:
         faults.append(_absent(item, "custom_id", (), "string"))
     elif not isinstance(custom_id, str):
-        faults.append(
-            Fault(
-                ("custom_id",),
-                "type",
-                f"must be a string matching {CUSTOM_ID_PATTERN}, got {show(custom_id)}",
-                "string",
-                custom_id,
-            )
-        )
-    elif not _CUSTOM_ID.fullmatch(custom_id):
-        faults.append(
-            Fault(
-                ("custom_id",), "pattern", _bad_custom_id(custom_id), CUSTOM_ID_PATTERN, custom_id
-            )
-        )
-    members = (*REQUEST_KEYS, *also)
+        text = f"must be a string matching {CUSTOM_ID_PATTERN}, got {show(custom_id)}"
+        faults.append(Fault(("custom_id",), "type", text, "string", custom_id))
+    else:
+        text = _bad_custom_id(custom_id)
+        faults.append(Fault(("custom_id",), "pattern", text, CUSTOM_ID_PATTERN, custom_id))
+    members = (*REQUEST_KEYS, *also) if also else REQUEST_KEYS
     for key in item:
         if key not in members:
             where = key if isinstance(key, str) else repr(key)
             text = f"unknown field (a request is {{{', '.join(members)}}})"
             faults.append(Fault((where,), "unknown", text, value=item[key]))
     params = item.get("params")
-    if params is None:
+    if type(params) is dict or isinstance(params, Mapping):
+        pass
+    elif params is None:
         faults.append(_absent(item, "params", (), "object"))
-    elif not isinstance(params, Mapping):
+    else:
         text = f"must be an object, got {json_kind(params)}"
         faults.append(Fault(("params",), "type", text, "object", params))
     return faults
@@ -182,107 +176,114 @@ def _absent(
 
 
 # --- params ---------------------------------------------------------------------------------
+# Each check appends its faults to ``out``; the common case (nothing wrong) costs a few type
+# tests, since pre-flight runs them on every request of a job.
 
-_Check = Callable[[Mapping[str, Any], FieldPath], Iterator[Fault]]
+_Check = Callable[[Mapping[str, Any], FieldPath, list[Fault]], None]
 
 
-def _model(params: Mapping[str, Any], at: FieldPath) -> Iterator[Fault]:
+def _model(params: Mapping[str, Any], at: FieldPath, out: list[Fault]) -> None:
     model = params.get("model")
+    if type(model) is str and model:
+        return
     if model is None:
-        yield _absent(params, "model", at, "string")
-    elif not isinstance(model, str) or not model:
-        kind: Kind = "type" if not isinstance(model, str) else "empty"
+        out.append(_absent(params, "model", at, "string"))
+    else:
+        kind: Kind = "empty" if isinstance(model, str) else "type"
         text = f"must be a non-empty string, got {show(model)}"
-        yield Fault((*at, "model"), kind, text, "string", model)
+        out.append(Fault((*at, "model"), kind, text, "string", model))
 
 
-def _max_tokens(params: Mapping[str, Any], at: FieldPath) -> Iterator[Fault]:
+def _max_tokens(params: Mapping[str, Any], at: FieldPath, out: list[Fault]) -> None:
     value = params.get("max_tokens")
     if type(value) is int and value >= 1:
         return
     path = (*at, "max_tokens")
     if value is None:
-        yield _absent(params, "max_tokens", at, "integer")
+        out.append(_absent(params, "max_tokens", at, "integer"))
     elif isinstance(value, bool) or not isinstance(value, int):
-        yield Fault(path, "type", f"must be an integer, got {show(value)}", "integer", value)
+        out.append(Fault(path, "type", f"must be an integer, got {show(value)}", "integer", value))
     elif value < 1:
-        yield Fault(path, "too_small", f"must be >= 1, got {show(value)}", "1", value)
+        out.append(Fault(path, "too_small", f"must be >= 1, got {show(value)}", "1", value))
 
 
-def _messages(params: Mapping[str, Any], at: FieldPath) -> Iterator[Fault]:
+def _messages(params: Mapping[str, Any], at: FieldPath, out: list[Fault]) -> None:
     messages = params.get("messages")
     path = (*at, "messages")
-    if messages is None:
-        yield _absent(params, "messages", at, "list")
-        return
-    if not isinstance(messages, list | tuple):
-        yield Fault(path, "type", "must be a non-empty list", "list", messages)
+    if type(messages) is not list and not isinstance(messages, list | tuple):
+        if messages is None:
+            out.append(_absent(params, "messages", at, "list"))
+        else:
+            out.append(Fault(path, "type", "must be a non-empty list", "list", messages))
         return
     if not messages:
-        yield Fault(path, "empty", "must be a non-empty list", "list", messages)
+        out.append(Fault(path, "empty", "must be a non-empty list", "list", messages))
     for i, message in enumerate(messages):
-        if not isinstance(message, Mapping):
+        if type(message) is not dict and not isinstance(message, Mapping):
             text = f"must be an object, got {json_kind(message)}"
-            yield Fault((*path, i), "type", text, "object", message)
+            out.append(Fault((*path, i), "type", text, "object", message))
             continue
         role = message.get("role")
         if role not in ROLES:
-            choices = " or ".join(repr(r) for r in ROLES)
-            if role is None:
-                yield _absent(message, "role", (*path, i), choices, f"is required ({choices})")
-            else:
-                yield Fault((*path, i, "role"), "choice", _bad_role(role, choices), choices, role)
+            out.append(_bad_role(message, (*path, i)))
         content = message.get("content")
-        if content is None:
-            yield _absent(message, "content", (*path, i), "string or list")
-        elif not isinstance(content, str | list | tuple):
-            text = f"must be a string or a list of content blocks, got {json_kind(content)}"
-            yield Fault((*path, i, "content"), "type", text, "string or list", content)
+        if type(content) is not str and not isinstance(content, str | list | tuple):
+            if content is None:
+                out.append(_absent(message, "content", (*path, i), "string or list"))
+            else:
+                text = f"must be a string or a list of content blocks, got {json_kind(content)}"
+                out.append(Fault((*path, i, "content"), "type", text, "string or list", content))
 
 
-def _bad_role(role: Any, choices: str) -> str:
+def _bad_role(message: Mapping[str, Any], at: FieldPath) -> Fault:
+    role = message.get("role")
+    choices = " or ".join(repr(r) for r in ROLES)
+    if role is None:
+        return _absent(message, "role", at, choices, f"is required ({choices})")
     if role == "system":
-        return "'system' is not a role in messages: a system prompt goes in params.system"
-    return f"must be {choices}, got {show(role)}"
+        text = "'system' is not a role in messages: a system prompt goes in params.system"
+    else:
+        text = f"must be {choices}, got {show(role)}"
+    return Fault((*at, "role"), "choice", text, choices, role)
 
 
-def _stream(params: Mapping[str, Any], at: FieldPath) -> Iterator[Fault]:
+def _not_sendable(params: Mapping[str, Any], at: FieldPath, out: list[Fault]) -> None:
+    if NOT_SENDABLE.isdisjoint(params):
+        return
     if "stream" in params and params["stream"] is not False:
         text = "streaming is not allowed in a batch request"
-        yield Fault((*at, "stream"), "stream", text, "false", params["stream"])
-
-
-def _sdk_only(params: Mapping[str, Any], at: FieldPath) -> Iterator[Fault]:
-    if SDK_ONLY_KEYS.isdisjoint(params):
-        return
+        out.append(Fault((*at, "stream"), "stream", text, "false", params["stream"]))
     for key in sorted(SDK_ONLY_KEYS.intersection(params)):
         text = "an SDK option, not an API parameter: remove it"
-        yield Fault((*at, key), "sdk_only", text, value=params[key])
+        out.append(Fault((*at, key), "sdk_only", text, value=params[key]))
 
 
 PARAMS_CHECKS: Final[dict[str, _Check]] = {
     "model": _model,
     "max_tokens": _max_tokens,
     "messages": _messages,
-    "stream": _stream,
-    "sdk_only": _sdk_only,
+    "not_sendable": _not_sendable,
 }
 """Every check of ``params``, in the order their faults are listed."""
-CLIENT_CHECKS: Final = ("model", "max_tokens", "stream", "sdk_only")
+CLIENT_CHECKS: Final = ("model", "max_tokens", "not_sendable")
 """What the client refuses before sending: what no request can be sent with. The messages
 themselves are left to the API, and to pre-flight, which checks them all."""
+_ALL_CHECKS: Final = tuple(PARAMS_CHECKS.values())
 
 
 def params_faults(
     params: Mapping[str, Any],
     *,
     anthropic_version: str | None = None,
-    checks: Iterable[str] = PARAMS_CHECKS,
+    checks: Iterable[str] | None = None,
     at: FieldPath = (),
 ) -> list[Fault]:
-    """The faults of a request's ``params``, in ``PARAMS_CHECKS`` order; then, with an
-    ``anthropic_version``, the parameters it removed. Paths start at ``at``."""
-    faults = [fault for name in checks for fault in PARAMS_CHECKS[name](params, at)]
+    """The faults of a request's ``params``, in ``PARAMS_CHECKS`` order (only those named in
+    ``checks``, when given); then, with an ``anthropic_version``, the parameters it removed.
+    Paths start at ``at``."""
+    faults: list[Fault] = []
+    for check in _ALL_CHECKS if checks is None else (PARAMS_CHECKS[name] for name in checks):
+        check(params, at, faults)
     removed = PARAMS_REMOVED_IN.get(anthropic_version or "")
     if removed and not removed.isdisjoint(params):
         for key in sorted(removed.intersection(params)):
