@@ -1,4 +1,4 @@
-"""The model-rules table as a pre-flight check for :class:`~._prepare.RequestValidator`.
+"""The model-rules table as a pre-flight check for :class:`~._validate.RequestValidator`.
 
 Each refusal becomes a problem naming the request, its custom_id, ``params.<field>`` and the
 model, so every request a model would answer ``errored`` a day later is listed before anything
@@ -12,7 +12,7 @@ from typing import Any
 
 from airflow_batches.api._request_shape import PARAMS_REMOVED_IN
 from airflow_batches.api._rules import ModelRules, RulesTable, load_rules_table
-from airflow_batches.jobs.prepare._shards import ParamCheck
+from airflow_batches.jobs.prepare._validate import ParamCheck
 
 __all__ = ["model_rules_check"]
 
