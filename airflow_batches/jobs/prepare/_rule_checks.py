@@ -40,7 +40,7 @@ def model_rules_check(
 
     def check(params: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
         for violation in rules.check(params):
-            spec = table.spec(violation.model)
+            spec = table.get(violation.model)
             checked = spec.checked.isoformat() if spec and spec.checked else "undated"
             yield (
                 violation.field,
