@@ -40,6 +40,7 @@ __all__ = [
     "REQUEST_KEYS",
     "ROLES",
     "SDK_ONLY_KEYS",
+    "AtField",
     "Fault",
     "api_path",
     "field_path",
@@ -74,8 +75,25 @@ _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _CUSTOM_ID = re.compile(CUSTOM_ID_PATTERN)
 
 
+class AtField:
+    """Something found at a field of a request (``path``), which it writes two ways."""
+
+    __slots__ = ()
+    path: FieldPath
+
+    @property
+    def field(self) -> str:
+        """The path as pre-flight problems write it: ``params.messages[3].role``."""
+        return field_path(self.path)
+
+    @property
+    def api_field(self) -> str:
+        """The path as the API's error messages write it: ``params.messages.3.role``."""
+        return api_path(self.path)
+
+
 @dataclass(frozen=True, slots=True)
-class Fault:
+class Fault(AtField):
     """One thing wrong with a request's shape."""
 
     path: FieldPath
@@ -88,14 +106,6 @@ class Fault:
     list``, ``'user' or 'assistant'``, a pattern; empty where it says nothing more."""
     value: Any = None
     """What was found (None when it is absent)."""
-
-    @property
-    def field(self) -> str:
-        return field_path(self.path)
-
-    @property
-    def api_field(self) -> str:
-        return api_path(self.path)
 
 
 def field_path(path: Iterable[Any]) -> str:

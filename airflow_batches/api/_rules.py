@@ -27,7 +27,7 @@ from airflow_batches.api._model_table import (
     packaged_document,
     read_table_file,
 )
-from airflow_batches.api._request_shape import FieldPath, api_path, field_path
+from airflow_batches.api._request_shape import AtField, FieldPath
 
 __all__ = [
     "RULE_IDS",
@@ -71,7 +71,7 @@ class ModelSpec(_Model):
 
 
 @dataclass(frozen=True)
-class Violation:
+class Violation(AtField):
     """One rule one request breaks."""
 
     rule: str
@@ -80,16 +80,6 @@ class Violation:
     model: str
     message: str
     """The refusal, naming the model, without the field."""
-
-    @property
-    def field(self) -> str:
-        """The path as pre-flight problems write it: ``messages[3].role``."""
-        return field_path(self.path)
-
-    @property
-    def api_field(self) -> str:
-        """The path as the API's error messages write it: ``messages.3.role``."""
-        return api_path(self.path)
 
 
 def _forced_tool_use(params: Mapping[str, Any], removed: frozenset[str]) -> Iterator[Finding]:
