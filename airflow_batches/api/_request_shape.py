@@ -138,33 +138,38 @@ def request_faults(item: Any, *, also: Sequence[str] = ()) -> list[Fault]:
     """
     if type(item) is not dict and not isinstance(item, Mapping):
         return [Fault((), "type", f"expected an object, got {json_kind(item)}", "object", item)]
-    faults: list[Fault] = []
     custom_id = item.get("custom_id")
-    if type(custom_id) is str and _CUSTOM_ID.fullmatch(custom_id):
-        pass
-    elif custom_id is None:
-        faults.append(_absent(item, "custom_id", (), "string"))
-    elif not isinstance(custom_id, str):
-        text = f"must be a string matching {CUSTOM_ID_PATTERN}, got {show(custom_id)}"
-        faults.append(Fault(("custom_id",), "type", text, "string", custom_id))
-    else:
-        text = _bad_custom_id(custom_id)
-        faults.append(Fault(("custom_id",), "pattern", text, CUSTOM_ID_PATTERN, custom_id))
+    params = item.get("params")
+    good_id = type(custom_id) is str and _CUSTOM_ID.fullmatch(custom_id) is not None
+    good_params = type(params) is dict or isinstance(params, Mapping)
+    if good_id and good_params and len(item) == 2:
+        return []  # the common case: nothing else to look at
+    faults: list[Fault] = []
+    if not good_id:
+        faults.append(_custom_id_fault(item, custom_id))
     members = (*REQUEST_KEYS, *also) if also else REQUEST_KEYS
     for key in item:
         if key not in members:
             where = key if isinstance(key, str) else repr(key)
             text = f"unknown field (a request is {{{', '.join(members)}}})"
             faults.append(Fault((where,), "unknown", text, value=item[key]))
-    params = item.get("params")
-    if type(params) is dict or isinstance(params, Mapping):
-        pass
-    elif params is None:
-        faults.append(_absent(item, "params", (), "object"))
-    else:
-        text = f"must be an object, got {json_kind(params)}"
-        faults.append(Fault(("params",), "type", text, "object", params))
+    if not good_params:
+        if params is None:
+            faults.append(_absent(item, "params", (), "object"))
+        else:
+            text = f"must be an object, got {json_kind(params)}"
+            faults.append(Fault(("params",), "type", text, "object", params))
     return faults
+
+
+def _custom_id_fault(item: Mapping[str, Any], custom_id: Any) -> Fault:
+    if custom_id is None:
+        return _absent(item, "custom_id", (), "string")
+    if not isinstance(custom_id, str):
+        text = f"must be a string matching {CUSTOM_ID_PATTERN}, got {show(custom_id)}"
+        return Fault(("custom_id",), "type", text, "string", custom_id)
+    text = _bad_custom_id(custom_id)
+    return Fault(("custom_id",), "pattern", text, CUSTOM_ID_PATTERN, custom_id)
 
 
 def _bad_custom_id(custom_id: str) -> str:
@@ -219,30 +224,34 @@ def _max_tokens(params: Mapping[str, Any], at: FieldPath, out: list[Fault]) -> N
 
 def _messages(params: Mapping[str, Any], at: FieldPath, out: list[Fault]) -> None:
     messages = params.get("messages")
-    path = (*at, "messages")
     if type(messages) is not list and not isinstance(messages, list | tuple):
         if messages is None:
             out.append(_absent(params, "messages", at, "list"))
         else:
-            out.append(Fault(path, "type", "must be a non-empty list", "list", messages))
+            out.append(
+                Fault((*at, "messages"), "type", "must be a non-empty list", "list", messages)
+            )
         return
     if not messages:
-        out.append(Fault(path, "empty", "must be a non-empty list", "list", messages))
+        out.append(Fault((*at, "messages"), "empty", "must be a non-empty list", "list", messages))
     for i, message in enumerate(messages):
         if type(message) is not dict and not isinstance(message, Mapping):
             text = f"must be an object, got {json_kind(message)}"
-            out.append(Fault((*path, i), "type", text, "object", message))
+            out.append(Fault((*at, "messages", i), "type", text, "object", message))
             continue
-        role = message.get("role")
-        if role not in ROLES:
-            out.append(_bad_role(message, (*path, i)))
+        if message.get("role") not in ROLES:
+            out.append(_bad_role(message, (*at, "messages", i)))
         content = message.get("content")
         if type(content) is not str and not isinstance(content, str | list | tuple):
-            if content is None:
-                out.append(_absent(message, "content", (*path, i), "string or list"))
-            else:
-                text = f"must be a string or a list of content blocks, got {json_kind(content)}"
-                out.append(Fault((*path, i, "content"), "type", text, "string or list", content))
+            out.append(_bad_content(message, (*at, "messages", i)))
+
+
+def _bad_content(message: Mapping[str, Any], at: FieldPath) -> Fault:
+    content = message.get("content")
+    if content is None:
+        return _absent(message, "content", at, "string or list")
+    text = f"must be a string or a list of content blocks, got {json_kind(content)}"
+    return Fault((*at, "content"), "type", text, "string or list", content)
 
 
 def _bad_role(message: Mapping[str, Any], at: FieldPath) -> Fault:
@@ -294,7 +303,7 @@ def params_faults(
     faults: list[Fault] = []
     for check in _ALL_CHECKS if checks is None else (PARAMS_CHECKS[name] for name in checks):
         check(params, at, faults)
-    removed = PARAMS_REMOVED_IN.get(anthropic_version or "")
+    removed = PARAMS_REMOVED_IN.get(anthropic_version) if anthropic_version else None
     if removed and not removed.isdisjoint(params):
         for key in sorted(removed.intersection(params)):
             text = (

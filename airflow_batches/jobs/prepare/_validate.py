@@ -119,8 +119,11 @@ class RequestValidator:
             if isinstance(value, list) and line is not None:
                 hint = " (a JSON array? a requests file is JSONL: one request object per line)"
             return [Problem(location, None, f.field, f.message + hint) for f in envelope]
-        cid = _custom_id_of(value)
-        problems = [Problem(location, cid, f.field, f.message) for f in envelope]
+        custom_id = value.get("custom_id")
+        cid = custom_id if type(custom_id) is str or isinstance(custom_id, str) else None
+        problems = (
+            [Problem(location, cid, f.field, f.message) for f in envelope] if envelope else []
+        )
         params = value.get("params")
         if type(params) is not dict and not isinstance(params, Mapping):
             return problems
