@@ -48,18 +48,14 @@ def api_message(
     match fault.kind:
         case "missing":
             text = "Field required"
-        case "null" | "type" if expected == "object":
-            text = "Input should be an object"
-        case "null" | "type":
-            text = f"Input should be a valid {expected}"
+        case "null" | "type" | "choice":
+            text = _should_be(expected)
         case "empty" if expected == "list":
             text = "List should have at least 1 item after validation"
         case "empty":
             text = "String should have at least 1 character"
         case "too_small":
             text = f"Input should be greater than or equal to {expected}"
-        case "choice":
-            text = f"Input should be {expected}"
         case "pattern":
             text = f"String should match pattern '{expected}' (got {shown(str(fault.value))!r})"
         case "stream":
@@ -72,6 +68,14 @@ def api_message(
         case _:  # unknown, sdk_only
             text = "Extra inputs are not permitted"
     return f"{shown(api_path((*at, *fault.path)))}: {text}"
+
+
+def _should_be(expected: str) -> str:
+    if expected == "object":
+        return "Input should be an object"
+    if expected.startswith("'"):  # a choice: 'user' or 'assistant'
+        return f"Input should be {expected}"
+    return f"Input should be a valid {expected}"
 
 
 def model_known(model: str, patterns: Sequence[str]) -> bool:
