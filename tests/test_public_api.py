@@ -149,5 +149,5 @@ def test_the_trigger_imports_the_wait_and_nothing_else() -> None:
         "airflow_batches.jobs.wait._progress",
         "airflow_batches.jobs.wait._room",
     }
-    for heavy in ("api._pricing", "api._model_ids", "operators", "sensors", "emulator"):
+    for heavy in ("api._pricing", "api._model_table", "operators", "sensors", "emulator"):
         assert not any(m.startswith(f"airflow_batches.{heavy}") for m in loaded), heavy

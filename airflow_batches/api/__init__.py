@@ -1,15 +1,16 @@
 """Client of the Message Batches API. Nothing under this package imports Airflow.
 
-Layout: ``_settings`` (options, the key), ``_base`` (request specs, parsing, the
-retry-or-raise decision), ``_results`` (result streams and resumable downloads: how to read
+Layout: ``_settings`` (options, the key), ``_base`` (request specs), ``_answers`` (parsing,
+the retry-or-raise decision), ``_results`` (result streams and resumable downloads: how to read
 results that survive a connection cut is described there), ``_sync`` / ``_async`` (the two
-thin shells), ``_errors``, ``_retry``, ``_models``, ``_envelope``, ``_lines``, ``_pricing``.
+thin shells), ``_errors``, ``_retry``, ``_models``, ``_request_shape`` (a request's shape, for
+every caller), ``_envelope``, ``_lines``, ``_pricing``, ``_rules``, ``_model_table``.
 """
 
 from typing import TYPE_CHECKING, Any
 
+from airflow_batches.api._answers import retry_or_raise
 from airflow_batches.api._async import AsyncClient
-from airflow_batches.api._base import retry_or_raise
 from airflow_batches.api._envelope import encode_request_line, iter_create_body
 from airflow_batches.api._errors import (
     APIConnectionError,
@@ -40,7 +41,6 @@ from airflow_batches.api._errors import (
 )
 from airflow_batches.api._lines import LineDecoder, aiter_lines, iter_lines
 from airflow_batches.api._models import (
-    CUSTOM_ID_PATTERN,
     MAX_BATCH_BYTES,
     MAX_REQUESTS_PER_BATCH,
     RESULT_LINE_ADAPTER,
@@ -61,6 +61,7 @@ from airflow_batches.api._models import (
     SucceededResult,
     Usage,
 )
+from airflow_batches.api._request_shape import CUSTOM_ID_PATTERN
 from airflow_batches.api._results import AsyncResultsStream, ResultsStream
 from airflow_batches.api._retry import RetryPolicy, retry_after_seconds, retry_delay, should_retry
 from airflow_batches.api._settings import (

@@ -10,12 +10,11 @@ from typing import Any, Unpack
 
 import httpx
 
+from airflow_batches.api._answers import ModelT, Outcome
 from airflow_batches.api._base import (
     AsyncBodySource,
     BatchRef,
     ListParams,
-    ModelT,
-    Outcome,
     RequestSpec,
     _BaseClient,
     next_page,

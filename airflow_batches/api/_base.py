@@ -1,4 +1,5 @@
-"""The I/O-free core of both clients: request specs, answer parsing, the retry-or-raise decision.
+"""The I/O-free core of both clients: request specs, and (through ``_answers``) answer parsing
+and the retry-or-raise decision.
 
 Every call is first written down as a ``RequestSpec`` (method, URL, params, headers, body
 source, expected model, stream or not). ``Client`` and ``AsyncClient`` only turn a spec into
@@ -9,42 +10,37 @@ differently between the two shells is a bug in the shells.
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import json
 import logging
-import random
-from collections.abc import AsyncIterable, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic
 
 import httpx
 import pydantic
 
+from airflow_batches.api._answers import (
+    ModelT,
+    Outcome,
+    parse_answer,
+    retry_or_raise,
+    status_error,
+)
 from airflow_batches.api._clock import ServerClock
 from airflow_batches.api._envelope import encode_request_line, iter_create_body
 from airflow_batches.api._errors import (
-    APIStatusError,
-    BatchesError,
-    ResponseValidationError,
     ResultsExpiredError,
     ResultsNotReadyError,
     UntrustedURLError,
     connection_error_from,
-    status_error_class,
 )
 from airflow_batches.api._models import (
     BatchRequest,
     DeletedMessageBatch,
-    ErrorBody,
     MessageBatch,
     MessageBatchPage,
     check_id,
-    problems,
-    safe_request_id,
 )
-from airflow_batches.api._retry import RetryPolicy, retry_after_seconds, retry_delay, should_retry
 from airflow_batches.api._settings import ClientSettings, tls_context, url_origin
 
 # The name the retry warnings have always been logged under (logging configs refer to it);
@@ -52,40 +48,15 @@ from airflow_batches.api._settings import ClientSettings, tls_context, url_origi
 log = logging.getLogger("airflow_batches.api._client")
 
 
-@contextlib.contextmanager
-def paused_gc() -> Iterator[None]:
-    """No cyclic garbage collection while an answer is parsed (one synchronous call).
-
-    A list page builds a thousand batches in one go; a young collection in the middle of it
-    finds them all alive and promotes them, and each promotion counts towards the next full
-    pass over the whole process. On a triggerer that re-reads 10,000 batches a second this
-    made a full pass (0.25 s) about every second; with the collector paused for the parse,
-    about one every four seconds (docs/performance.md). Collections are only put off: the next
-    allocation after the parse runs what fell due. A collector someone else turned off stays
-    off.
-    """
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
-
-
 BATCHES_PATH = "/v1/messages/batches"
 RESULTS_ENCODINGS = "gzip, deflate"
 """The content-encodings a results download accepts: those it inflates itself, a bounded step
 at a time (``_bounds.BoundedDecoder``)."""
 
-ModelT = TypeVar("ModelT", bound=pydantic.BaseModel)
 BodySource = bytes | Callable[[], Iterable[bytes]]
 """A body as bytes, or a callable giving a fresh iterable of chunks for each attempt."""
 AsyncBodySource = bytes | Callable[[], Iterable[bytes] | AsyncIterable[bytes]]
 BatchRef = str | MessageBatch
-Outcome = httpx.Response | httpx.TransportError
-"""A failed attempt: an error answer whose body has been read, or the transport failure."""
 
 
 COUNT_TOKENS_PATH = "/v1/messages/count_tokens"
@@ -144,60 +115,6 @@ def next_page(page: MessageBatchPage, params: ListParams) -> ListParams | None:
     if params.before_id:
         return ListParams(limit=params.limit, before_id=page.first_id or page.data[0].id)
     return ListParams(limit=params.limit, after_id=page.last_id or page.data[-1].id)
-
-
-def status_error(response: httpx.Response) -> APIStatusError:
-    """The exception for an error answer whose body has been read."""
-    error_type: str | None = None
-    message = ""
-    request_id = safe_request_id(response.headers.get("request-id"))
-    try:
-        body = ErrorBody.model_validate_json(response.content)
-    except pydantic.ValidationError:
-        text = response.content[:500].decode("utf-8", "replace").strip()
-        message = text or response.reason_phrase or "error"
-    else:
-        error_type = body.error.type
-        message = body.error.message
-        request_id = request_id or body.request_id
-    cls = status_error_class(response.status_code)
-    return cls(
-        message,
-        status_code=response.status_code,
-        error_type=error_type,
-        request_id=request_id,
-        retry_after=retry_after_seconds(response.headers),
-        context=f"{response.request.method} {response.request.url.path}",
-    )
-
-
-def retry_or_raise(
-    attempt: int,
-    outcome: Outcome,
-    *,
-    request: httpx.Request,
-    policy: RetryPolicy,
-    max_retries: int | None = None,
-    rand: Callable[[], float] = random.random,
-    now: datetime | None = None,
-) -> float | BatchesError:
-    """What to do after failed attempt number ``attempt`` (0 for the first) of ``request``.
-
-    Returns the seconds to wait before sending it again, or the exception to raise: once
-    ``max_retries`` (default: the policy's) retries are spent, or when the failure is not worth
-    repeating (``should_retry``). No I/O, no clock (``now`` dates a ``retry-after`` HTTP date),
-    no sleeping.
-    """
-    if isinstance(outcome, httpx.TransportError):
-        error: BatchesError = connection_error_from(outcome, request)
-        status, headers = None, None
-    else:
-        error = status_error(outcome)
-        status, headers = outcome.status_code, outcome.headers
-    limit = policy.max_retries if max_retries is None else max_retries
-    if attempt >= limit or not should_retry(status, headers):
-        return error
-    return retry_delay(attempt, headers, policy, rand=rand, now=now)
 
 
 def _shown_origin(parsed: httpx.URL | None, url: str) -> str:
@@ -372,18 +289,7 @@ class _BaseClient:
         self.server_clock.observe(response.headers.get("date"))
         return response.is_success or response.status_code in spec.passthrough
 
-    @staticmethod
-    def _parse(model: type[ModelT], response: httpx.Response) -> ModelT:
-        try:
-            with paused_gc():
-                return model.model_validate_json(response.content)
-        except pydantic.ValidationError as exc:
-            raise ResponseValidationError(
-                f"{response.request.method} {response.request.url} answered "
-                f"{response.status_code} with a body that is not a {model.__name__}: "
-                f"{problems(exc)}",
-                request_id=safe_request_id(response.headers.get("request-id")),
-            ) from None
+    _parse = staticmethod(parse_answer)  # per client, so that one client's parsing can be watched
 
     def _answer(self, spec: RequestSpec[ModelT], response: httpx.Response) -> ModelT:
         if spec.model is None:

@@ -1,10 +1,11 @@
 """The old home of the client, kept so its import paths still work.
 
-The client now lives in ``_settings`` (options, the key), ``_base`` (request specs, parsing,
-the retry-or-raise decision), ``_results`` (streams, resumable downloads), ``_sync`` and
-``_async`` (the two shells). Import from ``airflow_batches.api``.
+The client now lives in ``_settings`` (options, the key), ``_base`` (request specs),
+``_answers`` (parsing, the retry-or-raise decision), ``_results`` (streams, resumable
+downloads), ``_sync`` and ``_async`` (the two shells). Import from ``airflow_batches.api``.
 """
 
+from airflow_batches.api._answers import ModelT, retry_or_raise, status_error
 from airflow_batches.api._async import AsyncClient
 from airflow_batches.api._base import (
     BATCHES_PATH,
@@ -12,12 +13,9 @@ from airflow_batches.api._base import (
     BatchRef,
     BodySource,
     ListParams,
-    ModelT,
     RequestSpec,
     _BaseClient,
     next_page,
-    retry_or_raise,
-    status_error,
 )
 from airflow_batches.api._results import AsyncResultsStream, ResultsDownload, ResultsStream
 from airflow_batches.api._settings import (

@@ -17,6 +17,8 @@ ENVELOPE_HEAD = b'{"requests":['
 ENVELOPE_TAIL = b"]}"
 ENVELOPE_BYTES = len(ENVELOPE_HEAD) + len(ENVELOPE_TAIL)
 """Bytes a create body adds around its request objects."""
+SEPARATOR = b","
+"""Between two request objects of a create body."""
 
 
 def dump_request(payload: Mapping[str, Any]) -> bytes:
@@ -57,11 +59,21 @@ def encode_request_line(request: BatchRequest | Mapping[str, Any]) -> bytes:
 
 def iter_create_body(lines: Iterable[bytes]) -> Iterator[bytes]:
     """Wrap already-encoded request objects into ``{"requests":[...]}``, one piece at a time."""
+    return frame_body(_joined(lines))
+
+
+def frame_body(joined: Iterable[bytes]) -> Iterator[bytes]:
+    """The create body around request objects already joined by ``SEPARATOR`` (pieces of any
+    size: a job streams its staged requests in blocks), one piece at a time."""
     yield ENVELOPE_HEAD
+    yield from joined
+    yield ENVELOPE_TAIL
+
+
+def _joined(lines: Iterable[bytes]) -> Iterator[bytes]:
     first = True
     for line in lines:
         if not first:
-            yield b","
+            yield SEPARATOR
         first = False
         yield line
-    yield ENVELOPE_TAIL

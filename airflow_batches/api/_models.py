@@ -1,13 +1,15 @@
 """Wire models of the Message Batches API.
 
 Response models accept unknown fields: the API grows, and a new field must never break a
-nightly run. Request models are strict exactly where the API is (``custom_id``, ``max_tokens``,
-no streaming) and pass every other Messages parameter through untouched.
+nightly run. Request models refuse what no request can be sent with (the envelope, ``model``,
+``max_tokens``, streaming, SDK options: the shape in ``_request_shape``) and pass every other
+Messages parameter through untouched.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -17,13 +19,17 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    StrictInt,
     TypeAdapter,
     ValidationError,
     model_validator,
 )
 
-CUSTOM_ID_PATTERN = r"^[a-zA-Z0-9_-]{1,64}$"
+from airflow_batches.api._request_shape import (
+    CLIENT_CHECKS,
+    Fault,
+    params_faults,
+    request_faults,
+)
 
 MAX_ID_LENGTH = 128
 """The longest identifier (batch, message or request id) accepted from the server."""
@@ -93,14 +99,6 @@ ErrorType = Literal[
     "api_error",
     "overloaded_error",
 ]
-
-SDK_ONLY_KEYS = frozenset({"extra_body", "extra_headers", "extra_query", "timeout", "betas"})
-"""Keyword arguments of the official SDK that are not API parameters; one in ``params`` fails."""
-
-PARAMS_REMOVED_IN: dict[str, frozenset[str]] = {
-    "2026-10-21": frozenset({"temperature", "top_p", "top_k"}),
-}
-"""Messages parameters that an ``anthropic-version`` no longer accepts."""
 
 
 class _Response(BaseModel):
@@ -240,32 +238,32 @@ RESULT_LINE_ADAPTER: TypeAdapter[BatchResultLine] = TypeAdapter(BatchResultLine)
 # --- requests (strict) --------------------------------------------------------------------
 
 
+def _refuse(faults: list[Fault]) -> None:
+    """The shape's faults as a pydantic error: a ``ValueError`` in a validator, one
+    ``field: message`` per fault."""
+    if faults:
+        raise ValueError("; ".join(f"{fault.field}: {fault.message}" for fault in faults))
+
+
 class MessageParams(BaseModel):
     """Messages create parameters of one batch request.
 
-    Only what the batch endpoint itself enforces is checked here; any other parameter
-    (tools, images, system blocks, cache_control, thinking, metadata, beta fields, ...) is kept
-    exactly as given.
+    Only what no request can be sent with is refused here (``_request_shape.CLIENT_CHECKS``);
+    any other parameter (tools, images, system blocks, cache_control, thinking, metadata,
+    beta fields, ...) is kept exactly as given.
     """
 
     model_config = ConfigDict(extra="allow")
 
-    model: Annotated[str, Field(min_length=1)]
-    max_tokens: Annotated[StrictInt, Field(ge=1)]
+    model: str
+    max_tokens: int
     messages: list[dict[str, Any]]
 
     @model_validator(mode="before")
     @classmethod
-    def _no_streaming_or_sdk_keys(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            if "stream" in data and data["stream"] is not False:
-                raise ValueError("stream: streaming is not allowed in a batch request")
-            leaked = sorted(SDK_ONLY_KEYS.intersection(data))
-            if leaked:
-                raise ValueError(
-                    f"{', '.join(leaked)}: SDK-only option(s), not API parameters; "
-                    "remove them from params"
-                )
+    def _shape(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            _refuse(params_faults(data, checks=CLIENT_CHECKS))
         return data
 
 
@@ -274,8 +272,18 @@ class BatchRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    custom_id: Annotated[str, Field(pattern=CUSTOM_ID_PATTERN)]
+    custom_id: str
     params: MessageParams
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shape(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            faults = request_faults(data)
+            if isinstance(data.get("params"), MessageParams):  # an object, checked already
+                faults = [fault for fault in faults if fault.path != ("params",)]
+            _refuse(faults)
+        return data
 
 
 class CreateBatchBody(BaseModel):

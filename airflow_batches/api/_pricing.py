@@ -27,21 +27,19 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import tomllib
 from collections.abc import Iterator, Mapping, Sequence
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
-from types import MappingProxyType
 from typing import Annotated, Any, Final
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from airflow_batches.api._model_ids import (
-    ModelIndex,
-    entry_errors,
+from airflow_batches.api._model_table import (
+    ModelTable,
+    checked_entry,
     models_of,
     norm_model,
+    packaged_document,
     read_table_file,
 )
 
@@ -144,39 +142,24 @@ class ModelPrice(Rates):
         return f"prompt > {self.tiers[tier - 1].above_prompt_tokens}"
 
 
-class PriceTable:
+class PriceTable(ModelTable[ModelPrice]):
     """Immutable lookup from a model id (dated, aliased or family) to its :class:`ModelPrice`.
 
-    Resolution is :class:`~airflow_batches.api._model_ids.ModelIndex`'s: a dated id finds its
+    Resolution is :class:`~airflow_batches.api._model_table.ModelIndex`'s: a dated id finds its
     family, a new version is unpriced until the table knows it, never guessed.
     """
 
-    __slots__ = ("_index", "_prices")
+    __slots__ = ()
+    what = "price table"
 
     def __init__(
         self, prices: Mapping[str, ModelPrice], aliases: Mapping[str, str] | None = None
     ) -> None:
-        self._prices = MappingProxyType({norm_model(k): v for k, v in prices.items()})
-        try:
-            self._index = ModelIndex(self._prices, aliases)
-        except ValueError as exc:
-            raise ValueError(f"price table: {exc}") from None
+        super().__init__(prices, aliases)
 
     @property
     def prices(self) -> Mapping[str, ModelPrice]:
-        return self._prices
-
-    @property
-    def aliases(self) -> Mapping[str, str]:
-        return self._index.aliases
-
-    def resolve(self, model: str) -> str | None:
-        """The table key that prices ``model``, or None when the table does not know it."""
-        return self._index.resolve(model)
-
-    def get(self, model: str) -> ModelPrice | None:
-        key = self.resolve(model)
-        return None if key is None else self._prices[key]
+        return self._entries
 
     def __getitem__(self, model: str) -> ModelPrice:
         price = self.get(model)
@@ -188,17 +171,16 @@ class PriceTable:
         return isinstance(model, str) and self.resolve(model) is not None
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._prices)
+        return iter(self._entries)
 
     def __len__(self) -> int:
-        return len(self._prices)
+        return len(self._entries)
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        # Mapping proxies do not pickle, and a tally holding this table may cross processes.
-        return (PriceTable, (dict(self._prices), dict(self.aliases)))
+    def _state(self) -> dict[str, Any]:
+        return {"prices": dict(self._entries), "aliases": dict(self.aliases)}
 
     def __repr__(self) -> str:
-        return f"PriceTable({len(self._prices)} models, {len(self.aliases)} aliases)"
+        return f"PriceTable({len(self._entries)} models, {len(self.aliases)} aliases)"
 
     def with_overrides(self, overrides: Mapping[str, Mapping[str, Any]]) -> PriceTable:
         """A new table: each entry of ``overrides`` replaces fields of, or adds, a model."""
@@ -228,8 +210,7 @@ def load_price_table(
 
 @lru_cache(maxsize=1)
 def _default_table() -> PriceTable:
-    raw = resources.files(__package__).joinpath(_DEFAULT_RESOURCE).read_bytes()
-    document = tomllib.loads(raw.decode("utf-8"))
+    document = packaged_document(_DEFAULT_RESOURCE)
     models = models_of(document, f"price table {_DEFAULT_RESOURCE}")
     return _merge(PriceTable({}), models, source=None)
 
@@ -256,12 +237,8 @@ def _merge(
                 )
             if source is not None:
                 fields.setdefault("source", source)
-        try:
-            merged = {**current.model_dump(), **fields} if current else fields
-            prices[key] = ModelPrice.model_validate(merged)
-        except ValidationError as exc:
-            detail = entry_errors(exc)
-            raise ValueError(f"price table {where}: model {model!r}: {detail}") from None
+        merged = {**current.model_dump(), **fields} if current else fields
+        prices[key] = checked_entry(ModelPrice, merged, f"price table {where}: model {model!r}")
         # A model given its own price stops being an alias of another one.
         aliases.pop(key, None)
         for alias in extra_aliases:

@@ -11,23 +11,23 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import tomllib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from airflow_batches.api._model_ids import (
-    ModelIndex,
-    entry_errors,
+from airflow_batches.api._model_table import (
+    ModelTable,
+    checked_entry,
     models_of,
     norm_model,
+    packaged_document,
     read_table_file,
 )
+from airflow_batches.api._request_shape import AtField, FieldPath
 
 __all__ = [
     "RULE_IDS",
@@ -45,8 +45,7 @@ _NEUTRAL: Final = {"temperature": 1, "top_p": 1}
 """Sampling values that change nothing, so sending them is not a non-default value."""
 _HIGH_EFFORTS: Final = frozenset({"xhigh", "max"})
 
-Path_ = tuple[str | int, ...]
-Finding = tuple[Path_, dict[str, Any]]
+Finding = tuple[FieldPath, dict[str, Any]]
 
 
 class _Model(BaseModel):
@@ -72,28 +71,15 @@ class ModelSpec(_Model):
 
 
 @dataclass(frozen=True)
-class Violation:
+class Violation(AtField):
     """One rule one request breaks."""
 
     rule: str
-    path: Path_
+    path: FieldPath
     """Where, under ``params``: ``("tool_choice", "type")``, ``("messages", 3, "role")``."""
     model: str
     message: str
     """The refusal, naming the model, without the field."""
-
-    @property
-    def field(self) -> str:
-        """The path as pre-flight problems write it: ``messages[3].role``."""
-        out = ""
-        for part in self.path:
-            out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
-        return out
-
-    @property
-    def api_field(self) -> str:
-        """The path as the API's error messages write it: ``messages.3.role``."""
-        return ".".join(str(p) for p in self.path)
 
 
 def _forced_tool_use(params: Mapping[str, Any], removed: frozenset[str]) -> Iterator[Finding]:
@@ -159,8 +145,11 @@ RULE_IDS: Final = ("max_output", *_CONDITIONS)
 """Every rule a table may name (``max_output`` applies to each model with a maximum)."""
 
 
-class RulesTable:
+class RulesTable(ModelTable[ModelSpec]):
     """The loaded table: specs by model family, tokenizers, output betas, rule messages."""
+
+    __slots__ = ("default_tokenizer", "messages", "output_betas", "tokenizers")
+    what = "model rules"
 
     def __init__(
         self,
@@ -172,24 +161,19 @@ class RulesTable:
         messages: Mapping[str, str],
         default_tokenizer: str,
     ) -> None:
-        self.models = dict(models)
+        super().__init__(models, aliases)
         self.tokenizers = dict(tokenizers)
         self.output_betas = dict(output_betas)
         self.messages = dict(messages)
         self.default_tokenizer = default_tokenizer
-        self._index = ModelIndex(self.models, aliases)
-        self.aliases = dict(self._index.aliases)
         _check_names(self)
 
-    def resolve(self, model: str) -> str | None:
-        return self._index.resolve(model)
-
-    def spec(self, model: str) -> ModelSpec | None:
-        key = self.resolve(model)
-        return None if key is None else self.models[key]
+    @property
+    def models(self) -> Mapping[str, ModelSpec]:
+        return self._entries
 
     def tokenizer_name(self, model: str) -> str:
-        spec = self.spec(model)
+        spec = self.get(model)
         return (spec.tokenizer if spec else None) or self.default_tokenizer
 
     def tokenizer(self, model: str) -> Tokenizer:
@@ -198,7 +182,7 @@ class RulesTable:
     def output_limit(self, model: str, betas: Iterable[str] = ()) -> int | None:
         """The largest ``max_tokens`` the model accepts with these batch betas; None if the
         table does not know the model's maximum."""
-        spec = self.spec(model)
+        spec = self.get(model)
         if spec is None or spec.max_output_tokens is None:
             return None
         limit = spec.max_output_tokens
@@ -208,22 +192,15 @@ class RulesTable:
                 limit = max(limit, allowed)
         return limit
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild, (self._state(),))
-
     def _state(self) -> dict[str, Any]:
         return {
-            "models": self.models,
-            "aliases": self.aliases,
+            "models": dict(self._entries),
+            "aliases": dict(self.aliases),
             "tokenizers": self.tokenizers,
             "output_betas": self.output_betas,
             "messages": self.messages,
             "default_tokenizer": self.default_tokenizer,
         }
-
-
-def _rebuild(state: dict[str, Any]) -> RulesTable:
-    return RulesTable(**state)
 
 
 def _check_names(table: RulesTable) -> None:
@@ -256,8 +233,7 @@ def load_rules_table(overrides: str | os.PathLike[str] | None = None) -> RulesTa
 
 @lru_cache(maxsize=1)
 def _default_document() -> dict[str, Any]:
-    raw = resources.files(__package__).joinpath(_DEFAULT_RESOURCE).read_bytes()
-    return tomllib.loads(raw.decode("utf-8"))
+    return packaged_document(_DEFAULT_RESOURCE)
 
 
 @lru_cache(maxsize=1)
@@ -284,11 +260,7 @@ def _table_of(document: Mapping[str, Any], where: str) -> RulesTable:
         fields = dict(fields)
         for alias in fields.pop("aliases", ()):
             aliases[alias] = name
-        try:
-            specs[name] = ModelSpec.model_validate(fields)
-        except ValidationError as exc:
-            detail = entry_errors(exc)
-            raise ValueError(f"model rules {where}: model {name!r}: {detail}") from None
+        specs[name] = checked_entry(ModelSpec, fields, f"model rules {where}: model {name!r}")
     try:
         tokenizers = {
             k: Tokenizer.model_validate(v) for k, v in dict(document.get("tokenizers", {})).items()

@@ -10,13 +10,12 @@ from typing import Any, Unpack
 
 import httpx
 
+from airflow_batches.api._answers import ModelT, Outcome
 from airflow_batches.api._base import (
     AsyncBodySource,
     BatchRef,
     BodySource,
     ListParams,
-    ModelT,
-    Outcome,
     RequestSpec,
     _BaseClient,
     next_page,

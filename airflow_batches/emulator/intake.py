@@ -17,11 +17,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import IO, Any
 
-from airflow_batches.api._models import CUSTOM_ID_PATTERN
+from airflow_batches.api._request_shape import request_faults
 from airflow_batches.emulator.errors import APIError, invalid_request
 from airflow_batches.emulator.store import BatchFiles
+from airflow_batches.emulator.validation import api_message
 
-_CUSTOM_ID = re.compile(CUSTOM_ID_PATTERN)
 _WS = re.compile(r"[ \t\n\r]*")
 
 
@@ -131,26 +131,13 @@ class _Window:
 
 
 def _check_item(index: int, item: Any, seen: dict[str, int]) -> str:
+    """The custom_id of a request item of the API's shape; else the 400 naming the first
+    fault (``api._request_shape``, worded by ``validation.api_message``)."""
     where = f"requests.{index}"
-    if not isinstance(item, dict):
-        raise invalid_request(f"{where}: Input should be an object")
-    for key in item:
-        if key not in ("custom_id", "params"):
-            raise invalid_request(f"{where}.{_show(key)}: Extra inputs are not permitted")
-    if "custom_id" not in item:
-        raise invalid_request(f"{where}.custom_id: Field required")
-    if "params" not in item:
-        raise invalid_request(f"{where}.params: Field required")
-    custom_id = item["custom_id"]
-    if not isinstance(custom_id, str):
-        raise invalid_request(f"{where}.custom_id: Input should be a valid string")
-    if not _CUSTOM_ID.match(custom_id):
-        raise invalid_request(
-            f"{where}.custom_id: String should match pattern '{CUSTOM_ID_PATTERN}' "
-            f"(got {_show(custom_id)!r})"
-        )
-    if not isinstance(item["params"], dict):
-        raise invalid_request(f"{where}.params: Input should be an object")
+    faults = request_faults(item)
+    if faults:
+        raise invalid_request(api_message(faults[0], at=("requests", index), shown=_show))
+    custom_id: str = item["custom_id"]
     first = seen.setdefault(custom_id, index)
     if first != index:
         raise invalid_request(

@@ -1,7 +1,13 @@
-"""Asynchronous validation of one request's params, as the API does after a batch is created.
+"""Asynchronous validation of one request's params, as the API does after a batch is created,
+and the API's words for a request's shape.
 
 A problem here never fails the create call: the request ends ``errored`` with the error this
-function returns, and the rest of the batch is processed as usual.
+function returns, and the rest of the batch is processed as usual. The shape itself (required
+members, types, roles, no streaming, no SDK options, parameters a version removed) is the one
+``api._request_shape`` defines for every caller; ``api_message`` words its faults as the API
+does, here and in the create call's 400 (``intake``). What only the API knows is judged here:
+each model's output limit, the thinking betas, the model rules, the user profile, which models
+exist.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ from collections.abc import Callable, Sequence
 from fnmatch import fnmatchcase
 from typing import Any
 
-from airflow_batches.api._models import PARAMS_REMOVED_IN, SDK_ONLY_KEYS
+from airflow_batches.api._request_shape import Fault, FieldPath, api_path, params_faults
 from airflow_batches.api._rules import ModelRules, load_rules_table
 from airflow_batches.emulator.betas import BINDING_BETA, DISPLAY_UPDATES_BETA
 
@@ -27,6 +33,49 @@ class RequestError(Exception):
 
 def _invalid(message: str) -> RequestError:
     return RequestError("invalid_request_error", message)
+
+
+def api_message(
+    fault: Fault,
+    *,
+    at: FieldPath = (),
+    anthropic_version: str = "",
+    shown: Callable[[str], str] = str,
+) -> str:
+    """``field: text`` for a shape fault, in the API's (pydantic's) words; ``at`` prefixes the
+    field, ``shown`` turns text from the input (keys, values) back into what the client sent."""
+    expected = fault.expected
+    match fault.kind:
+        case "missing":
+            text = "Field required"
+        case "null" | "type" | "choice":
+            text = _should_be(expected)
+        case "empty" if expected == "list":
+            text = "List should have at least 1 item after validation"
+        case "empty":
+            text = "String should have at least 1 character"
+        case "too_small":
+            text = f"Input should be greater than or equal to {expected}"
+        case "pattern":
+            text = f"String should match pattern '{expected}' (got {shown(str(fault.value))!r})"
+        case "stream":
+            text = "streaming is not supported in the Message Batches API"
+        case "removed":
+            text = (
+                f"Extra inputs are not permitted (`{fault.path[-1]}` is not a parameter under "
+                f"anthropic-version {anthropic_version})"
+            )
+        case _:  # unknown, sdk_only
+            text = "Extra inputs are not permitted"
+    return f"{shown(api_path((*at, *fault.path)))}: {text}"
+
+
+def _should_be(expected: str) -> str:
+    if expected == "object":
+        return "Input should be an object"
+    if expected.startswith("'"):  # a choice: 'user' or 'assistant'
+        return f"Input should be {expected}"
+    return f"Input should be a valid {expected}"
 
 
 def model_known(model: str, patterns: Sequence[str]) -> bool:
@@ -62,30 +111,21 @@ def validate_params(
     """
     if not isinstance(params, dict):
         return _invalid("params: Input should be an object")
-    for key in sorted(SDK_ONLY_KEYS.intersection(params)):
-        return _invalid(f"{key}: Extra inputs are not permitted")
-    for key in sorted(PARAMS_REMOVED_IN.get(api_version, frozenset()).intersection(params)):
-        return _invalid(
-            f"{key}: Extra inputs are not permitted (`{key}` is not a parameter under "
-            f"anthropic-version {api_version})"
-        )
-    model = params.get("model")
-    if model is None:
-        return _invalid("model: Field required")
-    if not isinstance(model, str) or not model:
-        return _invalid("model: Input should be a valid string")
-    known_limit = rules.output_limit(model) if rules is not None else None
-    output_betas = (rules.table if rules is not None else load_rules_table()).output_betas
-    limit = max([max_output_tokens, *(output_betas.get(b, 0) for b in betas)])
-    problem = _check_max_tokens(params, limit, known_limit is not None)
-    if problem is not None:
-        return problem
-    stream = params.get("stream", False)
-    if stream is not False:
-        return _invalid("stream: streaming is not supported in the Message Batches API")
-    problem = _check_messages(params.get("messages")) or _check_thinking(
-        params.get("thinking"), betas
-    )
+    faults = params_faults(params, anthropic_version=api_version)
+    if faults:
+        return _invalid(api_message(faults[0], anthropic_version=api_version))
+    model = params["model"]
+    value = params["max_tokens"]
+    if rules is None or rules.output_limit(model) is None:
+        # A model the rules table knows is held to its own maximum by the table, below.
+        output_betas = (rules.table if rules is not None else load_rules_table()).output_betas
+        limit = max([max_output_tokens, *(output_betas.get(b, 0) for b in betas)])
+        if value > limit:
+            return _invalid(
+                f"max_tokens: {value} > {limit}, which is the maximum allowed number of output "
+                f"tokens for {model}"
+            )
+    problem = _check_thinking(params.get("thinking"), betas)
     if problem is not None:
         return problem
     for violation in rules.check(params) if rules is not None else ():
@@ -98,44 +138,6 @@ def validate_params(
         )
     if not model_known(model, models):
         return RequestError("not_found_error", f"model: {model}")
-    return None
-
-
-def _check_max_tokens(params: dict[str, Any], limit: int, ruled: bool) -> RequestError | None:
-    """``limit`` applies to a model the rules table does not know (``ruled`` is False); the
-    table checks the others against their own maximum."""
-    if "max_tokens" not in params:
-        return _invalid("max_tokens: Field required")
-    value = params["max_tokens"]
-    if isinstance(value, bool) or not isinstance(value, int):
-        return _invalid("max_tokens: Input should be a valid integer")
-    if value < 1:
-        return _invalid("max_tokens: Input should be greater than or equal to 1")
-    if value > limit and not ruled:
-        return _invalid(
-            f"max_tokens: {value} > {limit}, which is the maximum allowed number of output "
-            f"tokens for {params.get('model')}"
-        )
-    return None
-
-
-def _check_messages(messages: Any) -> RequestError | None:
-    if messages is None:
-        return _invalid("messages: Field required")
-    if not isinstance(messages, list):
-        return _invalid("messages: Input should be a valid list")
-    if not messages:
-        return _invalid("messages: List should have at least 1 item after validation")
-    for i, message in enumerate(messages):
-        if not isinstance(message, dict):
-            return _invalid(f"messages.{i}: Input should be an object")
-        if message.get("role") not in ("user", "assistant"):
-            return _invalid(f"messages.{i}.role: Input should be 'user' or 'assistant'")
-        content = message.get("content")
-        if content is None:
-            return _invalid(f"messages.{i}.content: Field required")
-        if not isinstance(content, str | list):
-            return _invalid(f"messages.{i}.content: Input should be a valid string or list")
     return None
 
 

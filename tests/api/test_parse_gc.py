@@ -1,4 +1,4 @@
-"""Answers are parsed with the cyclic garbage collector paused (``_base.paused_gc``)."""
+"""Answers are parsed with the cyclic garbage collector paused (``_answers.paused_gc``)."""
 
 from __future__ import annotations
 

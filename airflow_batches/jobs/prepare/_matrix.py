@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_batches.api._models import CUSTOM_ID_PATTERN
+from airflow_batches.api._request_shape import CUSTOM_ID_MAX, CUSTOM_ID_PATTERN
 from airflow_batches.jobs._store import name_clash
 from airflow_batches.jobs.prepare._request_files import JSON_SPACE
 from airflow_batches.jobs.prepare._request_json import decode_line
@@ -38,7 +38,6 @@ from airflow_batches.jobs.prepare._sidecar import Sidecar
 
 __all__ = ["MatrixModel", "ModelMatrix", "RecordSource", "envelope_parts", "request_key"]
 
-MAX_CUSTOM_ID = 64
 MAX_LABEL = 128
 """A label becomes part of file names (``split_by_model``): bounded to keep them valid."""
 KEEP_CHARS = 40
@@ -54,7 +53,7 @@ per model."""
 def request_key(custom_id: str, prefix_length: int = 0) -> str:
     """The part of a derived custom_id after ``m{i}_``: the custom_id itself when it fits in
     ``63 - prefix_length`` characters, else its shortened form (see the module docstring)."""
-    if prefix_length + 1 + len(custom_id) <= MAX_CUSTOM_ID:
+    if prefix_length + 1 + len(custom_id) <= CUSTOM_ID_MAX:
         return custom_id
     digest = hashlib.blake2b(custom_id.encode(), digest_size=HASH_HEX // 2).hexdigest()
     return f"{custom_id[:KEEP_CHARS]}_{digest}"

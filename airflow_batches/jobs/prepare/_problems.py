@@ -12,44 +12,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from airflow_batches.api import BatchesError
-from airflow_batches.api._format import ELLIPSIS, shorten
+from airflow_batches.api._format import shorten
 
 MESSAGE_BUDGET = 2000
 """Upper bound on the length of a ``RequestValidationError`` message."""
-VALUE_CHARS = 60
 CUSTOM_ID_CHARS = 64
 FIELD_CHARS = 120
 PROBLEM_CHARS = 300
-
-
-def show(value: Any) -> str:
-    """A value from the input as a message quotes it: short, and never failing."""
-    if isinstance(value, str):
-        return repr(value[:VALUE_CHARS]) + (ELLIPSIS if len(value) > VALUE_CHARS else "")
-    if isinstance(value, bool) or value is None or isinstance(value, float):
-        return repr(value)
-    if isinstance(value, int):
-        if value.bit_length() > 64:  # repr of a huge int is slow, or refused past 4,300 digits
-            return f"an integer of about {int(value.bit_length() * 0.30103) + 1} digits"
-        return repr(value)
-    return kind(value)
-
-
-def kind(value: Any) -> str:
-    """The JSON kind of a value, for "expected an object, got a list" messages."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, dict):
-        return "an object"
-    if isinstance(value, list | tuple):
-        return "a list"
-    return f"a {type(value).__name__}"
 
 
 @dataclass(frozen=True)

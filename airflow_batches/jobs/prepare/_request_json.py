@@ -37,9 +37,9 @@ from typing import Any
 
 import msgspec
 
-from airflow_batches.api._format import shorten
+from airflow_batches.api._format import VALUE_CHARS, shorten, show
+from airflow_batches.api._request_shape import field_path
 from airflow_batches.jobs.prepare._limits import MAX_NESTING
-from airflow_batches.jobs.prepare._problems import VALUE_CHARS, show
 
 LINE = "(line)"
 """The field of a fault that belongs to the line as a whole."""
@@ -53,7 +53,6 @@ name the field that nests too deep)."""
 _TRUSTED_RECURSION_LIMIT = 5000
 """Parsers recurse in C, guarded by ``sys.getrecursionlimit()``; above this limit the guard
 could let a deep line overflow the C stack, so depth is measured before parsing."""
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+"', re.DOTALL)
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
@@ -260,7 +259,7 @@ def _syntax_message(text: str, exc: json.JSONDecodeError) -> str:
 # --- the walk that names fields ---------------------------------------------------------------
 
 
-def audit(value: Any, *, at: str = "") -> list[Fault]:
+def audit(value: Any) -> list[Fault]:
     """Every fault of a decoded or in-memory value, in document order, each with its path.
 
     Also judges what only Python values can hold: keys that are not strings, floats that are
@@ -268,7 +267,7 @@ def audit(value: Any, *, at: str = "") -> list[Fault]:
     walked once (a cycle is then left to the encoder, which refuses it).
     """
     faults: list[Fault] = []
-    stack: list[tuple[Any, Any, int]] = [(value, at, 1)]
+    stack: list[tuple[Any, Any, int]] = [(value, None, 1)]
     walked: set[int] = set()
     while stack:
         item, path, depth = stack.pop()
@@ -341,14 +340,8 @@ def _surrogate_message(text: str) -> str:
 
 def _render(path: Any) -> str:
     """``params.messages[0].role`` from the linked ``(parent, key)`` pairs of a path."""
-    parts: list[str] = []
+    keys: list[Any] = []
     while isinstance(path, tuple):
         path, key = path
-        if isinstance(key, int):
-            parts.append(f"[{key}]")
-        elif _IDENTIFIER.fullmatch(key):
-            parts.append(f".{key}")
-        else:
-            parts.append(f"[{show(key)}]")
-    text = (path or "") + "".join(reversed(parts))
-    return (text[1:] if text.startswith(".") else text) or "(request)"
+        keys.append(key)
+    return field_path(reversed(keys))

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from airflow_batches.api._models import PARAMS_REMOVED_IN
+from airflow_batches.api._request_shape import PARAMS_REMOVED_IN
 from airflow_batches.api._rules import ModelRules, RulesTable, load_rules_table
-from airflow_batches.jobs.prepare._shards import ParamCheck
+from airflow_batches.jobs.prepare._validate import ParamCheck
 
 __all__ = ["model_rules_check"]
 
@@ -40,7 +40,7 @@ def model_rules_check(
 
     def check(params: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
         for violation in rules.check(params):
-            spec = table.spec(violation.model)
+            spec = table.get(violation.model)
             checked = spec.checked.isoformat() if spec and spec.checked else "undated"
             yield (
                 violation.field,

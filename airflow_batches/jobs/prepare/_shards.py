@@ -17,38 +17,15 @@ from dataclasses import dataclass, field
 from typing import IO, Any, Literal
 
 from airflow_batches.api import BatchesError
-from airflow_batches.api._envelope import ENVELOPE_BYTES, ENVELOPE_HEAD, ENVELOPE_TAIL
+from airflow_batches.api._envelope import ENVELOPE_BYTES, SEPARATOR, frame_body
 from airflow_batches.jobs._ids import IdsDigest
-from airflow_batches.jobs.prepare._limits import Limits
 from airflow_batches.jobs.prepare._problems import Problem, RequestValidationError
 from airflow_batches.jobs.prepare._request_files import (
     FILE,
-    Unreadable,
-    records_from_items,
-    records_from_jsonl,
-    records_from_text,
 )
-from airflow_batches.jobs.prepare._validate import Observer, ParamCheck, RequestValidator
+from airflow_batches.jobs.prepare._validate import RequestValidator
 
-__all__ = [
-    "ENVELOPE_BYTES",
-    "CustomIds",
-    "Limits",
-    "Observer",
-    "OnInvalid",
-    "ParamCheck",
-    "Prepared",
-    "Problem",
-    "RequestValidationError",
-    "RequestValidator",
-    "Shard",
-    "Unreadable",
-    "iter_shard_body",
-    "prepare",
-    "records_from_items",
-    "records_from_jsonl",
-    "records_from_text",
-]
+__all__ = ["CustomIds", "OnInvalid", "Prepared", "Shard", "iter_shard_body", "prepare"]
 
 OnInvalid = Literal["fail", "skip"]
 _FLUSH_BYTES = 1 << 20
@@ -296,12 +273,17 @@ def prepare(
 def iter_shard_body(
     open_staged: Callable[[], IO[bytes]], shard: Shard, *, chunk_size: int = 1 << 20
 ) -> Iterator[bytes]:
-    """The create body of one shard, streamed from the staging file.
+    """The create body of one shard, streamed from the staging file (``frame_body``'s framing);
+    exactly ``shard.body_bytes`` long."""
+    return frame_body(_staged_requests(open_staged, shard, chunk_size))
 
-    Staged lines never contain a raw newline (JSON escapes it), so turning the separators
-    into commas is a byte replacement; the body is exactly ``shard.body_bytes`` long.
-    """
-    yield ENVELOPE_HEAD
+
+def _staged_requests(
+    open_staged: Callable[[], IO[bytes]], shard: Shard, chunk_size: int
+) -> Iterator[bytes]:
+    """The shard's staged lines joined by the body's separator, in blocks. Staged lines never
+    contain a raw newline (JSON escapes it), so turning the newlines between them into the
+    separator is a byte replacement."""
     remaining = shard.length - 1  # the shard's last newline is not sent
     with open_staged() as stream:
         stream.seek(shard.offset)
@@ -313,5 +295,4 @@ def iter_shard_body(
                     f"{shard.index}; it was changed or truncated"
                 )
             remaining -= len(data)
-            yield data.replace(b"\n", b",")
-    yield ENVELOPE_TAIL
+            yield data.replace(b"\n", SEPARATOR)

@@ -19,12 +19,8 @@ import msgspec
 
 from airflow_batches.jobs._descriptor import job_key
 from airflow_batches.jobs._store import JobStore, atomic_writer, ensure_dir, fresh
-from airflow_batches.jobs.prepare._shards import (
-    OnInvalid,
-    Prepared,
-    RequestValidator,
-    prepare,
-)
+from airflow_batches.jobs.prepare._shards import OnInvalid, Prepared, prepare
+from airflow_batches.jobs.prepare._validate import RequestValidator
 
 REQUESTS_FILE = "requests.jsonl"
 REJECTED_FILE = "rejected.jsonl"

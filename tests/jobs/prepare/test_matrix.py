@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from airflow_batches.api._models import CUSTOM_ID_PATTERN
+from airflow_batches.api import CUSTOM_ID_PATTERN
 from airflow_batches.jobs._index import DiskIndex
 from airflow_batches.jobs._store import JobStore
 from airflow_batches.jobs.prepare import (

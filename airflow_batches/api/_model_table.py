@@ -1,9 +1,11 @@
-"""Which entry of a per-model data table a model id belongs to.
+"""A per-model data table: which entry a model id belongs to, the lookups, the packaged file.
 
-The price table and the model-rules table are both keyed by model family (``claude-opus-5-5``)
-and must answer for dated ids (``claude-haiku-4-5-20251001``), provider forms
-(``claude-opus-4-1@20250805``) and suffixed aliases (``claude-3-7-sonnet-latest``), without
-ever letting a new version inherit an old one's entry. One resolver serves both.
+The price table (``_pricing``) and the model-rules table (``_rules``) are both keyed by model
+family (``claude-opus-5-5``) and must answer for dated ids (``claude-haiku-4-5-20251001``),
+provider forms (``claude-opus-4-1@20250805``) and suffixed aliases
+(``claude-3-7-sonnet-latest``), without ever letting a new version inherit an old one's entry.
+One resolver (``ModelIndex``) and one base (``ModelTable``: resolve, get, pickling) serve both,
+with the reading of their files and the checking of their entries.
 """
 
 from __future__ import annotations
@@ -11,13 +13,25 @@ from __future__ import annotations
 import json
 import tomllib
 from collections.abc import Iterable, Mapping
+from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, ClassVar, Generic, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-__all__ = ["ModelIndex", "entry_errors", "models_of", "norm_model", "read_table_file"]
+__all__ = [
+    "ModelIndex",
+    "ModelTable",
+    "checked_entry",
+    "models_of",
+    "norm_model",
+    "packaged_document",
+    "read_table_file",
+]
+
+EntryT = TypeVar("EntryT")
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 def norm_model(model: str) -> str:
@@ -80,6 +94,72 @@ class ModelIndex:
         return None
 
 
+class ModelTable(Generic[EntryT]):
+    """Entries keyed by model family, found for any id of the model (``ModelIndex``).
+
+    Immutable. Pickles through its constructor's keyword arguments (``_state``): mapping
+    proxies do not pickle, and a table crosses processes (a tally holding prices, a rules check
+    in a worker).
+    """
+
+    __slots__ = ("_entries", "_index")
+    what: ClassVar[str] = "model table"
+    """The table's name in errors: ``price table``, ``model rules``."""
+
+    def __init__(
+        self, entries: Mapping[str, EntryT], aliases: Mapping[str, str] | None = None
+    ) -> None:
+        self._entries: Mapping[str, EntryT] = MappingProxyType(
+            {norm_model(k): v for k, v in entries.items()}
+        )
+        try:
+            self._index = ModelIndex(self._entries, aliases)
+        except ValueError as exc:
+            raise ValueError(f"{self.what}: {exc}") from None
+
+    @property
+    def aliases(self) -> Mapping[str, str]:
+        return self._index.aliases
+
+    def resolve(self, model: str) -> str | None:
+        """The key of the entry for ``model``, or None when the table does not know it."""
+        return self._index.resolve(model)
+
+    def get(self, model: str) -> EntryT | None:
+        """The entry for ``model``, or None when the table does not know it."""
+        key = self.resolve(model)
+        return None if key is None else self._entries[key]
+
+    def _state(self) -> dict[str, Any]:
+        """The keyword arguments that rebuild this table."""
+        raise NotImplementedError
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), self._state()))
+
+
+def _rebuild(cls: type[ModelTable[Any]], state: dict[str, Any]) -> ModelTable[Any]:
+    return cls(**state)
+
+
+def packaged_document(name: str) -> dict[str, Any]:
+    """A TOML file packaged beside this module (``prices.toml``, ``model_rules.toml``)."""
+    raw = resources.files(__package__).joinpath(name).read_bytes()
+    return tomllib.loads(raw.decode("utf-8"))
+
+
+def checked_entry(model: type[ModelT], fields: Mapping[str, Any], where: str) -> ModelT:
+    """One entry of a table, validated; else a ValueError naming ``where`` (the table, its
+    file and the model) and each fault on one line: ``field: message; ...``."""
+    try:
+        return model.model_validate(fields)
+    except ValidationError as exc:
+        detail = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'entry'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ValueError(f"{where}: {detail}") from None
+
+
 def read_table_file(path: Path, what: str) -> Mapping[str, Any]:
     """A TOML or JSON document whose top level is a table, or a ValueError naming ``path``."""
     suffix = path.suffix.lower()
@@ -101,8 +181,3 @@ def models_of(document: Mapping[str, Any], what: str) -> Mapping[str, Mapping[st
     if not isinstance(models, Mapping) or not all(isinstance(v, Mapping) for v in models.values()):
         raise ValueError(f"{what}: expected a table of models, each a table")
     return models
-
-
-def entry_errors(exc: ValidationError) -> str:
-    """A table entry's validation errors on one line: ``field: message; ...``."""
-    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'entry'}: {e['msg']}" for e in exc.errors())
