@@ -109,8 +109,8 @@ class SubmitBatchOperator(BaseOperator):
         token-counting endpoint to calibrate the estimate's input tokens; 0 counts none.
     :param models: a model matrix: send every request once per model, as one job (templated).
         Each entry is a model id or ``{"model", "label", "params"}``; the copy of request
-        ``q1`` for ``models[i]`` has the custom_id ``m{i}_q1`` (``jobs/prepare/_matrix.py``), and each
-        model's requests go in batches of their own.
+        ``q1`` for ``models[i]`` has the custom_id ``m{i}_q1`` (``jobs/prepare/_matrix.py``),
+        and each model's requests go in batches of their own.
     :param cache_path: a cross-run cache on shared storage (templated): a request identical
         to one already answered (same params after defaults, anthropic-version and betas) is
         answered from that result instead of being sent; needs a shared ``staging_path``.
