@@ -45,7 +45,7 @@ from airflow_batches.api._settings import ClientSettings, tls_context, url_origi
 
 # The name the retry warnings have always been logged under (logging configs refer to it);
 # kept when the client was split into several modules.
-log = logging.getLogger("airflow_batches.api._client")
+log = logging.getLogger("airflow_batches.api")  # the public name, for logging config
 
 
 BATCHES_PATH = "/v1/messages/batches"

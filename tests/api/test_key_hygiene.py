@@ -20,7 +20,7 @@ from airflow_batches.api import (
     Client,
     Secret,
 )
-from airflow_batches.api._client import make_settings
+from airflow_batches.api._settings import make_settings
 from tests.api.fakes import (
     API_KEY,
     Driver,

@@ -379,7 +379,7 @@ def test_no_key_in_logs(conn: Any, caplog: pytest.LogCaptureFixture) -> None:
         ok, message = hook.test_connection()
     assert ok is False
     assert len(api.requests) == 3
-    assert {"httpx", "airflow_batches.api._client"} <= {r.name for r in caplog.records}
+    assert {"httpx", "airflow_batches.api"} <= {r.name for r in caplog.records}
     assert NEEDLE not in caplog.text
     for text in (str(caught.value), repr(caught.value), message):
         assert NEEDLE not in text

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from airflow_batches.api._envelope import ENVELOPE_BYTES
 from airflow_batches.jobs.prepare import (
     Limits,
     RequestValidationError,
@@ -18,7 +19,7 @@ from airflow_batches.jobs.prepare import (
     records_from_items,
     records_from_jsonl,
 )
-from airflow_batches.jobs.prepare._shards import ENVELOPE_BYTES, CustomIds
+from airflow_batches.jobs.prepare._shards import CustomIds
 
 
 def req(cid: str, **params: Any) -> dict[str, Any]:
