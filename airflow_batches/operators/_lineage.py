@@ -107,10 +107,11 @@ class EvaluateLineage(_LineageMixin):
 def operator_lineage(lineage: Lineage) -> OperatorLineage[Any, Any] | None:
     """``lineage`` as the provider's ``OperatorLineage``; None without the provider."""
     try:
-        from airflow.providers.common.compat.openlineage.facet import Dataset
         from airflow.providers.openlineage.extractors import OperatorLineage
     except ImportError:
         return None
+    from airflow.providers.common.compat.openlineage.facet import Dataset
+
     inputs, outputs = lineage.datasets()
     facets = {}
     if lineage.job is not None:
@@ -129,18 +130,19 @@ def job_facet_class() -> type[Any]:
     from typing import Any as _Any
 
     from airflow.providers.common.compat.openlineage.facet import RunFacet
-    from attrs import define, field
+    from attrs import define
 
     @define(kw_only=True)
     class AirflowBatchesJobRunFacet(RunFacet):  # type: ignore[misc,unused-ignore]
-        """A job of the Message Batches API as one task saw it (``lineage_facet.json``)."""
+        """A job of the Message Batches API as one task saw it (``lineage_facet.json``);
+        what the task does not know is None, and left out of the event."""
 
         stage: str
         jobId: str | None = None
         apiVersion: str | None = None
-        batchIds: list[str] = field(factory=list)
-        models: list[dict[str, _Any]] = field(factory=list)
-        requestCounts: dict[str, int] = field(factory=dict)
+        batchIds: list[str] | None = None
+        models: list[dict[str, _Any]] | None = None
+        requestCounts: dict[str, int] | None = None
         usage: dict[str, int] | None = None
         costUsd: float | None = None
         costComplete: bool | None = None
