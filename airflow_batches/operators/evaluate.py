@@ -22,6 +22,7 @@ from airflow_batches.evals._scorers import Scorer
 from airflow_batches.hooks.batches import MessageBatchesHook
 from airflow_batches.jobs import child
 from airflow_batches.operators._common import conf_get, price_table, storage_path
+from airflow_batches.operators._lineage import EvaluateLineage
 from airflow_batches.operators._links import BatchesLink, EvalReportLink, batch_url
 from airflow_batches.operators._output import fetch_output
 
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 OnThreshold = Literal["fail", "skip"]
 
 
-class EvaluateResultsOperator(BaseOperator):
+class EvaluateResultsOperator(EvaluateLineage, BaseOperator):
     """Score every result of a fetched job, compare with the previous run, write a report.
 
     Reads the files ``FetchResultsOperator`` published (``results=fetch.output``: its
@@ -189,6 +190,7 @@ class EvaluateResultsOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         manifest, files, inline = self._inputs()
+        self.keep_for_lineage("manifest", manifest)
         output = self._output(manifest)
         baseline = self._baseline(context)
         hook = MessageBatchesHook(conn_id=self.conn_id)
@@ -215,6 +217,7 @@ class EvaluateResultsOperator(BaseOperator):
             ),
             manifest_path=child(output, MANIFEST_NAME) if files else None,
         )
+        self.keep_for_lineage("summary", summary)
         self.report_url = summary["files"]["report"]
         self.batch_urls = [b["url"] for b in summary["batches"] if b.get("url")]
         self._log(summary)

@@ -38,6 +38,7 @@ from airflow_batches.operators._common import (
     task_folder,
 )
 from airflow_batches.operators._failures import task_errors, wait_error
+from airflow_batches.operators._lineage import FetchLineage
 from airflow_batches.operators._runs import run_ref, run_state
 from airflow_batches.operators._wait_mixin import WaitMixin
 
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
     from airflow_batches._compat import Context
 
 
-class FetchResultsOperator(WaitMixin, BaseOperator):
+class FetchResultsOperator(FetchLineage, WaitMixin, BaseOperator):
     """Stream a job's results to object storage as JSONL, with a manifest and a cost figure.
 
     Results go to ``destination`` (a folder URI: ``results.jsonl``, or with
@@ -331,7 +332,7 @@ class FetchResultsOperator(WaitMixin, BaseOperator):
         )
         for warning in manifest.cost_warnings:
             self.log.warning("%s", warning)
-        data = manifest.to_json()
+        data = self.keep_for_lineage("manifest", manifest.to_json())
         if published.results is not None:
             return {"manifest": data, "results": published.results}
         if self.asset is not None:

@@ -49,13 +49,14 @@ from airflow_batches.operators._common import (
 from airflow_batches.operators._destination import check_downstream_destinations
 from airflow_batches.operators._evaljob import cache_step, model_matrix
 from airflow_batches.operators._failures import task_errors
+from airflow_batches.operators._lineage import SubmitLineage
 from airflow_batches.operators._request_source import request_records
 
 if TYPE_CHECKING:
     from airflow_batches._compat import Context
 
 
-class SubmitBatchOperator(BaseOperator):
+class SubmitBatchOperator(SubmitLineage, BaseOperator):
     """Validate requests and submit them as one logical job of one or more batches.
 
     Give the requests either inline / from XCom (``requests``) or as a JSONL file at any
@@ -217,7 +218,7 @@ class SubmitBatchOperator(BaseOperator):
         # A 404 while submitting is a young batch's read-after-create lag, never final.
         with task_errors(self.conn_id, not_found=lambda: False):
             check_downstream_destinations(self, context)
-            return self._submit(context)
+            return self.keep_for_lineage("job", self._submit(context))
 
     def _submit(self, context: Context) -> dict[str, Any]:
         check, estimator = self._preflight()
