@@ -232,7 +232,7 @@ def startup() -> dict[str, Any]:
 
     took, blocked, collecting = asyncio.run(first_client())
     wall = time.perf_counter()
-    for name in ("jobs._submit", "jobs._fetch", "jobs._prepare", "api._pricing"):
+    for name in ("jobs.submit", "jobs.results", "jobs.prepare", "api._pricing"):
         importlib.import_module(f"airflow_batches.{name}")
     avoided = time.perf_counter() - wall
     return {
