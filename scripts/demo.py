@@ -35,6 +35,7 @@ OUR_LOGGERS = (
     "pass rate",
     "Baseline",
 )
+DEFAULT_PORT = 8089
 ERROR_RATES = {"claude-haiku-5-5": 0.18, "claude-sonnet-5-5": 0.06, "claude-opus-5-5": 0.02}
 
 
@@ -42,6 +43,35 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        # As the server binds (uvicorn sets it): last night's connections in TIME_WAIT
+        # do not make the port taken.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def demo_port() -> int:
+    """The emulator's port: last night's (kept in .demo/emulator.port), else 8089, else any.
+
+    The cross-run cache keys name the endpoint (docs/evals.md), so an emulator on another
+    port is another endpoint: night 2 is answered from the cache only on night 1's port."""
+    kept = DEMO / "emulator.port"
+    wanted = int(kept.read_text()) if kept.exists() else DEFAULT_PORT
+    port = wanted if port_is_free(wanted) else free_port()
+    if kept.exists() and port != wanted:
+        print(
+            f"Port {wanted} (last night's emulator) is taken: the emulator listens on {port}, "
+            "another endpoint to the cross-run cache, so tonight nothing is answered from it."
+        )
+    kept.write_text(str(port))
+    return port
 
 
 def start_emulator(port: int) -> subprocess.Popen[bytes]:
@@ -83,7 +113,7 @@ def start_emulator(port: int) -> subprocess.Popen[bytes]:
 def main() -> int:
     DEMO.mkdir(exist_ok=True)
     shutil.rmtree(DEMO / "emulator", ignore_errors=True)
-    port = free_port()
+    port = demo_port()
     env = {
         **os.environ,
         "AIRFLOW_HOME": str(DEMO / "airflow"),
