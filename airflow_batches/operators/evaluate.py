@@ -22,7 +22,7 @@ from airflow_batches.evals._scorers import Scorer
 from airflow_batches.hooks.batches import MessageBatchesHook
 from airflow_batches.jobs import child
 from airflow_batches.operators._common import conf_get, price_table, storage_path
-from airflow_batches.operators._links import BatchesLink, EvalReportLink, batch_url
+from airflow_batches.operators._links import EVAL_FILES_KEY, BatchesLink, EvalReportLink, batch_url
 from airflow_batches.operators._output import fetch_output
 
 if TYPE_CHECKING:
@@ -127,7 +127,6 @@ class EvaluateResultsOperator(BaseOperator):
         self.conn_id = conn_id
         self.max_examples = max_examples
         self.report_url = ""
-        self.batch_urls: list[str] = []
 
     @cached_property
     def price_table(self) -> PriceTable:
@@ -216,7 +215,12 @@ class EvaluateResultsOperator(BaseOperator):
             manifest_path=child(output, MANIFEST_NAME) if files else None,
         )
         self.report_url = summary["files"]["report"]
-        self.batch_urls = [b["url"] for b in summary["batches"] if b.get("url")]
+        # Where the files are, whatever the gate decides: the plugin serves the report and
+        # reads the summary of a night that failed its thresholds (no return value then).
+        ti.xcom_push(
+            key=EVAL_FILES_KEY,
+            value={"files": summary["files"], "conn_id": self.destination_conn_id},
+        )
         self._log(summary)
         violations = summary["gate"]["violations"]
         if violations:

@@ -39,6 +39,7 @@ from airflow_batches.operators._common import (
 )
 from airflow_batches.operators._destination import run_ref, run_state
 from airflow_batches.operators._failures import task_errors, wait_error
+from airflow_batches.operators._links import FetchBatchesLink
 from airflow_batches.operators._waiting import BatchWaiting
 
 if TYPE_CHECKING:
@@ -92,6 +93,7 @@ class FetchResultsOperator(BatchWaiting, BaseOperator):
     """
 
     template_fields: Sequence[str] = ("job", "destination")
+    operator_extra_links = (FetchBatchesLink(),)
     ui_color = "#dde8f5"
 
     def __init__(

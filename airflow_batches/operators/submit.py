@@ -55,6 +55,7 @@ from airflow_batches.operators._common import (
 from airflow_batches.operators._destination import check_downstream_destinations
 from airflow_batches.operators._evaljob import cache_step, model_matrix
 from airflow_batches.operators._failures import task_errors
+from airflow_batches.operators._links import SubmitBatchesLink
 
 if TYPE_CHECKING:
     from airflow_batches._compat import Context
@@ -132,6 +133,7 @@ class SubmitBatchOperator(BaseOperator):
         "cache_path",
     )
     template_fields_renderers = {"requests": "json", "defaults": "json"}
+    operator_extra_links = (SubmitBatchesLink(),)
     ui_color = "#f0e4d7"
 
     def __init__(
