@@ -34,7 +34,7 @@ __all__ = [
 
 METRICS = (
     ("pass_rate", "Pass rate", "%"),
-    ("mean_score", "Mean score", ""),
+    ("mean_score", "Mean score", "%"),
     ("cost_usd", "Cost (batch prices)", "$"),
     ("cost_per_correct_usd", "Cost per correct answer", "$"),
 )

@@ -73,8 +73,9 @@ def frame(title: str, user: str, body: str, *, heading: str | None = None) -> st
 
 
 def top_link(href: str, text: str, **attrs: str) -> str:
-    """A link into the Airflow UI (same origin), opened in the top window."""
-    extra = "".join(f' {k.replace("_", "-")}="{escape(v)}"' for k, v in attrs.items())
+    """A link into the Airflow UI (same origin), opened in the top window; ``class_=``
+    gives it a class."""
+    extra = "".join(f' {k.rstrip("_")}="{escape(v)}"' for k, v in attrs.items())
     return f'<a href="{escape(href)}" target="_top"{extra}>{escape(text)}</a>'
 
 

@@ -73,11 +73,16 @@ class JobView:
     """Billed, from the fetch's manifest (known once fetched)."""
     listing_error: str | None = None
     notes: Sequence[str] = field(default_factory=tuple)
+    results: Mapping[str, int] | None = None
+    """Once fetched: the results by type, from the fetch's manifest (the final word)."""
 
     @property
     def counts(self) -> dict[str, int]:
-        """Requests by state over the batches the listing found."""
+        """Requests by state: the fetched results, else over the batches the listing found."""
         total = dict.fromkeys(COUNT_STATES, 0)
+        if self.results is not None:
+            total.update({k: int(v) for k, v in self.results.items() if k in total})
+            return total
         for batch in self.batches:
             for state, n in (batch.counts or {}).items():
                 total[state] = total.get(state, 0) + n
@@ -85,7 +90,9 @@ class JobView:
 
     @property
     def unlisted(self) -> int:
-        """Requests in batches the listing did not reach."""
+        """Requests in batches the listing did not reach (none once fetched)."""
+        if self.results is not None:
+            return 0
         return sum(b.request_count for b in self.batches if b.counts is None)
 
     def age(self, now: datetime) -> timedelta:
@@ -234,12 +241,16 @@ def job_views(jobs: Iterable[Submitted], listings: Mapping[str, Listing]) -> lis
                 submitted_at=job.submitted_at,
                 request_count=job.request_count,
                 models=job_models(job),
-                batches=[_batch(b, models.get(b.id, joint), listing) for b in job.batches],
+                batches=[
+                    _batch(b, models.get(b.id, joint), listing, fetched=item.fetched)
+                    for b in job.batches
+                ],
                 estimate_usd=_number(estimate.get("expected_usd")),
                 worst_usd=_number(estimate.get("worst_usd")),
                 fetched=item.fetched,
                 fetch_state=item.fetch.state if item.fetch is not None else None,
                 cost_usd=_number((manifest or {}).get("cost_usd")),
+                results=_results(manifest),
                 listing_error=listing.error,
                 notes=_notes(job),
             )
@@ -255,16 +266,23 @@ def _descriptor(record: TaskRecord) -> JobDescriptor | None:
         return None
 
 
-def _batch(info: Any, model: str | None, listing: Listing) -> BatchView:
+def _results(manifest: Mapping[str, Any] | None) -> dict[str, int] | None:
+    counts = (manifest or {}).get("counts")
+    if not isinstance(counts, Mapping):
+        return None
+    return {str(k): int(v) for k, v in counts.items() if isinstance(v, int)}
+
+
+def _batch(info: Any, model: str | None, listing: Listing, *, fetched: bool) -> BatchView:
     live = listing.batches.get(info.id)
-    if live is None:
+    if live is None or fetched:  # a fetched job's batches had ended (the listing may lag)
         return BatchView(
             id=info.id,
             model=model,
             request_count=info.request_count,
             created_at=info.created_at,
             expires_at=info.expires_at,
-            status="not listed",
+            status="ended" if fetched else "not listed",
             url=listing.page_of(info.id),
         )
     counts = live.request_counts
