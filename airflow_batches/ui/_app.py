@@ -11,7 +11,6 @@ Routes (every one authenticated as the core API is, and filtered by the user's D
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from airflow.api_fastapi.core_api.security import get_user
@@ -142,6 +141,8 @@ def create_app(
             chunks = stream(uri, conn_id)
         except ReportMissing as exc:
             raise HTTPException(404, str(exc)) from None
+        except FileNotFoundError:
+            raise HTTPException(404, "The report's file is not there any more.") from None
         except (OSError, ValueError) as exc:
             raise HTTPException(502, f"The report cannot be read: {type(exc).__name__}") from None
         return StreamingResponse(
@@ -171,7 +172,7 @@ def create_app(
         with session() as db:
             found = board.evaluations(access, db, Scope(dag_id=dag_id or None), nights=nights)
         return {
-            "now": datetime.now(UTC).isoformat(),
+            "now": board.now().isoformat(),
             "evaluations": [evaluation_json(e) for e in found],
         }
 

@@ -78,6 +78,24 @@ def runner(
     return DagRunner(emulator, tmp_path, monkeypatch)
 
 
+def statements(call: Callable[[], Any]) -> int:
+    """How many SQL statements ``call`` sends to the metadata database."""
+    from airflow import settings
+    from sqlalchemy import event
+
+    sent: list[str] = []
+
+    def count(*args: Any) -> None:
+        sent.append(args[2])
+
+    event.listen(settings.engine, "before_cursor_execute", count)
+    try:
+        call()
+    finally:
+        event.remove(settings.engine, "before_cursor_execute", count)
+    return len(sent)
+
+
 def rows(html: str, table: str = "jobs") -> list[str]:
     found = re.search(rf'<table id="{table}">(.*?)</table>', html, re.S)
     return re.findall(r"<tr data-job=.*?</tr>", found.group(1), re.S) if found else []
@@ -127,6 +145,14 @@ def test_a_job_is_in_flight_until_its_run_fetched_it(
         viewer.get("alice", "/")
     assert listings.reads == 1
 
+    # The database is asked the same few queries whatever the number of jobs.
+    before = statements(lambda: viewer.get("alice", "/api/jobs"))
+    more = runner.run(SUBMIT_ONLY, REQS=plain_requests(3), MODELS=MODELS)
+    manager.dags["alice"].add(more.dag_id)
+    after = statements(lambda: viewer.get("alice", "/api/jobs"))
+    assert len(viewer.get("alice", "/api/jobs").json()["jobs"]) == 2
+    assert after == before <= 6
+
     run_page = viewer.get("alice", "/run", dag_id=done.dag_id, run_id=done.run_id)
     (fetched,) = rows(run_page.text)
     assert "fetched" in fetched and "billed" in fetched
@@ -146,7 +172,7 @@ def test_evaluations_night_by_night_with_the_failed_night_and_its_report(
     assert second.states["evaluate"] == "failed", second.states
     assert second.xcom("evaluate") is None  # no return value: the page reads summary.json
 
-    viewer = viewer_factory(Manager({"alice": {"nightly_ui"}}))
+    viewer = viewer_factory(Manager({"alice": {"nightly_ui"}, "eve": {"other_dag"}}))
     (evaluation,) = viewer.get("alice", "/api/evaluations").json()["evaluations"]
     assert (evaluation["dag_id"], evaluation["task_id"]) == ("nightly_ui", "evaluate")
     assert evaluation["models"] == MODELS
@@ -181,6 +207,14 @@ def test_evaluations_night_by_night_with_the_failed_night_and_its_report(
     assert report.text == (folder2 / "report.html").read_text()
     assert "sandbox" in report.headers["content-security-policy"]
     assert 'id="regressions"' in report.text
+    # Someone who may not read the DAG gets no report, and no evaluation.
+    path = regressions.split("#")[0].removeprefix(MOUNT)
+    assert viewer.get("eve", path).status_code == 404
+    assert viewer.get("eve", "/api/evaluations").json()["evaluations"] == []
+    # A report whose file was removed since: not found, said so.
+    (folder2 / "report.html").unlink()
+    gone = viewer.get("alice", path)
+    assert gone.status_code == 404 and "not there any more" in gone.text
 
 
 def test_a_user_sees_only_the_dags_whose_records_they_may_read(
