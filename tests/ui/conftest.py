@@ -13,6 +13,7 @@ import pytest
 
 from airflow_batches.ui._access import Access
 from tests.operators.conftest import airflow_db  # noqa: F401  (the session's metadata DB)
+from tests.operators.test_s3_storage import s3  # noqa: F401  (S3: moto on loopback)
 
 
 @dataclass(frozen=True)

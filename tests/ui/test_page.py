@@ -18,6 +18,7 @@ from airflow_batches.ui._board import Board
 from airflow_batches.ui._listing import ListingCache, hook_lister
 from airflow_batches.ui._urls import MOUNT
 from tests.operators.conftest import DagRunner
+from tests.operators.test_s3_storage import BUCKET
 from tests.ui.conftest import Manager, Viewer
 
 pytestmark = pytest.mark.slow
@@ -46,6 +47,19 @@ fetch = FetchResultsOperator(task_id="fetch", job=submit.output,
     destination=RESULTS + "/{{ run_id | replace(':', '-') | replace('+', '-') }}")
 evaluate = EvaluateResultsOperator(task_id="evaluate", results=fetch.output, scorer=scorer,
     asset=Asset(name=ASSET, uri=RESULTS + "/summary"), max_regression=0.05)
+submit >> wait >> fetch >> evaluate
+"""
+
+
+EVAL_ON_S3 = """
+from airflow_batches.evals import exact_match
+submit = SubmitBatchOperator(task_id="submit", requests=REQS, models=MODELS,
+    defaults={"max_tokens": 64})
+wait = BatchSensor(task_id="wait", job=submit.output, poke_interval=0.05)
+fetch = FetchResultsOperator(task_id="fetch", job=submit.output, destination=OUT,
+    destination_conn_id="aws_test")
+evaluate = EvaluateResultsOperator(task_id="evaluate", results=fetch.output,
+    scorer=exact_match(), destination_conn_id="aws_test", min_score=0.99)
 submit >> wait >> fetch >> evaluate
 """
 
@@ -242,3 +256,28 @@ def test_a_user_sees_only_the_dags_whose_records_they_may_read(
     assert 'id="no-jobs"' in page and theirs.dag_id not in page and mine.dag_id not in page
     run = viewer.get("bob", "/run", dag_id=theirs.dag_id, run_id=theirs.run_id).text
     assert 'id="no-jobs"' in run and "msgbatch_" not in run
+
+
+def test_a_night_on_s3_is_charted_and_its_report_served_from_there(
+    runner: DagRunner, viewer_factory: Callable[..., Viewer], s3: Any
+) -> None:
+    out = f"s3://{BUCKET}/evals/night-1"
+    night = runner.run(EVAL_ON_S3, REQS=eval_requests(6, seed=5), MODELS=MODELS, OUT=out)
+    assert night.states["evaluate"] == "failed", night.states  # min_score: no return value
+    viewer = viewer_factory(Manager({"alice": {night.dag_id}}))
+    (evaluation,) = viewer.get("alice", "/api/evaluations").json()["evaluations"]
+    (shown,) = evaluation["nights"]
+    stored = json.loads(
+        s3.get_object(Bucket=BUCKET, Key="evals/night-1/summary.json")["Body"].read()
+    )
+    assert shown["problem"] is None and shown["violations"] == stored["gate"]["violations"]
+    for model in MODELS:
+        assert shown["models"][model]["pass_rate"] == stored["models"][model]["pass_rate"]
+    report = viewer.get(
+        "alice", "/report", dag_id=night.dag_id, run_id=night.run_id, task_id="evaluate"
+    )
+    assert report.status_code == 200
+    assert (
+        report.content
+        == s3.get_object(Bucket=BUCKET, Key="evals/night-1/report.html")["Body"].read()
+    )
