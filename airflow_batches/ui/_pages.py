@@ -95,7 +95,9 @@ def jobs_table(
     rows = []
     for job in jobs:
         state = "fetched" if job.fetched else (job.fetch_state and f"fetch {job.fetch_state}")
-        notes = "; ".join([*job.notes, *([state] if state else [])])
+        run_state = job.record.run_state
+        ended = f"run {run_state}" if run_state not in (None, "running", "queued") else None
+        notes = "; ".join(n for n in (*job.notes, state, ended) if n)
         css = ' class="marked"' if marked and job.job_id == marked else ""
         rows.append(
             f'<tr data-job="{escape(job.job_id)}" data-dag="{escape(job.record.dag_id)}"{css}>'

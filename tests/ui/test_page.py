@@ -152,6 +152,7 @@ def test_a_job_is_in_flight_until_its_run_fetched_it(
         assert f'href="{href}"' in row
     assert f'href="/dags/{pending.dag_id}/runs/' in row and "/tasks/submit" in row
     assert 'data-state="processing" data-count="12"' in row
+    assert "run success" in row  # the run ended without fetching: said in the row's notes
     assert "secret word" not in page.text and runner.emulator.api_key not in page.text
 
     # Twenty views within the cache's lifetime: the connection is listed once.
