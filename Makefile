@@ -8,14 +8,16 @@ STAMP  := $(VENV)/.installed
 # The older Airflow releases the package supports (docs/compatibility.md). Each gets its own
 # virtualenv, .venv-af<release>, with the versions in constraints/airflow-<release>.txt, and runs
 # the tests that touch Airflow: the operators, sensor and trigger (every test under these
-# folders, so new ones run on every release), the hook and provider, and the live-stack and
+# folders, so new ones run on every release), the hook and provider, the UI plugin (tests/ui
+# and its browser test on the live stack), and the live-stack and
 # `airflow dags test` end-to-end tests (deferral included, with a connection stored in the
 # metadata DB: test_first_hour). The whole suite, the distributed
 # scale test and the fault soak included, runs on the main release (constraints.txt) in .venv.
 RELEASES      := 3.1 3.2
 RELEASE_TESTS := tests/operators tests/sensors tests/triggers tests/hooks tests/test_provider.py \
-	tests/e2e/test_live_smoke.py tests/e2e/test_live_batches.py tests/e2e/test_example_dag.py \
-	tests/e2e/test_live_restart.py tests/e2e/test_first_hour.py tests/e2e/test_migrating.py
+	tests/ui tests/e2e/test_live_smoke.py tests/e2e/test_live_batches.py \
+	tests/e2e/test_example_dag.py tests/e2e/test_live_restart.py tests/e2e/test_first_hour.py \
+	tests/e2e/test_migrating.py tests/e2e/test_live_ui.py
 
 .PHONY: demo test install install-releases lint typecheck pytest pytest-all bench clean \
 	services stack test-scale $(RELEASES:%=pytest-af%)

@@ -42,6 +42,11 @@ except ImportError:  # Airflow 3.1: still in airflow.exceptions
         AirflowSkipException,
     )
 
+try:
+    from airflow.sdk.plugins_manager import AirflowPlugin
+except ImportError:  # Airflow 3.1: plugins are the core's only
+    from airflow.plugins_manager import AirflowPlugin  # type: ignore[assignment]
+
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
@@ -50,6 +55,7 @@ __all__ = [
     "AirflowException",
     "AirflowFailException",
     "AirflowNotFoundException",
+    "AirflowPlugin",
     "AirflowSensorTimeout",
     "AirflowSkipException",
     "Asset",

@@ -44,6 +44,15 @@ def get_provider_info() -> dict[str, Any]:
         "extra-links": [
             "airflow_batches.operators._links.EvalReportLink",
             "airflow_batches.operators._links.BatchesLink",
+            "airflow_batches.operators._links.SubmitBatchesLink",
+            "airflow_batches.operators._links.WaitBatchesLink",
+            "airflow_batches.operators._links.FetchBatchesLink",
+        ],
+        "plugins": [
+            {
+                "name": "message_batches",
+                "plugin-class": "airflow_batches.ui.plugin.MessageBatchesPlugin",
+            }
         ],
         "sensors": [
             {

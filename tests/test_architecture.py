@@ -35,7 +35,7 @@ LAYER_MAY_IMPORT = {
 }
 """The layers each layer may import; the shells (and the package's top modules) any."""
 
-SHELLS = ("hooks", "operators", "sensors", "triggers")
+SHELLS = ("hooks", "operators", "sensors", "triggers", "ui")
 
 
 @cache

@@ -20,6 +20,7 @@ from airflow_batches.evals._evaluate import Evaluation, EvaluationError
 from airflow_batches.evals._report import render_report
 from airflow_batches.evals._run import EvalSettings, evaluate_job
 from airflow_batches.evals._scorers import EvalResult, Score, Scorer, ScorerError, to_score
+from airflow_batches.evals._svg import line_chart
 
 __all__ = [
     "Baseline",
@@ -39,6 +40,7 @@ __all__ = [
     "extract_json",
     "json_schema",
     "last_number",
+    "line_chart",
     "numeric",
     "regex",
     "render_report",

@@ -23,7 +23,7 @@ from airflow_batches.hooks.batches import MessageBatchesHook
 from airflow_batches.jobs import child
 from airflow_batches.operators._common import conf_get, price_table, storage_path
 from airflow_batches.operators._lineage import EvaluateLineage
-from airflow_batches.operators._links import BatchesLink, EvalReportLink, batch_url
+from airflow_batches.operators._links import EVAL_FILES_KEY, BatchesLink, EvalReportLink, batch_url
 from airflow_batches.operators._output import fetch_output
 
 if TYPE_CHECKING:
@@ -128,7 +128,6 @@ class EvaluateResultsOperator(EvaluateLineage, BaseOperator):
         self.conn_id = conn_id
         self.max_examples = max_examples
         self.report_url = ""
-        self.batch_urls: list[str] = []
 
     @cached_property
     def price_table(self) -> PriceTable:
@@ -219,7 +218,12 @@ class EvaluateResultsOperator(EvaluateLineage, BaseOperator):
         )
         self.keep_for_lineage("summary", summary)
         self.report_url = summary["files"]["report"]
-        self.batch_urls = [b["url"] for b in summary["batches"] if b.get("url")]
+        # Where the files are, whatever the gate decides: the plugin serves the report and
+        # reads the summary of a night that failed its thresholds (no return value then).
+        ti.xcom_push(
+            key=EVAL_FILES_KEY,
+            value={"files": summary["files"], "conn_id": self.destination_conn_id},
+        )
         self._log(summary)
         violations = summary["gate"]["violations"]
         if violations:

@@ -39,6 +39,7 @@ from airflow_batches.operators._common import (
 )
 from airflow_batches.operators._failures import task_errors, wait_error
 from airflow_batches.operators._lineage import FetchLineage
+from airflow_batches.operators._links import FetchBatchesLink
 from airflow_batches.operators._runs import run_ref, run_state
 from airflow_batches.operators._wait_mixin import WaitMixin
 
@@ -96,6 +97,7 @@ class FetchResultsOperator(FetchLineage, WaitMixin, BaseOperator):
     """
 
     template_fields: Sequence[str] = ("job", "destination")
+    operator_extra_links = (FetchBatchesLink(),)
     ui_color = "#dde8f5"
 
     def __init__(

@@ -50,6 +50,7 @@ from airflow_batches.operators._destination import check_downstream_destinations
 from airflow_batches.operators._evaljob import cache_step, model_matrix
 from airflow_batches.operators._failures import task_errors
 from airflow_batches.operators._lineage import SubmitLineage
+from airflow_batches.operators._links import SubmitBatchesLink
 from airflow_batches.operators._request_source import request_records
 
 if TYPE_CHECKING:
@@ -128,6 +129,7 @@ class SubmitBatchOperator(SubmitLineage, BaseOperator):
         "cache_path",
     )
     template_fields_renderers = {"requests": "json", "defaults": "json"}
+    operator_extra_links = (SubmitBatchesLink(),)
     ui_color = "#f0e4d7"
 
     def __init__(

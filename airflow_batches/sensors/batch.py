@@ -23,6 +23,7 @@ from airflow_batches.jobs.wait import (
 )
 from airflow_batches.operators._common import coerce_batch_ids, coerce_job
 from airflow_batches.operators._failures import task_errors, wait_error
+from airflow_batches.operators._links import WaitBatchesLink
 from airflow_batches.operators._wait_mixin import WaitMixin, seconds
 
 if TYPE_CHECKING:
@@ -58,6 +59,7 @@ class BatchSensor(WaitMixin, BaseSensorOperator):
     """
 
     template_fields: Sequence[str] = ("job",)
+    operator_extra_links = (WaitBatchesLink(),)
     ui_color = "#e4f0e8"
 
     def __init__(

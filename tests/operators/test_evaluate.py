@@ -11,6 +11,7 @@ import pytest
 
 from airflow_batches.emulator.evalset import eval_requests, solve
 from airflow_batches.emulator.testing import RunningEmulator
+from airflow_batches.ui._urls import report_url, run_url
 from tests.operators.conftest import DagRunner, _load
 
 MODELS = ["claude-haiku-4-5", "claude-sonnet-4-5"]
@@ -107,11 +108,14 @@ def test_scores_every_model_and_writes_summary_scores_and_report(
         and "http" not in report.split("<body>")[0]
     )
     assert summary["baseline"] is None and summary["history"] == []
+    # The links open the plugin's pages (the UI shows no file:// or s3:// link); the report's
+    # location is kept for the plugin to serve, with the storage connection.
     links = link_xcoms(result.dag_id, result.run_id)
-    assert links["_link_EvalReportLink"] == summary["files"]["report"]
-    assert links["_link_BatchesLink"] == (
-        f"{evals.emulator.base_url}/_emulator/batches/{manifest['batch_ids'][0]}"
+    assert links["_link_EvalReportLink"] == report_url(
+        "/", result.dag_id, result.run_id, "evaluate"
     )
+    assert links["_link_BatchesLink"] == run_url("/", result.dag_id, result.run_id)
+    assert links["airflow_batches_eval_files"] == {"files": summary["files"], "conn_id": None}
     assert [b["url"] for b in summary["batches"]] == [
         f"{evals.emulator.base_url}/_emulator/batches/{b}" for b in manifest["batch_ids"]
     ]
@@ -129,7 +133,7 @@ def link_xcoms(dag_id: str, run_id: str) -> dict[str, Any]:
                 XComModel.dag_id == dag_id,
                 XComModel.run_id == run_id,
                 XComModel.task_id == "evaluate",
-                XComModel.key.like("_link_%"),
+                XComModel.key.like("_link_%") | (XComModel.key == "airflow_batches_eval_files"),
             )
         ).all()
         return {row.key: _load(row.value) for row in rows}
