@@ -69,7 +69,12 @@ print(json.dumps({"apps": apps, "views": views, "errors": errors,
             "destination": "nav",
         }
     ]
-    assert found["errors"] == {} and found["page_loaded"] is False
+    # With `[core] lazy_discover_providers = False` Airflow also loads the plugin the provider
+    # info lists, as for its own providers, and notes the second registration (docs/ui.md);
+    # nothing else may fail.
+    twice = "Plugin 'message_batches' already registered, skipping"
+    assert {k: v for k, v in found["errors"].items() if v != twice} == {}
+    assert found["page_loaded"] is False
 
 
 def test_the_app_is_built_on_its_first_request_and_asks_who_is_there() -> None:
