@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ import pytest
 
 from airflow_batches.jobs.cost import Estimate
 from airflow_batches.jobs.cost._spend import ModelEstimate
+from tests.airflow_release import HAS_AWAITING_INPUT
 from tests.approvals import (
     Answerer,
     InProcessApi,
@@ -28,12 +28,14 @@ from tests.approvals import (
 from tests.operators.conftest import DagRunner, make_requests
 
 MODELS = ["claude-opus-5-5", "claude-haiku-4-5"]
+WAITING = "awaiting_input" if HAS_AWAITING_INPUT else "deferred"
+"""How a task waits for the answer: parked without a trigger (3.3), or deferred (3.1, 3.2)."""
 
 
 @pytest.fixture(scope="module")
-def api(airflow_db: None) -> Iterator[InProcessApi]:
+def api(airflow_db: None) -> InProcessApi:
     let_dag_test_read_answers()
-    yield InProcessApi()
+    return InProcessApi()
 
 
 def dollars(text: str, label: str) -> float:
@@ -73,6 +75,7 @@ def test_a_reject_sends_nothing_and_fails_without_retry(
         )
     assert result.states["submit"] == "failed"
     assert result.tries["submit"] == 1  # a rejection is final: never retried
+    assert WAITING in result.events["submit"]
     assert dag_runner.emulator.admin.create_calls() == 0
     assert dag_runner.emulator.admin.stats()["endpoints"]["create"]["calls"] == 0
     assert person.answered == [("submit", "Reject")]
@@ -90,7 +93,9 @@ def test_a_reject_sends_nothing_and_fails_without_retry(
         ["| claude-haiku-4-5", "5"],
         ["| claude-opus-5-5", "5"],
     ]
-    per_model = [[float(c.strip(" |$").replace(",", "")) for c in r.split(" | ")[2:]] for r in rows[1:]]
+    per_model = [
+        [float(c.strip(" |$").replace(",", "")) for c in r.split(" | ")[2:]] for r in rows[1:]
+    ]
     assert sum(m[0] for m in per_model) == pytest.approx(expected, abs=1e-3)
     assert sum(m[1] for m in per_model) == pytest.approx(worst, abs=1e-3)
 
@@ -124,6 +129,8 @@ def test_an_approval_creates_each_shard_once_and_a_retry_does_not_ask_again(
         )
     assert result.state == "success", result.states
     assert result.tries["submit"] == 2
+    assert result.events["submit"][:2] == ["running", WAITING]
+    assert WAITING not in result.events["submit"][2:]  # the retry did not wait again
     assert person.answered == [("submit", "Approve")]
     assert len(person.asked("submit")) == 1
     emulator = dag_runner.emulator
@@ -190,6 +197,12 @@ def _estimate(expected: float | None) -> Estimate:
         tokenizer="",
     )
     return Estimate(requests=2, models={"m": model}, assumptions=[])
+
+
+def test_the_release_waits_for_a_person_as_the_compatibility_table_says() -> None:
+    from airflow_batches._compat import TaskAwaitingInput
+
+    assert (TaskAwaitingInput is not None) is HAS_AWAITING_INPUT
 
 
 def test_the_gate_asks_for_unpriced_models_and_keeps_an_approval_to_its_job() -> None:
