@@ -1,30 +1,19 @@
 """Spend approval: a submit whose estimate is over ``approve_over_usd`` waits for a person.
 
-Plan, approve, apply, within one task of ``SubmitBatchOperator``:
+Plan, approve, apply, in the one submit task (docs/operators.md, *Spend approval*):
 
-1. **Plan.** The submit validates and stages its requests and estimates their cost, as it
-   always does before any create. :meth:`SpendGate.check` runs there, after the spend guard
-   (``max_cost_usd``) and before the ledger or any create call: under the amount, the job goes
-   on; over it (or with a model the price table does not know), :class:`ApprovalNeeded` ends
-   the submission with nothing sent.
-2. **Ask.** :meth:`ApprovalMixin.asking_for_approval` writes a request through Airflow's
-   human-in-the-loop (HITL) support, the same ``hitl_detail`` row ``HITLOperator`` writes, so
-   it shows in the UI's *Required actions* and answers through the REST API
-   (``PATCH /api/v2/dags/{dag}/dagRuns/{run}/taskInstances/{task}/{map_index}/hitlDetails``).
-   The task then waits without a worker slot: in ``awaiting_input`` on Airflow 3.3 (resumed
-   by the API when a person answers, or by the scheduler at the deadline), deferred to the
-   standard provider's ``HITLTrigger`` on 3.1 and 3.2.
-3. **Apply.** :meth:`ApprovalMixin.execute_approved` reads the answer. *Reject*, no answer
-   by ``approval_timeout`` or a failed request fail the task without retry, nothing sent. On
-   *Approve* the submission runs again (the staging finds the same folder) and the gate
-   lets through the job that was asked about -- the same fingerprint, an expected cost no
-   higher -- records the approval in the task's state store and the creates proceed through
-   the one submission path (``jobs.submit``), ledger and registry included.
-
-A retry or a clear of the task after an approval finds the approval in the state store (the
-ledger's store: Airflow's task state store, or ``state/`` on the staging storage) and
-re-attaches to the batches without asking again. Without either store (Airflow < 3.3 and no
-staging_path), an approval lasts only for the try that received it.
+1. **Plan.** The submit stages and estimates as always; :meth:`SpendGate.check` runs after
+   the spend guard and before the ledger or any create. Over the amount (or with an unpriced
+   model) it raises :class:`ApprovalNeeded`: nothing sent.
+2. **Ask.** :meth:`ApprovalMixin.asking_for_approval` writes the request through Airflow's
+   human-in-the-loop support (the ``hitl_detail`` row ``HITLOperator`` writes: the UI's
+   *Required actions*, the REST API's ``hitlDetails``) and waits without a worker slot:
+   ``awaiting_input`` on Airflow 3.3, deferred to ``HITLTrigger`` on 3.1 and 3.2.
+3. **Apply.** :meth:`ApprovalMixin.execute_approved` reads the answer: *Reject*, no answer or
+   a failed request fail the task without retry. *Approve* runs the submission again; the gate
+   lets the job asked about through (same fingerprint, no dearer), records the approval in the
+   ledger's state store, and the one submission path (``jobs.submit``) creates the batches. A
+   retry or clear finds the approval there and re-attaches without asking again.
 """
 
 from __future__ import annotations
@@ -35,6 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, NoReturn
+from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -272,9 +262,9 @@ class ApprovalMixin(BaseOperator):
             asked.expected_usd,
             asked.approve_over_usd,
             _ui_link(ti),
-            ti.dag_id,
-            ti.run_id,
-            ti.task_id,
+            quote(ti.dag_id, safe=""),
+            quote(ti.run_id, safe=""),
+            quote(ti.task_id, safe=""),
             ti.map_index,
             APPROVE,
             REJECT,
@@ -313,10 +303,10 @@ class ApprovalMixin(BaseOperator):
             else ""
         )
         if answer.error_type == "timeout" or (answer.timedout and not answer.chosen_options):
+            limit = f" ({self.approval_timeout:.0f}s)" if self.approval_timeout is not None else ""
             raise AirflowFailException(
-                f"No one answered the spend approval within approval_timeout "
-                f"({self.approval_timeout:.0f}s){what}: nothing was sent. Clear the task to "
-                "ask again."
+                f"No one answered the spend approval within approval_timeout{limit}{what}: "
+                "nothing was sent. Clear the task to ask again."
             )
         if answer.error is not None:
             raise AirflowFailException(
@@ -356,10 +346,8 @@ def _ui_link(ti: Any) -> str:
     base = conf.get("api", "base_url", fallback=None)
     if not base:
         return ""
-    return (
-        f" ({base.rstrip('/')}/dags/{ti.dag_id}/runs/{ti.run_id}/tasks/{ti.task_id}"
-        f"/required_actions)"
-    )
+    path = "/".join(quote(p, safe="") for p in (ti.dag_id, "runs", ti.run_id, "tasks", ti.task_id))
+    return f" ({base.rstrip('/')}/dags/{path}/required_actions)"
 
 
 def approval_body(needed: ApprovalNeeded, deadline: datetime | None) -> str:

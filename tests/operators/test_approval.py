@@ -17,7 +17,7 @@ import pytest
 
 from airflow_batches.jobs.cost import Estimate
 from airflow_batches.jobs.cost._spend import ModelEstimate
-from tests.airflow_release import HAS_AWAITING_INPUT
+from tests.airflow_release import HAS_AWAITING_INPUT, HAS_STATE_AUDIT_LOG
 from tests.approvals import (
     Answerer,
     InProcessApi,
@@ -26,6 +26,10 @@ from tests.approvals import (
     requests_of,
 )
 from tests.operators.conftest import DagRunner, make_requests
+
+# The REST API's tokens are signed with Airflow's default per-process key, shorter than PyJWT
+# would like; a deployment sets [api_auth] jwt_secret.
+pytestmark = pytest.mark.filterwarnings("ignore:The HMAC key is .* bytes long")
 
 MODELS = ["claude-opus-5-5", "claude-haiku-4-5"]
 WAITING = "awaiting_input" if HAS_AWAITING_INPUT else "deferred"
@@ -129,8 +133,12 @@ def test_an_approval_creates_each_shard_once_and_a_retry_does_not_ask_again(
         )
     assert result.state == "success", result.states
     assert result.tries["submit"] == 2
-    assert result.events["submit"][:2] == ["running", WAITING]
-    assert WAITING not in result.events["submit"][2:]  # the retry did not wait again
+    events = result.events["submit"]
+    if HAS_STATE_AUDIT_LOG:
+        assert events[:2] == ["running", WAITING]
+        assert WAITING not in events[2:]  # the retry did not wait again
+    else:  # Airflow 3.1 shows the states of the latest try only: the retry's
+        assert WAITING not in events
     assert person.answered == [("submit", "Approve")]
     assert len(person.asked("submit")) == 1
     emulator = dag_runner.emulator
@@ -197,12 +205,6 @@ def _estimate(expected: float | None) -> Estimate:
         tokenizer="",
     )
     return Estimate(requests=2, models={"m": model}, assumptions=[])
-
-
-def test_the_release_waits_for_a_person_as_the_compatibility_table_says() -> None:
-    from airflow_batches._compat import TaskAwaitingInput
-
-    assert (TaskAwaitingInput is not None) is HAS_AWAITING_INPUT
 
 
 def test_the_gate_asks_for_unpriced_models_and_keeps_an_approval_to_its_job() -> None:
