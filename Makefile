@@ -17,7 +17,7 @@ RELEASES      := 3.1 3.2
 RELEASE_TESTS := tests/operators tests/sensors tests/triggers tests/hooks tests/test_provider.py \
 	tests/ui tests/e2e/test_live_smoke.py tests/e2e/test_live_batches.py \
 	tests/e2e/test_example_dag.py tests/e2e/test_live_restart.py tests/e2e/test_first_hour.py \
-	tests/e2e/test_migrating.py tests/e2e/test_live_ui.py
+	tests/e2e/test_migrating.py tests/e2e/test_live_ui.py tests/e2e/test_live_approval.py
 
 .PHONY: demo test install install-releases lint typecheck pytest pytest-all bench clean \
 	services stack test-scale $(RELEASES:%=pytest-af%)

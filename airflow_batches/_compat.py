@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from airflow import __version__ as AIRFLOW_VERSION
+from airflow.providers.standard.triggers.hitl import HITLTrigger
 from airflow.sdk import (
     Asset,
     BaseHook,
@@ -20,6 +21,7 @@ from airflow.sdk import (
 )
 from airflow.sdk.definitions.connection import Connection
 from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.execution_time.hitl import upsert_hitl_detail
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 try:
@@ -47,6 +49,11 @@ try:
 except ImportError:  # Airflow 3.1: plugins are the core's only
     from airflow.plugins_manager import AirflowPlugin  # type: ignore[assignment]
 
+try:
+    from airflow.sdk.exceptions import TaskAwaitingInput
+except ImportError:  # Airflow 3.1, 3.2: a task waiting for a person defers to HITLTrigger
+    TaskAwaitingInput = None  # type: ignore[assignment,misc]
+
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
@@ -66,7 +73,10 @@ __all__ = [
     "BaseTrigger",
     "Connection",
     "Context",
+    "HITLTrigger",
     "ObjectStoragePath",
+    "TaskAwaitingInput",
     "TriggerEvent",
     "conf",
+    "upsert_hitl_detail",
 ]

@@ -16,6 +16,10 @@ HAS_TASK_STATE_STORE = RELEASE >= (3, 3)
 HAS_TRIGGER_ON_KILL = RELEASE >= (3, 3)
 """The triggerer calls ``BaseTrigger.on_kill()`` when a user kills a deferred task."""
 
+HAS_AWAITING_INPUT = RELEASE >= (3, 3)
+"""A task waiting for a person (HITL) parks in ``awaiting_input``, with no trigger; before,
+it defers to ``HITLTrigger``."""
+
 HAS_STATE_AUDIT_LOG = RELEASE >= (3, 2)
 """The execution API writes an audit-log row for each state a worker reports."""
 

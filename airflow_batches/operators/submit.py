@@ -40,9 +40,11 @@ from airflow_batches.jobs.submit import (
     submit_job,
     utcnow,
 )
+from airflow_batches.operators._approval import ApprovalMixin, Approved
 from airflow_batches.operators._common import (
     ledger_backend,
     staging_root,
+    state_store,
     storage_conn_id,
     task_folder,
 )
@@ -57,7 +59,7 @@ if TYPE_CHECKING:
     from airflow_batches._compat import Context
 
 
-class SubmitBatchOperator(SubmitLineage, BaseOperator):
+class SubmitBatchOperator(SubmitLineage, ApprovalMixin, BaseOperator):
     """Validate requests and submit them as one logical job of one or more batches.
 
     Give the requests either inline / from XCom (``requests``) or as a JSONL file at any
@@ -102,6 +104,9 @@ class SubmitBatchOperator(SubmitLineage, BaseOperator):
         worst case) is logged before any create and put in the job descriptor either way.
     :param worst_case: what a worst case (no cache hits, output at max_tokens) over
         ``max_cost_usd`` does: ``"warn"`` (default), ``"fail"`` or ``"ignore"``.
+    :param approve_over_usd: ask a person (Airflow's human-in-the-loop) to approve a job whose
+        expected cost is over it before anything is sent; ``approval_timeout`` bounds the
+        wait (``operators/_approval.ApprovalMixin``; docs/operators.md, *Spend approval*).
     :param disabled_model_rules: model rules (``airflow_batches/api/model_rules.toml``) to
         switch off, for the day the API changes before the table does: ``"forced_tool_use"``
         for every model, ``"claude-opus-5-5:forced_tool_use"`` for one.
@@ -217,14 +222,19 @@ class SubmitBatchOperator(SubmitLineage, BaseOperator):
         return check, estimator
 
     def execute(self, context: Context) -> dict[str, Any]:
+        return self.submit_approved(context, None)
+
+    def submit_approved(self, context: Context, approved: Approved | None) -> dict[str, Any]:
         # A 404 while submitting is a young batch's read-after-create lag, never final.
         with task_errors(self.conn_id, not_found=lambda: False):
             check_downstream_destinations(self, context)
-            return self.keep_for_lineage("job", self._submit(context))
+            with self.asking_for_approval(context):
+                return self.keep_for_lineage("job", self._submit(context, approved))
 
-    def _submit(self, context: Context) -> dict[str, Any]:
+    def _submit(self, context: Context, approved: Approved | None) -> dict[str, Any]:
         check, estimator = self._preflight()
         root = staging_root(self.staging_path, self.staging_conn_id)
+        gate = self.spend_gate(state_store(context, root), approved)
         matrix = model_matrix(self.models)
         sidecar = Sidecar()
         cache = cache_step(
@@ -254,6 +264,7 @@ class SubmitBatchOperator(SubmitLineage, BaseOperator):
 
         def staged(step: Staged) -> None:
             job, prepared = step.store, step.prepared
+            batches = len(step.sent.shards) if step.sent is not None else 0
             if sidecar.with_metadata and root is None:
                 raise ValueError(
                     f"{sidecar.with_metadata} request(s) carry metadata, which is kept on the "
@@ -265,7 +276,7 @@ class SubmitBatchOperator(SubmitLineage, BaseOperator):
                 "fingerprint %s%s",
                 prepared.request_count,
                 validator.anthropic_version,
-                len(step.sent.shards) if step.sent is not None else 0,
+                batches,
                 prepared.fingerprint[:16],
                 f"; models {', '.join(matrix.labels)}" if matrix is not None else "",
             )
@@ -282,6 +293,7 @@ class SubmitBatchOperator(SubmitLineage, BaseOperator):
                 estimate, max_cost_usd=self.max_cost_usd, worst_case=self.worst_case
             ):
                 self.log.warning("%s", warning)
+            gate.check(estimate, prepared.fingerprint, batches)
 
         registry = self._registry(root)
         with ExitStack() as stack:

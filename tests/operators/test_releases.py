@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
-from tests.airflow_release import HAS_TASK_STATE_STORE, HAS_TRIGGER_ON_KILL
+from tests.airflow_release import HAS_AWAITING_INPUT, HAS_TASK_STATE_STORE, HAS_TRIGGER_ON_KILL
 from tests.operators.conftest import DagRunner, make_requests
 
 
 def test_the_release_has_what_the_compatibility_table_says(dag_runner: DagRunner) -> None:
-    from airflow_batches._compat import BaseTrigger
+    from airflow_batches._compat import BaseTrigger, TaskAwaitingInput
 
     result = dag_runner.run(
         """
@@ -32,6 +32,7 @@ def test_the_release_has_what_the_compatibility_table_says(dag_runner: DagRunner
     assert result.state == "success", result.states
     assert result.xcom("probe") is HAS_TASK_STATE_STORE
     assert hasattr(BaseTrigger, "on_kill") is HAS_TRIGGER_ON_KILL
+    assert (TaskAwaitingInput is not None) is HAS_AWAITING_INPUT
 
 
 def _state_files(folder: Path, prefix: str) -> list[Path]:
