@@ -120,7 +120,7 @@ def test_a_deferred_wait_reads_a_db_connection_and_a_second_run_that_day_pays_no
     polled = emulator.admin.calls("retrieve")
     # The requests stay unanswered until the wait has polled twice: the sensor's poke in the
     # worker, then the trigger's, which `dags test` runs inline with the DB-stored connection.
-    with held_until(emulator, lambda: emulator.admin.calls("retrieve") >= polled + 2, timeout=60):
+    with held_until(emulator, lambda: emulator.admin.calls("retrieve") >= polled + 2, timeout=300):
         out = home.dags_test("first_hour", "2026-03-01T01:00:00+00:00")
     [first] = home.run_ids("first_hour")
     assert home.tasks("first_hour", first) == {

@@ -21,6 +21,7 @@ def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
+    _forget_stores()
     try:
         _, port = server.get_host_and_port()
         endpoint = f"http://127.0.0.1:{port}"
@@ -42,6 +43,16 @@ def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         yield client
     finally:
         server.stop()
+        _forget_stores()
+
+
+def _forget_stores() -> None:
+    """Airflow keeps one filesystem per storage connection for the process: a test's moto
+    server on another port must not be reached through the one an earlier test made."""
+    from airflow.sdk.io import store
+
+    for alias in [a for a in store._STORE_CACHE if "aws_test" in a]:
+        del store._STORE_CACHE[alias]
 
 
 def keys(s3: Any, prefix: str) -> list[str]:
