@@ -1,10 +1,11 @@
 """Input and pre-flight: reading requests (``_request_files``, ``_request_json``), checking
 them (``_validate``, ``_problems``, ``_limits``, ``_rule_checks``), the model matrix and the
-metadata sidecar (``_matrix``, ``_sidecar``), sharding (``_shards``) and staging
-(``_staging``). Nothing here talks to the API."""
+metadata sidecar (``_matrix``, ``_sidecar``, ``_fanout``), sharding (``_shards``) and staging
+(``_blocks``, ``_staging``). Nothing here talks to the API."""
 
 from __future__ import annotations
 
+from airflow_batches.jobs.prepare._blocks import Output, Staging
 from airflow_batches.jobs.prepare._limits import MAX_LINE_BYTES, MAX_NESTING, Limits
 from airflow_batches.jobs.prepare._matrix import (
     HASH_HEX,
@@ -23,8 +24,10 @@ from airflow_batches.jobs.prepare._request_json import decode_line, nests_deeper
 from airflow_batches.jobs.prepare._rule_checks import model_rules_check
 from airflow_batches.jobs.prepare._shards import (
     OnInvalid,
+    Part,
     Prepared,
     Shard,
+    id_digest,
     iter_shard_body,
     prepare,
 )
@@ -35,6 +38,7 @@ from airflow_batches.jobs.prepare._staging import (
     Parts,
     SidecarWriter,
     Staged,
+    combine,
     select_range,
     select_requests,
     stage_requests,
@@ -52,7 +56,9 @@ __all__ = [
     "MatrixModel",
     "ModelMatrix",
     "OnInvalid",
+    "Output",
     "ParamCheck",
+    "Part",
     "Parts",
     "Prepared",
     "Problem",
@@ -62,8 +68,11 @@ __all__ = [
     "Sidecar",
     "SidecarWriter",
     "Staged",
+    "Staging",
+    "combine",
     "decode_line",
     "envelope_parts",
+    "id_digest",
     "iter_shard_body",
     "load_sidecar",
     "model_rules_check",

@@ -336,7 +336,7 @@ def submit_job(
             sum(1 for s in ledger.shards if s.batch_id),
             len(ledger.shards),
         )
-    opener = sent_store.path(REQUESTS_FILE)
+    opener = store.path(staged.sent_file or REQUESTS_FILE)
     JobSubmitter(client, backend, lambda: opener.open("rb"), logger=logger, **submitter).submit(
         ledger
     )

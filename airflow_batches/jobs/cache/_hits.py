@@ -1,0 +1,191 @@
+"""The hits' results copied into the job's ``cached.jsonl``, each segment read in the order
+of its data (never to and fro: on object storage a backward seek is a new request).
+
+A lookup leaves, per segment, a local file of ``(offset, length, custom_id)`` in no order.
+Up to :data:`_SORTED` of them are sorted in memory; more are first cut into runs of the
+segment's data by offset, each sorted in its turn. Each stored line becomes
+``{"custom_id", "result", "cached_from": {"batch_id", "custom_id"}}`` by splicing its bytes
+(its ``result`` is never decoded), as msgspec would have written it.
+"""
+
+from __future__ import annotations
+
+import struct
+import tempfile
+from collections.abc import Iterator
+from contextlib import ExitStack
+from typing import IO
+
+import msgspec
+
+from airflow_batches.api import BatchesError
+from airflow_batches.jobs._store import StoragePath, child
+from airflow_batches.jobs.cache._layout import StoredLine
+from airflow_batches.jobs.cache._segments import Segment
+
+__all__ = ["cached_line", "copy_hits"]
+
+HIT = struct.Struct(">QIB")
+"""A hit in a lookup's per-segment file: offset and length of the stored line, the length of
+the custom_id that follows."""
+_SORTED = 200_000
+_decode_stored = msgspec.json.Decoder(StoredLine).decode
+
+
+class _Source(msgspec.Struct):
+    batch_id: str
+    custom_id: str
+
+
+class _CachedLine(msgspec.Struct):
+    custom_id: str
+    result: msgspec.Raw
+    cached_from: _Source
+
+
+_encode = msgspec.json.Encoder().encode
+
+
+def copy_hits(
+    folder: StoragePath, segments: list[Segment], hits: list[IO[bytes]], out: IO[bytes]
+) -> int:
+    """Write every hit's result to ``out``; how many."""
+    count = 0
+    for segment, found in zip(segments, hits, strict=True):
+        size = found.tell()
+        if not size:
+            continue
+        found.seek(0)
+        try:
+            stream = child(folder, f"{segment.name}.jsonl").open("rb")
+        except FileNotFoundError:
+            raise _vanished(segment) from None
+        with stream:
+            for offset, length, custom_id in _in_order(found, size, segment):
+                stream.seek(offset)
+                data = stream.read(length)
+                if len(data) != length:
+                    raise _vanished(segment)
+                out.write(cached_line(custom_id, data))
+                count += 1
+    return count
+
+
+def _vanished(segment: Segment) -> BatchesError:
+    return BatchesError(
+        f"the cross-run cache's segment {segment.name} was cut short or deleted while this "
+        "lookup read it (a compaction deletes what it replaced only after its grace period: "
+        "was it shortened, or the file changed?); retry the task to look up again"
+    )
+
+
+def _records(data: bytes) -> Iterator[tuple[int, int, str]]:
+    at = 0
+    while at < len(data):
+        offset, length, id_length = HIT.unpack_from(data, at)
+        at += HIT.size
+        yield offset, length, data[at : at + id_length].decode()
+        at += id_length
+
+
+def _in_order(found: IO[bytes], size: int, segment: Segment) -> Iterator[tuple[int, int, str]]:
+    """The hits of one segment by offset, sorting at most :data:`_SORTED` at a time."""
+    approx = size // (HIT.size + 16)
+    if approx <= _SORTED:
+        yield from sorted(_records(found.read()))
+        return
+    span = max(segment.data_bytes, 1)
+    runs = approx // _SORTED + 1
+    with ExitStack() as stack:
+        cuts = [stack.enter_context(_temporary()) for _ in range(runs)]
+        while block := found.read(1 << 24):
+            while True:  # a record may straddle two reads
+                end = _whole(block)
+                for offset, length, custom_id in _records(block[:end]):
+                    cid = custom_id.encode()
+                    run = min(offset * runs // span, runs - 1)
+                    cuts[run].write(HIT.pack(offset, length, len(cid)) + cid)
+                if end == len(block):
+                    break
+                more = found.read(1 << 20)
+                if not more:
+                    raise ValueError("a lookup's hits file is cut short")
+                block = block[end:] + more
+        for cut in cuts:
+            cut.seek(0)
+            yield from sorted(_records(cut.read()))
+
+
+def _whole(block: bytes) -> int:
+    """The length of the whole records at the start of ``block``."""
+    at = 0
+    while at + HIT.size <= len(block):
+        end = at + HIT.size + block[at + HIT.size - 1]
+        if end > len(block):
+            break
+        at = end
+    return at
+
+
+def cached_line(custom_id: str, stored: bytes) -> bytes:
+    """The ``cached.jsonl`` line of a stored line answering ``custom_id``."""
+    line = stored.rstrip(b"\r\n")
+    spliced = _splice(custom_id, line)
+    if spliced is not None:
+        return spliced
+    entry = _decode_stored(line)
+    source = _Source(entry.batch_id, entry.custom_id)
+    return _encode(_CachedLine(custom_id, entry.result, source)) + b"\n"
+
+
+_HEAD = b'{"key":"'
+_ID = b'","custom_id":"'
+_BATCH = b'","batch_id":"'
+_STORED = b'","stored":'
+_RESULT = b',"result":'
+_PLAIN = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
+
+
+def _splice(custom_id: str, line: bytes) -> bytes | None:
+    """msgspec's encoding of the cached line, from the stored line's bytes: None when the line
+    is not laid out as this release's and the last one's ``StoredLine`` are."""
+    if not line.startswith(_HEAD) or line[40:55] != _ID or not line.endswith(b"}"):
+        return None
+    id_end = line.find(b'"', 55)
+    if id_end < 0 or not line.startswith(_BATCH, id_end):
+        return None
+    batch_at = id_end + len(_BATCH)
+    batch_end = line.find(b'"', batch_at)
+    if batch_end < 0:
+        return None
+    old_id, batch = line[55:id_end], line[batch_at:batch_end]
+    if not (_PLAIN.issuperset(old_id) and _PLAIN.issuperset(batch)):
+        return None
+    rest = batch_end + 1
+    if line.startswith(_STORED, batch_end):  # ,"stored":<digits>
+        digits = end = batch_end + len(_STORED)
+        while end < len(line) and 48 <= line[end] <= 57:
+            end += 1
+        if end == digits:
+            return None
+        rest = end
+    if not line.startswith(_RESULT, rest):
+        return None
+    result = line[rest + len(_RESULT) : -1]
+    return b"".join(
+        (
+            b'{"custom_id":"',
+            custom_id.encode(),
+            b'","result":',
+            result,
+            b',"cached_from":{"batch_id":"',
+            batch,
+            b'","custom_id":"',
+            old_id,
+            b'"}}\n',
+        )
+    )
+
+
+def _temporary() -> IO[bytes]:
+    return tempfile.TemporaryFile(prefix="airflow-batches-hits-")
