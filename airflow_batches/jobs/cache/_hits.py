@@ -21,13 +21,13 @@ import msgspec
 from airflow_batches.api import BatchesError
 from airflow_batches.jobs._store import StoragePath, child
 from airflow_batches.jobs.cache._layout import StoredLine
-from airflow_batches.jobs.cache._segments import Segment
+from airflow_batches.jobs.cache._segments import Segment, data_size
 
 __all__ = ["cached_line", "copy_hits"]
 
-HIT = struct.Struct(">QIB")
-"""A hit in a lookup's per-segment file: offset and length of the stored line, the length of
-the custom_id that follows."""
+HIT = struct.Struct(">QI64s")
+"""A hit in a lookup's per-segment file: offset and length of the stored line, the custom_id
+that asked (padded with NULs)."""
 _SORTED = 200_000
 _decode_stored = msgspec.json.Decoder(StoredLine).decode
 
@@ -61,13 +61,23 @@ def copy_hits(
         except FileNotFoundError:
             raise _vanished(segment) from None
         with stream:
-            for offset, length, custom_id in _in_order(found, size, segment):
-                stream.seek(offset)
+            at = 0
+            lines: list[bytes] = []
+            span = segment.data_bytes or data_size(child(folder, f"{segment.name}.jsonl"))
+            for offset, length, custom_id in _in_order(found, size // HIT.size, span):
+                if offset != at:
+                    stream.seek(offset)
                 data = stream.read(length)
                 if len(data) != length:
                     raise _vanished(segment)
-                out.write(cached_line(custom_id, data))
-                count += 1
+                at = offset + length
+                lines.append(cached_line(custom_id.rstrip(b"\0").decode(), data))
+                if len(lines) >= 4096:
+                    out.write(b"".join(lines))
+                    count += len(lines)
+                    lines = []
+            out.write(b"".join(lines))
+            count += len(lines)
     return count
 
 
@@ -79,52 +89,22 @@ def _vanished(segment: Segment) -> BatchesError:
     )
 
 
-def _records(data: bytes) -> Iterator[tuple[int, int, str]]:
-    at = 0
-    while at < len(data):
-        offset, length, id_length = HIT.unpack_from(data, at)
-        at += HIT.size
-        yield offset, length, data[at : at + id_length].decode()
-        at += id_length
-
-
-def _in_order(found: IO[bytes], size: int, segment: Segment) -> Iterator[tuple[int, int, str]]:
-    """The hits of one segment by offset, sorting at most :data:`_SORTED` at a time."""
-    approx = size // (HIT.size + 16)
-    if approx <= _SORTED:
-        yield from sorted(_records(found.read()))
+def _in_order(found: IO[bytes], count: int, span: int) -> Iterator[tuple[int, int, bytes]]:
+    """The hits of one segment (``span`` bytes of data) by offset, sorting at most
+    :data:`_SORTED` at a time."""
+    if count <= _SORTED:
+        yield from sorted(HIT.iter_unpack(found.read()))
         return
-    span = max(segment.data_bytes, 1)
-    runs = approx // _SORTED + 1
+    span = max(span, 1)
+    runs = count // _SORTED + 1
     with ExitStack() as stack:
         cuts = [stack.enter_context(_temporary()) for _ in range(runs)]
-        while block := found.read(1 << 24):
-            while True:  # a record may straddle two reads
-                end = _whole(block)
-                for offset, length, custom_id in _records(block[:end]):
-                    cid = custom_id.encode()
-                    run = min(offset * runs // span, runs - 1)
-                    cuts[run].write(HIT.pack(offset, length, len(cid)) + cid)
-                if end == len(block):
-                    break
-                more = found.read(1 << 20)
-                if not more:
-                    raise ValueError("a lookup's hits file is cut short")
-                block = block[end:] + more
+        while block := found.read(HIT.size * 65536):
+            for record in HIT.iter_unpack(block):
+                cuts[min(record[0] * runs // span, runs - 1)].write(HIT.pack(*record))
         for cut in cuts:
             cut.seek(0)
-            yield from sorted(_records(cut.read()))
-
-
-def _whole(block: bytes) -> int:
-    """The length of the whole records at the start of ``block``."""
-    at = 0
-    while at + HIT.size <= len(block):
-        end = at + HIT.size + block[at + HIT.size - 1]
-        if end > len(block):
-            break
-        at = end
-    return at
+            yield from sorted(HIT.iter_unpack(cut.read()))
 
 
 def cached_line(custom_id: str, stored: bytes) -> bytes:

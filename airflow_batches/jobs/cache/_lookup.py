@@ -41,7 +41,7 @@ stored and the spend avoided (the hits' usage at batch prices).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -60,11 +60,13 @@ from airflow_batches.jobs.cache._layout import (
     VERSION,
 )
 from airflow_batches.jobs.cache._plan import Lookup, Observer, replan
+from airflow_batches.jobs.cache._receipts import input_digest, recall, remember
 from airflow_batches.jobs.cache._segments import live_segments
 from airflow_batches.jobs.cache._writer import CacheWriter
 from airflow_batches.jobs.prepare import (
     REQUESTS_FILE,
     Limits,
+    Parts,
     Prepared,
     RequestValidator,
     Shard,
@@ -330,6 +332,35 @@ class CacheStep:
         self.cache = cache
         self.validator = validator
         self.part_of = part_of
+
+    def recall(
+        self,
+        root: JobStore,
+        records: Iterable[tuple[str, Any]] | Parts,
+        validator: RequestValidator,
+        on_invalid: str,
+        sidecar: Any,
+        log: Any,
+    ) -> tuple[str | None, Staged | None]:
+        """``(digest, job)``: the digest of this input and settings (None: no receipt can
+        name them), and the job staged from an earlier pre-flight's receipt, if there is one
+        (``_receipts``)."""
+        digest = input_digest(records, validator, on_invalid)
+        if digest is None:
+            return None, None
+        staged = recall(self.cache.folder, digest, root, sidecar)
+        if staged is not None:
+            log.info(
+                "Pre-flight: this input was judged before with the same settings (receipt "
+                "%s); its staged requests were copied from %s",
+                digest[:16],
+                staged.store.root,
+            )
+        return digest, staged
+
+    def remember(self, digest: str, staged: Staged, sidecar: Any) -> None:
+        """Keep pre-flight's verdict on this input for the next job (``_receipts``)."""
+        remember(self.cache.folder, digest, staged, sidecar)
 
     def stage(self, staged: Staged, log: Any) -> Staged:
         info, sent = self.cache.lookup(

@@ -32,7 +32,7 @@ from typing import IO, Any
 import msgspec
 
 from airflow_batches.jobs._store import JobStore, StoragePath, atomic_writer
-from airflow_batches.jobs.cache._hits import copy_hits
+from airflow_batches.jobs.cache._hits import HIT, copy_hits
 from airflow_batches.jobs.cache._layout import (
     CACHED_FILE,
     KEY_ONLY,
@@ -56,9 +56,11 @@ from airflow_batches.jobs.prepare import (
 __all__ = ["Lookup", "Observer", "replan"]
 
 Observer = Callable[[str, Any, bytes], None]
-_JOB = struct.Struct(">16s8sIB")
-"""A job's request in a range file: key, custom_id hash, ordinal, custom_id length (then the
-custom_id)."""
+_JOB = struct.Struct(">24sI64s")
+"""A job's request in a range file: key and custom_id hash, ordinal, custom_id (padded)."""
+_TAIL = struct.Struct(">QII")
+"""The offset, length and time of an index record (after its key and custom_id hash)."""
+_key16 = itemgetter(slice(0, 16))
 _PER_RANGE = 1 << 16
 """About how many of the job's requests one range holds in memory."""
 _first = itemgetter(0)
@@ -131,15 +133,15 @@ class Lookup:
     def _read_keys(self, keys: IO[bytes], runs: list[IO[bytes]]) -> int:
         shift = 8 - (self.ranges.bit_length() - 1)
         ordinal = 0
+        key_of, pack = self.key, _JOB.pack
         with self.requests.open("rb") as stream:
             for line in stream:
                 if not line.strip():
                     continue
-                custom_id, key = self.key(line.rstrip(b"\r\n"))
+                custom_id, key = key_of(line.rstrip(b"\r\n"))
                 keys.write(key)
                 cid = custom_id.encode()
-                record = _JOB.pack(key, custom_id_hash(custom_id), ordinal, len(cid))
-                runs[key[0] >> shift].write(record + cid)
+                runs[key[0] >> shift].write(pack(key + custom_id_hash(custom_id), ordinal, cid))
                 ordinal += 1
         return ordinal
 
@@ -152,20 +154,14 @@ class Lookup:
     ) -> None:
         """Find the hits of the job's requests of one range (the next of every reader)."""
         run.seek(0)
-        data = run.read()
+        requests = list(_JOB.iter_unpack(run.read()))
         run.close()
-        wanted: dict[bytes, list[tuple[bytes, int, bytes]]] = {}
-        at = 0
-        while at < len(data):
-            key, id_hash, ordinal, length = _JOB.unpack_from(data, at)
-            at += _JOB.size
-            wanted.setdefault(key, []).append((id_hash, ordinal, data[at : at + length]))
-            at += length
-        del data
+        wanted = set(map(_key16, map(_first, requests)))
         exact: dict[bytes, tuple[int, int, int]] = {}
         newest: dict[bytes, tuple[int, int, int]] = {}
         known = wanted.__contains__
         cutoff = self.cutoff
+        tail = _TAIL.unpack_from
         for number, reader in enumerate(readers):
             for block in next(reader, ()):
                 if not wanted:
@@ -175,19 +171,23 @@ class Lookup:
                     map(known, map(_first, KEY_ONLY.iter_unpack(block))),
                 )
                 for at in matched:
-                    key, id_hash, offset, length, stored = RECORD.unpack_from(block, at)
+                    offset, length, stored = tail(block, at + 24)
                     if cutoff is None or stored >= cutoff:
-                        where = (number, offset, length)
-                        exact.setdefault(key + id_hash, where)
-                        newest.setdefault(key, where)
-        for key, requests in wanted.items():
-            any_id = newest.get(key)
-            if any_id is None:
-                continue
-            for id_hash, ordinal, custom_id in requests:
-                segment, offset, length = exact.get(key + id_hash) or any_id
-                hits[segment].write(_HIT.pack(offset, length, len(custom_id)) + custom_id)
+                        location = (number, offset, length)
+                        exact.setdefault(block[at : at + 24], location)
+                        newest.setdefault(block[at : at + 16], location)
+        if not newest:
+            return
+        pending: list[list[bytes]] = [[] for _ in hits]
+        pack = HIT.pack
+        for key_and_id, ordinal, custom_id in requests:
+            where = exact.get(key_and_id) or newest.get(key_and_id[:16])
+            if where is not None:
+                segment, offset, length = where
+                pending[segment].append(pack(offset, length, custom_id))
                 found[ordinal >> 3] |= 1 << (ordinal & 7)
+        for out, records in zip(hits, pending, strict=True):
+            out.write(b"".join(records))
 
     def _misses(self, keys: IO[bytes], found: bytearray) -> Prepared | None:
         parts: list[Prepared] = []
@@ -234,9 +234,6 @@ class Lookup:
         _, part, out = current
         staging.sync(out)
         return part.finish(out.digest.hexdigest(), "")
-
-
-_HIT = struct.Struct(">QIB")
 
 
 def _temporary() -> IO[bytes]:

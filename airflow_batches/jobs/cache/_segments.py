@@ -112,7 +112,7 @@ def live_segments(
             continue
         if max_bytes is not None:
             if segment.head is None:
-                segment.data_bytes = _size(child(folder, f"{segment.name}.jsonl"))
+                segment.data_bytes = data_size(child(folder, f"{segment.name}.jsonl"))
             total += segment.data_bytes
             if total > max_bytes:
                 break
@@ -120,7 +120,8 @@ def live_segments(
     return live
 
 
-def _size(path: StoragePath) -> int:
+def data_size(path: StoragePath) -> int:
+    """The size of a file (0 if it vanished)."""
     try:
         return int(getattr(path.stat(), "st_size", 0) or 0)  # type: ignore[attr-defined]
     except FileNotFoundError:

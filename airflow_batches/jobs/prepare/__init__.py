@@ -6,6 +6,7 @@ metadata sidecar (``_matrix``, ``_sidecar``, ``_fanout``), sharding (``_shards``
 from __future__ import annotations
 
 from airflow_batches.jobs.prepare._blocks import Output, Staging
+from airflow_batches.jobs.prepare._fanout import MatrixInput, matrix_input
 from airflow_batches.jobs.prepare._limits import MAX_LINE_BYTES, MAX_NESTING, Limits
 from airflow_batches.jobs.prepare._matrix import (
     HASH_HEX,
@@ -13,6 +14,7 @@ from airflow_batches.jobs.prepare._matrix import (
     MatrixModel,
     ModelMatrix,
     envelope_parts,
+    once_source,
 )
 from airflow_batches.jobs.prepare._problems import Problem, RequestValidationError
 from airflow_batches.jobs.prepare._request_files import (
@@ -53,6 +55,7 @@ __all__ = [
     "REJECTED_FILE",
     "REQUESTS_FILE",
     "Limits",
+    "MatrixInput",
     "MatrixModel",
     "ModelMatrix",
     "OnInvalid",
@@ -75,8 +78,10 @@ __all__ = [
     "id_digest",
     "iter_shard_body",
     "load_sidecar",
+    "matrix_input",
     "model_rules_check",
     "nests_deeper",
+    "once_source",
     "original_key",
     "prepare",
     "records_from_items",

@@ -149,6 +149,7 @@ class _Group:
         self.prefix_length = len(models[0].prefix)
         self.every = CustomIds()  # keys of the requests every copy of which was accepted
         self.some: list[CustomIds | None] = [None] * len(models)  # per model: of the others
+        self._partly = False  # whether any request had only some of its copies accepted
 
     def request(self, location: str, raw: Any, sidecar: Sidecar | None) -> None:
         """Read one request, then judge and stage each model's copy of it."""
@@ -192,6 +193,13 @@ class _Group:
     def _stage(self, location: str, key: str, checked: list[tuple[str, bytes] | None]) -> None:
         """Stage the copies that passed, each once per model (see the module docstring)."""
         digest = id_digest(key)
+        if None not in checked and not self._partly and self.every.add_digest(digest):
+            # The common case: a new request, every copy accepted.
+            for passed, part, out in zip(checked, self.parts, self.outs, strict=True):
+                custom_id, line = passed  # type: ignore[misc]
+                if part.accept(id_digest(custom_id), len(line) + 1):
+                    out.add(line)
+            return
         every = digest in self.every
         whole = not every and None not in checked
         fresh: list[tuple[int, str, bytes]] = []
@@ -211,6 +219,7 @@ class _Group:
                 seen = self.some[i]
                 if seen is None:
                     seen = self.some[i] = CustomIds()
+                    self._partly = True
                 seen.add_digest(digest)
             if self.parts[i].accept(id_digest(custom_id), len(line) + 1):
                 self.outs[i].add(line)

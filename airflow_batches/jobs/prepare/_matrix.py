@@ -43,6 +43,7 @@ __all__ = [
     "ModelPart",
     "RecordSource",
     "envelope_parts",
+    "once_source",
     "request_key",
 ]
 
@@ -270,3 +271,10 @@ class _Once:
 
     def __iter__(self) -> Iterator[tuple[str, Any]]:
         return iter(self.source())
+
+
+def once_source(parts: Sequence[Iterable[tuple[str, Any]]]) -> RecordSource | None:
+    """The source of an input that ``envelope_parts`` gave as it is (no matrix), else None."""
+    if len(parts) == 1 and isinstance(parts[0], _Once):
+        return parts[0].source
+    return None

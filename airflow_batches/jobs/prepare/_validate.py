@@ -99,6 +99,9 @@ class RequestValidator:
         self._members = {key: dump_member(key, value) for key, value in self.defaults.items()}
         self._model_member = dump_member("model", default_model) if default_model else b""
         self._plain_defaults = plain_json(self.defaults)
+        self._default_model = (
+            default_model if default_model and "model" not in self.defaults else None
+        )
 
     def check(self, location: str, raw: Any) -> tuple[str, bytes] | list[Problem]:
         """``(custom_id, encoded line)`` for a valid request, else its problems.
@@ -109,8 +112,7 @@ class RequestValidator:
         read = self.read(location, raw)
         if type(read) is list:
             return read
-        assert isinstance(read, Read)
-        return self.judge(location, read, read.params, read.custom_id, read.line)
+        return self.judge(location, read, read.params, read.custom_id, read.line)  # type: ignore[union-attr, arg-type]
 
     def read(self, location: str, raw: Any) -> Read | list[Problem]:
         """The first half of :meth:`check`, what does not depend on the params' defaults: the
@@ -119,7 +121,10 @@ class RequestValidator:
         ``Read`` once per model)."""
         line: bytes | None = None
         exotic = True
-        if type(raw) is bytes or isinstance(raw, bytearray | memoryview):
+        if type(raw) is bytes:
+            line = raw.strip(JSON_SPACE)
+            value, faults, exotic = decode_request(line)
+        elif isinstance(raw, bytearray | memoryview):
             line = bytes(raw).strip(JSON_SPACE)
             value, faults, exotic = decode_request(line)
         elif isinstance(raw, Unreadable):
@@ -163,17 +168,16 @@ class RequestValidator:
         :func:`plain_json`, and so is what the caller put in ``params``, if ``plain``)."""
         merged = params
         added = [k for k in self.defaults if k not in params] if self.defaults else []
-        model_added = bool(
-            self.default_model and "model" not in params and "model" not in self.defaults
-        )
+        model_added = self._default_model is not None and "model" not in params
         if added or model_added:
             merged = {**{k: self.defaults[k] for k in added}, **params}
             if model_added:
                 merged["model"] = self.default_model
         faults = self._faults(merged, None)
-        problems = self._problems(location, cid, read, faults, merged)
-        if problems:
-            return problems
+        if faults or read.envelope or self.checks:
+            problems = self._problems(location, cid, read, faults, merged)
+            if problems:
+                return problems
 
         assert cid is not None
         if merged is params and line is not None and not self._has_metadata(read):
@@ -222,9 +226,10 @@ class RequestValidator:
         merged: Mapping[str, Any] = shared.merged
         if self.checks or self.observers:
             merged = {**merged, "model": model}
-        problems = self._problems(location, cid, read, shared.faults, merged)
-        if problems:
-            return problems
+        if read.envelope or shared.faults or self.checks:
+            problems = self._problems(location, cid, read, shared.faults, merged)
+            if problems:
+                return problems
         head = b'{"custom_id":"' + cid.encode() + b'","params":'
         encoded = b"".join((head, shared.encoded, member, b"}}"))
         return self._accepted(location, cid, read, merged, encoded)
@@ -233,14 +238,15 @@ class RequestValidator:
         self, merged: Mapping[str, Any], checks: Sequence[str] | None
     ) -> list[tuple[str, str]]:
         """``(field, message)`` of what the shape checks (``checks``) and the ceiling find."""
-        found = []
-        for fault in params_faults(
-            merged, anthropic_version=self.anthropic_version, checks=checks, at=_PARAMS
-        ):
-            message = fault.message
-            if fault.kind in _ABSENT:
-                message = _HINTS.get(fault.path, message)
-            found.append((fault.field, message))
+        found = [
+            (
+                fault.field,
+                _HINTS.get(fault.path, fault.message) if fault.kind in _ABSENT else fault.message,
+            )
+            for fault in params_faults(
+                merged, anthropic_version=self.anthropic_version, checks=checks, at=_PARAMS
+            )
+        ]
         max_tokens = merged.get("max_tokens")
         if type(max_tokens) is int and max_tokens > MAX_TOKENS_CEILING:
             found.append(("params.max_tokens", _out_of_range(max_tokens)))
