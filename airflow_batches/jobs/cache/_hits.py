@@ -10,6 +10,7 @@ segment's data by offset, each sorted in its turn. Each stored line becomes
 
 from __future__ import annotations
 
+import re
 import struct
 import tempfile
 from collections.abc import Iterator
@@ -28,7 +29,7 @@ __all__ = ["cached_line", "copy_hits"]
 HIT = struct.Struct(">QI64s")
 """A hit in a lookup's per-segment file: offset and length of the stored line, the custom_id
 that asked (padded with NULs)."""
-_SORTED = 200_000
+_SORTED = 50_000
 _decode_stored = msgspec.json.Decoder(StoredLine).decode
 
 
@@ -71,7 +72,7 @@ def copy_hits(
                 if len(data) != length:
                     raise _vanished(segment)
                 at = offset + length
-                lines.append(cached_line(custom_id.rstrip(b"\0").decode(), data))
+                lines.append(cached_line(custom_id.rstrip(b"\0"), data))
                 if len(lines) >= 4096:
                     out.write(b"".join(lines))
                     count += len(lines)
@@ -107,64 +108,37 @@ def _in_order(found: IO[bytes], count: int, span: int) -> Iterator[tuple[int, in
             yield from sorted(HIT.iter_unpack(cut.read()))
 
 
-def cached_line(custom_id: str, stored: bytes) -> bytes:
+def cached_line(custom_id: str | bytes, stored: bytes) -> bytes:
     """The ``cached.jsonl`` line of a stored line answering ``custom_id``."""
     line = stored.rstrip(b"\r\n")
-    spliced = _splice(custom_id, line)
-    if spliced is not None:
-        return spliced
+    cid = custom_id.encode() if isinstance(custom_id, str) else custom_id
+    found = _LAID_OUT.match(line)
+    if found is not None and line.endswith(b"}") and _PLAIN.fullmatch(cid):
+        return b"".join(
+            (
+                b'{"custom_id":"',
+                cid,
+                b'","result":',
+                line[found.end() : -1],
+                b',"cached_from":{"batch_id":"',
+                found.group(2),
+                b'","custom_id":"',
+                found.group(1),
+                b'"}}\n',
+            )
+        )
     entry = _decode_stored(line)
     source = _Source(entry.batch_id, entry.custom_id)
-    return _encode(_CachedLine(custom_id, entry.result, source)) + b"\n"
+    return _encode(_CachedLine(cid.decode(), entry.result, source)) + b"\n"
 
 
-_HEAD = b'{"key":"'
-_ID = b'","custom_id":"'
-_BATCH = b'","batch_id":"'
-_STORED = b'","stored":'
-_RESULT = b',"result":'
-_PLAIN = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
-
-
-def _splice(custom_id: str, line: bytes) -> bytes | None:
-    """msgspec's encoding of the cached line, from the stored line's bytes: None when the line
-    is not laid out as this release's and the last one's ``StoredLine`` are."""
-    if not line.startswith(_HEAD) or line[40:55] != _ID or not line.endswith(b"}"):
-        return None
-    id_end = line.find(b'"', 55)
-    if id_end < 0 or not line.startswith(_BATCH, id_end):
-        return None
-    batch_at = id_end + len(_BATCH)
-    batch_end = line.find(b'"', batch_at)
-    if batch_end < 0:
-        return None
-    old_id, batch = line[55:id_end], line[batch_at:batch_end]
-    if not (_PLAIN.issuperset(old_id) and _PLAIN.issuperset(batch)):
-        return None
-    rest = batch_end + 1
-    if line.startswith(_STORED, batch_end):  # ,"stored":<digits>
-        digits = end = batch_end + len(_STORED)
-        while end < len(line) and 48 <= line[end] <= 57:
-            end += 1
-        if end == digits:
-            return None
-        rest = end
-    if not line.startswith(_RESULT, rest):
-        return None
-    result = line[rest + len(_RESULT) : -1]
-    return b"".join(
-        (
-            b'{"custom_id":"',
-            custom_id.encode(),
-            b'","result":',
-            result,
-            b',"cached_from":{"batch_id":"',
-            batch,
-            b'","custom_id":"',
-            old_id,
-            b'"}}\n',
-        )
-    )
+_LAID_OUT = re.compile(
+    rb'\{"key":"[0-9a-f]{32}","custom_id":"([A-Za-z0-9_-]{1,64})","batch_id":"([A-Za-z0-9_-]{1,200})"'
+    rb'(?:,"stored":[0-9]{1,20})?,"result":'
+)
+"""A stored line as msgspec writes ``StoredLine``, in this release and the last: its
+``result`` is then spliced, never decoded (else the line is decoded)."""
+_PLAIN = re.compile(rb"[A-Za-z0-9_-]{1,64}")
 
 
 def _temporary() -> IO[bytes]:

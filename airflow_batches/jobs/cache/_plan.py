@@ -42,7 +42,7 @@ from airflow_batches.jobs.cache._layout import (
     KeyLine,
     custom_id_hash,
 )
-from airflow_batches.jobs.cache._segments import Segment, record_ranges
+from airflow_batches.jobs.cache._segments import Segment, data_size, record_ranges
 from airflow_batches.jobs.prepare import (
     Limits,
     Output,
@@ -61,7 +61,9 @@ _JOB = struct.Struct(">24sI64s")
 _TAIL = struct.Struct(">QII")
 """The offset, length and time of an index record (after its key and custom_id hash)."""
 _key16 = itemgetter(slice(0, 16))
-_PER_RANGE = 1 << 16
+_OFFSET = (1 << 44) - 1
+_LENGTH = (1 << 32) - 1
+_PER_RANGE = 1 << 15
 """About how many of the job's requests one range holds in memory."""
 _first = itemgetter(0)
 
@@ -102,6 +104,8 @@ class Lookup:
         self.part_of = part_of
         self.limits = limits
         self.observers = tuple(observers)
+        if not request_count:  # not told: from the staged bytes, at 100 bytes a request
+            request_count = data_size(self.requests) // 100
         ranges = 1
         while ranges < 256 and request_count > ranges * _PER_RANGE:
             ranges *= 2
@@ -152,13 +156,15 @@ class Lookup:
         hits: list[IO[bytes]],
         found: bytearray,
     ) -> None:
-        """Find the hits of the job's requests of one range (the next of every reader)."""
+        """Find the hits of the job's requests of one range (the next of every reader).
+
+        A location is one integer: segment number, offset and length (``_where``)."""
         run.seek(0)
-        requests = list(_JOB.iter_unpack(run.read()))
+        data = run.read()
         run.close()
-        wanted = set(map(_key16, map(_first, requests)))
-        exact: dict[bytes, tuple[int, int, int]] = {}
-        newest: dict[bytes, tuple[int, int, int]] = {}
+        wanted = set(map(_key16, map(_first, _JOB.iter_unpack(data))))
+        exact: dict[bytes, int] = {}
+        newest: dict[bytes, int] = {}
         known = wanted.__contains__
         cutoff = self.cutoff
         tail = _TAIL.unpack_from
@@ -173,18 +179,20 @@ class Lookup:
                 for at in matched:
                     offset, length, stored = tail(block, at + 24)
                     if cutoff is None or stored >= cutoff:
-                        location = (number, offset, length)
-                        exact.setdefault(block[at : at + 24], location)
-                        newest.setdefault(block[at : at + 16], location)
+                        where = number << 76 | offset << 32 | length
+                        exact.setdefault(block[at : at + 24], where)
+                        newest.setdefault(block[at : at + 16], where)
+        del wanted
         if not newest:
             return
         pending: list[list[bytes]] = [[] for _ in hits]
         pack = HIT.pack
-        for key_and_id, ordinal, custom_id in requests:
+        for key_and_id, ordinal, custom_id in _JOB.iter_unpack(data):
             where = exact.get(key_and_id) or newest.get(key_and_id[:16])
             if where is not None:
-                segment, offset, length = where
-                pending[segment].append(pack(offset, length, custom_id))
+                pending[where >> 76].append(
+                    pack((where >> 32) & _OFFSET, where & _LENGTH, custom_id)
+                )
                 found[ordinal >> 3] |= 1 << (ordinal & 7)
         for out, records in zip(hits, pending, strict=True):
             out.write(b"".join(records))
