@@ -199,8 +199,14 @@ class CrossRunCache:
 
     def key(self, line: bytes) -> tuple[str, bytes]:
         """``(custom_id, key)`` of a staged request line."""
-        parsed = _decode_params(line)
-        return parsed.custom_id, _key(self._identity, bytes(parsed.params))
+        try:
+            value = _decode_any(line)
+            canonical = _encode_sorted(value["params"])
+            custom_id = value["custom_id"]
+        except (msgspec.DecodeError, msgspec.EncodeError, OverflowError, RecursionError):
+            parsed = _decode_params(line)
+            return parsed.custom_id, _key(self._identity, bytes(parsed.params))
+        return custom_id, hashlib.blake2b(self._identity + canonical, digest_size=16).digest()
 
     def segments(self) -> list[str]:
         """Names of the segments a lookup reads now, newest first."""

@@ -39,7 +39,6 @@ from airflow_batches.jobs.cache._layout import (
     KEYS_FILE,
     RECORD,
     UNCACHED_FILE,
-    KeyLine,
     custom_id_hash,
 )
 from airflow_batches.jobs.cache._segments import Segment, data_size, record_ranges
@@ -73,8 +72,15 @@ class _Params(msgspec.Struct):
     params: msgspec.Raw
 
 
+class _CustomId(msgspec.Struct):
+    custom_id: str
+
+
 _decode_params = msgspec.json.Decoder(_Params).decode
+_decode_custom_id = msgspec.json.Decoder(_CustomId).decode
 _decode_any = msgspec.json.Decoder().decode
+_KEY_LINE = b'{"custom_id":"%s","key":"%s"}\n'
+"""A ``KeyLine`` as msgspec writes it (a staged custom_id needs no escaping)."""
 _encode = msgspec.json.Encoder().encode
 
 
@@ -117,6 +123,11 @@ class Lookup:
     def run(self) -> Prepared | None:
         """Write the job's ``cache/`` files; the misses as pre-flight planned them (None when
         there is none)."""
+        if not self.segments:  # nothing to find: every request is a miss
+            sent = self._misses(None, bytearray())
+            with atomic_writer(self.job.path(CACHED_FILE)):
+                pass
+            return sent
         with ExitStack() as stack:
             keys = stack.enter_context(_temporary())
             runs = [stack.enter_context(_temporary()) for _ in range(self.ranges)]
@@ -197,7 +208,9 @@ class Lookup:
         for out, records in zip(hits, pending, strict=True):
             out.write(b"".join(records))
 
-    def _misses(self, keys: IO[bytes], found: bytearray) -> Prepared | None:
+    def _misses(self, keys: IO[bytes] | None, found: bytearray) -> Prepared | None:
+        """Stage the misses (see the module docstring); ``keys`` holds each request's key in
+        order (None: no request was a hit, and keys are computed here)."""
         parts: list[Prepared] = []
         with ExitStack() as stack:
             uncached = stack.enter_context(atomic_writer(self.job.path(UNCACHED_FILE)))
@@ -209,14 +222,16 @@ class Lookup:
                 for line in stream:
                     if not line.strip():
                         continue
-                    key = keys.read(16)
-                    hit = found[ordinal >> 3] >> (ordinal & 7) & 1
-                    ordinal += 1
-                    if hit:
-                        continue
                     line = line.rstrip(b"\r\n")
-                    request = _decode_params(line)
-                    custom_id = request.custom_id
+                    if keys is None:
+                        custom_id, key = self.key(line)
+                    else:
+                        key = keys.read(16)
+                        hit = found[ordinal >> 3] >> (ordinal & 7) & 1
+                        ordinal += 1
+                        if hit:
+                            continue
+                        custom_id = _decode_custom_id(line).custom_id
                     this = self.part_of(custom_id) if self.part_of is not None else ""
                     if current is None or this != current[0]:
                         if current is not None:
@@ -227,9 +242,9 @@ class Lookup:
                     if current[1].accept(id_digest(custom_id), len(line) + 1):
                         current[2].add(line)
                     written += len(line) + 1
-                    out_keys.write(_encode(KeyLine(custom_id, key.hex())) + b"\n")
+                    out_keys.write(_KEY_LINE % (custom_id.encode(), key.hex().encode()))
                     if self.observers:
-                        params = _decode_any(request.params)
+                        params = _decode_any(_decode_params(line).params)
                         for observe in self.observers:
                             observe(custom_id, params, line)
                     self.misses += 1

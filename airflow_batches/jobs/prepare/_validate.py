@@ -102,6 +102,9 @@ class RequestValidator:
         self._default_model = (
             default_model if default_model and "model" not in self.defaults else None
         )
+        self._as_given = not (
+            self.defaults or self._default_model or self.checks or self.observers or metadata
+        )
 
     def check(self, location: str, raw: Any) -> tuple[str, bytes] | list[Problem]:
         """``(custom_id, encoded line)`` for a valid request, else its problems.
@@ -109,10 +112,33 @@ class RequestValidator:
         ``raw`` is a JSONL line (bytes), an ``Unreadable`` record from the reader, or an
         in-memory request (a mapping, or a pydantic model).
         """
+        if type(raw) is bytes and self._as_given:
+            plain = self._as_it_is(raw)
+            if plain is not None:
+                return plain
         read = self.read(location, raw)
         if type(read) is list:
             return read
         return self.judge(location, read, read.params, read.custom_id, read.line)  # type: ignore[union-attr, arg-type]
+
+    def _as_it_is(self, raw: bytes) -> tuple[str, bytes] | None:
+        """``(custom_id, line)`` of a JSONL line that passes as the user wrote it, with no
+        default, check, observer or metadata sink to apply: the checks of :meth:`read` and
+        :meth:`judge`, in one go. None for any other line (then judged the long way, which
+        finds its problems)."""
+        line = raw.strip(JSON_SPACE)
+        value, faults, _ = decode_request(line)
+        if faults or type(value) is not dict or request_faults(value):
+            return None
+        params, cid = value["params"], value["custom_id"]
+        if params_faults(params, anthropic_version=self.anthropic_version):
+            return None
+        max_tokens = params.get("max_tokens")
+        if type(max_tokens) is int and max_tokens > MAX_TOKENS_CEILING:
+            return None
+        if len(line) + ENVELOPE_BYTES > self.limits.max_bytes:
+            return None
+        return cid, line
 
     def read(self, location: str, raw: Any) -> Read | list[Problem]:
         """The first half of :meth:`check`, what does not depend on the params' defaults: the
@@ -230,9 +256,14 @@ class RequestValidator:
             problems = self._problems(location, cid, read, shared.faults, merged)
             if problems:
                 return problems
-        head = b'{"custom_id":"' + cid.encode() + b'","params":'
-        encoded = b"".join((head, shared.encoded, member, b"}}"))
-        return self._accepted(location, cid, read, merged, encoded)
+        encoded = b"".join(
+            (b'{"custom_id":"', cid.encode(), b'","params":', shared.encoded, member, b"}}")
+        )
+        if len(encoded) + ENVELOPE_BYTES > self.limits.max_bytes or self.observers:
+            return self._accepted(location, cid, read, merged, encoded)
+        if self.metadata is not None and METADATA in read.value:
+            self.metadata(cid, read.metadata_json())
+        return cid, encoded
 
     def _faults(
         self, merged: Mapping[str, Any], checks: Sequence[str] | None
