@@ -63,22 +63,23 @@ def copy_hits(
             raise _vanished(segment) from None
         with stream:
             at = 0
-            lines: list[bytes] = []
             span = segment.data_bytes or data_size(child(folder, f"{segment.name}.jsonl"))
-            for offset, length, custom_id in _in_order(found, size // HIT.size, span):
-                if offset != at:
-                    stream.seek(offset)
-                data = stream.read(length)
-                if len(data) != length:
-                    raise _vanished(segment)
-                at = offset + length
-                lines.append(cached_line(custom_id.rstrip(b"\0"), data))
-                if len(lines) >= 4096:
-                    out.write(b"".join(lines))
-                    count += len(lines)
-                    lines = []
-            out.write(b"".join(lines))
-            count += len(lines)
+            for run in _in_order(found, size // HIT.size, span):
+                lines = []
+                for offset, length, custom_id in run:
+                    if offset != at:
+                        stream.seek(offset)
+                    data = stream.read(length)
+                    if len(data) != length:
+                        raise _vanished(segment)
+                    at = offset + length
+                    lines.append(cached_line(custom_id.rstrip(b"\0"), data))
+                    if len(lines) == 4096:
+                        out.write(b"".join(lines))
+                        count += len(lines)
+                        lines = []
+                out.write(b"".join(lines))
+                count += len(lines)
     return count
 
 
@@ -90,11 +91,11 @@ def _vanished(segment: Segment) -> BatchesError:
     )
 
 
-def _in_order(found: IO[bytes], count: int, span: int) -> Iterator[tuple[int, int, bytes]]:
-    """The hits of one segment (``span`` bytes of data) by offset, sorting at most
-    :data:`_SORTED` at a time."""
+def _in_order(found: IO[bytes], count: int, span: int) -> Iterator[list[tuple[int, int, bytes]]]:
+    """The hits of one segment (``span`` bytes of data) by offset, in sorted runs of at most
+    about :data:`_SORTED`."""
     if count <= _SORTED:
-        yield from sorted(HIT.iter_unpack(found.read()))
+        yield sorted(HIT.iter_unpack(found.read()))
         return
     span = max(span, 1)
     runs = count // _SORTED + 1
@@ -105,40 +106,28 @@ def _in_order(found: IO[bytes], count: int, span: int) -> Iterator[tuple[int, in
                 cuts[min(record[0] * runs // span, runs - 1)].write(HIT.pack(*record))
         for cut in cuts:
             cut.seek(0)
-            yield from sorted(HIT.iter_unpack(cut.read()))
+            yield sorted(HIT.iter_unpack(cut.read()))
 
 
-def cached_line(custom_id: str | bytes, stored: bytes) -> bytes:
-    """The ``cached.jsonl`` line of a stored line answering ``custom_id``."""
-    line = stored.rstrip(b"\r\n")
-    cid = custom_id.encode() if isinstance(custom_id, str) else custom_id
-    found = _LAID_OUT.match(line)
-    if found is not None and line.endswith(b"}") and _PLAIN.fullmatch(cid):
-        return b"".join(
-            (
-                b'{"custom_id":"',
-                cid,
-                b'","result":',
-                line[found.end() : -1],
-                b',"cached_from":{"batch_id":"',
-                found.group(2),
-                b'","custom_id":"',
-                found.group(1),
-                b'"}}\n',
-            )
-        )
-    entry = _decode_stored(line)
+def cached_line(custom_id: bytes, stored: bytes) -> bytes:
+    """The ``cached.jsonl`` line of a stored line (its newline included) answering
+    ``custom_id`` (a staged request's: the API's pattern, nothing to escape)."""
+    found = _LAID_OUT.match(stored)
+    if found is not None and stored.endswith(b"}\n"):
+        old, batch = found.group(1, 2)
+        return _CACHED % (custom_id, stored[found.end() : -2], batch, old)
+    entry = _decode_stored(stored)
     source = _Source(entry.batch_id, entry.custom_id)
-    return _encode(_CachedLine(cid.decode(), entry.result, source)) + b"\n"
+    return _encode(_CachedLine(custom_id.decode(), entry.result, source)) + b"\n"
 
 
+_CACHED = b'{"custom_id":"%s","result":%s,"cached_from":{"batch_id":"%s","custom_id":"%s"}}\n'
 _LAID_OUT = re.compile(
     rb'\{"key":"[0-9a-f]{32}","custom_id":"([A-Za-z0-9_-]{1,64})","batch_id":"([A-Za-z0-9_-]{1,200})"'
     rb'(?:,"stored":[0-9]{1,20})?,"result":'
 )
 """A stored line as msgspec writes ``StoredLine``, in this release and the last: its
 ``result`` is then spliced, never decoded (else the line is decoded)."""
-_PLAIN = re.compile(rb"[A-Za-z0-9_-]{1,64}")
 
 
 def _temporary() -> IO[bytes]:

@@ -29,6 +29,9 @@ CACHED_FILE = f"{CACHE_FOLDER}/cached.jsonl"
 UNCACHED_FILE = f"{CACHE_FOLDER}/uncached.jsonl"
 KEYS_FILE = f"{CACHE_FOLDER}/keys.jsonl"
 PLAN_FILE = f"{CACHE_FOLDER}/plan.json"
+KEYS_MEMO = f"{CACHE_FOLDER}/keys.bin"
+"""Each staged request's key, in order, after the SHA-256 of the cache's identity (endpoint,
+API version, betas): a later job staged from the same receipt looks its keys up here."""
 KEYS_RECORD = struct.Struct(">16s8sQI")
 """A ``.keys`` record: key, :func:`custom_id_hash`, offset and length in the ``.jsonl``."""
 RECORD = struct.Struct(">16s8sQII")

@@ -261,6 +261,7 @@ class CrossRunCache:
         segments = live_segments(self.folder, now, bounds.max_age, bounds.max_bytes)
         lookup = Lookup(
             key=self.key,
+            identity=self._identity,
             folder=self.folder,
             segments=segments,
             cutoff=int((now - bounds.max_age).timestamp()) if bounds.max_age else None,

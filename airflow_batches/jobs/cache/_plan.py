@@ -37,6 +37,7 @@ from airflow_batches.jobs.cache._layout import (
     CACHED_FILE,
     KEY_ONLY,
     KEYS_FILE,
+    KEYS_MEMO,
     RECORD,
     UNCACHED_FILE,
     custom_id_hash,
@@ -91,6 +92,7 @@ class Lookup:
         self,
         *,
         key: Callable[[bytes], tuple[str, bytes]],
+        identity: bytes,
         folder: StoragePath,
         segments: list[Segment],
         cutoff: int | None,
@@ -102,6 +104,8 @@ class Lookup:
         observers: Sequence[Observer],
     ) -> None:
         self.key = key
+        self.identity = hashlib.sha256(identity).digest()
+        self.request_count = request_count
         self.folder = folder
         self.segments = segments
         self.cutoff = cutoff
@@ -123,15 +127,22 @@ class Lookup:
     def run(self) -> Prepared | None:
         """Write the job's ``cache/`` files; the misses as pre-flight planned them (None when
         there is none)."""
-        if not self.segments:  # nothing to find: every request is a miss
-            sent = self._misses(None, bytearray())
-            with atomic_writer(self.job.path(CACHED_FILE)):
-                pass
-            return sent
         with ExitStack() as stack:
             keys = stack.enter_context(_temporary())
+            memo = self._memo()
+            if memo is not None:
+                stack.enter_context(memo)
+            if not self.segments:  # nothing to find: every request is a miss
+                sent = self._misses(memo, bytearray(), keys)
+                with atomic_writer(self.job.path(CACHED_FILE)):
+                    pass
+                if memo is None:
+                    self._remember_keys(keys)
+                return sent
             runs = [stack.enter_context(_temporary()) for _ in range(self.ranges)]
-            count = self._read_keys(keys, runs)
+            count = self._read_keys(keys, runs, memo)
+            if memo is None:
+                self._remember_keys(keys)
             hits = [stack.enter_context(_temporary()) for _ in self.segments]
             found = bytearray((count + 7) // 8)
             readers = [record_ranges(self.folder, s, self.ranges) for s in self.segments]
@@ -145,7 +156,29 @@ class Lookup:
                 self.hits = copy_hits(self.folder, self.segments, hits, cached)
         return sent
 
-    def _read_keys(self, keys: IO[bytes], runs: list[IO[bytes]]) -> int:
+    def _memo(self) -> IO[bytes] | None:
+        """The job's keys as an earlier lookup of the same staged requests left them
+        (``KEYS_MEMO``), positioned at the first; None if there are none for this cache."""
+        memo = self.job.path(KEYS_MEMO)
+        if not self.request_count or data_size(memo) != 32 + 16 * self.request_count:
+            return None
+        stream: IO[bytes] = memo.open("rb")
+        if stream.read(32) != self.identity:
+            stream.close()
+            return None
+        return stream
+
+    def _remember_keys(self, keys: IO[bytes]) -> None:
+        """Keep the job's keys beside its staged requests (``KEYS_MEMO``)."""
+        if not self.request_count or keys.tell() != 16 * self.request_count:
+            return
+        keys.seek(0)
+        with atomic_writer(self.job.path(KEYS_MEMO)) as out:
+            out.write(self.identity)
+            while block := keys.read(1 << 20):
+                out.write(block)
+
+    def _read_keys(self, keys: IO[bytes], runs: list[IO[bytes]], memo: IO[bytes] | None) -> int:
         shift = 8 - (self.ranges.bit_length() - 1)
         ordinal = 0
         key_of, pack = self.key, _JOB.pack
@@ -153,7 +186,10 @@ class Lookup:
             for line in stream:
                 if not line.strip():
                     continue
-                custom_id, key = key_of(line.rstrip(b"\r\n"))
+                if memo is None:
+                    custom_id, key = key_of(line.rstrip(b"\r\n"))
+                else:
+                    custom_id, key = _decode_custom_id(line).custom_id, memo.read(16)
                 keys.write(key)
                 cid = custom_id.encode()
                 runs[key[0] >> shift].write(pack(key + custom_id_hash(custom_id), ordinal, cid))
@@ -208,9 +244,12 @@ class Lookup:
         for out, records in zip(hits, pending, strict=True):
             out.write(b"".join(records))
 
-    def _misses(self, keys: IO[bytes] | None, found: bytearray) -> Prepared | None:
+    def _misses(
+        self, keys: IO[bytes] | None, found: bytearray, computed: IO[bytes] | None = None
+    ) -> Prepared | None:
         """Stage the misses (see the module docstring); ``keys`` holds each request's key in
-        order (None: no request was a hit, and keys are computed here)."""
+        order (None: they are computed here, into ``computed``); ``found`` has a bit set for
+        each hit (empty: none is)."""
         parts: list[Prepared] = []
         with ExitStack() as stack:
             uncached = stack.enter_context(atomic_writer(self.job.path(UNCACHED_FILE)))
@@ -225,9 +264,11 @@ class Lookup:
                     line = line.rstrip(b"\r\n")
                     if keys is None:
                         custom_id, key = self.key(line)
+                        if computed is not None:
+                            computed.write(key)
                     else:
                         key = keys.read(16)
-                        hit = found[ordinal >> 3] >> (ordinal & 7) & 1
+                        hit = found and found[ordinal >> 3] >> (ordinal & 7) & 1
                         ordinal += 1
                         if hit:
                             continue

@@ -35,6 +35,7 @@ import msgspec
 from airflow_batches._version import __version__
 from airflow_batches.jobs._descriptor import job_key
 from airflow_batches.jobs._store import JobStore, StoragePath, atomic_writer, child, fresh
+from airflow_batches.jobs.cache._layout import KEYS_MEMO
 from airflow_batches.jobs.prepare import (
     REJECTED_FILE,
     REQUESTS_FILE,
@@ -137,6 +138,9 @@ def recall(folder: StoragePath, digest: str, root: JobStore, sidecar: Any) -> St
                 _copy(earlier.path(name), target)
     except FileNotFoundError:
         return None
+    with suppress(FileNotFoundError):  # what the earlier job's lookup found out, if any
+        if not fresh(job.path(KEYS_MEMO)).exists():
+            _copy(earlier.path(KEYS_MEMO), job.path(KEYS_MEMO))
     for name, value in (receipt.get("sidecar") or {}).items():
         with suppress(AttributeError):
             setattr(sidecar, name, value)

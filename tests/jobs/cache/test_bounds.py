@@ -167,6 +167,7 @@ def test_a_segment_gone_while_a_lookup_reads_is_a_miss(tmp_path: Path) -> None:
     job = stage(tmp_path / "q", [("a", "x")])
     lookup = Lookup(
         key=store.key,
+        identity=b"bench",
         folder=store.folder,
         segments=segments,
         cutoff=None,
@@ -224,6 +225,7 @@ def test_a_lookup_in_many_ranges_and_segments(tmp_path: Path) -> None:
     job = stage(tmp_path / "q", [*pairs, ("new", "nothing")])
     lookup = Lookup(
         key=store.key,
+        identity=b"bench",
         folder=store.folder,
         segments=live_segments(store.folder, clock(), None, None),
         cutoff=None,

@@ -105,9 +105,18 @@ def test_the_same_input_is_not_judged_twice(
         return original(self, location, raw)
 
     monkeypatch.setattr(Validator, "read", counting)
+    keyed: list[bytes] = []
+    key = CrossRunCache.key
+
+    def counting_keys(self: CrossRunCache, line: bytes) -> tuple[str, bytes]:
+        keyed.append(line)
+        return key(self, line)
+
+    monkeypatch.setattr(CrossRunCache, "key", counting_keys)
     again = model_rules_check(anthropic_version="2023-06-01")  # the same table, betas, rules
     second, side2, recalled = submit(tmp_path, source, "n2", cache, checks=[again])
     assert recalled and reads == []
+    assert keyed == []  # the first lookup's keys came with the receipt
     assert second.prepared.fingerprint == first.prepared.fingerprint
     assert second.store.root != first.store.root
     for name in (REQUESTS_FILE, side1.name):
