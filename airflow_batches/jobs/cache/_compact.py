@@ -83,7 +83,7 @@ def compact(folder: StoragePath, bounds: Bounds, now: datetime) -> Compaction:
     dead = [s for s in current if s not in live]
     merged: list[Segment] = []
     if len(live) > bounds.max_segments:
-        by_size = sorted(live, key=lambda s: (s.head.entries if s.head else 1 << 62, s.name))
+        by_size = sorted(live, key=lambda s: (s.head.entries if s.head else 0, s.name))
         merged = by_size[: max(2, len(live) - bounds.max_segments + 1)]
     if not dead and not merged:
         return done

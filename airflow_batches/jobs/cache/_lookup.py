@@ -359,7 +359,7 @@ class CacheStep:
         if staged is not None:
             log.info(
                 "Pre-flight: this input was judged before with the same settings (receipt "
-                "%s); its staged requests were copied from %s",
+                "%s); the staged requests of that job were copied into %s",
                 digest[:16],
                 staged.store.root,
             )
