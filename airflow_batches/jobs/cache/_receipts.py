@@ -101,8 +101,8 @@ def input_digest(
         "on_invalid": on_invalid,
         "code": _code_digest(),
     }
-    try:
-        head = json.dumps(settings, sort_keys=True, default=repr).encode()
+    try:  # in order: the order of the defaults (and of what they hold) is that of the bytes
+        head = json.dumps(settings, default=repr).encode()
     except (TypeError, ValueError):
         return None
     digest = hashlib.sha256(_FORMAT + head)

@@ -126,7 +126,7 @@ def test_the_same_input_is_not_judged_twice(
 
 @pytest.mark.parametrize(
     "change",
-    ["input", "defaults", "checks", "gone"],
+    ["input", "defaults", "order", "checks", "gone"],
 )
 def test_anything_else_is_judged_again(tmp_path: Path, change: str) -> None:
     source = tmp_path / "in.jsonl"
@@ -138,6 +138,11 @@ def test_anything_else_is_judged_again(tmp_path: Path, change: str) -> None:
         write_input(source, ["a", "b!"])
     elif change == "defaults":
         settings["defaults"] = {"max_tokens": 9}
+    elif change == "order":  # the same defaults, spliced in another order: other bytes
+        settings["defaults"] = {"temperature": 1, "max_tokens": 8}
+        first, _, _ = submit(
+            tmp_path, source, "n0", cache, defaults={"max_tokens": 8, "temperature": 1}
+        )
     elif change == "checks":
         settings["checks"] = [lambda params: iter(())]  # says nothing of what it depends on
     else:
