@@ -346,13 +346,12 @@ def main() -> int:
                     f"{row.get(f'night{night}_{phase}_peak_mib', 0):>9.1f} MiB"
                     f"   load {row.get(f'night{night}_{phase}_load', '-')}"
                 )
-            staged = row.get(f"night{night}_submit_staged_s")
-            if staged:
-                count = row["requests"] * row["models"]
-                print(
-                    f"      of which staged  {staged:>9.2f} s {count / staged:>11,.0f}/s"
-                    "   (matrix, metadata, validation, staging, cache lookup; then creates)"
-                )
+                staged = row.get(f"night{night}_submit_staged_s") if phase == "submit" else None
+                if staged:
+                    print(
+                        f"      of which staged  {staged:>9.2f} s {count / staged:>11,.0f}/s"
+                        "   (matrix, metadata, validation, staging, cache lookup; then creates)"
+                    )
             total = sum(row.get(f"night{night}_{p}_s", 0) for p in ("submit", "fetch", "evaluate"))
             print(
                 f"    night {night} total    {total:>9.2f} s   create calls "
