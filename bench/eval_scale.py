@@ -12,14 +12,22 @@ create calls are counted: none), ``fetch`` publishes the cached lines, ``evaluat
 every request with night 1 (the baseline's scores in a disk index).
 
 Each phase runs in a process of its own, so its peak RSS is its own; the emulator runs in
-another. What may grow with N is pre-flight's per-custom_id set (``jobs/_prepare``); the
-joins (metadata, cache, baseline) are indexes on disk and add nothing per request.
+another. Every phase prints its seconds, requests (or lines) per second, peak RSS, the CPU
+seconds of its process and the load average when it ended (the machine is shared: a loaded
+machine stretches the seconds, not the CPU). What may grow with N is pre-flight's set of
+request keys (16 bytes each, ``jobs/prepare/_fanout``); the joins (metadata, cache, baseline)
+are indexes on disk, and the cache's lookup holds one range of keys at a time.
+
+Night 2's submit reuses night 1's pre-flight (a receipt in the cache: ``jobs/cache/_receipts``,
+the same input with the same settings is not judged again) and finds every request in the
+cache.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shutil
 import socket
@@ -90,7 +98,8 @@ def phase_submit(work: Path, base_url: str, night: int) -> dict[str, Any]:
     )
     step = CacheStep(cache, RequestValidator(anthropic_version=VERSION), matrix.part_of)
     client = Client(api_key="emulator-key", base_url=base_url, timeout=600)
-    t0 = time.perf_counter()
+    staged_at: list[float] = []
+    t0, cpu0 = time.perf_counter(), time.process_time()
     done = submit_job(
         records,
         validator,
@@ -100,8 +109,9 @@ def phase_submit(work: Path, base_url: str, night: int) -> dict[str, Any]:
         sidecar=sidecar,
         cache=step,
         logger=Log(),
+        on_staged=lambda staged: staged_at.append(time.perf_counter()),
     )
-    elapsed = time.perf_counter() - t0
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     staged = done.staged
     assert staged is not None and staged.cache is not None
     ledger = done.ledger or new_ledger(done.prepared, anthropic_version=VERSION)
@@ -123,7 +133,14 @@ def phase_submit(work: Path, base_url: str, night: int) -> dict[str, Any]:
     job.sidecar_file = sidecar.name if sidecar.count else ""
     (work / f"job-{night}.json").write_text(job.model_dump_json())
     return {
-        "submit_s": round(elapsed, 1),
+        "submit_s": round(elapsed, 2),
+        "submit_per_s": round(done.prepared.request_count / elapsed),
+        # Through matrix, metadata, validation, staging and the cache lookup; the rest of the
+        # phase is the create calls (waiting for the API, and for room in its queue).
+        "submit_staged_s": round(staged_at[0] - t0, 2),
+        "submit_staged_per_s": round(done.prepared.request_count / (staged_at[0] - t0)),
+        "submit_cpu_s": round(cpu, 2),
+        "submit_load": round(os.getloadavg()[0], 2),
         "submit_peak_mib": round(peak_mib(), 1),
         "requests": done.prepared.request_count,
         "batches": len(job.batches),
@@ -289,6 +306,7 @@ def one_size(n: int) -> dict[str, Any]:
                 ("fetch", run_phase("fetch", work, base_url, night)),
                 ("evaluate", run_phase("evaluate", work, base_url, night)),
             ):
+                result.setdefault(f"{name}_load", round(os.getloadavg()[0], 2))
                 figures.update({f"night{night}_{k}": v for k, v in result.items()})
                 print(f"  night {night} {name}: {result}", flush=True)
         return figures
@@ -311,14 +329,38 @@ def main() -> int:
     for n in sizes:
         print(f"{n:,} requests x {len(MODELS)} models", flush=True)
         rows.append(one_size(n))
-    keys = ["submit_peak_mib", "fetch_peak_mib", "evaluate_peak_mib"]
-    print("\npeak RSS (MiB) per phase       " + "".join(f"{n['requests']:>12,}" for n in rows))
-    for night in (1, 2):
-        for key in keys:
-            label = f"night {night} {key.removesuffix('_peak_mib')}"
-            print(f"  {label:<29}" + "".join(f"{r[f'night{night}_{key}']:>12}" for r in rows))
-        label = f"night {night} create calls"
-        print(f"  {label:<29}" + "".join(f"{r[f'night{night}_create_calls']:>12}" for r in rows))
+    print(
+        "\nper phase: seconds, requests (lines) per second, peak RSS (MiB), load average at its end"
+    )
+    for row in rows:
+        print(f"  {row['requests']:,} x {row['models']}")
+        for night in (1, 2):
+            for phase in ("submit", "fetch", "evaluate"):
+                seconds = row.get(f"night{night}_{phase}_s")
+                if seconds is None:
+                    continue
+                count = row["requests"] * row["models"]
+                rate = f"{count / seconds:>11,.0f}/s" if seconds else "-"
+                print(
+                    f"    night {night} {phase:<9}{seconds:>9.2f} s {rate}"
+                    f"{row.get(f'night{night}_{phase}_peak_mib', 0):>9.1f} MiB"
+                    f"   load {row.get(f'night{night}_{phase}_load', '-')}"
+                )
+                staged = row.get(f"night{night}_submit_staged_s") if phase == "submit" else None
+                if staged:
+                    print(
+                        f"      of which staged  {staged:>9.2f} s {count / staged:>11,.0f}/s"
+                        "   (matrix, metadata, validation, staging, cache lookup; then creates)"
+                    )
+            total = sum(row.get(f"night{night}_{p}_s", 0) for p in ("submit", "fetch", "evaluate"))
+            print(
+                f"    night {night} total    {total:>9.2f} s   create calls "
+                f"{row[f'night{night}_create_calls']}"
+            )
+        one = sum(row.get(f"night1_{p}_s", 0) for p in ("submit", "fetch", "evaluate"))
+        two = sum(row.get(f"night2_{p}_s", 0) for p in ("submit", "fetch", "evaluate"))
+        if one:
+            print(f"    night 2 / night 1: {two / one:.2f} of the time (target: at most 0.25)")
     print(json.dumps(rows))
     return 0
 

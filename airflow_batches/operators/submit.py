@@ -49,7 +49,7 @@ from airflow_batches.operators._common import (
     task_folder,
 )
 from airflow_batches.operators._destination import check_downstream_destinations
-from airflow_batches.operators._evaljob import cache_step, model_matrix
+from airflow_batches.operators._evaljob import cache_bounds, cache_step, model_matrix
 from airflow_batches.operators._failures import task_errors
 from airflow_batches.operators._lineage import SubmitLineage
 from airflow_batches.operators._links import SubmitBatchesLink
@@ -122,6 +122,10 @@ class SubmitBatchOperator(SubmitLineage, ApprovalMixin, BaseOperator):
         to one already answered (same params after defaults, anthropic-version and betas) is
         answered from that result instead of being sent; needs a shared ``staging_path``.
     :param cache_conn_id: connection of ``cache_path``'s storage.
+    :param cache_max_age: entries of the cache older than this (a timedelta, or seconds) are
+        misses, and compaction deletes them; None (default): no bound.
+    :param cache_max_bytes: stored results the cache keeps, newest first; older segments are
+        misses and compacted away; None (default): no bound.
     """
 
     template_fields: Sequence[str] = (
@@ -162,6 +166,8 @@ class SubmitBatchOperator(SubmitLineage, ApprovalMixin, BaseOperator):
         models: Sequence[str | Mapping[str, Any]] | None = None,
         cache_path: str | ObjectStoragePath | None = None,
         cache_conn_id: str | None = None,
+        cache_max_age: timedelta | float | None = None,
+        cache_max_bytes: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -194,6 +200,7 @@ class SubmitBatchOperator(SubmitLineage, ApprovalMixin, BaseOperator):
             ModelMatrix.of(models)  # a bad entry fails at parse time, naming it
         self.cache_path = cache_path
         self.cache_conn_id = cache_conn_id
+        self.cache_max_age, self.cache_max_bytes = cache_bounds(cache_max_age, cache_max_bytes)
 
     @cached_property
     def hook(self) -> MessageBatchesHook:
@@ -245,6 +252,8 @@ class SubmitBatchOperator(SubmitLineage, ApprovalMixin, BaseOperator):
             limits=self.limits,
             estimator=estimator,
             matrix=matrix,
+            max_age=self.cache_max_age,
+            max_bytes=self.cache_max_bytes,
         )
         validator = RequestValidator(
             anthropic_version=self.hook.anthropic_version,

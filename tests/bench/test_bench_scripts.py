@@ -81,3 +81,25 @@ def test_validation_layers_and_the_absurd_line() -> None:
     assert "lines that took the careful path: 0 of 300" in out
     assert "lines that took the careful path: 3 of 300" in out  # the hostile mix: 1 %
     assert "prepare (read+check+stage+hash)" in out
+
+
+def test_cache_growth_compares_one_night_with_ten(tmp_path: Path) -> None:
+    out = run(
+        "cache_growth.py",
+        *("--requests", "40", "--nights", "3", "--rounds", "1", "--work", str(tmp_path)),
+    )
+    assert "40 questions x 3 models" in out
+    assert "one night" in out and "3 nights, all new" in out
+    assert "120/0" in out and "0/120" in out  # every request a hit, then every one a miss
+    assert "3 nights / one night: " in out
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_eval_scale_runs_both_nights_and_prints_each_phase() -> None:
+    out = run("eval_scale.py", "--requests", "30")
+    assert "night 1 submit" in out and "night 2 evaluate" in out
+    assert "/s" in out and "MiB" in out and "load" in out
+    figures = json.loads(out.strip().splitlines()[-1])[0]
+    assert figures["night1_create_calls"] == 3
+    assert figures["night2_create_calls"] == 0
+    assert figures["night2_cache_hits"] == 90

@@ -10,21 +10,23 @@ custom_ids are not part of it. An answer of the emulator is therefore never a hi
 API, nor one gateway's for another's. Only ``succeeded`` results are stored and reused;
 errored, expired and canceled requests are always sent again.
 
-**Layout** (``<cache_path>/v2/``; the ``v1/`` folder of releases whose keys did not name the
-endpoint is never read, so upgrading costs one night of misses, never a wrong hit; delete it
-when convenient): append-only *segments*, one per fetch that stored new
-results, never rewritten, so concurrent runs never lose each other's writes:
+**Layout** (``<cache_path>/v2/``, ``_layout``; the ``v1/`` folder of releases whose keys did
+not name the endpoint is never read, so upgrading from them costs one night of misses, never a
+wrong hit; delete it when convenient): *segments*, one per fetch that stored new results,
+each written once and never changed, so concurrent runs never lose each other's writes: a
+``.jsonl`` of stored results (``{"key", "custom_id", "batch_id", "stored", "result"}``) and
+its index, written once the data is complete (a segment without one is not read).
 
-* ``<segment>.jsonl``: one line per stored result,
-  ``{"key", "custom_id", "batch_id", "result"}`` (the custom_id and batch that answered it);
-* ``<segment>.keys``: fixed-width records (key 16 bytes, BLAKE2b-64 of the custom_id 8,
-  offset 8, length 4) into the ``.jsonl``, written once it is complete: a segment without one
-  is not read.
+**Bounds** (``max_age``, ``max_bytes``; :class:`~._compact.Bounds`): an entry older than
+``max_age``, or in a segment beyond ``max_bytes`` of newer ones, is a miss, and compaction
+(``_compact``, after a fetch stored its segment) drops it; compaction also merges small
+segments, and deletes what it replaced only after a grace period, lock-free.
 
-**At submission** (:meth:`CrossRunCache.plan`), after pre-flight: every segment's keys are
-loaded into a ``DiskIndex`` (``jobs._index``) (36 bytes read per cached result; memory stays flat),
-the staged requests are streamed once, and each is either a *hit* (the result stored for the
-same params, that very custom_id's first when there is one) or a *miss*. The job's folder
+**At submission** (:meth:`CrossRunCache.plan`), after pre-flight: the lookup (``_plan``)
+reads the staged requests and the live segments' index records, a range of keys at a time,
+so memory stays flat and time grows with the cache only by a scan of 40 bytes an entry;
+each request is either a *hit* (the result stored for the same params, that very
+custom_id's first when there is one) or a *miss*. The job's folder
 then holds, under ``cache/``: ``cached.jsonl`` (the hits' results, each with this job's
 custom_id and ``"cached_from": {"batch_id", "custom_id"}``), ``uncached.jsonl`` (the misses:
 only these are submitted), ``keys.jsonl`` (the misses' keys, for storing their results) and
@@ -39,41 +41,39 @@ stored and the spend avoided (the hits' usage at batch prices).
 from __future__ import annotations
 
 import hashlib
-import struct
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack
-from typing import IO, Any
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import urlsplit
 
 import msgspec
 from pydantic import BaseModel, ConfigDict
 
-from airflow_batches.jobs._descriptor import job_key
-from airflow_batches.jobs._index import DiskIndex
-from airflow_batches.jobs._store import JobStore, StoragePath, atomic_writer, child, fresh
+from airflow_batches.jobs._store import JobStore, StoragePath, child
+from airflow_batches.jobs.cache._compact import Bounds
 from airflow_batches.jobs.cache._layout import (
-    CACHE_FOLDER,
     CACHED_FILE,
     KEYS_FILE,
-    KEYS_RECORD,
     PLAN_FILE,
     UNCACHED_FILE,
     VERSION,
-    KeyLine,
-    StoredLine,
-    custom_id_hash,
 )
+from airflow_batches.jobs.cache._plan import Lookup, Observer, replan
+from airflow_batches.jobs.cache._receipts import input_digest, recall, remember
+from airflow_batches.jobs.cache._segments import live_segments
 from airflow_batches.jobs.cache._writer import CacheWriter
 from airflow_batches.jobs.prepare import (
     REQUESTS_FILE,
+    Limits,
     Parts,
+    Prepared,
     RequestValidator,
+    Shard,
     Staged,
-    stage_requests,
 )
 
 __all__ = [
-    "CACHE_FOLDER",
     "CacheInfo",
     "CacheStep",
     "CrossRunCache",
@@ -81,28 +81,14 @@ __all__ = [
     "request_cache_key",
 ]
 
-_LOCATION = struct.Struct(">IQI")
-
 
 class _Params(msgspec.Struct):
     custom_id: str
     params: msgspec.Raw
 
 
-class _Source(msgspec.Struct):
-    batch_id: str
-    custom_id: str
-
-
-class _CachedLine(msgspec.Struct):
-    custom_id: str
-    result: msgspec.Raw
-    cached_from: _Source
-
-
 _decode_params = msgspec.json.Decoder(_Params).decode
-_decode_stored = msgspec.json.Decoder(StoredLine).decode
-_encode = msgspec.json.Encoder().encode
+_decode_any = msgspec.json.Decoder().decode
 _encode_sorted = msgspec.json.Encoder(order="sorted").encode
 
 
@@ -122,28 +108,32 @@ def endpoint_identity(base_url: str, workspace_id: str | None = None) -> str:
     return f"{identity}?workspace={workspace_id}" if workspace_id else identity
 
 
+def _identity(endpoint: str, anthropic_version: str, betas: Sequence[str]) -> bytes:
+    return (
+        b"endpoint "
+        + endpoint.encode()
+        + b"\n"
+        + anthropic_version.encode()
+        + b"\n"
+        + ",".join(sorted(betas)).encode()
+        + b"\n"
+    )
+
+
 def request_cache_key(
     params: bytes, *, endpoint: str, anthropic_version: str, betas: Sequence[str]
 ) -> bytes:
     """The 16-byte key of a request's params (JSON, defaults applied) for this endpoint
     (:func:`endpoint_identity`), this API version and these betas."""
+    return _key(_identity(endpoint, anthropic_version, betas), params)
+
+
+def _key(identity: bytes, params: bytes) -> bytes:
     try:
-        canonical = _encode_sorted(msgspec.json.decode(params))
+        canonical = _encode_sorted(_decode_any(params))
     except (msgspec.DecodeError, msgspec.EncodeError, OverflowError, RecursionError):
         canonical = params  # e.g. an integer beyond 64 bits: the bytes as they are
-    digest = hashlib.blake2b(digest_size=16)
-    digest.update(b"endpoint " + endpoint.encode() + b"\n")
-    digest.update(anthropic_version.encode() + b"\n")
-    digest.update(",".join(sorted(betas)).encode() + b"\n")
-    digest.update(canonical)
-    return digest.digest()
-
-
-def _exact(key: bytes, custom_id: str) -> str:
-    """The index entry of the very request (same params and custom_id) answered before: an
-    unchanged eval gets back each request's own earlier result, even when two of its requests
-    have the same params."""
-    return f"{key.hex()}:{custom_id_hash(custom_id).hex()}"
+    return hashlib.blake2b(identity + canonical, digest_size=16).digest()
 
 
 class CacheInfo(BaseModel):
@@ -165,10 +155,22 @@ class CacheInfo(BaseModel):
     parts: list[int] = []
     """Byte offsets in ``uncached_file`` where a new part begins (a matrix job's model), so
     that what is sent keeps one batch per part."""
+    max_age_s: float | None = None
+    """The cache's bounds at submission (the fetch's compaction keeps to them)."""
+    max_bytes: int | None = None
+
+    def bounds(self) -> Bounds:
+        age = timedelta(seconds=self.max_age_s) if self.max_age_s is not None else None
+        return Bounds(max_age=age, max_bytes=self.max_bytes)
 
 
 class CrossRunCache:
-    """The cache folder; see the module docstring."""
+    """The cache folder; see the module docstring.
+
+    :param max_age: entries older than this are misses (and compacted away); None: no bound.
+    :param max_bytes: stored results kept, newest first; None: no bound.
+    :param clock: now, as an aware datetime (tests inject one).
+    """
 
     def __init__(
         self,
@@ -178,6 +180,9 @@ class CrossRunCache:
         anthropic_version: str,
         betas: Sequence[str] = (),
         conn_id: str | None = None,
+        max_age: timedelta | None = None,
+        max_bytes: int | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.root = root
         self.folder = child(root, VERSION)
@@ -185,29 +190,28 @@ class CrossRunCache:
         self.anthropic_version = anthropic_version
         self.betas = tuple(betas)
         self.conn_id = conn_id
+        self.bounds = Bounds(max_age=max_age, max_bytes=max_bytes)
+        self.clock = clock
+        self._identity = _identity(endpoint, anthropic_version, self.betas)
 
     def __repr__(self) -> str:
         return f"CrossRunCache({str(self.root)!r})"
 
     def key(self, line: bytes) -> tuple[str, bytes]:
         """``(custom_id, key)`` of a staged request line."""
-        parsed = _decode_params(line)
-        params = bytes(parsed.params)
-        return parsed.custom_id, request_cache_key(
-            params,
-            anthropic_version=self.anthropic_version,
-            betas=self.betas,
-            endpoint=self.endpoint,
-        )
+        try:
+            value = _decode_any(line)
+            canonical = _encode_sorted(value["params"])
+            custom_id = value["custom_id"]
+        except (msgspec.DecodeError, msgspec.EncodeError, OverflowError, RecursionError):
+            parsed = _decode_params(line)
+            return parsed.custom_id, _key(self._identity, bytes(parsed.params))
+        return custom_id, hashlib.blake2b(self._identity + canonical, digest_size=16).digest()
 
     def segments(self) -> list[str]:
-        """Names of the complete segments, newest first."""
-        try:
-            names = [p.name for p in fresh(self.folder).iterdir()]  # type: ignore[attr-defined]
-        except (FileNotFoundError, NotADirectoryError):
-            return []
-        complete = {n[: -len(".keys")] for n in names if n.endswith(".keys")}
-        return sorted((n for n in complete if f"{n}.jsonl" in names), reverse=True)
+        """Names of the segments a lookup reads now, newest first."""
+        age, size = self.bounds.max_age, self.bounds.max_bytes
+        return [s.name for s in live_segments(self.folder, self.clock(), age, size)]
 
     # -- submission ------------------------------------------------------------------------
 
@@ -222,6 +226,22 @@ class CrossRunCache:
 
         ``part_of`` names the part a custom_id belongs to; where it changes among the misses,
         a new part begins (``CacheInfo.parts``)."""
+        return self.lookup(job, requests_file, log, part_of)[0]
+
+    def lookup(
+        self,
+        job: JobStore,
+        requests_file: str,
+        log: Any,
+        part_of: Callable[[str], str] | None = None,
+        *,
+        request_count: int = 0,
+        limits: Limits | None = None,
+        observers: Sequence[Observer] = (),
+    ) -> tuple[CacheInfo, Prepared | None]:
+        """:meth:`plan`, and the misses planned as batches (``limits``) and fingerprinted as
+        pre-flight would have, shown to ``observers`` (None when there is none)."""
+        limits = limits or Limits()
         existing = job.read_json(PLAN_FILE)
         if existing is not None:
             info = CacheInfo.model_validate(existing)
@@ -230,110 +250,84 @@ class CrossRunCache:
                 info.hits,
                 info.misses,
             )
-            return info
-        names = self.segments()
-        with DiskIndex() as known, DiskIndex() as hits, ExitStack() as stack:
-            for number, name in enumerate(names):
-                known.update(self._keys_of(name, number))
-            uncached = stack.enter_context(atomic_writer(job.path(UNCACHED_FILE)))
-            keys = stack.enter_context(atomic_writer(job.path(KEYS_FILE)))
-            misses = written = 0
-            parts: list[int] = []
-            part: str | None = None
-            with job.path(requests_file).open("rb") as stream:
-                for line in stream:
-                    if not line.strip():
-                        continue
-                    custom_id, key = self.key(line.rstrip(b"\r\n"))
-                    location = known.get(_exact(key, custom_id)) or known.get(key.hex())
-                    if location is None:
-                        this = part_of(custom_id) if part_of is not None else ""
-                        if not parts or this != part:
-                            parts.append(written)
-                            part = this
-                        uncached.write(line)
-                        written += len(line)
-                        keys.write(_encode(KeyLine(custom_id, key.hex())) + b"\n")
-                        misses += 1
-                    else:
-                        segment, offset, length = _LOCATION.unpack(location)
-                        hits.put(
-                            f"{segment:08d}:{offset:016d}:{custom_id}", length.to_bytes(4, "big")
-                        )
-            with atomic_writer(job.path(CACHED_FILE)) as cached:
-                count = self._copy_hits(names, hits, cached)
+            sent = existing.get("sent")
+            if not info.misses:
+                return info, None
+            if sent is not None and not observers:
+                return info, _prepared(sent)
+            return info, replan(job.path(info.uncached_file), info.parts, limits, observers)
+        bounds = self.bounds
+        now = self.clock()
+        segments = live_segments(self.folder, now, bounds.max_age, bounds.max_bytes)
+        lookup = Lookup(
+            key=self.key,
+            identity=self._identity,
+            folder=self.folder,
+            segments=segments,
+            cutoff=int((now - bounds.max_age).timestamp()) if bounds.max_age else None,
+            job=job,
+            requests_file=requests_file,
+            request_count=request_count,
+            part_of=part_of,
+            limits=limits,
+            observers=observers,
+        )
+        sent = lookup.run()
+        age = bounds.max_age.total_seconds() if bounds.max_age is not None else None
         info = CacheInfo(
             path=str(self.root),
             conn_id=self.conn_id,
             endpoint=self.endpoint,
-            hits=count,
-            misses=misses,
-            segments_read=len(names),
-            parts=parts,
+            hits=lookup.hits,
+            misses=lookup.misses,
+            segments_read=len(segments),
+            parts=lookup.parts,
+            max_age_s=age,
+            max_bytes=bounds.max_bytes,
         )
-        job.write_json(info.model_dump(mode="json"), PLAN_FILE)
+        plan = info.model_dump(mode="json")
+        plan["sent"] = _prepared_json(sent) if sent is not None else None
+        job.write_json(plan, PLAN_FILE)
         log.info(
             "Cross-run cache %s: %d request(s) answered from %d segment(s) (answers of %s), "
             "%d to send",
             self.root,
-            count,
-            len(names),
+            lookup.hits,
+            len(segments),
             self.endpoint,
-            misses,
+            lookup.misses,
         )
-        return info
-
-    def _keys_of(self, name: str, number: int) -> Iterator[tuple[str, bytes]]:
-        with child(self.folder, f"{name}.keys").open("rb") as stream:
-            while chunk := stream.read(KEYS_RECORD.size * 4096):
-                for key, id_digest, offset, length in KEYS_RECORD.iter_unpack(chunk):
-                    location = _LOCATION.pack(number, offset, length)
-                    yield key.hex(), location
-                    yield f"{key.hex()}:{id_digest.hex()}", location
-
-    def _copy_hits(self, names: list[str], hits: DiskIndex, out: IO[bytes]) -> int:
-        """Write each hit's stored result under its new custom_id, reading every segment
-        once, front to back (hits are ordered by segment and offset)."""
-        count = 0
-        current = -1
-        stream: Any = None
-        try:
-            for where, packed in hits.items():
-                segment_text, offset_text, custom_id = where.split(":", 2)
-                segment, offset = int(segment_text), int(offset_text)
-                if segment != current:
-                    if stream is not None:
-                        stream.close()
-                    stream = child(self.folder, f"{names[segment]}.jsonl").open("rb")
-                    current = segment
-                stream.seek(offset)
-                stored = _decode_stored(stream.read(int.from_bytes(packed, "big")))
-                line = _CachedLine(
-                    custom_id, stored.result, _Source(stored.batch_id, stored.custom_id)
-                )
-                out.write(_encode(line) + b"\n")
-                count += 1
-        finally:
-            if stream is not None:
-                stream.close()
-        return count
+        return info, sent
 
     # -- the fetch -------------------------------------------------------------------------
 
     def writer(self, job: JobStore, info: CacheInfo) -> CacheWriter:
-        return CacheWriter(self.folder, job.path(info.keys_file))
+        return CacheWriter(self.folder, job.path(info.keys_file), info.bounds(), self.clock)
 
 
-SEND_FOLDER = f"{CACHE_FOLDER}/send"
+def _prepared_json(prepared: Prepared) -> dict[str, Any]:
+    return {
+        "fingerprint": prepared.fingerprint,
+        "request_count": prepared.request_count,
+        "shards": [asdict(shard) for shard in prepared.shards],
+    }
+
+
+def _prepared(data: dict[str, Any]) -> Prepared:
+    return Prepared(
+        fingerprint=data["fingerprint"],
+        request_count=data["request_count"],
+        shards=[Shard(**shard) for shard in data["shards"]],
+    )
 
 
 class CacheStep:
-    """The cache's part in ``submit_job``: look the staged requests up, then stage only the
-    misses for sending.
+    """The cache's part in ``submit_job``: look the staged requests up; the misses are what
+    is sent, straight from ``uncached.jsonl`` (never validated again: they are the job's own
+    staged lines).
 
-    :param validator: checks the misses again as they are staged for sending (they already
-        carry their defaults): give it the observers that must see only what is sent, such
-        as the cost estimate.
+    :param validator: its ``limits`` plan the misses as batches, and its observers (such as
+        the cost estimate) see each miss: only what is sent.
     """
 
     def __init__(
@@ -346,33 +340,45 @@ class CacheStep:
         self.validator = validator
         self.part_of = part_of
 
+    def recall(
+        self,
+        root: JobStore,
+        records: Iterable[tuple[str, Any]] | Parts,
+        validator: RequestValidator,
+        on_invalid: str,
+        sidecar: Any,
+        log: Any,
+    ) -> tuple[str | None, Staged | None]:
+        """``(digest, job)``: the digest of this input and settings (None: no receipt can
+        name them), and the job staged from an earlier pre-flight's receipt, if there is one
+        (``_receipts``)."""
+        digest = input_digest(records, validator, on_invalid)
+        if digest is None:
+            return None, None
+        staged = recall(self.cache.folder, digest, root, sidecar)
+        if staged is not None:
+            log.info(
+                "Pre-flight: this input was judged before with the same settings (receipt "
+                "%s); the staged requests of that job were copied into %s",
+                digest[:16],
+                staged.store.root,
+            )
+        return digest, staged
+
+    def remember(self, digest: str, staged: Staged, sidecar: Any) -> None:
+        """Keep pre-flight's verdict on this input for the next job (``_receipts``)."""
+        remember(self.cache.folder, digest, staged, sidecar)
+
     def stage(self, staged: Staged, log: Any) -> Staged:
-        info = self.cache.plan(staged.store, REQUESTS_FILE, log, self.part_of)
-        if not info.misses:
+        info, sent = self.cache.lookup(
+            staged.store,
+            REQUESTS_FILE,
+            log,
+            self.part_of,
+            request_count=staged.prepared.request_count,
+            limits=self.validator.limits,
+            observers=self.validator.observers,
+        )
+        if sent is None:
             return Staged(staged.store, staged.prepared, None, None, REQUESTS_FILE, info)
-        root = staged.store.sub(*SEND_FOLDER.split("/"))
-        path = staged.store.path(info.uncached_file)
-        starts = info.parts or [0]
-        ends: list[int | None] = [*starts[1:], None]
-        parts = Parts(_Range(path, a, b) for a, b in zip(starts, ends, strict=True))
-        sent_store, sent = stage_requests(root, parts, self.validator)
-        sent_file = f"{SEND_FOLDER}/{job_key(sent.fingerprint)}/{REQUESTS_FILE}"
-        return Staged(staged.store, staged.prepared, sent, sent_store, sent_file, info)
-
-
-class _Range:
-    """The staged lines between two byte offsets of a file (``None``: to its end). Staged
-    lines are this job's own, one request per ``\n``-terminated line."""
-
-    def __init__(self, path: StoragePath, start: int, end: int | None) -> None:
-        self.path, self.start, self.end = path, start, end
-
-    def __iter__(self) -> Iterator[tuple[str, bytes]]:
-        with self.path.open("rb") as stream:
-            stream.seek(self.start)
-            at = self.start
-            for number, line in enumerate(stream, start=1):
-                if self.end is not None and at >= self.end:
-                    return
-                at += len(line)
-                yield f"line {number}", line.rstrip(b"\r\n")
+        return Staged(staged.store, staged.prepared, sent, staged.store, info.uncached_file, info)

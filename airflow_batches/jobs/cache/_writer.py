@@ -1,9 +1,16 @@
-"""Storing a job's new answers in the cross-run cache: one segment per fetch (see ``_lookup``)."""
+"""Storing a job's new answers in the cross-run cache: one segment per fetch (see ``_lookup``).
+
+The data is written as it comes (``<segment>.jsonl``); its index (``<segment>.idx``, records
+sorted by key, ``_segments.IndexBuilder``) once the data is complete, which is what makes the
+segment visible. Then the cache is compacted if it is due (``_compact``): a failed compaction
+is logged, never the fetch's failure.
+"""
 
 from __future__ import annotations
 
-import tempfile
+import logging
 import uuid
+from collections.abc import Callable
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from typing import IO
@@ -12,15 +19,18 @@ import msgspec
 
 from airflow_batches.jobs._index import DiskIndex
 from airflow_batches.jobs._store import StoragePath, atomic_writer, child, ensure_dir
+from airflow_batches.jobs.cache._compact import Bounds, compact
 from airflow_batches.jobs.cache._layout import (
-    KEYS_RECORD,
     StoredLine,
     custom_id_hash,
     decode_key_line,
+    segment_name,
 )
+from airflow_batches.jobs.cache._segments import IndexBuilder
 
 __all__ = ["CacheWriter"]
 
+log = logging.getLogger(__name__)
 _encode = msgspec.json.Encoder().encode
 
 
@@ -28,19 +38,28 @@ class CacheWriter:
     """Stores the succeeded results of a job's misses as a new segment (see the module
     docstring). ``add`` every line, then ``commit``; ``abort`` leaves nothing behind."""
 
-    def __init__(self, folder: StoragePath, keys_file: StoragePath) -> None:
+    def __init__(
+        self,
+        folder: StoragePath,
+        keys_file: StoragePath,
+        bounds: Bounds | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self.folder = folder
+        self.bounds = bounds or Bounds()
+        self.clock = clock
         self.keys = DiskIndex()
         with keys_file.open("rb") as stream:
             for line in stream:
                 if line.strip():
                     entry = decode_key_line(line)
                     self.keys.put(entry.custom_id, bytes.fromhex(entry.key))
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
-        self.name = f"{stamp}-{uuid.uuid4().hex[:8]}"
+        now = clock()
+        self.stored_at = int(now.timestamp())
+        self.name = segment_name(now, uuid.uuid4().hex[:8])
         self._stack = ExitStack()
         self._data: IO[bytes] | None = None
-        self._local = tempfile.TemporaryFile(prefix="airflow-batches-keys-")  # noqa: SIM115
+        self._index = IndexBuilder()
         self._offset = 0
         self.stored = 0
 
@@ -53,23 +72,33 @@ class CacheWriter:
             ensure_dir(self.folder)
             target = child(self.folder, f"{self.name}.jsonl")
             self._data = self._stack.enter_context(atomic_writer(target))
-        data = _encode(StoredLine(key.hex(), custom_id, batch_id, msgspec.Raw(result))) + b"\n"
+        line = StoredLine(
+            key=key.hex(),
+            custom_id=custom_id,
+            batch_id=batch_id,
+            stored=self.stored_at,
+            result=msgspec.Raw(result),
+        )
+        data = _encode(line) + b"\n"
         self._data.write(data)
-        self._local.write(KEYS_RECORD.pack(key, custom_id_hash(custom_id), self._offset, len(data)))
+        self._index.add(key, custom_id_hash(custom_id), self._offset, len(data), self.stored_at)
         self._offset += len(data)
         self.stored += 1
 
     def commit(self) -> int:
-        """Publish the segment (data, then keys); returns the results stored."""
+        """Publish the segment (data, then index), then compact the cache if due; returns
+        the results stored."""
         try:
             self._stack.close()
             if self.stored:
-                self._local.seek(0)
-                with atomic_writer(child(self.folder, f"{self.name}.keys")) as out:
-                    while chunk := self._local.read(1 << 20):
-                        out.write(chunk)
+                self._index.write(child(self.folder, f"{self.name}.idx"), self._offset, [])
         finally:
             self._close()
+        if self.stored:
+            try:
+                compact(self.folder, self.bounds, self.clock())
+            except Exception as exc:  # the results are stored; tidying up can wait
+                log.warning("Could not compact the cross-run cache at %s: %s", self.folder, exc)
         return self.stored
 
     def abort(self) -> None:
@@ -81,5 +110,5 @@ class CacheWriter:
             self._close()
 
     def _close(self) -> None:
-        self._local.close()
+        self._index.close()
         self.keys.close()

@@ -15,11 +15,11 @@ for every model. The original custom_id of a shortened one is kept in the job's 
 (``_sidecar``) and restored in the results (``matrix.custom_id``). A request's ``metadata``
 travels with each of its copies (pre-flight hands it to the sidecar, by derived custom_id).
 
-**Order and batches.** The input is read once per model (a file is streamed again, a list
-iterated again), model after model, and each model's requests are validated and sharded on
-their own, so no batch mixes two models: each model's batches, follow-ups and end time are its
-own. Every published result line names its model: ``"matrix": {"model": label, "custom_id":
-original custom_id}``.
+**Order and batches.** Each model's requests are validated and sharded on their own, as a
+part of the job, parts in the order of ``models``, so no batch mixes two models: each model's
+batches, follow-ups and end time are its own. Pre-flight reads the input once per group of up
+to eight models, not once per model (``_fanout``). Every published result line names its
+model: ``"matrix": {"model": label, "custom_id": original custom_id}``.
 """
 
 from __future__ import annotations
@@ -36,13 +36,22 @@ from airflow_batches.jobs.prepare._request_files import JSON_SPACE
 from airflow_batches.jobs.prepare._request_json import decode_line
 from airflow_batches.jobs.prepare._sidecar import Sidecar
 
-__all__ = ["MatrixModel", "ModelMatrix", "RecordSource", "envelope_parts", "request_key"]
+__all__ = [
+    "CUSTOM_ID_RE",
+    "MatrixModel",
+    "ModelMatrix",
+    "ModelPart",
+    "RecordSource",
+    "envelope_parts",
+    "once_source",
+    "request_key",
+]
 
 MAX_LABEL = 128
 """A label becomes part of file names (``split_by_model``): bounded to keep them valid."""
 KEEP_CHARS = 40
 HASH_HEX = 16
-_CUSTOM_ID = re.compile(CUSTOM_ID_PATTERN)
+CUSTOM_ID_RE = re.compile(CUSTOM_ID_PATTERN)
 _PREFIX = re.compile(r"m(\d{1,4})")
 
 RecordSource = Callable[[], Iterable[tuple[str, Any]]]
@@ -194,7 +203,7 @@ class ModelMatrix:
     ) -> list[Iterable[tuple[str, Any]]]:
         """One lazy stream of requests per model; only the first writes the sidecar."""
         return [
-            _ModelPart(self, model, source, sidecar if i == 0 else None)
+            ModelPart(self, model, source, sidecar if i == 0 else None)
             for i, model in enumerate(self.models)
         ]
 
@@ -214,7 +223,7 @@ class ModelMatrix:
         params = raw.get("params")
         if (
             not isinstance(custom_id, str)
-            or not _CUSTOM_ID.fullmatch(custom_id)
+            or not CUSTOM_ID_RE.fullmatch(custom_id)
             or not isinstance(params, Mapping)
         ):
             return raw, None
@@ -225,7 +234,7 @@ class ModelMatrix:
 
 
 @dataclass
-class _ModelPart:
+class ModelPart:
     """The requests of one model, read afresh from the source each time it is iterated; the
     first model's part tells the sidecar the custom_ids it shortened."""
 
@@ -262,3 +271,10 @@ class _Once:
 
     def __iter__(self) -> Iterator[tuple[str, Any]]:
         return iter(self.source())
+
+
+def once_source(parts: Sequence[Iterable[tuple[str, Any]]]) -> RecordSource | None:
+    """The source of an input that ``envelope_parts`` gave as it is (no matrix), else None."""
+    if len(parts) == 1 and isinstance(parts[0], _Once):
+        return parts[0].source
+    return None

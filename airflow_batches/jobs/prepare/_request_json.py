@@ -72,36 +72,49 @@ def decode_line(line: bytes) -> tuple[Any, list[Fault]]:
 
     The value is ``None`` when the line could not be decoded at all.
     """
+    value, faults, _ = decode_request(line)
+    return value, faults
+
+
+def decode_request(line: bytes) -> tuple[Any, list[Fault], bool]:
+    """:func:`decode_line`, and whether the value holds a float that encoders write in more
+    than one way (an exponent: ``1e-05``, ``1e+16``). Without one, msgspec and ``json.dumps``
+    (compact, ``ensure_ascii=False``) write the value byte for byte alike."""
     if sys.getrecursionlimit() > _TRUSTED_RECURSION_LIMIT:
         too_deep = _too_deep(line)
         if too_deep:
-            return None, [too_deep]
+            return None, [too_deep], True
     try:
         value = _decode(line)
     except _FAST_FAILURES:
-        return _careful(line)
+        return (*_careful(line), True)
+    exotic = False
     if type(value) is dict or type(value) is list:
-        keys, colons, depth = _census(value)
+        keys, colons, depth, exponents = _census(value)
         if (
             depth > MAX_NESTING
             or line.count(b":") - colons != keys
             or (b"\\" in line and b"\\u003" in line)
             or (not line.isascii() and BOM in line)
         ):
-            return _careful(line)
-    return value, []
+            return (*_careful(line), True)
+        exotic = exponents > 0
+    elif type(value) is float:
+        exotic = "e" in repr(value)
+    return value, [], exotic
 
 
-def _census(node: Any, depth: int = 1) -> tuple[int, int, int]:
-    """Keys of every object, colons in every string, and the depth of a decoded value.
+def _census(node: Any, depth: int = 1) -> tuple[int, int, int, int]:
+    """Keys of every object, colons in every string, the depth of a decoded value, and its
+    floats written with an exponent.
 
     Recursive (faster than a stack here), and it stops descending past ``MAX_NESTING``, so
     its own depth stays bounded whatever the value's.
     """
-    keys = colons = 0
+    keys = colons = exponents = 0
     deepest = depth
     if depth > MAX_NESTING:
-        return keys, colons, deepest
+        return keys, colons, deepest, exponents
     if type(node) is dict:
         keys = len(node)
         for key in node:
@@ -114,12 +127,15 @@ def _census(node: Any, depth: int = 1) -> tuple[int, int, int]:
             if ":" in item:
                 colons += item.count(":")
         elif kind is dict or kind is list:
-            k, c, d = _census(item, depth + 1)
+            k, c, d, e = _census(item, depth + 1)
             keys += k
             colons += c
+            exponents += e
             if d > deepest:
                 deepest = d
-    return keys, colons, deepest
+        elif kind is float and "e" in repr(item):
+            exponents += 1
+    return keys, colons, deepest, exponents
 
 
 # --- careful path ---------------------------------------------------------------------------

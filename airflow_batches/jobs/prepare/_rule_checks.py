@@ -7,6 +7,8 @@ is sent. A rule the API drops before the table does is switched off by name.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -31,16 +33,25 @@ def model_rules_check(
     ``"model:rule"``); ``table`` defaults to the packaged one.
     """
     table = table if table is not None else load_rules_table()
-    rules = ModelRules(
-        table,
-        betas=betas,
-        disabled=disabled,
-        removed_params=PARAMS_REMOVED_IN.get(anthropic_version, frozenset()),
-    )
+    removed = PARAMS_REMOVED_IN.get(anthropic_version, frozenset())
+    rules = ModelRules(table, betas=betas, disabled=disabled, removed_params=removed)
+    what = [_plain(table._state()), sorted(betas), sorted(disabled), sorted(removed)]
+    identity = hashlib.sha256(json.dumps(what, sort_keys=True).encode())
+    return _RulesCheck(rules, table, f"model-rules:{identity.hexdigest()}")
 
-    def check(params: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
-        for violation in rules.check(params):
-            spec = table.get(violation.model)
+
+class _RulesCheck:
+    """The check itself; ``identity`` names what its verdicts depend on (the table, the
+    betas, the rules switched off), for pre-flight's receipts (``jobs.cache._receipts``)."""
+
+    def __init__(self, rules: ModelRules, table: RulesTable, identity: str) -> None:
+        self.rules = rules
+        self.table = table
+        self.identity = identity
+
+    def __call__(self, params: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+        for violation in self.rules.check(params):
+            spec = self.table.get(violation.model)
             checked = spec.checked.isoformat() if spec and spec.checked else "undated"
             yield (
                 violation.field,
@@ -48,4 +59,17 @@ def model_rules_check(
                 f"disabled_model_rules=[{violation.rule!r}] switches it off)",
             )
 
-    return check
+
+def _plain(value: Any) -> Any:
+    """``value`` as JSON the same in every process (sets sorted; models dumped)."""
+    if hasattr(value, "model_dump"):
+        return _plain(value.model_dump(mode="json"))
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, set | frozenset):
+        return sorted((_plain(v) for v in value), key=repr)
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return repr(value)

@@ -10,8 +10,6 @@ flight to the writer thread), and 16 bytes per custom_id (for uniqueness).
 from __future__ import annotations
 
 import hashlib
-import queue
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any, Literal
@@ -19,17 +17,24 @@ from typing import IO, Any, Literal
 from airflow_batches.api import BatchesError
 from airflow_batches.api._envelope import ENVELOPE_BYTES, SEPARATOR, frame_body
 from airflow_batches.jobs._ids import IdsDigest
+from airflow_batches.jobs.prepare._blocks import Staging
+from airflow_batches.jobs.prepare._limits import Limits
 from airflow_batches.jobs.prepare._problems import Problem, RequestValidationError
-from airflow_batches.jobs.prepare._request_files import (
-    FILE,
-)
+from airflow_batches.jobs.prepare._request_files import FILE
 from airflow_batches.jobs.prepare._validate import RequestValidator
 
-__all__ = ["CustomIds", "OnInvalid", "Prepared", "Shard", "iter_shard_body", "prepare"]
+__all__ = [
+    "CustomIds",
+    "OnInvalid",
+    "Part",
+    "Prepared",
+    "Shard",
+    "id_digest",
+    "iter_shard_body",
+    "prepare",
+]
 
 OnInvalid = Literal["fail", "skip"]
-_FLUSH_BYTES = 1 << 20
-_QUEUED = 4
 
 
 @dataclass(frozen=True)
@@ -64,39 +69,82 @@ class Prepared:
     rejected_count: int = 0
 
 
+def id_digest(custom_id: str) -> bytes:
+    """The 128-bit BLAKE2b of a custom_id: its entry in :class:`CustomIds`, and (as an integer)
+    what a shard's ``IdsDigest`` sums (``jobs._ids.id_hash``)."""
+    return hashlib.blake2b(custom_id.encode(), digest_size=16).digest()
+
+
 class CustomIds:
     """An exact set of custom_ids in about 22 MB per million (a ``set`` of str needs ~90).
 
-    Each id is kept as its 128-bit BLAKE2b digest (two distinct ids meet by chance with
-    probability 2**-128, unlike the 64 bits of ``hash()``), in buckets chosen by the digest's
-    first bits: a bucket is one bytearray of 16-byte digests, searched with ``find``. There are
-    4,096 buckets at first (small enough to stay in cache); past 128 digests a bucket on
-    average they are split 16 ways, so a search never scans more than about 2 KB.
+    Each id is kept as its 128-bit BLAKE2b digest (:func:`id_digest`; two distinct ids meet by
+    chance with probability 2**-128, unlike the 64 bits of ``hash()``). Up to
+    :data:`_IN_A_SET` of them sit in a ``set`` (fast, about 100 bytes each); past that, in
+    buckets chosen by the digest's first bits: a bucket is one bytearray of 16-byte digests,
+    searched with ``find``. There are 4,096 buckets at first (small enough to stay in cache);
+    past 128 digests a bucket on average they are split 16 ways, so a search never scans more
+    than about 2 KB.
     """
 
     _SIZE = 16
     _GROW_AT = 128
+    _IN_A_SET = 131_072
 
     def __init__(self) -> None:
+        self._set: set[bytes] | None = set()
         self._shift = 128 - 12
-        self._buckets = [bytearray() for _ in range(1 << 12)]
+        self._buckets: list[bytearray] = []
         self._limit = self._GROW_AT << 12
         self.count = 0
 
     def add(self, custom_id: str) -> bool:
         """Add ``custom_id``; False if it was already there."""
-        digest = self._digest(custom_id)
-        bucket = self._buckets[int.from_bytes(digest) >> self._shift]
-        at = bucket.find(digest)
-        while at >= 0:
-            if at % self._SIZE == 0:
+        return self.add_digest(id_digest(custom_id))
+
+    def add_digest(self, digest: bytes) -> bool:
+        """Add an id by its :func:`id_digest`; False if it was already there."""
+        small = self._set
+        if small is not None:
+            if digest in small:
                 return False
-            at = bucket.find(digest, at + 1)
+            small.add(digest)
+            self.count += 1
+            if self.count > self._IN_A_SET:
+                self._to_buckets(small)
+            return True
+        bucket = self._buckets[int.from_bytes(digest) >> self._shift]
+        if self._find(bucket, digest):
+            return False
         bucket += digest
         self.count += 1
         if self.count > self._limit:
             self._split()
         return True
+
+    def __contains__(self, digest: object) -> bool:
+        """Whether the id of this :func:`id_digest` is in the set."""
+        if not isinstance(digest, bytes):
+            return False
+        if self._set is not None:
+            return digest in self._set
+        return self._find(self._buckets[int.from_bytes(digest) >> self._shift], digest)
+
+    def _to_buckets(self, small: set[bytes]) -> None:
+        self._set = None
+        self._buckets = [bytearray() for _ in range(1 << 12)]
+        for digest in small:
+            self._buckets[int.from_bytes(digest) >> self._shift] += digest
+        while self.count > self._limit:
+            self._split()
+
+    def _find(self, bucket: bytearray, digest: bytes) -> bool:
+        at = bucket.find(digest)
+        while at >= 0:
+            if at % self._SIZE == 0:
+                return True
+            at = bucket.find(digest, at + 1)
+        return False
 
     def _split(self) -> None:
         shift = self._shift - 4
@@ -109,74 +157,93 @@ class CustomIds:
         self._buckets, self._shift = buckets, shift
         self._limit = self._GROW_AT * len(buckets) if shift > 128 - 20 else 1 << 62
 
-    @staticmethod
-    def _digest(custom_id: str) -> bytes:
-        return hashlib.blake2b(custom_id.encode(), digest_size=16).digest()
 
+class Part:
+    """Pre-flight's account of one part of the input (the whole input, or one model's share
+    of a matrix): its problems (the first ``max_reported`` kept), and its shards, planned as
+    requests are accepted."""
 
-class _Staging:
-    """Writes staged lines in blocks of about 1 MiB and fingerprints them (SHA-256).
+    def __init__(self, limits: Limits, on_invalid: OnInvalid, max_reported: int) -> None:
+        self.on_invalid = on_invalid
+        self.max_reported = max_reported
+        self.max_requests = limits.max_requests
+        self.room_bytes = limits.max_bytes - ENVELOPE_BYTES + 1  # lines + newlines per shard
+        self.problems: list[Problem] = []
+        self.problem_count = 0
+        self.unreadable = False
+        self.shards: list[Shard] = []
+        self._first = self._count = self._offset = self._length = 0
+        self._ids = IdsDigest()
+        self.offset = self.accepted = 0
 
-    Hashing and writing a block release the GIL, so a second thread does both while the
-    validating thread goes on; at most ``_QUEUED`` blocks wait. Blocks are handled in order,
-    and an error of the sink is raised by the next ``add`` or by ``close``.
-    """
+    def reject(self, problems: list[Problem]) -> None:
+        self.problem_count += len(problems)
+        room = self.max_reported - len(self.problems)
+        self.problems.extend(problems[: max(room, 0)])
+        self.unreadable = self.unreadable or problems[0].field == FILE
 
-    def __init__(self, sink: IO[bytes]) -> None:
-        self.sink = sink
-        self.digest = hashlib.sha256()
-        self._pending: list[bytes] = []
-        self._size = 0
-        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=_QUEUED)
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._drain, name="stage-requests", daemon=True)
-        self._thread.start()
+    def duplicate(self, location: str, custom_id: str) -> None:
+        self.problem_count += 1
+        if len(self.problems) < self.max_reported:
+            self.problems.append(
+                Problem(location, custom_id, "custom_id", "is used by an earlier request")
+            )
 
-    def __enter__(self) -> _Staging:
-        return self
+    def accept(self, digest: bytes, size: int) -> bool:
+        """Plan a request of ``size`` bytes (its newline included) whose custom_id has this
+        :func:`id_digest`; False when nothing is staged any more (a problem, and "fail")."""
+        if self.problem_count and self.on_invalid == "fail":
+            return False  # the job will not be sent: keep checking, stop staging
+        count = self._count
+        if count and (count >= self.max_requests or self._length + size > self.room_bytes):
+            self._close_shard()
+            self._first, count, self._offset, self._length = self.accepted, 0, self.offset, 0
+            self._ids = IdsDigest()
+        self._ids.add_hash(int.from_bytes(digest))
+        self.offset += size
+        self._length += size
+        self._count = count + 1
+        self.accepted += 1
+        return True
 
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop()
+    def _close_shard(self) -> None:
+        self.shards.append(
+            Shard(
+                len(self.shards),
+                self._first,
+                self._count,
+                self._offset,
+                self._length,
+                self._ids.hexdigest(),
+            )
+        )
 
-    def add(self, line: bytes) -> None:
-        self._pending.append(line)
-        self._size += len(line) + 1
-        if self._size >= _FLUSH_BYTES:
-            self._flush()
-
-    def close(self) -> str:
-        """Write what is left, wait for the writer; the fingerprint of all staged lines."""
-        self._flush()
-        self._stop()
-        if self._error is not None:
-            raise self._error
-        return self.digest.hexdigest()
-
-    def _flush(self) -> None:
-        if self._error is not None:
-            raise self._error
-        if self._pending:
-            self._pending.append(b"")
-            self._queue.put(b"\n".join(self._pending))
-            self._pending = []
-            self._size = 0
-
-    def _stop(self) -> None:
-        if self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join()
-
-    def _drain(self) -> None:
-        while True:
-            block = self._queue.get()
-            if block is None:
-                return
-            if self._error is None:
-                try:
-                    self.digest.update(block)
-                    self.sink.write(block)
-                except BaseException as exc:
-                    self._error = exc
+    def finish(self, fingerprint: str, anthropic_version: str) -> Prepared:
+        """What pre-flight made of the part; raises ``RequestValidationError`` as
+        :func:`prepare` says."""
+        problems, count = self.problems, self.problem_count
+        if count and (self.on_invalid == "fail" or self.unreadable):
+            raise RequestValidationError.from_problems(
+                problems, count, anthropic_version=anthropic_version
+            )
+        if self._count:
+            self._close_shard()
+            self._count = 0
+        if not self.accepted:
+            if count:
+                raise RequestValidationError.from_problems(
+                    problems, count, anthropic_version=anthropic_version
+                )
+            raise RequestValidationError(
+                "the input holds no requests (it is empty, or only blank lines); nothing to submit"
+            )
+        return Prepared(
+            fingerprint=fingerprint,
+            request_count=self.accepted,
+            shards=self.shards,
+            rejected=problems,
+            rejected_count=count,
+        )
 
 
 def prepare(
@@ -194,80 +261,25 @@ def prepare(
     ``on_invalid`` is "fail"; with "skip" the invalid requests are left out and returned in
     ``Prepared.rejected``, unless the file itself is unreadable (then it always fails).
     """
-    limits = validator.limits
     check = validator.check
     seen = CustomIds()
-    problems: list[Problem] = []
-    problem_count = 0
-    unreadable = False
-    shards: list[Shard] = []
-    shard_first = shard_count = shard_offset = shard_length = 0
-    shard_ids = IdsDigest()
-    offset = accepted = 0
-    max_requests = limits.max_requests
-    room_bytes = limits.max_bytes - ENVELOPE_BYTES + 1  # lines + newlines a shard can hold
-
-    def close_shard() -> None:
-        digest = shard_ids.hexdigest()
-        shards.append(
-            Shard(len(shards), shard_first, shard_count, shard_offset, shard_length, digest)
-        )
-
-    with _Staging(sink) as staging:
-        stage, unique = staging.add, seen.add
+    part = Part(validator.limits, on_invalid, max_reported)
+    with Staging() as staging:
+        out = staging.output(sink)
+        unique, accept, stage = seen.add_digest, part.accept, out.add
         for location, raw in records:
             checked = check(location, raw)
             if isinstance(checked, list):
-                problem_count += len(checked)
-                room = max_reported - len(problems)
-                problems.extend(checked[: max(room, 0)])
-                unreadable = unreadable or checked[0].field == FILE
+                part.reject(checked)
                 continue
             custom_id, line = checked
-            if not unique(custom_id):
-                problem_count += 1
-                if len(problems) < max_reported:
-                    problems.append(
-                        Problem(location, custom_id, "custom_id", "is used by an earlier request")
-                    )
-                continue
-            if problem_count and on_invalid == "fail":
-                continue  # the job will not be sent: keep checking, stop staging
-
-            size = len(line) + 1
-            if shard_count and (shard_count >= max_requests or shard_length + size > room_bytes):
-                close_shard()
-                shard_first, shard_count, shard_offset, shard_length = accepted, 0, offset, 0
-                shard_ids = IdsDigest()
-            shard_ids.add(custom_id)
-            stage(line)
-            offset += size
-            shard_length += size
-            shard_count += 1
-            accepted += 1
-
-        fingerprint = staging.close()
-    if problem_count and (on_invalid == "fail" or unreadable):
-        raise RequestValidationError.from_problems(
-            problems, problem_count, anthropic_version=validator.anthropic_version
-        )
-    if shard_count:
-        close_shard()
-    if not accepted:
-        if problem_count:
-            raise RequestValidationError.from_problems(
-                problems, problem_count, anthropic_version=validator.anthropic_version
-            )
-        raise RequestValidationError(
-            "the input holds no requests (it is empty, or only blank lines); nothing to submit"
-        )
-    return Prepared(
-        fingerprint=fingerprint,
-        request_count=accepted,
-        shards=shards,
-        rejected=problems,
-        rejected_count=problem_count,
-    )
+            digest = id_digest(custom_id)
+            if not unique(digest):
+                part.duplicate(location, custom_id)
+            elif accept(digest, len(line) + 1):
+                stage(line)
+        (fingerprint,) = staging.close(out)
+    return part.finish(fingerprint, validator.anthropic_version)
 
 
 def iter_shard_body(

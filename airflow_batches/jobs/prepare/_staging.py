@@ -19,8 +19,21 @@ import msgspec
 
 from airflow_batches.jobs._descriptor import job_key
 from airflow_batches.jobs._store import JobStore, atomic_writer, ensure_dir, fresh
+from airflow_batches.jobs.prepare._fanout import matrix_input, prepare_matrix
 from airflow_batches.jobs.prepare._shards import OnInvalid, Prepared, prepare
 from airflow_batches.jobs.prepare._validate import RequestValidator
+
+__all__ = [
+    "REJECTED_FILE",
+    "REQUESTS_FILE",
+    "Parts",
+    "SidecarWriter",
+    "Staged",
+    "combine",
+    "select_range",
+    "select_requests",
+    "stage_requests",
+]
 
 REQUESTS_FILE = "requests.jsonl"
 REJECTED_FILE = "rejected.jsonl"
@@ -121,17 +134,26 @@ def _prepare_all(
     sink: IO[bytes],
     on_invalid: OnInvalid,
 ) -> Prepared:
-    """``prepare`` over the input, or over each of its parts into the same file: shard
-    indexes, ordinals and offsets then run on across parts, and the fingerprint is that of
-    the parts' fingerprints (hashed under the prefix ``segments:``, the parts' earlier name,
-    so that a job keeps its fingerprint, and its folder and ledger, across releases)."""
+    """``prepare`` over the input, or over each of its parts into the same file (a model
+    matrix's parts in one pass: ``_fanout``): shard indexes, ordinals and offsets then run on
+    across parts, and the fingerprint is that of the parts' fingerprints (hashed under the
+    prefix ``segments:``, the parts' earlier name, so that a job keeps its fingerprint, and
+    its folder and ledger, across releases)."""
     if not isinstance(records, Parts):
         return prepare(records, validator, sink, on_invalid=on_invalid)
-    parts: list[Prepared] = []
+    matrix = matrix_input(records)
+    if matrix is not None:
+        parts = prepare_matrix(matrix, validator, sink, on_invalid=on_invalid)
+    else:
+        parts = [prepare(part, validator, sink, on_invalid=on_invalid) for part in records]
+    return combine(parts)
+
+
+def combine(parts: list[Prepared]) -> Prepared:
+    """One job of parts staged one after the other (see ``_prepare_all``)."""
     shards: list[Any] = []
     first = offset = 0
-    for records_part in records:
-        part = prepare(records_part, validator, sink, on_invalid=on_invalid)
+    for part in parts:
         for shard in part.shards:
             shards.append(
                 dataclasses.replace(
@@ -143,7 +165,6 @@ def _prepare_all(
             )
         first += part.request_count
         offset += sum(s.length for s in part.shards)
-        parts.append(part)
     if len(parts) == 1:  # one part: the same fingerprint as the input given as it is
         fingerprint = parts[0].fingerprint
     else:

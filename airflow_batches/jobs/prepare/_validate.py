@@ -16,11 +16,17 @@ import msgspec
 
 from airflow_batches.api._envelope import ENVELOPE_BYTES, dump_member, dump_request, splice_params
 from airflow_batches.api._format import show
-from airflow_batches.api._request_shape import NOT_SENDABLE, params_faults, request_faults
+from airflow_batches.api._request_shape import (
+    NOT_SENDABLE,
+    PARAMS_CHECKS,
+    Fault,
+    params_faults,
+    request_faults,
+)
 from airflow_batches.jobs.prepare._limits import MAX_TOKENS_CEILING, Limits
 from airflow_batches.jobs.prepare._problems import Problem
 from airflow_batches.jobs.prepare._request_files import JSON_SPACE, Unreadable, guess_custom_id
-from airflow_batches.jobs.prepare._request_json import audit, decode_line
+from airflow_batches.jobs.prepare._request_json import audit, decode_request
 
 ParamCheck = Callable[[Mapping[str, Any]], Iterable[tuple[str, str]]]
 """An extra rule over a request's params (defaults applied): yields ``(field, message)`` per
@@ -33,6 +39,7 @@ METADATA = "metadata"
 _encode = msgspec.json.Encoder().encode
 
 _PARAMS = ("params",)
+_BUT_MODEL = tuple(name for name in PARAMS_CHECKS if name != "model")
 _ABSENT = ("missing", "null")
 _HINTS: dict[tuple[str | int, ...], str] = {
     ("params", "model"): "is required (give it in the request, in defaults, or on the connection)",
@@ -91,6 +98,13 @@ class RequestValidator:
             raise ValueError(f"defaults: {fault.field}: {fault.message}")
         self._members = {key: dump_member(key, value) for key, value in self.defaults.items()}
         self._model_member = dump_member("model", default_model) if default_model else b""
+        self._plain_defaults = plain_json(self.defaults)
+        self._default_model = (
+            default_model if default_model and "model" not in self.defaults else None
+        )
+        self._as_given = not (
+            self.defaults or self._default_model or self.checks or self.observers or metadata
+        )
 
     def check(self, location: str, raw: Any) -> tuple[str, bytes] | list[Problem]:
         """``(custom_id, encoded line)`` for a valid request, else its problems.
@@ -98,10 +112,47 @@ class RequestValidator:
         ``raw`` is a JSONL line (bytes), an ``Unreadable`` record from the reader, or an
         in-memory request (a mapping, or a pydantic model).
         """
+        if type(raw) is bytes and self._as_given:
+            plain = self._as_it_is(raw)
+            if plain is not None:
+                return plain
+        read = self.read(location, raw)
+        if type(read) is list:
+            return read
+        return self.judge(location, read, read.params, read.custom_id, read.line)  # type: ignore[union-attr, arg-type]
+
+    def _as_it_is(self, raw: bytes) -> tuple[str, bytes] | None:
+        """``(custom_id, line)`` of a JSONL line that passes as the user wrote it, with no
+        default, check, observer or metadata sink to apply: the checks of :meth:`read` and
+        :meth:`judge`, in one go. None for any other line (then judged the long way, which
+        finds its problems)."""
+        line = raw.strip(JSON_SPACE)
+        value, faults, _ = decode_request(line)
+        if faults or type(value) is not dict or request_faults(value):
+            return None
+        params, cid = value["params"], value["custom_id"]
+        if params_faults(params, anthropic_version=self.anthropic_version):
+            return None
+        max_tokens = params.get("max_tokens")
+        if type(max_tokens) is int and max_tokens > MAX_TOKENS_CEILING:
+            return None
+        if len(line) + ENVELOPE_BYTES > self.limits.max_bytes:
+            return None
+        return cid, line
+
+    def read(self, location: str, raw: Any) -> Read | list[Problem]:
+        """The first half of :meth:`check`, what does not depend on the params' defaults: the
+        request decoded (strictly) and its envelope judged. Its problems when it cannot be
+        judged further; else a :class:`Read` for :meth:`judge` (a model matrix judges one
+        ``Read`` once per model)."""
         line: bytes | None = None
-        if type(raw) is bytes or isinstance(raw, bytearray | memoryview):
+        exotic = True
+        if type(raw) is bytes:
+            line = raw.strip(JSON_SPACE)
+            value, faults, exotic = decode_request(line)
+        elif isinstance(raw, bytearray | memoryview):
             line = bytes(raw).strip(JSON_SPACE)
-            value, faults = decode_line(line)
+            value, faults, exotic = decode_request(line)
         elif isinstance(raw, Unreadable):
             return [Problem(location, raw.custom_id, raw.field, raw.message)]
         else:
@@ -121,39 +172,41 @@ class RequestValidator:
             return [Problem(location, None, f.field, f.message + hint) for f in envelope]
         custom_id = value.get("custom_id")
         cid = custom_id if type(custom_id) is str or isinstance(custom_id, str) else None
-        problems = (
-            [Problem(location, cid, f.field, f.message) for f in envelope] if envelope else []
-        )
         params = value.get("params")
         if type(params) is not dict and not isinstance(params, Mapping):
-            return problems
-        has_metadata = METADATA in value and self.metadata is not None
+            return [Problem(location, cid, f.field, f.message) for f in envelope]
+        return Read(value, params, cid, line, envelope, exotic)
 
+    def judge(
+        self,
+        location: str,
+        read: Read,
+        params: Mapping[str, Any],
+        cid: str | None,
+        line: bytes | None,
+        plain: bool = False,
+    ) -> tuple[str, bytes] | list[Problem]:
+        """The second half of :meth:`check`: ``params`` (the request's, or a matrix copy's)
+        with defaults applied, judged, then the request encoded under ``cid``: as ``line``
+        (the user's bytes, None for a copy) when nothing was added, else spliced into it, else
+        encoded as ``json.dumps`` would: by msgspec when the two agree byte for byte (the
+        request was decoded and holds no float with an exponent, the defaults added are
+        :func:`plain_json`, and so is what the caller put in ``params``, if ``plain``)."""
         merged = params
         added = [k for k in self.defaults if k not in params] if self.defaults else []
-        model_added = bool(
-            self.default_model and "model" not in params and "model" not in self.defaults
-        )
+        model_added = self._default_model is not None and "model" not in params
         if added or model_added:
             merged = {**{k: self.defaults[k] for k in added}, **params}
             if model_added:
                 merged["model"] = self.default_model
-        for fault in params_faults(merged, anthropic_version=self.anthropic_version, at=_PARAMS):
-            message = fault.message
-            if fault.kind in _ABSENT:
-                message = _HINTS.get(fault.path, message)
-            problems.append(Problem(location, cid, fault.field, message))
-        max_tokens = merged.get("max_tokens")
-        if type(max_tokens) is int and max_tokens > MAX_TOKENS_CEILING:
-            problems.append(Problem(location, cid, "params.max_tokens", _out_of_range(max_tokens)))
-        for rule in self.checks:
-            for name, message in rule(merged):
-                problems.append(Problem(location, cid, f"params.{name}", message))
-        if problems:
-            return problems
+        faults = self._faults(merged, None)
+        if faults or read.envelope or self.checks:
+            problems = self._problems(location, cid, read, faults, merged)
+            if problems:
+                return problems
 
         assert cid is not None
-        if merged is params and line is not None and not has_metadata:
+        if merged is params and line is not None and not self._has_metadata(read):
             encoded = line  # unchanged: the user's bytes, as they are
         elif line is not None:
             members = [self._members[k] for k in added]
@@ -162,10 +215,98 @@ class RequestValidator:
             parts = _split_envelope(line)
             encoded = splice_params(bytes(parts.custom_id), bytes(parts.params), members)
         else:
+            payload = {"custom_id": cid, "params": merged}
             try:
-                encoded = dump_request({"custom_id": cid, "params": merged})
-            except (TypeError, ValueError) as exc:
+                exotic = read.exotic or not plain or (added and not self._plain_defaults)
+                encoded = dump_request(payload) if exotic else _encode(payload)
+            except (TypeError, ValueError, msgspec.EncodeError, OverflowError) as exc:
                 return [Problem(location, cid, "params", f"not JSON-serialisable: {exc}")]
+        return self._accepted(location, cid, read, merged, encoded)
+
+    def shared(self, read: Read) -> Shared | None:
+        """What judging each copy of a matrix request shares, when the copies differ only in
+        their ``model`` (none of their own params, none in the request's): the request's
+        params with defaults, their faults but the model's, and their encoding. None when
+        each copy must be judged on its own (:meth:`judge`)."""
+        params = read.params
+        if "model" in params:
+            return None
+        added = [k for k in self.defaults if k not in params] if self.defaults else []
+        merged = {**{k: self.defaults[k] for k in added}, **params} if added else params
+        faults = self._faults(merged, _BUT_MODEL)
+        if faults:
+            return Shared(merged, faults, b"")
+        try:
+            exotic = read.exotic or (added and not self._plain_defaults)
+            encoded = dump_request(merged) if exotic else _encode(merged)
+        except (TypeError, ValueError, msgspec.EncodeError, OverflowError):
+            return None
+        return Shared(merged, faults, encoded[:-1] + b"," if len(encoded) > 2 else b"{")
+
+    def copy(
+        self, location: str, read: Read, shared: Shared, cid: str, model: str, member: bytes
+    ) -> tuple[str, bytes] | list[Problem]:
+        """:meth:`judge` of one matrix copy (``model``, ``cid``) from what its request's copies
+        share (:meth:`shared`): the same problems, and the same bytes. ``member`` is the model
+        as ``dump_member("model", model)`` writes it."""
+        merged: Mapping[str, Any] = shared.merged
+        if self.checks or self.observers:
+            merged = {**merged, "model": model}
+        if read.envelope or shared.faults or self.checks:
+            problems = self._problems(location, cid, read, shared.faults, merged)
+            if problems:
+                return problems
+        encoded = b"".join(
+            (b'{"custom_id":"', cid.encode(), b'","params":', shared.encoded, member, b"}}")
+        )
+        if len(encoded) + ENVELOPE_BYTES > self.limits.max_bytes or self.observers:
+            return self._accepted(location, cid, read, merged, encoded)
+        if self.metadata is not None and METADATA in read.value:
+            self.metadata(cid, read.metadata_json())
+        return cid, encoded
+
+    def _faults(
+        self, merged: Mapping[str, Any], checks: Sequence[str] | None
+    ) -> list[tuple[str, str]]:
+        """``(field, message)`` of what the shape checks (``checks``) and the ceiling find."""
+        found = [
+            (
+                fault.field,
+                _HINTS.get(fault.path, fault.message) if fault.kind in _ABSENT else fault.message,
+            )
+            for fault in params_faults(
+                merged, anthropic_version=self.anthropic_version, checks=checks, at=_PARAMS
+            )
+        ]
+        max_tokens = merged.get("max_tokens")
+        if type(max_tokens) is int and max_tokens > MAX_TOKENS_CEILING:
+            found.append(("params.max_tokens", _out_of_range(max_tokens)))
+        return found
+
+    def _problems(
+        self,
+        location: str,
+        cid: str | None,
+        read: Read,
+        faults: list[tuple[str, str]],
+        merged: Mapping[str, Any],
+    ) -> list[Problem]:
+        """Every problem of a request, in order: its envelope's, ``faults``, the checks'."""
+        problems = [Problem(location, cid, f.field, f.message) for f in read.envelope]
+        for name, message in faults:
+            problems.append(Problem(location, cid, name, message))
+        for rule in self.checks:
+            for name, message in rule(merged):
+                problems.append(Problem(location, cid, f"params.{name}", message))
+        return problems
+
+    def _has_metadata(self, read: Read) -> bool:
+        return self.metadata is not None and METADATA in read.value
+
+    def _accepted(
+        self, location: str, cid: str, read: Read, merged: Mapping[str, Any], encoded: bytes
+    ) -> tuple[str, bytes] | list[Problem]:
+        """The size check, then the observers and the metadata sink see the request."""
         size = len(encoded) + ENVELOPE_BYTES
         if size > self.limits.max_bytes:
             return [
@@ -179,9 +320,62 @@ class RequestValidator:
             ]
         for observe in self.observers:
             observe(cid, merged, encoded)
-        if has_metadata and self.metadata is not None:
-            self.metadata(cid, _encode(value[METADATA]))
+        if self.metadata is not None and METADATA in read.value:
+            self.metadata(cid, read.metadata_json())
         return cid, encoded
+
+
+class Shared:
+    """What the copies of one matrix request share (:meth:`RequestValidator.shared`)."""
+
+    __slots__ = ("encoded", "faults", "merged")
+
+    def __init__(self, merged: Mapping[str, Any], faults: list[tuple[str, str]], encoded: bytes):
+        self.merged = merged
+        self.faults = faults
+        self.encoded = encoded
+        """The params' JSON but its closing brace, ready for ``"model":...}``."""
+
+
+class Read:
+    """A request decoded and its envelope judged (:meth:`RequestValidator.read`)."""
+
+    __slots__ = ("_metadata", "custom_id", "envelope", "exotic", "line", "params", "value")
+
+    def __init__(
+        self,
+        value: Mapping[str, Any],
+        params: Mapping[str, Any],
+        custom_id: str | None,
+        line: bytes | None,
+        envelope: list[Fault],
+        exotic: bool,
+    ) -> None:
+        self.value = value
+        self.params = params
+        self.custom_id = custom_id
+        self.line = line
+        self.envelope = envelope
+        self.exotic = exotic
+        """Whether ``value`` may hold what msgspec and ``json.dumps`` write differently (a
+        float with an exponent; anything of an in-memory request): then ``json.dumps``."""
+        self._metadata: bytes | None = None
+
+    def metadata_json(self) -> bytes:
+        """The request's ``metadata`` member as JSON (encoded once, however many copies)."""
+        if self._metadata is None:
+            self._metadata = _encode(self.value[METADATA])
+        return self._metadata
+
+
+def plain_json(value: Any) -> bool:
+    """Whether msgspec writes ``value`` as ``json.dumps`` (compact, ``ensure_ascii=False``)
+    does, byte for byte (what a job's defaults and a matrix model's params are held to before
+    their copies are encoded by msgspec)."""
+    try:
+        return bool(_encode(value) == dump_request(value))
+    except (TypeError, ValueError, msgspec.EncodeError, OverflowError):
+        return False
 
 
 def _out_of_range(value: int) -> str:

@@ -314,10 +314,19 @@ def submit_job(
     any create call (a place to log, to estimate, or to refuse).
     """
     logger = logger or log
-    store, prepared = stage_requests(
-        root, records, validator, on_invalid=on_invalid, sidecar=sidecar
+    digest, staged = (
+        cache.recall(root, records, validator, on_invalid, sidecar, logger)
+        if cache is not None
+        else (None, None)
     )
-    staged = Staged(store, prepared)
+    if staged is None:
+        store, prepared = stage_requests(
+            root, records, validator, on_invalid=on_invalid, sidecar=sidecar
+        )
+        staged = Staged(store, prepared)
+        if cache is not None and digest is not None:
+            cache.remember(digest, staged, sidecar)
+    store, prepared = staged.store, staged.prepared
     if cache is not None:
         staged = cache.stage(staged, logger)
     if on_staged is not None:
@@ -336,7 +345,7 @@ def submit_job(
             sum(1 for s in ledger.shards if s.batch_id),
             len(ledger.shards),
         )
-    opener = sent_store.path(REQUESTS_FILE)
+    opener = store.path(staged.sent_file or REQUESTS_FILE)
     JobSubmitter(client, backend, lambda: opener.open("rb"), logger=logger, **submitter).submit(
         ledger
     )

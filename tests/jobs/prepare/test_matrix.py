@@ -150,7 +150,7 @@ def test_staging_a_matrix_gives_each_model_its_own_shards(tmp_path: Path) -> Non
         metadata=sidecar.metadata,
     )
     job, prepared = stage_requests(JobStore(tmp_path), segments, limits_validator, sidecar=sidecar)
-    assert len(opened) == 3  # the input is read once per model
+    assert len(opened) == 1  # the input is read once, for up to eight models (_fanout)
     assert prepared.request_count == 18
     # 6 requests per model, 4 per batch: 2 shards per model, never two models in one.
     assert [(s.first, s.count) for s in prepared.shards] == [

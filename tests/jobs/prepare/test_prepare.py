@@ -251,21 +251,21 @@ def test_custom_id_uniqueness_is_exact_even_inside_one_bucket() -> None:
     """Digests that share a bucket, and one whose bytes straddle two stored ones."""
     a1 = b"\x00\x00" + b"\x01" * 6 + b"\x00\x00" + b"\x02" * 6
     a2 = b"\x00\x00" + b"\x03" * 6 + b"\x04" * 8
-    digests = {"a1": a1, "a2": a2, "b": a1[8:] + a2[:8]}  # b is in a1 + a2, misaligned
+    b = a1[8:] + a2[:8]  # in a1 + a2, misaligned
 
-    class Crafted(CustomIds):
-        @staticmethod
-        def _digest(custom_id: str) -> bytes:
-            return digests[custom_id]
+    class Buckets(CustomIds):
+        _IN_A_SET = 0  # straight to the buckets
 
-    ids = Crafted()
-    assert ids.add("a1") and ids.add("a2") and ids.add("b")
-    assert not ids.add("a1") and not ids.add("b")
-    assert ids.count == 3
+    for ids in (CustomIds(), Buckets()):
+        assert ids.add_digest(a1) and ids.add_digest(a2) and ids.add_digest(b)
+        assert not ids.add_digest(a1) and not ids.add_digest(b)
+        assert a1 in ids and b in ids and a1[::-1] not in ids
+        assert ids.count == 3
 
 
 def test_many_distinct_ids_are_all_accepted_and_every_repeat_refused() -> None:
     class Small(CustomIds):
+        _IN_A_SET = 10_000  # from a set to buckets at 10,000 ids, as a job does at 131,072
         _GROW_AT = 2  # split the buckets at 8,192 ids, as a large job does at 524,288
 
     for ids in (CustomIds(), Small()):
@@ -275,7 +275,7 @@ def test_many_distinct_ids_are_all_accepted_and_every_repeat_refused() -> None:
         assert all(ids.add(name) for name in names[30_000:])
         assert not any(ids.add(name) for name in names[::89])
         assert ids.count == 50_000
-    assert len(Small()._buckets) == 4096 and len(ids._buckets) == 65536
+    assert ids._set is None and len(ids._buckets) == 65536
 
 
 def test_defaults_are_spliced_into_the_users_own_bytes() -> None:
