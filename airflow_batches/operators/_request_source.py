@@ -45,3 +45,16 @@ def request_records(
             f"{type(items).__name__}; for a file use requests_path="
         )
     yield from records_from_items(items)
+
+
+def report_rejected(log: Any, count: int, shown: Sequence[Any], listed_at: Any) -> None:
+    """The requests pre-flight skipped (``on_invalid='skip'``): the first ones, and where the
+    rest are listed when the job is staged on shared storage."""
+    first = f"the first {len(shown)} " if count > len(shown) else ""
+    where = f"; {first}listed in {listed_at}" if listed_at is not None else ""
+    log.warning(
+        "Skipped %d invalid request(s) (on_invalid='skip')%s. First ones:\n  %s",
+        count,
+        where,
+        "\n  ".join(str(p) for p in shown[:20]),
+    )

@@ -53,7 +53,7 @@ from airflow_batches.operators._evaljob import cache_bounds, cache_step, model_m
 from airflow_batches.operators._failures import task_errors
 from airflow_batches.operators._lineage import SubmitLineage
 from airflow_batches.operators._links import SubmitBatchesLink
-from airflow_batches.operators._request_source import request_records
+from airflow_batches.operators._request_source import report_rejected, request_records
 
 if TYPE_CHECKING:
     from airflow_batches._compat import Context
@@ -290,7 +290,8 @@ class SubmitBatchOperator(SubmitLineage, ApprovalMixin, BaseOperator):
                 f"; models {', '.join(matrix.labels)}" if matrix is not None else "",
             )
             if prepared.rejected_count:
-                self._report_rejected(prepared.rejected_count, prepared.rejected, job, root)
+                where = job.path(REJECTED_FILE) if root is not None else None
+                report_rejected(self.log, prepared.rejected_count, prepared.rejected, where)
             if self.count_tokens_sample and step.sent is not None:
                 with self.hook.get_client() as counter:
                     estimate = estimator.estimate(lambda p: count_tokens(counter, p))
@@ -390,13 +391,3 @@ class SubmitBatchOperator(SubmitLineage, ApprovalMixin, BaseOperator):
             descriptor.cache = staged.cache.model_dump(mode="json")
         descriptor.registry_dir = str(registry.store.root) if registry else ""
         return descriptor
-
-    def _report_rejected(self, count: int, shown: Sequence[Any], job: JobStore, root: Any) -> None:
-        first = f"the first {len(shown)} " if count > len(shown) else ""
-        where = f"; {first}listed in {job.path(REJECTED_FILE)}" if root is not None else ""
-        self.log.warning(
-            "Skipped %d invalid request(s) (on_invalid='skip')%s. First ones:\n  %s",
-            count,
-            where,
-            "\n  ".join(str(p) for p in shown[:20]),
-        )
