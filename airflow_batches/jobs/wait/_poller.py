@@ -54,6 +54,7 @@ from airflow_batches.api import (
 from airflow_batches.api._listing import ListedBatch
 from airflow_batches.api._retry import RETRYABLE_STATUSES
 from airflow_batches.jobs.wait._core import Answer, AsyncPoll
+from airflow_batches.jobs.wait._heap import freeze_startup_heap
 from airflow_batches.jobs.wait._room import WaitRoom
 
 log = logging.getLogger(__name__)
@@ -249,6 +250,8 @@ class SharedPoller:
             self._waiting.fail(exc)
 
     async def _round(self) -> None:
+        if freeze_startup_heap():  # the process's first round: the triggers handed out started
+            log.info("Start-up heap frozen out of the garbage collector's full passes")
         self.stats.rounds += 1
         number, started = self.stats.rounds, self.clock()
         wanted = self._waiting.wanted()
