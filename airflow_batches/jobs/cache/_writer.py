@@ -1,16 +1,21 @@
-"""Storing a job's new answers in the cross-run cache: one segment per fetch (see ``_lookup``)."""
+"""Storing a job's new answers in the cross-run cache: one segment per fetch (see ``_lookup``).
+
+A stored result needs its request's key, from the job's ``keys.jsonl`` (the lookup's misses, in
+the job's order): read alongside the results (``jobs._lookahead``), not loaded whole first.
+"""
 
 from __future__ import annotations
 
 import tempfile
 import uuid
+from collections.abc import Iterator
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from typing import IO
 
 import msgspec
 
-from airflow_batches.jobs._index import DiskIndex
+from airflow_batches.jobs._lookahead import Lookahead
 from airflow_batches.jobs._store import StoragePath, atomic_writer, child, ensure_dir
 from airflow_batches.jobs.cache._layout import (
     KEYS_RECORD,
@@ -30,12 +35,7 @@ class CacheWriter:
 
     def __init__(self, folder: StoragePath, keys_file: StoragePath) -> None:
         self.folder = folder
-        self.keys = DiskIndex()
-        with keys_file.open("rb") as stream:
-            for line in stream:
-                if line.strip():
-                    entry = decode_key_line(line)
-                    self.keys.put(entry.custom_id, bytes.fromhex(entry.key))
+        self.keys = Lookahead(lambda: _key_entries(keys_file))
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
         self.name = f"{stamp}-{uuid.uuid4().hex[:8]}"
         self._stack = ExitStack()
@@ -46,7 +46,7 @@ class CacheWriter:
 
     def add(self, custom_id: str, batch_id: str, result: bytes) -> None:
         """Store one succeeded result (the raw ``result`` member of its line)."""
-        key = self.keys.get(custom_id)
+        key = self.keys.take(custom_id)
         if key is None:
             return
         if self._data is None:
@@ -83,3 +83,11 @@ class CacheWriter:
     def _close(self) -> None:
         self._local.close()
         self.keys.close()
+
+
+def _key_entries(keys_file: StoragePath) -> Iterator[tuple[str, bytes]]:
+    with keys_file.open("rb") as stream:
+        for line in stream:
+            if line.strip():
+                entry = decode_key_line(line)
+                yield entry.custom_id, bytes.fromhex(entry.key)

@@ -133,9 +133,9 @@ def test_the_join_publishes_a_deep_line_but_does_not_cache_it() -> None:
     join = ResultJoin(load_price_table(None), writer=writer)  # type: ignore[arg-type]
     join.batch("msgbatch_1")
     deep = tool_line()
-    assert join.billed(scan_result_line(deep), "deep", deep) == deep
+    assert join.billed(scan_result_line(deep), "deep", deep) == (deep, None)
     shallow_line = tool_line("flat", depth=3)
-    assert join.billed(scan_result_line(shallow_line), "flat", shallow_line) == shallow_line
+    assert join.billed(scan_result_line(shallow_line), "flat", shallow_line) == (shallow_line, None)
     assert [(c, b) for c, b, _ in writer.added] == [("flat", "msgbatch_1")]
 
 
