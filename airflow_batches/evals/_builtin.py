@@ -19,7 +19,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_batches.evals._scorers import EvalResult, Scorer, ScorerError
+import msgspec
+
+from airflow_batches.evals._fastschema import Check, compile_check
+from airflow_batches.evals._scorers import EvalResult, Scorer, ScorerError, is_mapping
 
 __all__ = [
     "by_category",
@@ -36,7 +39,7 @@ __all__ = [
 
 def _expected(metadata: Any, key: str) -> list[Any] | None:
     """The expected values (a list: any of them will do), or None when the metadata has none."""
-    if not isinstance(metadata, Mapping) or key not in metadata:
+    if not is_mapping(metadata) or key not in metadata:
         return None
     value = metadata[key]
     return list(value) if isinstance(value, list | tuple) else [value]
@@ -171,7 +174,7 @@ class JsonSchema(_Named):
     def __call__(self, result: EvalResult, metadata: Any) -> dict[str, Any] | None:
         schema = self.schema
         if schema is None:
-            if not isinstance(metadata, Mapping) or self.schema_key not in metadata:
+            if not is_mapping(metadata) or self.schema_key not in metadata:
                 return None
             schema = metadata[self.schema_key]
         try:
@@ -190,32 +193,42 @@ class JsonSchema(_Named):
             return {"score": False, "error": "the answer nests too deep to be checked"}
 
     def _check(self, schema: Any, value: Any, metadata: Any) -> dict[str, Any]:
-        validator = _validator(schema)
-        if not validator.is_valid(value):
-            first = min(validator.iter_errors(value), key=lambda e: list(e.absolute_path))
-            where = "/".join(str(p) for p in first.absolute_path) or "(root)"
-            return {"score": False, "error": f"{where}: {first.message}"}
+        validator, fast = _validator(schema)
+        if not (fast(value) if fast is not None else validator.is_valid(value)):
+            errors = list(validator.iter_errors(value))
+            if errors:
+                first = min(errors, key=lambda e: list(e.absolute_path))
+                where = "/".join(str(p) for p in first.absolute_path) or "(root)"
+                return {"score": False, "error": f"{where}: {first.message}"}
         wanted = _expected(metadata, self.expected) if self.expected else None
         if wanted is not None and value not in wanted:
             return {"score": False, "error": "valid, but not the expected value"}
         return {"score": True}
 
 
-_VALIDATORS: dict[str, Any] = {}
+_VALIDATORS: dict[bytes, tuple[Any, Check | None]] = {}
 _MAX_VALIDATORS = 256
 
 
-def _validator(schema: Any) -> Any:
-    """A compiled validator per schema (JSON Schema 2020-12), kept for the next answers."""
+def _schema_key(schema: Any) -> bytes:
+    try:
+        return b"m" + msgspec.json.encode(schema, order="sorted")
+    except (TypeError, msgspec.EncodeError):  # not JSON: keyed as before
+        return b"j" + json.dumps(schema, sort_keys=True, default=str).encode()
+
+
+def _validator(schema: Any) -> tuple[Any, Check | None]:
+    """A compiled validator per schema (JSON Schema 2020-12), and its fast check when the
+    schema allows one (``_fastschema``), kept for the next answers."""
     import jsonschema
 
-    key = json.dumps(schema, sort_keys=True, default=str)
-    validator = _VALIDATORS.get(key)
-    if validator is None:
-        validator = jsonschema.Draft202012Validator(schema)
+    key = _schema_key(schema)
+    found = _VALIDATORS.get(key)
+    if found is None:
+        found = jsonschema.Draft202012Validator(schema), compile_check(schema)
         if len(_VALIDATORS) < _MAX_VALIDATORS:
-            _VALIDATORS[key] = validator
-    return validator
+            _VALIDATORS[key] = found
+    return found
 
 
 def json_schema(
@@ -287,7 +300,7 @@ class ByCategory(_Named):
     default: Scorer | None
 
     def __call__(self, result: EvalResult, metadata: Any) -> Any:
-        category = metadata.get(self.field) if isinstance(metadata, Mapping) else None
+        category = metadata.get(self.field) if is_mapping(metadata) else None
         scorer = self.scorers.get(str(category), self.default) if category is not None else None
         if scorer is None:
             scorer = self.default

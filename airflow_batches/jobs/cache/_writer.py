@@ -27,6 +27,7 @@ from airflow_batches.jobs.cache._layout import (
 __all__ = ["CacheWriter"]
 
 _encode = msgspec.json.Encoder().encode
+_CHUNK = 1 << 20
 
 
 class CacheWriter:
@@ -41,6 +42,8 @@ class CacheWriter:
         self._stack = ExitStack()
         self._data: IO[bytes] | None = None
         self._local = tempfile.TemporaryFile(prefix="airflow-batches-keys-")  # noqa: SIM115
+        self._pending = bytearray()
+        """Stored lines not written yet: written about a MiB at a time."""
         self._offset = 0
         self.stored = 0
 
@@ -54,7 +57,11 @@ class CacheWriter:
             target = child(self.folder, f"{self.name}.jsonl")
             self._data = self._stack.enter_context(atomic_writer(target))
         data = _encode(StoredLine(key.hex(), custom_id, batch_id, msgspec.Raw(result))) + b"\n"
-        self._data.write(data)
+        pending = self._pending
+        pending += data
+        if len(pending) >= _CHUNK:
+            self._data.write(pending)
+            pending.clear()
         self._local.write(KEYS_RECORD.pack(key, custom_id_hash(custom_id), self._offset, len(data)))
         self._offset += len(data)
         self.stored += 1
@@ -62,6 +69,8 @@ class CacheWriter:
     def commit(self) -> int:
         """Publish the segment (data, then keys); returns the results stored."""
         try:
+            if self._pending and self._data is not None:
+                self._data.write(self._pending)
             self._stack.close()
             if self.stored:
                 self._local.seek(0)
@@ -81,6 +90,7 @@ class CacheWriter:
             self._close()
 
     def _close(self) -> None:
+        self._pending = bytearray()
         self._local.close()
         self.keys.close()
 
