@@ -187,20 +187,21 @@ class ResultJoin:
     def _decorate(
         self, custom_id: str, line: bytes, totals: _ModelTotals | None, key: str
     ) -> bytes:
-        extra = b""
+        parts: list[Any] = []
         if self._metadata is not None:
             metadata = self._metadata.take(custom_id)
             if metadata:
-                extra = b',"metadata":' + metadata
+                parts += (b',"metadata":', metadata)
                 self.metadata_lines += 1
         if totals is not None:
-            extra += totals.label_json + b',"custom_id":' + _encode(self._original(key)) + b"}"
-        if not extra:
+            parts += (totals.label_json, b',"custom_id":', _encode(self._original(key)), b"}")
+        if not parts:
             return line
         body = line.rstrip()
         if not body.endswith(b"}"):
             return line  # not an object: kept as it is (the checks let it through as "other")
-        return body[:-1] + extra + b"}"
+        # One copy of the line: its bytes up to the closing brace, the members, the brace.
+        return b"".join((memoryview(body)[:-1], *parts, b"}"))
 
     def _original(self, key: str) -> str:
         """The custom_id as the user wrote it, of a matrix request key."""
