@@ -1,5 +1,5 @@
-"""The triggerer's start-up heap is frozen once, at the first shared poller's first round, unless
-told not to."""
+"""The triggerer's start-up heap is frozen once, at the first shared poller's second round,
+unless told not to."""
 
 from __future__ import annotations
 
@@ -14,27 +14,34 @@ import pytest
 CODE = textwrap.dedent(
     """
     import asyncio, gc, json
-    from airflow_batches.jobs.wait._poller import SharedPoller
+    from airflow_batches.jobs.wait._poller import shared_poller
 
     class Pages:
         async def list_page_listed(self, **kwargs):
             raise AssertionError("no page is read for one batch")
 
         async def retrieve(self, batch_id):
-            raise AssertionError("not reached: the test stops at the first round's answer")
+            raise AssertionError("not reached: the test stops at the round's first call")
 
     async def main():
+        async def make():
+            raise AssertionError("no client is made without a subscriber")
+
         counts = [gc.get_freeze_count()]
         for key in "ab":
-            poller = SharedPoller(lambda: None)
-            poller._client = Pages()
-            try:
-                await poller._round()
-            except Exception:
-                pass
+            poller = shared_poller(key, make)
             counts.append(gc.get_freeze_count())
+            poller._client = Pages()
+            for _ in range(2):
+                kept.append([[] for _ in range(1000)])  # objects made since: frozen or not
+                try:
+                    await poller._round()
+                except Exception:
+                    pass
+                counts.append(gc.get_freeze_count())
         return counts
 
+    kept = []
     print(json.dumps(asyncio.run(main())))
     """
 )
@@ -51,13 +58,23 @@ def run(env_value: str | None) -> list[int]:
     return counts
 
 
-def test_the_first_round_freezes_the_heap_once() -> None:
-    before, first, second = run(None)
+def test_the_heap_is_frozen_at_the_first_poller_and_at_its_second_round() -> None:
+    before, made, first_round, second_round, *other_poller = run(None)
     assert before == 0
-    assert first > 10_000  # the interpreter's and the package's objects at that moment
-    assert second <= first  # a second poller freezes nothing more (frozen objects may be freed)
+    assert made > 10_000  # the interpreter's and the package's objects at that moment
+    assert first_round <= made  # frozen objects freed since may lower the count
+    assert second_round > first_round + 1000  # what the first round's triggers made since
+    # Another poller freezes nothing more.
+    assert all(count <= second_round for count in other_poller)
 
 
 @pytest.mark.parametrize("value", ["0", "false", "off"])
 def test_the_variable_leaves_the_collector_alone(value: str) -> None:
-    assert run(value) == [0, 0, 0]
+    assert run(value) == [0] * 7
+
+
+def test_a_moment_is_named() -> None:
+    from airflow_batches.jobs.wait._heap import freeze_startup_heap
+
+    with pytest.raises(ValueError, match="moment"):
+        freeze_startup_heap("later")
