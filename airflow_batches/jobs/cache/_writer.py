@@ -81,6 +81,10 @@ class CacheWriter:
         self._offset += len(data)
         self.stored += 1
 
+    def skip(self, custom_id: str) -> None:
+        """A line of the job's that is not stored (not succeeded): its key is let go."""
+        self.keys.take(custom_id)
+
     def commit(self) -> int:
         """Publish the segment (data, then keys); returns the results stored."""
         try:

@@ -141,18 +141,27 @@ class ResultJoin:
                 totals.billed.add(record)
             elif self.tally is not None:
                 self.tally.add(record)
-            if self.writer is not None and record.result_type == "succeeded":
-                try:
-                    result = bytes(_decode_result(line).result)
-                except RecursionError:
-                    # Published all the same; not cached, since every later lookup would have
-                    # to parse it again (a later run asks the API for it instead).
-                    pass
-                else:
-                    self.writer.add(custom_id, self._batch or "", result)
+        if self.writer is not None:
+            self._store(record, custom_id, line)
         if totals is not None and self._batch:
             totals.batches.add(self._batch)
         return self._decorate(custom_id, line, totals, key), _label(totals)
+
+    def _store(self, record: ResultRecord | None, custom_id: str, line: bytes) -> None:
+        """Hand a succeeded line to the cache writer; any other line only lets go of its
+        request's key (read ahead, it would wait for a result that is not coming)."""
+        assert self.writer is not None
+        if record is not None and record.result_type == "succeeded":
+            try:
+                result = bytes(_decode_result(line).result)
+            except RecursionError:
+                # Published all the same; not cached, since every later lookup would have to
+                # parse it again (a later run asks the API for it instead).
+                pass
+            else:
+                self.writer.add(custom_id, self._batch or "", result)
+                return
+        self.writer.skip(custom_id)
 
     def superseded(self, custom_id: str) -> None:
         """A line of the current batch that a later attempt answered: the batch is still one

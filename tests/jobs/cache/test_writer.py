@@ -4,6 +4,7 @@ point at them; keys come from the job's keys.jsonl in any order of the results."
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import msgspec
@@ -41,3 +42,24 @@ def test_the_segment_holds_stored_lines_and_their_keys(tmp_path: Path) -> None:
         key = bytes.fromhex(key_of[custom_id])
         assert record == (key, custom_id_hash(custom_id), offset, len(lines[n]))
         offset += len(lines[n])
+
+
+def test_lines_not_stored_let_their_keys_go(tmp_path: Path) -> None:
+    keys = tmp_path / "keys.jsonl"
+    ids = [f"q{i}" for i in range(200)]
+    keys.write_text(
+        "".join(json.dumps({"custom_id": c, "key": f"{i:032x}"}) + "\n" for i, c in enumerate(ids))
+    )
+    writer = CacheWriter(tmp_path / "segments", keys)
+    writer.keys.max_entries = 30  # a batch of 20 answered in any order fits; 200 do not
+    rng = random.Random(2)
+    for start in range(0, 200, 20):
+        batch = ids[start : start + 20]
+        rng.shuffle(batch)
+        for custom_id in batch:
+            if int(custom_id[1:]) % 3:
+                writer.add(custom_id, "msgbatch_1", b"{}")
+            else:
+                writer.skip(custom_id)  # errored, expired, too deep: not stored
+    assert writer.keys.index is None and writer.keys.waiting == 0
+    assert writer.commit() == sum(1 for c in ids if int(c[1:]) % 3)
