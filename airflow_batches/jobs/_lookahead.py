@@ -11,11 +11,16 @@ line; :class:`Lookahead` answers the same question from a dict in the common cas
   comes; entries passed on the way wait in the dict for their own turn, and each entry is
   handed out once (a key is asked for once: one final line per request);
 * memory is bounded: when the entries waiting exceed ``max_entries`` (a little more than a
-  batch holds, 100,000 requests) or ``max_bytes`` of values, the lookup falls back to a
-  ``DiskIndex`` of the whole file (built then, once) for every key not waiting in the dict;
-  the order of the results then costs speed, never memory or correctness;
-* a key the file does not hold is known absent once the file has been read to its end (the
-  entries left wait in the dict, within the bounds), or by the index.
+  batch holds, 100,000 requests) or ``max_bytes`` of values, they are moved to a ``DiskIndex``
+  and the reading goes on with an empty dict; a key not in the dict is looked for there before
+  the file is read on. So entries that wait long (the requests the cross-run cache answered,
+  whose lines are published after the batches'; the requests of a first attempt while its
+  follow-up is read) go to disk, and the batch being read stays in memory; the order of the
+  results costs speed, never memory or correctness;
+* a key the file does not hold is known absent once the file has been read to its end.
+
+The files read this way hold one entry a key (a custom_id's metadata, a miss's key, a
+request's score); were a key written twice, the first entry wins while it waits in memory.
 
 Not thread-safe; ``close`` frees the index.
 """
@@ -31,8 +36,8 @@ from airflow_batches.jobs._index import DiskIndex
 __all__ = ["MAX_AHEAD_BYTES", "MAX_AHEAD_ENTRIES", "Lookahead"]
 
 MAX_AHEAD_ENTRIES = 120_000
-"""Entries read ahead at most before falling back to the index: one batch (100,000 requests)
-answered in any order fits."""
+"""Entries waiting in memory at most before they go to the index: one batch (100,000
+requests) answered in any order fits."""
 MAX_AHEAD_BYTES = 32 << 20
 """Bytes of values read ahead at most (32 MiB)."""
 
@@ -58,7 +63,8 @@ class Lookahead:
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self.index: DiskIndex | None = None
-        """The fallback, once the bounds were passed (None until then)."""
+        """Where entries go once the bounds are passed (None until then)."""
+        self.spills = 0
 
     def __enter__(self) -> Self:
         return self
@@ -79,7 +85,9 @@ class Lookahead:
             self._bytes -= len(value)
             return value
         if self.index is not None:
-            return self.index.get(key)
+            value = self.index.get(key)
+            if value is not None:
+                return value
         if self._ended:
             return None
         if self._entries is None:
@@ -92,16 +100,19 @@ class Lookahead:
             ahead[k] = v
             self._bytes += len(v)
             if len(ahead) > self.max_entries or self._bytes > self.max_bytes:
-                return self._fall_back(key)
+                self._spill()
         self._ended = True
         self._entries = None
         return None
 
-    def _fall_back(self, key: str) -> bytes | None:
-        self._entries = None
-        index = self.index = DiskIndex()
-        index.update(self._open())
-        return index.get(key)
+    def _spill(self) -> None:
+        """Move the entries waiting to the disk index (made at the first spill)."""
+        if self.index is None:
+            self.index = DiskIndex()
+        self.index.update(self._ahead.items())
+        self._ahead.clear()
+        self._bytes = 0
+        self.spills += 1
 
     @property
     def waiting(self) -> int:
