@@ -172,13 +172,15 @@ def phase_fetch(work: Path, base_url: str, night: int) -> dict[str, Any]:
         ),
     )
     destination = work / f"results-{night}"
-    t0 = time.perf_counter()
+    t0, cpu = time.perf_counter(), time.process_time()
     published = flow.publish(destination, datetime.now(UTC))
-    elapsed = time.perf_counter() - t0
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu
     assert isinstance(published, Published)
     manifest = published.manifest.to_json()
     return {
         "fetch_s": round(elapsed, 1),
+        "fetch_cpu_s": round(cpu, 1),
+        "fetch_lines_per_s": round(manifest["lines"] / elapsed),
         "fetch_peak_mib": round(peak_mib(), 1),
         "lines": manifest["lines"],
         "results_mb": round((destination / "results.jsonl").stat().st_size / 1e6, 1),
@@ -209,7 +211,7 @@ def phase_evaluate(work: Path, base_url: str, night: int) -> dict[str, Any]:
         }
     )
     baseline = Baseline.load(work / f"results-{night - 1}") if night > 1 else None
-    t0 = time.perf_counter()
+    t0, cpu = time.perf_counter(), time.process_time()
     summary = evaluate_job(
         manifest,
         EvalSettings(scorer, load_price_table(), thresholds=Thresholds(max_regression=0.0)),
@@ -218,9 +220,11 @@ def phase_evaluate(work: Path, base_url: str, night: int) -> dict[str, Any]:
         baseline=baseline,
         run={"run_id": f"night-{night}"},
     )
-    elapsed = time.perf_counter() - t0
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu
     return {
         "evaluate_s": round(elapsed, 1),
+        "evaluate_cpu_s": round(cpu, 1),
+        "evaluate_lines_per_s": round(summary["lines"] / elapsed),
         "evaluate_peak_mib": round(peak_mib(), 1),
         "pass_rates": {m: f["pass_rate"] for m, f in summary["models"].items()},
         "compared": sum(f.get("compared", 0) for f in summary["models"].values()),

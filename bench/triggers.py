@@ -7,12 +7,15 @@ Cases (``kind:N``, N triggers each waiting for its own in-progress batch, pollin
 second; ``kind:N@S`` polls every S seconds):
 
 - ``shared``: our BatchTrigger, every trigger reading statuses through the shared poller;
+- ``unfrozen``: the same with ``AIRFLOW_BATCHES_GC_FREEZE=0``: the start-up heap left in the
+  garbage collector's full passes (``jobs/wait/_heap.py``), as before it was frozen;
 - ``retrieve``: our BatchTrigger's previous ``run()``, one retrieve per batch per trigger;
 - ``official``: ``AnthropicBatchTrigger`` of apache-airflow-providers-anthropic (its hook
   calls the official ``anthropic`` SDK in a thread per poll), installed with Airflow into
   ``.bench-venv/``, never into the project's environment;
-- ``startup``: importing ``airflow_batches.triggers.batch`` and making the first client, in a
-  fresh process that has imported Airflow's triggerer runner first (as a triggerer has).
+- ``startup``: importing ``airflow_batches.triggers.batch`` and starting the first trigger's
+  shared poller and client, in a fresh process that has imported Airflow's triggerer runner
+  first (as a triggerer has); ``startup-unfrozen`` the same without the heap freeze.
 
 Each case runs in its own process against a fake server (bench/fake_batches.py) in another,
 so neither's CPU is the other's. After a warm-up, for ``--seconds``: polls made against the
@@ -47,21 +50,24 @@ TICK = 0.01
 
 
 class GcPauses:
-    """The longest garbage-collector pause: a loop-lag spike may be Python's, not ours."""
+    """The longest garbage-collector pause: a loop-lag spike may be Python's, not ours. Its
+    CPU time too: on a loaded machine the wall clock of a pause is mostly the neighbours'."""
 
     def __init__(self) -> None:
         import gc
 
         self.longest, self.total, self._start = 0.0, 0.0, 0.0
+        self.longest_cpu, self._start_cpu = 0.0, 0.0
         self.full = 0
         gc.callbacks.append(self)
 
     def __call__(self, phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
-            self._start = time.perf_counter()
+            self._start, self._start_cpu = time.perf_counter(), time.process_time()
         else:
             pause = time.perf_counter() - self._start
             self.longest = max(self.longest, pause)
+            self.longest_cpu = max(self.longest_cpu, time.process_time() - self._start_cpu)
             self.total += pause
             self.full += info["generation"] == 2
 
@@ -112,7 +118,7 @@ def ours(kind: str, n: int, interval: float, counter: list[int]) -> list[Any]:
         return observe(self, *args)
 
     WaitCore.observe = counted  # type: ignore[method-assign]  # this process is the bench's
-    cls = BatchTrigger if kind == "shared" else RetrieveEach
+    cls = BatchTrigger if kind in ("shared", "unfrozen") else RetrieveEach
     deadline = time.time() + 3600
     return [
         cls(
@@ -147,6 +153,8 @@ async def drive(trigger: Any) -> Any:
 
 
 async def measure(args: argparse.Namespace) -> dict[str, Any]:
+    import gc
+
     import psutil
 
     process = psutil.Process()
@@ -193,8 +201,11 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         "lag_p99_ms": 1000 * lags[min(len(lags) - 1, int(len(lags) * 0.99))] if lags else None,
         "lag_max_ms": 1000 * lags[-1] if lags else None,
         "gc_max_ms": 1000 * gc_pauses.longest,
+        "gc_max_cpu_ms": 1000 * gc_pauses.longest_cpu,
         "gc_full_collections": gc_pauses.full,
         "gc_share": gc_pauses.total / elapsed,
+        "gc_frozen_objects": gc.get_freeze_count(),
+        "gc_tracked_objects": len(gc.get_objects()),
         "rss_mib": rss / 2**20,
         "rss_before_triggers_mib": rss_before / 2**20,
         "server_calls": calls,
@@ -204,6 +215,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
 
 def startup() -> dict[str, Any]:
     """Import and first client in this fresh process, with what a triggerer has loaded."""
+    import functools
     import importlib
 
     # What a triggerer's runner has loaded before it imports any trigger class.
@@ -222,12 +234,14 @@ def startup() -> dict[str, Any]:
         # falls due about here whoever allocates; counted apart so the figure is ours.
         pauses = GcPauses()
         start = time.perf_counter()
+        # As BatchTrigger.run starts: the shared poller (the first one freezes the start-up
+        # heap, jobs/wait/_heap.py), then its client, made when the first trigger subscribes.
         trigger = module.BatchTrigger(batch_ids=["msgbatch_x"], conn_id="bench")
-        client = await trigger._client()
-        took = time.perf_counter() - start
-        await asyncio.sleep(TICK * 2)
+        poller = module.shared_poller("bench", functools.partial(module.connect, "bench"))
+        async with poller.subscribe(trigger.batch_ids, max_age=1.0):
+            took = time.perf_counter() - start
+            await asyncio.sleep(TICK * 2)
         tick.cancel()
-        await client.aclose()
         return took, max(ticker.lags, default=0.0), pauses.total
 
     took, blocked, collecting = asyncio.run(first_client())
@@ -291,6 +305,8 @@ def run_case(kind: str, n: int, interval: float, args: argparse.Namespace) -> di
         "AIRFLOW_CONN_BENCH": json.dumps(conn),
         "PYTHONPATH": str(ROOT),
     }
+    if kind == "unfrozen":
+        env["AIRFLOW_BATCHES_GC_FREEZE"] = "0"
     out = Path(home) / "figures.json"
     command = [str(python), str(HERE / "triggers.py"), "--child", kind, "--n", str(n)]
     command += ["--url", server.url, "--out", str(out), "--interval", str(interval)]
@@ -309,8 +325,10 @@ def run_case(kind: str, n: int, interval: float, args: argparse.Namespace) -> di
     return figures
 
 
-def run_startup(runs: int) -> dict[str, Any]:
+def run_startup(runs: int, frozen: bool = True) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    if not frozen:
+        env["AIRFLOW_BATCHES_GC_FREEZE"] = "0"
     env["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="bench-startup-")
     conn = {"conn_type": "message_batches", "host": "https://127.0.0.1:9", "password": "k"}
     env["AIRFLOW_CONN_BENCH"] = json.dumps(conn)
@@ -324,7 +342,8 @@ def run_startup(runs: int) -> dict[str, Any]:
             check=True,
         )
         samples.append(json.loads(done.stdout.strip().splitlines()[-1]))
-    summary: dict[str, Any] = {"case": "startup", "runs": runs, "loadavg": loadavg()}
+    case = "startup" if frozen else "startup-unfrozen"
+    summary: dict[str, Any] = {"case": case, "runs": runs, "loadavg": loadavg()}
     for key in samples[0]:
         values = [s[key] for s in samples]
         summary[key] = {"median": statistics.median(values), "max": max(values)}
@@ -335,7 +354,7 @@ def show(figures: dict[str, Any]) -> None:
     case = figures["case"]
     if "not_run" in figures:
         print(f"{case:>15}: not run: {figures['not_run']}")
-    elif case == "startup":
+    elif case.startswith("startup"):
         ms = {k: 1000 * v["median"] for k, v in figures.items() if isinstance(v, dict)}
         print(
             f"{case:>15}: import {ms['import_s']:.0f} ms (cpu {ms['import_cpu_s']:.0f} ms), "
@@ -351,8 +370,10 @@ def show(figures: dict[str, Any]) -> None:
             f"({100 * figures['rate']:.1f} %), {figures['cpu_ms_per_poll']:.3f} ms CPU/poll "
             f"({100 * figures['cpu_share']:.0f} % of a core), loop lag p50 "
             f"{figures['lag_p50_ms']:.1f} / p99 {figures['lag_p99_ms']:.1f} / max "
-            f"{figures['lag_max_ms']:.1f} ms (longest GC pause {figures['gc_max_ms']:.0f} ms), "
-            f"RSS {figures['rss_mib']:.0f} MiB; server calls {figures['server_calls']}; "
+            f"{figures['lag_max_ms']:.1f} ms (longest GC pause {figures['gc_max_ms']:.0f} ms, "
+            f"{figures['gc_max_cpu_ms']:.0f} ms of CPU), "
+            f"RSS {figures['rss_mib']:.0f} MiB; {figures['gc_frozen_objects']:,} objects frozen, "
+            f"{figures['gc_tracked_objects']:,} tracked; server calls {figures['server_calls']}; "
             f"load {figures['loadavg_before']}"
         )
     print(json.dumps(figures), flush=True)
@@ -383,8 +404,8 @@ def main(argv: list[str] | None = None) -> int:
     for case in args.cases.split(","):
         kind, _, size = case.partition(":")
         n, _, every = size.partition("@")
-        if kind == "startup":
-            show(run_startup(args.startup_runs))
+        if kind in ("startup", "startup-unfrozen"):
+            show(run_startup(args.startup_runs, frozen=kind == "startup"))
         else:
             show(run_case(kind, int(n), float(every or args.interval), args))
     return 0

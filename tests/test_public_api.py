@@ -145,6 +145,7 @@ def test_the_trigger_imports_the_wait_and_nothing_else() -> None:
     assert jobs == {
         "airflow_batches.jobs.wait",
         "airflow_batches.jobs.wait._core",
+        "airflow_batches.jobs.wait._heap",
         "airflow_batches.jobs.wait._poller",
         "airflow_batches.jobs.wait._progress",
         "airflow_batches.jobs.wait._room",

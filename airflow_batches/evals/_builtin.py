@@ -19,7 +19,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_batches.evals._scorers import EvalResult, Scorer, ScorerError
+import msgspec
+
+from airflow_batches.evals._scorers import EvalResult, Scorer, ScorerError, is_mapping
 
 __all__ = [
     "by_category",
@@ -36,7 +38,7 @@ __all__ = [
 
 def _expected(metadata: Any, key: str) -> list[Any] | None:
     """The expected values (a list: any of them will do), or None when the metadata has none."""
-    if not isinstance(metadata, Mapping) or key not in metadata:
+    if not is_mapping(metadata) or key not in metadata:
         return None
     value = metadata[key]
     return list(value) if isinstance(value, list | tuple) else [value]
@@ -171,7 +173,7 @@ class JsonSchema(_Named):
     def __call__(self, result: EvalResult, metadata: Any) -> dict[str, Any] | None:
         schema = self.schema
         if schema is None:
-            if not isinstance(metadata, Mapping) or self.schema_key not in metadata:
+            if not is_mapping(metadata) or self.schema_key not in metadata:
                 return None
             schema = metadata[self.schema_key]
         try:
@@ -201,15 +203,22 @@ class JsonSchema(_Named):
         return {"score": True}
 
 
-_VALIDATORS: dict[str, Any] = {}
+_VALIDATORS: dict[bytes, Any] = {}
 _MAX_VALIDATORS = 256
+
+
+def _schema_key(schema: Any) -> bytes:
+    try:
+        return b"m" + msgspec.json.encode(schema, order="sorted")
+    except (TypeError, msgspec.EncodeError):  # not JSON: keyed as before
+        return b"j" + json.dumps(schema, sort_keys=True, default=str).encode()
 
 
 def _validator(schema: Any) -> Any:
     """A compiled validator per schema (JSON Schema 2020-12), kept for the next answers."""
     import jsonschema
 
-    key = json.dumps(schema, sort_keys=True, default=str)
+    key = _schema_key(schema)
     validator = _VALIDATORS.get(key)
     if validator is None:
         validator = jsonschema.Draft202012Validator(schema)
@@ -287,7 +296,7 @@ class ByCategory(_Named):
     default: Scorer | None
 
     def __call__(self, result: EvalResult, metadata: Any) -> Any:
-        category = metadata.get(self.field) if isinstance(metadata, Mapping) else None
+        category = metadata.get(self.field) if is_mapping(metadata) else None
         scorer = self.scorers.get(str(category), self.default) if category is not None else None
         if scorer is None:
             scorer = self.default

@@ -5,13 +5,14 @@ model-matrix job, ``matrix`` joined on), scores each succeeded one with the scor
 line per request to ``scores.jsonl``, and folds per-model totals: counts by result type,
 scored / passed / mean score, per category, usage and cost (what the job paid, and what the
 cross-run cache saved). Errored, expired and canceled requests are counted apart and never
-scored. With a baseline (the previous run's ``scores.jsonl``, loaded into a
-:class:`~airflow_batches.jobs._index.DiskIndex`), each request's score is compared with its
-previous one: requests that lost their pass, or some score, are *regressions*, written to
-``regressions.jsonl`` (the first ``max_examples`` kept for the summary and the report).
+scored. With a baseline (the previous run's ``scores.jsonl``, read alongside this run's lines
+by a ``Lookahead``: both are in about the job's order; or loaded into a ``DiskIndex``), each
+request's score is compared with its previous one: requests that lost their pass, or some
+score, are *regressions*, written to ``regressions.jsonl`` (the first ``max_examples`` kept
+for the summary and the report).
 
 Memory: one line at a time, the totals (per model, per category), the first regressions, and
-the baseline's index on disk.
+the baseline's entries read ahead (bounded; past the bound, an index on disk).
 
 ``scores.jsonl`` lines: ``{"custom_id", "model", "type", "score", "passed", "cached",
 "category", "details"}``, where ``custom_id`` is the request's own (without a matrix prefix)
@@ -21,7 +22,7 @@ and ``score``/``passed`` are null for requests not scored.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -29,11 +30,18 @@ import msgspec
 
 from airflow_batches.api import BatchesError
 from airflow_batches.api._pricing import PriceTable
-from airflow_batches.evals._scorers import EvalResult, Score, Scorer, ScorerError, to_score
-from airflow_batches.jobs import DiskIndex, decode_deep
+from airflow_batches.evals._scorers import (
+    EvalResult,
+    Score,
+    Scorer,
+    ScorerError,
+    is_mapping,
+    to_score,
+)
+from airflow_batches.jobs import DiskIndex, Lookahead, decode_deep
 from airflow_batches.jobs.results import ResultTally, scan_result_line
 
-__all__ = ["Evaluation", "EvaluationError", "ScoreLine", "load_scores"]
+__all__ = ["Evaluation", "EvaluationError", "ScoreLine", "load_scores", "score_entries"]
 
 UNKNOWN_MODEL = "(unknown model)"
 RESULT_TYPES = ("succeeded", "errored", "expired", "canceled")
@@ -134,7 +142,7 @@ class Evaluation:
         *,
         scores: IO[bytes] | None = None,
         regressions: IO[bytes] | None = None,
-        baseline: DiskIndex | None = None,
+        baseline: Lookahead | DiskIndex | None = None,
         pass_threshold: float = 1.0,
         default_model: str | None = None,
         group_by: str | None = "category",
@@ -146,6 +154,13 @@ class Evaluation:
         self.scores_out = scores
         self.regressions_out = regressions
         self.baseline = baseline
+        self._before = (
+            None
+            if baseline is None
+            else baseline.take
+            if isinstance(baseline, Lookahead)
+            else baseline.get
+        )
         self.pass_threshold = pass_threshold
         self.default_model = default_model or UNKNOWN_MODEL
         self.group_by = group_by
@@ -171,13 +186,14 @@ class Evaluation:
         except (msgspec.DecodeError, KeyError, TypeError) as exc:
             raise EvaluationError(f"not a result line ({exc}): {line[:120]!r}") from None
         self.lines += 1
-        matrix = data.get("matrix") if isinstance(data.get("matrix"), Mapping) else None
+        matrix = data.get("matrix")
         metadata = data.get("metadata")
-        message = result.get("message") if isinstance(result.get("message"), Mapping) else {}
-        if matrix is not None:
+        if is_mapping(matrix):
             label, request_id = str(matrix["model"]), str(matrix["custom_id"])
         else:
-            label = str(message.get("model") or self.default_model)
+            message = result.get("message")
+            named = message.get("model") if is_mapping(message) else None
+            label = str(named or self.default_model)
             request_id = custom_id
         model = self._model(label)
         model.counts[kind] = model.counts.get(kind, 0) + 1
@@ -209,7 +225,7 @@ class Evaluation:
         return out
 
     def _category(self, metadata: Any) -> str | None:
-        if self.group_by is None or not isinstance(metadata, Mapping):
+        if self.group_by is None or not is_mapping(metadata):
             return None
         value = metadata.get(self.group_by)
         return None if value is None else str(value)
@@ -235,9 +251,9 @@ class Evaluation:
             ) from exc
 
     def _compare(self, model: _Model, now: ScoreLine) -> None:
-        assert self.baseline is not None
-        packed = self.baseline.get(_key(now.model, now.custom_id))
-        if packed is None or now.score is None or now.passed is None:
+        assert self._before is not None
+        packed = self._before(_key(now.model, now.custom_id))
+        if not packed or now.score is None or now.passed is None:
             return
         before, passed_before = _PACKED.unpack(packed)
         model.compared += 1
@@ -327,18 +343,26 @@ def _key(model: str, custom_id: str) -> str:
     return f"{model}\x1f{custom_id}"
 
 
-def load_scores(lines: Iterator[bytes] | IO[bytes], index: DiskIndex) -> int:
-    """Put a ``scores.jsonl`` (an earlier run's) into ``index``: ``(model, custom_id) ->
-    (score, passed)``, scored requests only."""
-    count = 0
+def score_entries(lines: Iterable[bytes]) -> Iterator[tuple[str, bytes]]:
+    """A ``scores.jsonl`` (an earlier run's) as entries ``(model, custom_id) -> (score,
+    passed)`` packed, in its order; a request not scored then is an entry with no value."""
     for raw in lines:
         if not raw.strip():
             continue
         entry = _decode_score_line(raw)
-        if entry.score is None or entry.passed is None:
-            continue
-        index.put(_key(entry.model, entry.custom_id), _PACKED.pack(entry.score, entry.passed))
-        count += 1
+        scored = entry.score is not None and entry.passed is not None
+        packed = _PACKED.pack(entry.score, entry.passed) if scored else b""
+        yield _key(entry.model, entry.custom_id), packed
+
+
+def load_scores(lines: Iterable[bytes], index: DiskIndex) -> int:
+    """Put a ``scores.jsonl`` (an earlier run's) into ``index``: ``(model, custom_id) ->
+    (score, passed)``, scored requests only."""
+    count = 0
+    for key, packed in score_entries(lines):
+        if packed:
+            index.put(key, packed)
+            count += 1
     return count
 
 

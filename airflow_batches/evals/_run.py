@@ -18,6 +18,7 @@ figures, oldest first), ``batches`` (id, model, link) and ``files``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -37,10 +38,10 @@ from airflow_batches.evals._compare import (
     deltas,
     history,
 )
-from airflow_batches.evals._evaluate import Evaluation, load_scores
+from airflow_batches.evals._evaluate import Evaluation, score_entries
 from airflow_batches.evals._report import render_report
 from airflow_batches.evals._scorers import Scorer
-from airflow_batches.jobs import DiskIndex, StoragePath, atomic_writer, child
+from airflow_batches.jobs import Lookahead, StoragePath, atomic_writer, child
 
 __all__ = ["EvalSettings", "evaluate_job"]
 
@@ -64,8 +65,14 @@ def _lines(paths: Iterable[StoragePath]) -> Iterator[bytes]:
     for path in paths:
         with path.open("rb") as stream:
             for line in stream:
-                if line.strip():
-                    yield line.rstrip(b"\r\n")
+                data = line.rstrip(b"\r\n")
+                if data and not data.isspace():
+                    yield data
+
+
+def _scores(path: StoragePath) -> Iterator[tuple[str, bytes]]:
+    with path.open("rb") as stream:
+        yield from score_entries(stream)
 
 
 def default_model(manifest: Mapping[str, Any]) -> str | None:
@@ -119,9 +126,8 @@ def evaluate_job(
     with ExitStack() as stack:
         index = None
         if baseline is not None and baseline.scores is not None:
-            index = stack.enter_context(DiskIndex())
-            with baseline.scores.open("rb") as stream:
-                load_scores(stream, index)
+            # Last night's scores are in about tonight's order: read alongside (Lookahead).
+            index = stack.enter_context(Lookahead(functools.partial(_scores, baseline.scores)))
         scores_out = stack.enter_context(atomic_writer(files["scores"]))
         regressions_out = (
             stack.enter_context(atomic_writer(files["regressions"])) if index is not None else None

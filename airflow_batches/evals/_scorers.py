@@ -25,11 +25,17 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
-__all__ = ["EvalResult", "Score", "Scorer", "ScorerError", "to_score"]
+__all__ = ["EvalResult", "Score", "Scorer", "ScorerError", "is_mapping", "to_score"]
 
 Scorer = Callable[["EvalResult", Any], Any]
+
+
+def is_mapping(value: Any) -> TypeGuard[Mapping[str, Any]]:
+    """``isinstance(value, Mapping)``, answered at once for the dicts JSON decodes to (an
+    ``isinstance`` against the ABC costs more than the rest of a simple scorer)."""
+    return type(value) is dict or isinstance(value, Mapping)
 
 
 class ScorerError(ValueError):
@@ -51,7 +57,7 @@ class EvalResult(dict[str, Any]):
     @property
     def message(self) -> Mapping[str, Any]:
         message = self.get("message")
-        return message if isinstance(message, Mapping) else {}
+        return message if is_mapping(message) else {}
 
     @property
     def content(self) -> list[Any]:
@@ -64,16 +70,14 @@ class EvalResult(dict[str, Any]):
         return "".join(
             str(b.get("text", ""))
             for b in self.content
-            if isinstance(b, Mapping) and b.get("type") == "text"
+            if is_mapping(b) and b.get("type") == "text"
         )
 
     @property
     def tool_inputs(self) -> list[Any]:
         """The ``input`` of each ``tool_use`` block, in order."""
         return [
-            b.get("input")
-            for b in self.content
-            if isinstance(b, Mapping) and b.get("type") == "tool_use"
+            b.get("input") for b in self.content if is_mapping(b) and b.get("type") == "tool_use"
         ]
 
     @property
@@ -103,7 +107,7 @@ def to_score(value: Any, *, pass_threshold: float = 1.0) -> Score | None:
         if math.isnan(number):
             raise ScorerError("the scorer returned NaN")
         return Score(number, number >= pass_threshold)
-    if isinstance(value, Mapping):
+    if is_mapping(value):
         if "score" not in value:
             raise ScorerError(f"a scorer's mapping needs a 'score', got keys {sorted(value)}")
         inner = to_score(value["score"], pass_threshold=pass_threshold)

@@ -11,7 +11,7 @@ for batches to end; ``results``: download, line checks, joins, publish and manif
 stage's ``__init__`` is its public surface; the Airflow shells and ``evals`` import nothing
 else of this package. Shared by every stage: storage paths (``_store``), the disk index
 (``_index``), id digests (``_ids``), depth-safe JSON reading (``_nesting``) and the job
-descriptor (``_descriptor``).
+descriptor (``_descriptor``), reading a file alongside the results (``_lookahead``).
 
 The names below load on first access, not with the package: the triggerer imports
 ``airflow_batches.triggers.batch`` inside its event loop, and the wait it needs must not
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
         job_key,
     )
     from airflow_batches.jobs._index import DiskIndex
+    from airflow_batches.jobs._lookahead import Lookahead
     from airflow_batches.jobs._nesting import decode_deep
     from airflow_batches.jobs._store import (
         JobStore,
@@ -70,6 +71,7 @@ _HOME = {
     "descriptor_for_batches": "_descriptor",
     "job_key": "_descriptor",
     "DiskIndex": "_index",
+    "Lookahead": "_lookahead",
     "decode_deep": "_nesting",
     "JobStore": "_store",
     "StoragePath": "_store",
@@ -112,6 +114,7 @@ __all__ = [
     "JobSubmitter",
     "Ledger",
     "Limits",
+    "Lookahead",
     "OutcomePolicy",
     "Prepared",
     "Problem",

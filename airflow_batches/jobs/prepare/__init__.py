@@ -33,7 +33,12 @@ from airflow_batches.jobs.prepare._shards import (
     iter_shard_body,
     prepare,
 )
-from airflow_batches.jobs.prepare._sidecar import Sidecar, load_sidecar, original_key
+from airflow_batches.jobs.prepare._sidecar import (
+    Sidecar,
+    load_sidecar,
+    original_key,
+    sidecar_entries,
+)
 from airflow_batches.jobs.prepare._staging import (
     REJECTED_FILE,
     REQUESTS_FILE,
@@ -89,5 +94,6 @@ __all__ = [
     "records_from_text",
     "select_range",
     "select_requests",
+    "sidecar_entries",
     "stage_requests",
 ]

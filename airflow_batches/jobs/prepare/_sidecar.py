@@ -22,7 +22,7 @@ not grow with the number of requests.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import IO
 
 import msgspec
@@ -30,7 +30,7 @@ import msgspec
 from airflow_batches.jobs._index import DiskIndex
 from airflow_batches.jobs._store import StoragePath
 
-__all__ = ["SIDECAR_FILE", "Sidecar", "load_sidecar", "original_key"]
+__all__ = ["SIDECAR_FILE", "Sidecar", "load_sidecar", "original_key", "sidecar_entries"]
 
 SIDECAR_FILE = "sidecar.jsonl"
 _ORIGINAL = "\x01"
@@ -104,19 +104,26 @@ class Sidecar:
         self._write(_Entry(key=key, custom_id=custom_id))
 
 
-def load_sidecar(path: StoragePath, index: DiskIndex) -> int:
-    """Stream the sidecar at ``path`` into ``index``: custom_id -> metadata JSON, and
-    :func:`original_key` (key) -> original custom_id. The first entry of a custom_id wins (a
-    later one is a duplicate pre-flight refused)."""
-    count = 0
+def sidecar_entries(path: StoragePath) -> Iterator[tuple[str, bytes]]:
+    """The sidecar at ``path`` as index entries, in its order: custom_id -> metadata JSON, and
+    :func:`original_key` (key) -> original custom_id; one entry a line."""
     with path.open("rb") as stream:
         for line in stream:
             if not line.strip():
                 continue
             entry = _decode_entry(line)
             if entry.id is not None:
-                index.put(entry.id, bytes(entry.metadata))
+                yield entry.id, bytes(entry.metadata)
             if entry.key is not None and entry.custom_id is not None:
-                index.put(original_key(entry.key), entry.custom_id.encode())
-            count += 1
+                yield original_key(entry.key), entry.custom_id.encode()
+
+
+def load_sidecar(path: StoragePath, index: DiskIndex) -> int:
+    """Stream the sidecar at ``path`` into ``index`` (:func:`sidecar_entries`); returns the
+    entries read. The first entry of a custom_id wins (a later one is a duplicate pre-flight
+    refused)."""
+    count = 0
+    for key, value in sidecar_entries(path):
+        index.put(key, value)
+        count += 1
     return count

@@ -103,44 +103,47 @@ class Reader:
     def lines(self, info: BatchInfo, batch: MessageBatch) -> Iterator[Line]:
         """The checked lines of one batch; see the module docstring."""
         seen = SeenLines(info.request_count)
+        put = seen.put
         digest = IdsDigest()
         stats = self.stats
-        for raw in read_batch_lines(self.client, batch, policy=self.policy, log=self.log):
-            data = raw.data
+        batch_id = info.id
+        for number, data, key in read_batch_lines(
+            self.client, batch, policy=self.policy, log=self.log
+        ):
             if not data or data.isspace():
                 stats.blank += 1
-                self.log.warning(
-                    "Results of batch %s: line %d is blank; skipped", info.id, raw.number
-                )
+                self.log.warning("Results of batch %s: line %d is blank; skipped", batch_id, number)
                 continue
             if not data.isascii():
-                _check_utf8(data, info.id, raw.number)
+                _check_utf8(data, batch_id, number)
             record: ResultRecord | None
             try:
-                record = scan_result_line(data, batch_id=info.id, line_number=raw.number)
+                record = scan_result_line(data, batch_id=batch_id, line_number=number)
                 custom_id = record.custom_id
             except UnknownResultTypeError as exc:
                 record, custom_id = None, exc.custom_id
             value = id_hash(custom_id)
-            previous = seen.put(value, raw.key)
+            previous = put(value, key)
             if previous:
-                if previous == raw.key:
+                if previous == key:
                     stats.replayed += 1
                     self.log.warning(
                         "Results of batch %s: line %d repeats the line of custom_id %r byte for "
                         "byte; kept once",
-                        info.id,
-                        raw.number,
+                        batch_id,
+                        number,
                         custom_id,
                     )
                     continue
                 raise IncompleteResultsError(
-                    f"batch {info.id} returned two different lines for custom_id "
-                    f"{shorten(custom_id, 80)!r} (the second at line {raw.number}); nothing was "
+                    f"batch {batch_id} returned two different lines for custom_id "
+                    f"{shorten(custom_id, 80)!r} (the second at line {number}); nothing was "
                     "published"
                 )
             digest.add_hash(value)
-            yield self._note(record, custom_id, info.id, raw.number, data), data
+            if record is None or record.usage_missing or record.result_type == "errored":
+                record = self._note(record, custom_id, batch_id, number, data)
+            yield record, data
         self._check_batch(info, len(seen), digest)
 
     def _note(
@@ -256,7 +259,15 @@ def stream_final_lines(
         for info in attempt.batches:
             if on_batch is not None:
                 on_batch(info.id)
-            for record, data in reader.lines(info, known[info.id]):
+            lines = reader.lines(info, known[info.id])
+            if not later and attempt.number == 1:
+                # The first attempt, and no later one answered any of its requests: nothing
+                # to leave out, the lines go straight to the sink.
+                for record, data in lines:
+                    stats.lines += 1
+                    sink(record, data)
+                continue
+            for record, data in lines:
                 custom_id = record.custom_id if record is not None else custom_id_of(data)
                 if attempt.number > 1:
                     this.add(custom_id)

@@ -94,11 +94,12 @@ class Publisher:
                 stats = stream_final_lines(reader, self.attempts, self.known, plain)
                 return tally, stats, None
 
+            join.tally = tally
+            billed = join.billed
+
             def joined(record: ResultRecord | None, line: bytes) -> None:
-                if record is not None:
-                    tally.add(record)
                 custom_id = record.custom_id if record is not None else custom_id_of(line)
-                sink(record, join.billed(record, custom_id, line), join.label(custom_id))
+                sink(record, *billed(record, custom_id, line))
 
             stats = stream_final_lines(
                 reader,
@@ -110,7 +111,8 @@ class Publisher:
             )
             if self.cached_lines is not None:
                 for record, line in read_cached_lines(self.cached_lines, stats):
-                    sink(record, join.from_cache(record, line), join.label(record.custom_id))
+                    sink(record, *join.from_cache(record, line))
+            join.fold()
         except BaseException:
             if join is not None:
                 join.finish(ok=False)

@@ -184,7 +184,10 @@ def scan_result_line(
     shallow copy (``_nesting``): the fields read here all lie near the top.
     """
     try:
-        parsed, _ = decode_deep(_decode_line, line)
+        try:
+            parsed = _decode_line(line)
+        except RecursionError:
+            parsed = decode_deep(_decode_line, line)[0]
     except msgspec.DecodeError as exc:
         raise _malformed(str(exc), line, batch_id, line_number) from None
     result = parsed.result

@@ -65,8 +65,20 @@ class FileSinks:
         self.split_by_model = split_by_model
         self.open_more = open_more
         self._pending: dict[str, bytearray] = {}
+        self._one: bytearray | None = None
+        """The lines of the one file when nothing is split (the common case, kept apart)."""
+        if not split_by_type and not split_by_model and "results" in streams:
+            self._one = self._pending["results"] = bytearray()
 
     def __call__(self, record: ResultRecord | None, line: bytes, model: str | None = None) -> None:
+        one = self._one
+        if one is not None:
+            one += line
+            one += b"\n"
+            if len(one) >= self.chunk:
+                self.streams["results"].write(one)
+                one.clear()
+            return
         if not self.split_by_type:
             key = "results"
         else:

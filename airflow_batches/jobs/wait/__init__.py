@@ -1,6 +1,7 @@
 """Waiting for batches to end: the I/O-free core and its worker and triggerer loops
 (``_core``), the triggerer's shared poller (``_poller``) and its waiting room (``_room``),
-progress lines and the wait's outcome (``_progress``). It imports only ``api``: the triggerer
+progress lines and the wait's outcome (``_progress``), the start-up heap frozen once
+(``_heap``). It imports only ``api``: the triggerer
 loads nothing else of this package."""
 
 from __future__ import annotations

@@ -54,6 +54,7 @@ from airflow_batches.api import (
 from airflow_batches.api._listing import ListedBatch
 from airflow_batches.api._retry import RETRYABLE_STATUSES
 from airflow_batches.jobs.wait._core import Answer, AsyncPoll
+from airflow_batches.jobs.wait._heap import freeze_startup_heap
 from airflow_batches.jobs.wait._room import WaitRoom
 
 log = logging.getLogger(__name__)
@@ -249,6 +250,10 @@ class SharedPoller:
             self._waiting.fail(exc)
 
     async def _round(self) -> None:
+        if self.stats.rounds == 1 and freeze_startup_heap("triggers"):
+            # A second round: the triggers started with the first have read an answer and
+            # logged it, and wait for the next; what they hold now, they hold until they end.
+            log.info("Start-up heap frozen out of the garbage collector's full passes")
         self.stats.rounds += 1
         number, started = self.stats.rounds, self.clock()
         wanted = self._waiting.wanted()
@@ -389,4 +394,5 @@ def shared_poller(key: str, make_client: ClientFactory, **options: Any) -> Share
 
         poller = pollers[key] = SharedPoller(make_client, on_close=drop, **options)
         log.info("Shared status poller for %r started in this event loop", key)
+        freeze_startup_heap("start")  # Airflow's and our imports, before the first client
     return poller

@@ -123,9 +123,13 @@ def test_the_line_checks_pass_a_deep_line_through_verbatim(hostile: HostileServe
 class _Writer:
     def __init__(self) -> None:
         self.added: list[tuple[str, str, bytes]] = []
+        self.skipped: list[str] = []
 
     def add(self, custom_id: str, batch_id: str, result: bytes) -> None:
         self.added.append((custom_id, batch_id, result))
+
+    def skip(self, custom_id: str) -> None:
+        self.skipped.append(custom_id)
 
 
 def test_the_join_publishes_a_deep_line_but_does_not_cache_it() -> None:
@@ -133,10 +137,11 @@ def test_the_join_publishes_a_deep_line_but_does_not_cache_it() -> None:
     join = ResultJoin(load_price_table(None), writer=writer)  # type: ignore[arg-type]
     join.batch("msgbatch_1")
     deep = tool_line()
-    assert join.billed(scan_result_line(deep), "deep", deep) == deep
+    assert join.billed(scan_result_line(deep), "deep", deep) == (deep, None)
     shallow_line = tool_line("flat", depth=3)
-    assert join.billed(scan_result_line(shallow_line), "flat", shallow_line) == shallow_line
+    assert join.billed(scan_result_line(shallow_line), "flat", shallow_line) == (shallow_line, None)
     assert [(c, b) for c, b, _ in writer.added] == [("flat", "msgbatch_1")]
+    assert writer.skipped == ["deep"]  # its key let go, as an errored line's would be
 
 
 def test_xcom_refuses_a_line_nesting_past_the_request_bound_naming_it() -> None:
