@@ -317,7 +317,10 @@ def one_size(n: int) -> dict[str, Any]:
     finally:
         server.terminate()
         server.wait(timeout=30)
-        shutil.rmtree(work, ignore_errors=True)
+        if os.environ.get("EVAL_BENCH_KEEP"):  # to profile a phase again: --phase NAME WORK URL N
+            print(f"  kept {work}", flush=True)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def main() -> int:
