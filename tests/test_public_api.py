@@ -124,21 +124,54 @@ def test_every_name_in_jobs_all_resolves() -> None:
         _ = jobs.Nope
 
 
-def test_the_trigger_imports_the_wait_and_nothing_else() -> None:
-    # The triggerer imports a trigger's module inside its event loop: every module imported
-    # there blocks every other trigger. Airflow itself is loaded already in a triggerer.
-    code = textwrap.dedent(
-        """
+def _loaded_after(code: str) -> set[str]:
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code) + _PRINT_LOADED],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return set(done.stdout.strip().split(","))
+
+
+_PRINT_LOADED = """
+ours = ("airflow_batches.", "httpx")
+print(",".join(sorted(m for m in set(sys.modules) - before if m.startswith(ours))))
+"""
+
+
+def test_importing_the_trigger_loads_nothing_of_the_wait() -> None:
+    # The triggerer imports a trigger's module, and builds the trigger, inside its event loop:
+    # every module imported there blocks every other trigger. Airflow itself (and so pydantic)
+    # is loaded already in a triggerer; the wait's own modules and httpx are not.
+    code = """
         import sys
         import airflow_batches._compat
-        import airflow_batches.triggers.batch
-        print(",".join(sorted(m for m in sys.modules if m.startswith("airflow_batches."))))
-        """
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
-    )
-    loaded = set(done.stdout.strip().split(","))
+        before = set(sys.modules)
+        import airflow_batches.triggers.batch as batch
+        trigger = batch.BatchTrigger(batch_ids=["msgbatch_1"], conn_id="c")
+        trigger.serialize()
+    """
+    loaded = _loaded_after(code)
+    assert loaded <= {"airflow_batches.triggers", "airflow_batches.triggers.batch"}, loaded
+
+
+def test_the_wait_is_imported_in_a_thread_and_nothing_else() -> None:
+    code = """
+        import asyncio, sys, threading
+        import airflow_batches._compat
+        import airflow_batches.triggers.batch as batch
+        before = set()
+        main = threading.get_ident()
+        where = []
+        real = batch._import_wait
+        batch._import_wait = lambda: (where.append(threading.get_ident()), real())
+        asyncio.run(batch.load_wait())
+        asyncio.run(batch.load_wait())  # once per process
+        assert len(where) == 1 and where[0] != main, where
+    """
+    loaded = _loaded_after(code)
     assert "airflow_batches.jobs.wait._core" in loaded
     assert "airflow_batches.jobs.wait._poller" in loaded
     jobs = {m for m in loaded if m.startswith("airflow_batches.jobs.")}

@@ -1,7 +1,11 @@
 """BatchTrigger: waits in the triggerer for every batch of a job to end, without threads.
 
-The triggerer imports this module inside its event loop: keep its imports to the wait alone
-(nothing of submission, validation or fetching; ``python -X importtime`` shows the tree).
+The triggerer imports this module, and builds each trigger, inside its event loop: whatever
+runs there blocks every other trigger on that triggerer. So this module imports nothing but
+Airflow's trigger classes; the wait (``jobs.wait``, the API client, the hook: some 70 ms of
+imports on an idle machine, more under load) is imported by :func:`load_wait`, in a thread,
+when the first trigger of the process starts to run. Keep it so: ``python -X importtime``
+shows the tree, and ``tests/test_public_api.py`` says what this module may load.
 """
 
 from __future__ import annotations
@@ -10,28 +14,57 @@ import asyncio
 import functools
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_batches._compat import BaseTrigger, TriggerEvent
-from airflow_batches.api import AsyncClient
-from airflow_batches.api._settings import tls_context
-from airflow_batches.hooks.batches import MessageBatchesHook
-from airflow_batches.jobs.wait import (
-    WaitCore,
-    WaitSettings,
-    cancel_in_triggerer,
-    shared_poller,
-    wait_in_triggerer,
-)
+
+if TYPE_CHECKING:
+    from airflow_batches.api import AsyncClient
+    from airflow_batches.jobs.wait import WaitCore, WaitSettings
 
 FRESHNESS = 0.5
 """A poll accepts a status read this fraction of the poke interval ago (by another trigger)."""
 
+_loaded = False
+
+
+def _import_wait() -> None:
+    # The names a wait uses, each loading its module (the API's come with them).
+    from airflow_batches.api._settings import tls_context
+    from airflow_batches.hooks.batches import MessageBatchesHook  # noqa: F401
+    from airflow_batches.jobs.wait import (  # noqa: F401
+        WaitCore,
+        WaitEvent,
+        WaitSettings,
+        cancel_in_triggerer,
+        shared_poller,
+        wait_in_triggerer,
+    )
+
+    tls_context()  # the CA bundle, once per process (~40 ms in the loop otherwise)
+
+
+async def load_wait() -> None:
+    """Import what a wait needs, in a thread, once per process (see the module docstring).
+
+    Triggers starting together may each run the thread; the imports then wait for each other
+    in their threads (Python's per-module import locks), never in the loop."""
+    global _loaded
+    if not _loaded:
+        from airflow_batches.jobs.wait import freeze_startup_heap
+
+        # Airflow's heap out of the full collections first: one falling due while the thread
+        # imports would hold the loop as long as it walks Airflow's objects (~0.1 s).
+        freeze_startup_heap("start")
+        await asyncio.to_thread(_import_wait)
+        _loaded = True
+
 
 async def connect(conn_id: str) -> AsyncClient:
     """An async client of the connection, read inside the triggerer (the key never travels)."""
-    # The CA bundle loads once per process, in a thread: it would block the loop ~40 ms.
-    await asyncio.to_thread(tls_context)
+    await load_wait()
+    from airflow_batches.hooks.batches import MessageBatchesHook
+
     # Retries are decided by the wait core, per poll, so that waits stay visible in the log.
     return await MessageBatchesHook(conn_id=conn_id).get_async_client(max_retries=0)
 
@@ -88,9 +121,17 @@ class BatchTrigger(BaseTrigger):
         self.max_transient_errors = max_transient_errors
         self.not_found_grace_until = not_found_grace_until
         self.started_at = started_at if started_at is not None else time.time()
-        self.core = WaitCore.of(self.batch_ids, self.settings())
+
+    @functools.cached_property
+    def core(self) -> WaitCore:
+        """The wait's state (made on first use: in the triggerer, after :func:`load_wait`)."""
+        from airflow_batches.jobs.wait import WaitCore
+
+        return WaitCore.of(self.batch_ids, self.settings())
 
     def settings(self) -> WaitSettings:
+        from airflow_batches.jobs.wait import WaitSettings
+
         return WaitSettings(
             poke_interval=self.poke_interval,
             max_poke_interval=self.max_poke_interval,
@@ -124,6 +165,9 @@ class BatchTrigger(BaseTrigger):
         return await connect(self.conn_id)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        await load_wait()
+        from airflow_batches.jobs.wait import shared_poller, wait_in_triggerer
+
         poller = shared_poller(self.conn_id, functools.partial(connect, self.conn_id))
         max_age = self.poke_interval * FRESHNESS
         async with poller.subscribe(self.batch_ids, max_age=max_age) as poll:
@@ -136,6 +180,8 @@ class BatchTrigger(BaseTrigger):
             self.log.info("Task killed; batches left running (cancel_on_kill=False)")
             return
         client = await self._client()
+        from airflow_batches.jobs.wait import cancel_in_triggerer
+
         try:
             await cancel_in_triggerer(client, self.core, self.log)
         finally:

@@ -6,10 +6,12 @@ every waiting trigger's objects. A full collection walks all of them, on the eve
 every object tracked at that moment to a permanent generation that later passes skip, as
 Airflow's own DAG processor does before it forks.
 
-:func:`freeze_startup_heap` does it at two moments of a process, each once (``_poller``):
-``"start"``, when the first shared status poller is made, before its client (Airflow and this
-package are loaded: a full collection falling due while the first trigger makes its client
-then has only that trigger's objects to walk, not Airflow's); and ``"triggers"``, when that
+:func:`freeze_startup_heap` does it at two moments of a process, each once: ``"start"``, when
+the first trigger starts to run, before the wait's modules are imported in a thread
+(``airflow_batches.triggers.batch.load_wait``), or when the first shared status poller is made
+(``_poller``), whichever comes first (Airflow is loaded: a full collection falling due while
+the wait is imported or the first client is made then has only what came since to walk, not
+Airflow's objects); and ``"triggers"``, when that
 poller starts its second round of reads (the triggers handed out at once have started, read a
 first answer and logged it: their client, readings, progress and loggers are made). It costs
 nothing per call (the collector's lists are spliced, not walked). What it gives up: cyclic
