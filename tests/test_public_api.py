@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 import textwrap
@@ -112,16 +113,17 @@ def test_the_evals_surface() -> None:
     assert airflow_batches.EvaluateResultsOperator.__name__ == "EvaluateResultsOperator"
 
 
-def test_every_name_in_jobs_all_resolves() -> None:
-    import airflow_batches.jobs as jobs
-
-    assert len(jobs.__all__) == len(set(jobs.__all__))
-    for name in jobs.__all__:
+@pytest.mark.parametrize("package", ["airflow_batches.jobs", "airflow_batches.jobs.wait"])
+def test_every_name_of_a_lazy_package_resolves(package: str) -> None:
+    lazy = importlib.import_module(package)
+    assert len(lazy.__all__) == len(set(lazy.__all__))
+    assert set(lazy.__all__) <= set(dir(lazy))
+    for name in lazy.__all__:
         namespace: dict[str, object] = {}
-        exec(f"from airflow_batches.jobs import {name}", namespace)
-        assert namespace[name] is getattr(jobs, name), name
+        exec(f"from {package} import {name}", namespace)
+        assert namespace[name] is getattr(lazy, name), name
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
-        _ = jobs.Nope
+        _ = lazy.Nope
 
 
 def _loaded_after(code: str) -> set[str]:
