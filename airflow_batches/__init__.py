@@ -6,9 +6,7 @@ the emulator work without it. The Airflow classes load on first access.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from airflow_batches._lazy import lazy_names
 from airflow_batches._version import __version__
 
 _LAZY = {
@@ -39,8 +37,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'airflow_batches' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__, __dir__ = lazy_names(__name__, _LAZY)

@@ -7,8 +7,9 @@ thin shells), ``_errors``, ``_retry``, ``_models``, ``_request_shape`` (a reques
 every caller), ``_envelope``, ``_lines``, ``_pricing``, ``_rules``, ``_model_table``.
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from airflow_batches._lazy import lazy_names
 from airflow_batches.api._answers import retry_or_raise
 from airflow_batches.api._async import AsyncClient
 from airflow_batches.api._envelope import encode_request_line, iter_create_body
@@ -157,11 +158,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _PRICING:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from airflow_batches.api import _pricing
-
-    value = getattr(_pricing, name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_names(__name__, dict.fromkeys(_PRICING, "._pricing"))

@@ -20,8 +20,9 @@ pull in validation, submission and fetching on the way.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from airflow_batches._lazy import lazy_names
 
 if TYPE_CHECKING:
     from airflow_batches.jobs._descriptor import (
@@ -66,41 +67,41 @@ if TYPE_CHECKING:
     from airflow_batches.jobs.wait import JobProgress, OutcomePolicy, judge
 
 _HOME = {
-    "BatchInfo": "_descriptor",
-    "JobDescriptor": "_descriptor",
-    "descriptor_for_batches": "_descriptor",
-    "job_key": "_descriptor",
-    "DiskIndex": "_index",
-    "Lookahead": "_lookahead",
-    "decode_deep": "_nesting",
-    "JobStore": "_store",
-    "StoragePath": "_store",
-    "atomic_writer": "_store",
-    "child": "_store",
-    "ensure_dir": "_store",
-    "file_name": "_store",
-    "fresh": "_store",
-    "name_clash": "_store",
-    "path_part": "_store",
-    "Limits": "prepare",
-    "Prepared": "prepare",
-    "Problem": "prepare",
-    "RequestValidationError": "prepare",
-    "RequestValidator": "prepare",
-    "prepare": "prepare",
-    "records_from_items": "prepare",
-    "records_from_jsonl": "prepare",
-    "stage_requests": "prepare",
-    "RETRYABLE_ERROR_TYPES": "results",
-    "IncompleteResultsError": "results",
-    "ResultRecord": "results",
-    "ResultTally": "results",
-    "scan_result_line": "results",
-    "JobSubmitter": "submit",
-    "Ledger": "submit",
-    "JobProgress": "wait",
-    "OutcomePolicy": "wait",
-    "judge": "wait",
+    "BatchInfo": "._descriptor",
+    "JobDescriptor": "._descriptor",
+    "descriptor_for_batches": "._descriptor",
+    "job_key": "._descriptor",
+    "DiskIndex": "._index",
+    "Lookahead": "._lookahead",
+    "decode_deep": "._nesting",
+    "JobStore": "._store",
+    "StoragePath": "._store",
+    "atomic_writer": "._store",
+    "child": "._store",
+    "ensure_dir": "._store",
+    "file_name": "._store",
+    "fresh": "._store",
+    "name_clash": "._store",
+    "path_part": "._store",
+    "Limits": ".prepare",
+    "Prepared": ".prepare",
+    "Problem": ".prepare",
+    "RequestValidationError": ".prepare",
+    "RequestValidator": ".prepare",
+    "prepare": ".prepare",
+    "records_from_items": ".prepare",
+    "records_from_jsonl": ".prepare",
+    "stage_requests": ".prepare",
+    "RETRYABLE_ERROR_TYPES": ".results",
+    "IncompleteResultsError": ".results",
+    "ResultRecord": ".results",
+    "ResultTally": ".results",
+    "scan_result_line": ".results",
+    "JobSubmitter": ".submit",
+    "Ledger": ".submit",
+    "JobProgress": ".wait",
+    "OutcomePolicy": ".wait",
+    "judge": ".wait",
 }
 
 __all__ = [
@@ -142,14 +143,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOME.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
-    globals()[name] = value  # later look-ups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+__getattr__, __dir__ = lazy_names(__name__, _HOME)

@@ -9,8 +9,9 @@ start-up heap (``_heap``) before it imports the rest, in a thread
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from airflow_batches._lazy import lazy_names
 
 if TYPE_CHECKING:
     from airflow_batches.jobs.wait._core import (
@@ -36,23 +37,23 @@ if TYPE_CHECKING:
     )
 
 _HOME = {
-    "DEFER_TIMEOUT_MARGIN": "_core",
-    "WaitCore": "_core",
-    "WaitSettings": "_core",
-    "cancel_in_triggerer": "_core",
-    "cancel_in_worker": "_core",
-    "step_in_worker": "_core",
-    "wait_in_triggerer": "_core",
-    "wait_in_worker": "_core",
-    "freeze_startup_heap": "_heap",
-    "shared_poller": "_poller",
-    "JobProgress": "_progress",
-    "OutcomePolicy": "_progress",
-    "Severity": "_progress",
-    "WaitEvent": "_progress",
-    "batch_summaries": "_progress",
-    "format_duration": "_progress",
-    "judge": "_progress",
+    "DEFER_TIMEOUT_MARGIN": "._core",
+    "WaitCore": "._core",
+    "WaitSettings": "._core",
+    "cancel_in_triggerer": "._core",
+    "cancel_in_worker": "._core",
+    "step_in_worker": "._core",
+    "wait_in_triggerer": "._core",
+    "wait_in_worker": "._core",
+    "freeze_startup_heap": "._heap",
+    "shared_poller": "._poller",
+    "JobProgress": "._progress",
+    "OutcomePolicy": "._progress",
+    "Severity": "._progress",
+    "WaitEvent": "._progress",
+    "batch_summaries": "._progress",
+    "format_duration": "._progress",
+    "judge": "._progress",
 }
 
 __all__ = [
@@ -76,14 +77,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOME.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
-    globals()[name] = value  # later look-ups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+__getattr__, __dir__ = lazy_names(__name__, _HOME)
