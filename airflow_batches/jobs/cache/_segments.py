@@ -181,14 +181,21 @@ def _keys_ranges(folder: StoragePath, segment: Segment, ranges: int) -> Iterator
             yield [spill.read()]
 
 
+def _chunks(spill: IO[bytes]) -> Iterator[bytes]:
+    """A spill file's records from its start, :data:`_CHUNK` records a read."""
+    spill.seek(0)
+    while chunk := spill.read(RECORD.size * _CHUNK):
+        yield chunk
+
+
 def _temporary() -> IO[bytes]:
     return tempfile.TemporaryFile(prefix="airflow-batches-cache-")
 
 
 class IndexBuilder:
     """Index records gathered in local temporary files (one per sixteenth of the key space),
-    then written as an ``.idx``, sorted by key, sixteenth by sixteenth: memory holds one
-    sixteenth of the records at a time."""
+    then written as an ``.idx``, sorted by key, a 256th of the key space at a time: memory
+    holds one sixteenth of the records as bytes, and a 256th of them as objects to sort."""
 
     def __init__(self) -> None:
         self._stack = ExitStack()
@@ -205,11 +212,12 @@ class IndexBuilder:
 
     def write(self, target: StoragePath, data_bytes: int, supersedes: list[str]) -> None:
         """Write the index to ``target`` (atomically), then drop the temporary files."""
+        size = RECORD.size
         try:
             counts: Counter[int] = Counter()
             for spill in self._spills:
-                spill.seek(0)
-                counts.update(spill.read()[:: RECORD.size])  # each record's first key byte
+                for chunk in _chunks(spill):
+                    counts.update(chunk[::size])  # each record's first key byte
             head = IndexHead(
                 self.count,
                 data_bytes,
@@ -221,12 +229,19 @@ class IndexBuilder:
             with atomic_writer(target) as out:
                 out.write(head.encode())
                 for spill in self._spills:
-                    spill.seek(0)
-                    data = spill.read()
-                    size = RECORD.size
-                    records = [data[at : at + size] for at in range(0, len(data), size)]
-                    records.sort()
-                    out.write(b"".join(records))
+                    # The sixteenth's records by their first key byte (the spill holds 16 of
+                    # its values), each run then sorted on its own.
+                    per_spill = BUCKETS // _SPILLS
+                    runs = [bytearray() for _ in range(per_spill)]
+                    for chunk in _chunks(spill):
+                        for at in range(0, len(chunk), size):
+                            runs[chunk[at] % per_spill] += chunk[at : at + size]
+                    for run in runs:
+                        data = bytes(run)
+                        run.clear()
+                        records = [data[at : at + size] for at in range(0, len(data), size)]
+                        records.sort()
+                        out.write(b"".join(records))
         finally:
             self.close()
 
