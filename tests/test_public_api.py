@@ -159,6 +159,25 @@ def test_importing_the_trigger_loads_nothing_of_the_wait() -> None:
     assert loaded <= {"airflow_batches.triggers", "airflow_batches.triggers.batch"}, loaded
 
 
+def test_triggers_starting_together_import_the_wait_once_each_in_a_thread() -> None:
+    code = """
+        import asyncio, sys
+        import airflow_batches._compat
+        import airflow_batches.triggers.batch as batch
+        before = set(sys.modules)
+
+        async def together():
+            await asyncio.gather(*(batch.load_wait() for _ in range(8)))
+            from airflow_batches.jobs.wait import WaitCore, shared_poller  # loaded: no import
+            trigger = batch.BatchTrigger(batch_ids=["msgbatch_1"], conn_id="c")
+            assert trigger.core.pending() == ["msgbatch_1"]
+
+        asyncio.run(together())
+    """
+    loaded = _loaded_after(code)
+    assert {"airflow_batches.jobs.wait._core", "airflow_batches.hooks.batches"} <= loaded
+
+
 def test_the_wait_is_imported_in_a_thread_and_nothing_else() -> None:
     code = """
         import asyncio, sys, threading

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import threading
 import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
@@ -26,9 +27,17 @@ FRESHNESS = 0.5
 """A poll accepts a status read this fraction of the poke interval ago (by another trigger)."""
 
 _loaded = False
+_importing = threading.Lock()
+"""One thread imports at a time: two importing the same modules in another order could each
+hold a module another needs."""
 
 
 def _import_wait() -> None:
+    with _importing:
+        _import_wait_names()
+
+
+def _import_wait_names() -> None:
     # The names a wait uses, each loading its module (the API's come with them).
     from airflow_batches.api._settings import tls_context
     from airflow_batches.hooks.batches import MessageBatchesHook  # noqa: F401
@@ -47,8 +56,8 @@ def _import_wait() -> None:
 async def load_wait() -> None:
     """Import what a wait needs, in a thread, once per process (see the module docstring).
 
-    Triggers starting together may each run the thread; the imports then wait for each other
-    in their threads (Python's per-module import locks), never in the loop."""
+    Triggers starting together may each run the thread; the later ones wait for the first in
+    their threads, never in the loop."""
     global _loaded
     if not _loaded:
         from airflow_batches.jobs.wait import freeze_startup_heap
