@@ -1,4 +1,4 @@
-"""BatchTrigger: waits in the triggerer for every batch of a job to end, without threads.
+"""BatchTrigger: waits in the triggerer for every batch of a job to end, without a thread per wait.
 
 The triggerer imports this module, and builds each trigger, inside its event loop: whatever
 runs there blocks every other trigger on that triggerer. So this module imports nothing but
