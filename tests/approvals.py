@@ -10,12 +10,13 @@ waits for input, and on 3.1 and 3.2 what the inline ``HITLTrigger`` reads).
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 ApiCall = Callable[..., Any]
@@ -32,14 +33,18 @@ def requests_of(api: ApiCall, dag_id: str) -> list[dict[str, Any]]:
     return list(page["hitl_details"])
 
 
-def answer(api: ApiCall, detail: dict[str, Any], option: str) -> dict[str, Any]:
-    """Answer one request as the UI's buttons do."""
+def detail_path(detail: dict[str, Any]) -> str:
+    """The REST path of one request (``.../hitlDetails`` of its task instance)."""
     ti = detail["task_instance"]
-    path = (
+    return (
         f"dags/{_q(ti['dag_id'])}/dagRuns/{_q(ti['dag_run_id'])}/taskInstances/"
         f"{_q(ti['task_id'])}/{ti['map_index']}/hitlDetails"
     )
-    return dict(api("PATCH", path, {"chosen_options": [option]}))
+
+
+def answer(api: ApiCall, detail: dict[str, Any], option: str) -> dict[str, Any]:
+    """Answer one request as the UI's buttons do."""
+    return dict(api("PATCH", detail_path(detail), {"chosen_options": [option]}))
 
 
 class Answerer:
@@ -125,7 +130,12 @@ def _all_admins() -> Iterator[None]:
 
 class InProcessApi:
     """Airflow's public REST API app, built in this process on its metadata DB, called as a
-    client would (a bearer token from ``/auth/token``: the simple auth manager, all admins)."""
+    client would (a bearer token from ``/auth/token``: the simple auth manager, all admins,
+    the user ``Anonymous``). :meth:`as_user` is the same API called by another user: an admin
+    named ``username`` (the id the simple auth manager gives a user), without the all-admins
+    mode (which lets anyone answer any request), so that Airflow checks who may answer."""
+
+    all_admins = True
 
     def __init__(self) -> None:
         from airflow.api_fastapi.app import create_app
@@ -136,12 +146,32 @@ class InProcessApi:
             token = self.client.get("/auth/token").json()["access_token"]
         self.client.headers["Authorization"] = f"Bearer {token}"
 
-    def __call__(self, method: str, path: str, body: Any = None) -> Any:
-        with _all_admins():
+    def as_user(self, username: str) -> InProcessApi:
+        from airflow.api_fastapi.app import create_app, get_auth_manager
+        from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+        from fastapi.testclient import TestClient
+
+        other = object.__new__(InProcessApi)
+        other.all_admins = False
+        # An app of its own: one built in the all-admins mode signs every request as Anonymous.
+        other.client = TestClient(create_app("core"))
+        token = get_auth_manager().generate_jwt(
+            SimpleAuthManagerUser(username=username, role="ADMIN")
+        )
+        other.client.headers["Authorization"] = f"Bearer {token}"
+        return other
+
+    def status_of(self, method: str, path: str, body: Any = None) -> tuple[int, str]:
+        """The status and text of a call that may be refused."""
+        with _all_admins() if self.all_admins else nullcontext():
             response = self.client.request(method, f"/api/v2/{path.lstrip('/')}", json=body)
-        if response.status_code >= 400:
-            raise AssertionError(f"{method} {path} -> {response.status_code}: {response.text}")
-        return response.json()
+        return response.status_code, response.text
+
+    def __call__(self, method: str, path: str, body: Any = None) -> Any:
+        status, text = self.status_of(method, path, body)
+        if status >= 400:
+            raise AssertionError(f"{method} {path} -> {status}: {text}")
+        return json.loads(text)
 
 
 def let_dag_test_read_answers() -> None:

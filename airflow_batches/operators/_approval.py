@@ -19,14 +19,14 @@ Plan, approve, apply, in the one submit task (docs/operators.md, *Spend approval
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 from urllib.parse import quote
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
 from airflow_batches._compat import (
     AirflowFailException,
@@ -38,66 +38,25 @@ from airflow_batches._compat import (
 )
 from airflow_batches.jobs import job_key
 from airflow_batches.jobs.cost import Estimate
+from airflow_batches.operators._approval_request import (
+    APPROVE,
+    REJECT,
+    Answer,
+    ApprovalRecord,
+    approval_body,
+    approver_list,
+)
 from airflow_batches.operators._common import TaskStateStore
 from airflow_batches.operators._wait_mixin import seconds
 
 if TYPE_CHECKING:
     from airflow_batches._compat import Context
 
-APPROVE: Final = "Approve"
-REJECT: Final = "Reject"
 RECORD_KEY: Final = "airflow_batches.approval"
 """The task state store key of the approval asked for or given (one per task instance)."""
 RESUME_METHOD: Final = "execute_approved"
 POLL_SECONDS: Final = 5.0
 """How often the HITL trigger reads the answer (Airflow 3.1 and 3.2 only)."""
-_SLACK: Final = 1e-9
-
-
-class ApprovalRecord(BaseModel):
-    """What a person was asked to approve, and who approved it when they have."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    fingerprint: str
-    expected_usd: float
-    worst_usd: float
-    requests: int
-    approve_over_usd: float
-    approved_by: str | None = None
-    approved_at: datetime | None = None
-
-    def covers(self, fingerprint: str, estimate: Estimate) -> bool:
-        """Whether this is the job asked about: the same requests, no dearer than shown."""
-        return fingerprint == self.fingerprint and estimate.expected_usd <= (
-            self.expected_usd * (1 + 1e-6) + _SLACK
-        )
-
-
-class Answer(BaseModel):
-    """The event a HITL request resumes the task with (``HITLTrigger``'s, or on Airflow 3.3
-    the API's and the scheduler's, which write the same keys)."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    chosen_options: list[str] = []
-    responded_by_user: dict[str, Any] | None = None
-    responded_at: datetime | None = None
-    timedout: bool = False
-    error: str | None = None
-    error_type: str | None = None
-
-    @property
-    def who(self) -> str:
-        user = self.responded_by_user or {}
-        name, uid = user.get("name"), user.get("id")
-        if not name and not uid:
-            return "(no user recorded)"
-        return f"{name} (id {uid})" if name and uid and str(uid) != str(name) else str(name or uid)
-
-    @property
-    def when(self) -> str:
-        return self.responded_at.isoformat() if self.responded_at else "(time not recorded)"
 
 
 @dataclass(frozen=True)
@@ -194,6 +153,11 @@ class ApprovalMixin(BaseOperator):
         None (default): never ask.
     :param approval_timeout: how long to wait for the answer (seconds or a timedelta; None:
         as long as it takes); no answer by then fails the task, nothing sent.
+    :param approvers: who may answer: user ids as the auth manager names them (the username
+        with the simple auth manager, the user's id with FAB), or ``{"id", "name"}`` dicts.
+        Airflow's API refuses anyone else's answer (403), and an *Approve* from a user not in
+        the list fails the task, nothing sent. None (default): anyone the auth manager lets
+        answer the DAG's required actions.
     """
 
     def __init__(
@@ -201,6 +165,7 @@ class ApprovalMixin(BaseOperator):
         *,
         approve_over_usd: float | None = None,
         approval_timeout: float | timedelta | None = timedelta(hours=24),
+        approvers: Sequence[str | Mapping[str, str]] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -217,6 +182,7 @@ class ApprovalMixin(BaseOperator):
         self.approval_timeout = (
             None if approval_timeout is None else seconds("approval_timeout", approval_timeout)
         )
+        self.approvers = approver_list(approvers)
 
     def submit_approved(self, context: Context, approved: Approved | None) -> Any:
         """Run the submission; ``approved``: this try's approval, if it resumed with one."""
@@ -247,10 +213,11 @@ class ApprovalMixin(BaseOperator):
                 f"Approve Message Batches spend of ${asked.expected_usd:,.2f} (expected) "
                 f"for {ti.dag_id}.{ti.task_id}?"
             ),
-            body=approval_body(needed, deadline),
+            body=approval_body(needed.estimate, asked, needed.batches, deadline, self.approvers),
             defaults=None,
             multiple=False,
             params={},
+            assigned_users=self.approvers or None,  # type: ignore[arg-type]
         )
         if needed.store is not None:
             needed.store.set(RECORD_KEY, asked.model_dump(mode="json"))
@@ -315,6 +282,13 @@ class ApprovalMixin(BaseOperator):
             )
         if answer.chosen_options != [APPROVE]:
             _rejected(answer, what)
+        allowed = {a["id"] for a in self.approvers}
+        if allowed and answer.user_id not in allowed:
+            raise AirflowFailException(
+                f"The spend approval was answered by {answer.who}, who is not among the "
+                f"approvers ({', '.join(sorted(allowed))}){what}: nothing was sent. Clear the "
+                "task to ask again."
+            )
         return self.submit_approved(context, Approved(answer, record))
 
 
@@ -348,38 +322,3 @@ def _ui_link(ti: Any) -> str:
         return ""
     path = "/".join(quote(p, safe="") for p in (ti.dag_id, "runs", ti.run_id, "tasks", ti.task_id))
     return f" ({base.rstrip('/')}/dags/{path}/required_actions)"
-
-
-def approval_body(needed: ApprovalNeeded, deadline: datetime | None) -> str:
-    """The request a person reads (Markdown): the figures per model, the worst case, the
-    request and batch counts, and what each answer does."""
-    estimate, asked = needed.estimate, needed.asked
-    lines = [
-        f"**Expected cost ${estimate.expected_usd:,.4f}** at batch prices, over the approval "
-        f"amount of ${asked.approve_over_usd:,.4f}; **worst case ${estimate.worst_usd:,.4f}** "
-        "(no cache hits, every output at max_tokens).",
-        "",
-        f"{estimate.requests:,} request(s) in {needed.batches} batch(es); nothing has been "
-        "sent yet.",
-        "",
-        "| Model | Requests | Expected | Worst case |",
-        "| --- | ---: | ---: | ---: |",
-    ]
-    for name, m in sorted(estimate.models.items()):
-        expected = "unpriced" if m.expected_usd is None else f"${m.expected_usd:,.4f}"
-        worst = "unpriced" if m.worst_usd is None else f"${m.worst_usd:,.4f}"
-        lines.append(f"| {name} | {m.requests:,} | {expected} | {worst} |")
-    if estimate.unpriced_models:
-        lines += [
-            "",
-            f"No price known for {', '.join(estimate.unpriced_models)}: their cost is not in "
-            "the figures above.",
-        ]
-    lines += [
-        "",
-        f"**{APPROVE}** creates the batches; **{REJECT}** fails the task with nothing sent"
-        + (f"; no answer by {deadline:%Y-%m-%d %H:%M} UTC does the same." if deadline else "."),
-        "",
-        f"Job `{job_key(asked.fingerprint)}` (fingerprint of the requests).",
-    ]
-    return "\n".join(lines)

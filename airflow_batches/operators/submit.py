@@ -106,7 +106,8 @@ class SubmitBatchOperator(SubmitLineage, ApprovalMixin, BaseOperator):
         ``max_cost_usd`` does: ``"warn"`` (default), ``"fail"`` or ``"ignore"``.
     :param approve_over_usd: ask a person (Airflow's human-in-the-loop) to approve a job whose
         expected cost is over it before anything is sent; ``approval_timeout`` bounds the
-        wait (``operators/_approval.ApprovalMixin``; docs/operators.md, *Spend approval*).
+        wait, ``approvers`` names who may answer (``operators/_approval.ApprovalMixin``;
+        docs/operators.md, *Spend approval*).
     :param disabled_model_rules: model rules (``airflow_batches/api/model_rules.toml``) to
         switch off, for the day the API changes before the table does: ``"forced_tool_use"``
         for every model, ``"claude-opus-5-5:forced_tool_use"`` for one.

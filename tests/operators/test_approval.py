@@ -21,6 +21,7 @@ from tests.airflow_release import HAS_AWAITING_INPUT, HAS_STATE_AUDIT_LOG
 from tests.approvals import (
     Answerer,
     InProcessApi,
+    detail_path,
     let_dag_test_read_answers,
     option_rows,
     requests_of,
@@ -210,14 +211,8 @@ def _estimate(expected: float | None) -> Estimate:
 def test_the_gate_asks_for_unpriced_models_and_keeps_an_approval_to_its_job() -> None:
     import logging
 
-    from airflow_batches.operators._approval import (
-        RECORD_KEY,
-        Answer,
-        ApprovalNeeded,
-        ApprovalRecord,
-        Approved,
-        SpendGate,
-    )
+    from airflow_batches.operators._approval import RECORD_KEY, ApprovalNeeded, Approved, SpendGate
+    from airflow_batches.operators._approval_request import Answer, ApprovalRecord
 
     class Store(dict[str, Any]):
         def set(self, key: str, value: Any) -> None:
@@ -251,6 +246,13 @@ def test_the_gate_asks_for_unpriced_models_and_keeps_an_approval_to_its_job() ->
         ({"approve_over_usd": -1}, "approve_over_usd must be a number of dollars >= 0, got -1"),
         ({"approve_over_usd": float("nan")}, "approve_over_usd must be a number"),
         ({"approval_timeout": -5}, "approval_timeout must be a number of seconds >= 0"),
+        ({"approvers": "alice"}, "approvers must be a list of user ids"),
+        ({"approvers": []}, "approvers must name 1 to 100 users (None: anyone may answer), got 0"),
+        ({"approvers": ["alice", " "]}, "approvers[1] must be a non-empty user id"),
+        ({"approvers": [{"name": "bob"}]}, "approvers[0] must be a non-empty user id"),
+        ({"approvers": [{"id": "7", "role": "x"}]}, "approvers[0] must be a non-empty user id"),
+        ({"approvers": ["alice", {"id": "alice"}]}, "approvers[1]: 'alice' is named twice"),
+        ({"approvers": [f"u{i}" for i in range(101)]}, "approvers must name 1 to 100 users"),
     ],
 )
 def test_bad_settings_fail_when_the_dag_is_parsed(kwargs: dict[str, Any], message: str) -> None:
@@ -258,3 +260,64 @@ def test_bad_settings_fail_when_the_dag_is_parsed(kwargs: dict[str, Any], messag
 
     with pytest.raises(ValueError, match=re.escape(message)):
         SubmitBatchOperator(task_id="submit", requests=[], **kwargs)
+
+
+def test_only_the_approvers_may_answer_and_the_request_names_them(
+    dag_runner: DagRunner, api: InProcessApi, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # Anyone else (an admin, mallory) is refused by Airflow's API; alice approves.
+    refused: list[tuple[int, str]] = []
+    mallory = api.as_user("mallory")
+
+    def someone_else_first(detail: dict[str, Any]) -> None:
+        body = {"chosen_options": ["Approve"]}
+        refused.append(mallory.status_of("PATCH", detail_path(detail), body))
+
+    alice = api.as_user("alice")
+    with Answerer(
+        alice, "approval_approvers", {"submit": "Approve"}, before_answer=someone_else_first
+    ) as person:
+        result = dag_runner.run(
+            """
+            SubmitBatchOperator(task_id="submit", requests=REQS, approve_over_usd=0.001,
+                approvers=["alice", {"id": "7", "name": "Bob"}], approval_timeout=120)
+            """,
+            dag_id="approval_approvers",
+            REQS=make_requests(3, model="claude-opus-5-5", max_tokens=2000),
+        )
+    assert result.state == "success", result.states
+    [(status, text)] = refused
+    assert status == 403 and "is not a respondent" in text, (status, text)
+    [detail] = person.asked("submit")
+    assert detail["assigned_users"] == [
+        {"id": "alice", "name": "alice"},
+        {"id": "7", "name": "Bob"},
+    ]
+    assert "Only alice, Bob (7) may answer." in detail["body"]
+    assert detail["responded_by_user"] is None or detail["responded_by_user"]["id"] == "alice"
+    assert "Spend approved by alice at " in capfd.readouterr().out
+    assert dag_runner.emulator.admin.create_calls() == 1
+
+
+def test_an_approval_from_someone_not_named_sends_nothing() -> None:
+    """Should an answer reach the task from a user Airflow did not check (a custom auth
+    manager that lets anyone answer), the task itself refuses it before any create."""
+    from airflow_batches import SubmitBatchOperator
+    from airflow_batches._compat import AirflowFailException
+
+    op = SubmitBatchOperator(
+        task_id="submit", requests=[], approve_over_usd=1, approvers=["alice", {"id": "7"}]
+    )
+    sent: list[Any] = []
+    op.submit_approved = lambda context, approved: sent.append(approved)  # type: ignore[method-assign]
+    asked = {"fingerprint": "a" * 64, "expected_usd": 2.0, "worst_usd": 4.0, "requests": 2,
+             "approve_over_usd": 1.0}  # fmt: skip
+    for user in ({"id": "mallory", "name": "alice"}, None):
+        event = {"chosen_options": ["Approve"], "responded_by_user": user}
+        with pytest.raises(AirflowFailException, match="who is not among the approvers"):
+            op.execute_approved({}, event, asked)  # type: ignore[arg-type]
+    assert sent == []
+    op.execute_approved(
+        {}, {"chosen_options": ["Approve"], "responded_by_user": {"id": "7", "name": "x"}}, asked
+    )  # type: ignore[arg-type]
+    assert len(sent) == 1
