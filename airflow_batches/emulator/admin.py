@@ -27,7 +27,7 @@ from airflow_batches.emulator.store import BatchRecord
 REDACTED_KEY = "<redacted>"
 """What the admin view shows in place of each API key."""
 
-START_ONLY = ("responder", "admin_hosts")
+START_ONLY = ("responder", "allowed_hosts", "admin_hosts")
 """Settings the admin view refuses to change: they name code to import, or who may call it."""
 
 

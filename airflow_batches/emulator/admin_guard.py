@@ -1,12 +1,16 @@
-"""Who may use the admin view: the developer's own tools, never a web page they happen to visit.
+"""Who may use the emulator: the developer's own tools, never a web page they happen to visit.
 
-The admin view needs no key and the emulator runs on the developer's machine, so any page open
-in their browser can send it requests. Every admin request passes three checks first:
+The emulator runs on the developer's machine, so any page open in their browser can send it
+requests. :class:`HostGuard` checks every request, API and admin view alike:
 
 * ``Host`` is a loopback name (``localhost``, ``127.0.0.0/8``, ``::1``), the address the
-  request arrived on, or one of ``admin_hosts``. A page that rebinds its own DNS name to
-  127.0.0.1 (DNS rebinding, which makes it same-origin with the emulator) still sends its own
-  name here, and is refused.
+  request arrived on, or one of ``allowed_hosts`` (or ``admin_hosts``, its older name). A page
+  that rebinds its own DNS name to 127.0.0.1 (DNS rebinding, which makes it same-origin with
+  the emulator, free to send the default API key in a header) still sends its own name here,
+  and is refused.
+
+The admin view needs no key, so :class:`AdminGuard` adds two more checks to its requests:
+
 * ``Origin``, when present, is this server's own origin. Browsers send it on every cross-origin
   script request and on every POST, so another site's page is refused; scripts, tests and
   ``curl`` send none, and neither does following a link (a batch page linked from Airflow's UI
@@ -24,9 +28,11 @@ from __future__ import annotations
 import ipaddress
 
 from starlette.datastructures import Headers
+from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from airflow_batches.emulator.errors import APIError
+from airflow_batches.emulator.config import EmulatorConfig
+from airflow_batches.emulator.errors import APIError, error_response, request_id_of
 
 _SAFE_METHODS = frozenset({"GET", "HEAD"})
 
@@ -46,10 +52,16 @@ def _same_address(name: str, address: str) -> bool:
         return name == address.lower()
 
 
-def host_allowed(host: str, served: str | None, extra: list[str]) -> bool:
-    """Whether a request for ``host`` may reach the admin view.
+def extra_hosts(config: EmulatorConfig) -> list[str]:
+    """The names let in besides loopback and the address served: ``allowed_hosts`` and
+    ``admin_hosts``."""
+    return [*config.allowed_hosts, *config.admin_hosts]
 
-    ``served`` is the address the request arrived on; ``extra`` is ``admin_hosts``.
+
+def host_allowed(host: str, served: str | None, extra: list[str]) -> bool:
+    """Whether a request for ``host`` may reach the emulator.
+
+    ``served`` is the address the request arrived on; ``extra`` is :func:`extra_hosts`.
     """
     name = _hostname(host)
     if name == "localhost" or name in (e.strip().lower().rstrip(".") for e in extra):
@@ -62,17 +74,27 @@ def host_allowed(host: str, served: str | None, extra: list[str]) -> bool:
         return False
 
 
+def host_refusal(host: str | None, served: str | None, extra: list[str]) -> str | None:
+    """Why a request for ``host`` is refused (a ``permission_error``), or None. A request
+    without ``Host`` (HTTP/1.0) is let in: a browser always sends one."""
+    if host is None or host_allowed(host, served, extra):
+        return None
+    return (
+        f"Host {host[:100]!r} refused: the emulator answers only loopback names, the address "
+        "it serves and allowed_hosts (a DNS-rebinding page sends its own name). Reaching it "
+        "by another name (a docker-compose service)? Start it with "
+        "--set 'allowed_hosts=[\"that-name\"]'"
+    )
+
+
 def check_admin_request(
     method: str, headers: Headers, served: str | None, extra: list[str]
 ) -> APIError | None:
     """The refusal for an admin request that may come from a web page, or None."""
     host = headers.get("host")
-    if host is not None and not host_allowed(host, served, extra):
-        return APIError(
-            "permission_error",
-            f"Host {host!r} refused: the admin view answers only loopback names, the address "
-            "it serves and admin_hosts (a DNS-rebinding page sends its own name)",
-        )
+    refusal = host_refusal(host, served, extra)
+    if refusal is not None:
+        return APIError("permission_error", refusal)
     origin = headers.get("origin")
     own = (host or "").strip().lower()
     if origin is not None and (
@@ -95,6 +117,33 @@ def check_admin_request(
     return None
 
 
+def _served(scope: Scope) -> str | None:
+    server = scope.get("server")
+    return str(server[0]) if server else None
+
+
+class HostGuard:
+    """ASGI middleware of the whole app: refuse a ``Host`` that is not the emulator's own, on
+    every route, before anything else is read (a ``permission_error``, 403)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            config = scope["app"].state.emulator.config
+            refusal = host_refusal(
+                Headers(scope=scope).get("host"), _served(scope), extra_hosts(config)
+            )
+            if refusal is not None:
+                response = error_response(
+                    "permission_error", refusal, request_id=request_id_of(Request(scope))
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 class AdminGuard:
     """ASGI middleware of the admin mount: refuse what a web page could send."""
 
@@ -104,7 +153,7 @@ class AdminGuard:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             server = scope.get("server")
-            extra = scope["app"].state.emulator.config.admin_hosts
+            extra = extra_hosts(scope["app"].state.emulator.config)
             refusal = check_admin_request(
                 scope["method"], Headers(scope=scope), server[0] if server else None, extra
             )

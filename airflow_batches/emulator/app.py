@@ -1,4 +1,4 @@
-"""The ASGI application: a declarative route list, two middlewares, one error handler."""
+"""The ASGI application: a declarative route list, three middlewares, one error handler."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from starlette.middleware import Middleware
 from starlette.routing import Mount
 
 from airflow_batches.emulator import admin, routes
-from airflow_batches.emulator.admin_guard import AdminGuard
+from airflow_batches.emulator.admin_guard import AdminGuard, HostGuard
 from airflow_batches.emulator.config import EmulatorConfig
 from airflow_batches.emulator.errors import (
     APIError,
@@ -50,6 +50,7 @@ def create_app(config: EmulatorConfig | None = None) -> Starlette:
         ],
         middleware=[
             Middleware(RequestIdMiddleware, clock=emulator.clock.now),
+            Middleware(HostGuard),
             Middleware(FaultMiddleware),
         ],
         exception_handlers={

@@ -115,9 +115,13 @@ class EmulatorConfig(BaseModel):
     port: Annotated[int, Field(ge=0, le=65535)] = 8089
     data_dir: Path | None = None
     """Where batches, bodies and results live; ``None``: a new temporary directory."""
+    allowed_hosts: list[str] = Field(default_factory=list)
+    """More ``Host`` names the emulator answers, API and admin view (a docker-compose service
+    name, say), besides loopback names and the address a request arrives on; any other name
+    is refused (DNS rebinding). Set at start only."""
     admin_hosts: list[str] = Field(default_factory=list)
-    """More ``Host`` names the admin view answers (a docker-compose service name, say), besides
-    loopback names and the address a request arrives on. Set at start only."""
+    """The older name of ``allowed_hosts`` (when only the admin view checked ``Host``): both
+    lists are let in, everywhere. Set at start only."""
 
     workspaces: dict[str, list[str]] = Field(default_factory=lambda: {"default": ["emulator-key"]})
     """Workspace name -> its API keys. ``anthropic-workspace-id`` selects by name when a key

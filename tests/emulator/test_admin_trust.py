@@ -304,3 +304,38 @@ def test_a_responder_given_at_start_is_imported_and_answers(
     assert marker.read_text() == "imported"
     assert lines[0].result.type == "succeeded"
     assert lines[0].result.message.content[0].text == "canary"  # type: ignore[union-attr]
+
+
+def test_the_api_refuses_a_dns_rebinding_page_and_answers_allowed_hosts(
+    emulator_factory: Callable[..., RunningEmulator],
+) -> None:
+    # A page that rebound its name to 127.0.0.1 is same-origin with the emulator: it may send
+    # the default key in a header without a preflight. Its own name in Host gives it away.
+    em = emulator_factory(allowed_hosts=["emulator.internal"])
+    before = _state(em)
+    url = f"{em.base_url}/v1/messages/batches"
+    headers = {"x-api-key": em.api_key, "anthropic-version": "2023-06-01"}
+    body = {"requests": requests(1)}
+    for host in (f"attacker.example:{em.port}", "127.0.0.1.nip.io", "localhost.evil.example"):
+        for method, kwargs in (("GET", {}), ("POST", {"json": body})):
+            response = httpx.request(
+                method, url, headers={**headers, "host": host}, timeout=30, **kwargs
+            )
+            _refused(response, 403, f"Host {host!r} refused: the emulator answers only loopback")
+            assert "allowed_hosts" in response.json()["error"]["message"]
+    _unchanged(before, _state(em))
+    assert em.admin.create_calls() == 0
+    # The admin view refuses it too.
+    response = _admin(em, "GET", "/stats", headers={"host": "attacker.example"})
+    _refused(response, 403, "refused")
+    # The emulator's own names, and a name in allowed_hosts (a docker-compose service), are in.
+    for host in (f"127.0.0.1:{em.port}", f"localhost:{em.port}", "Emulator.Internal:8089"):
+        response = httpx.get(url, headers={**headers, "host": host}, timeout=30)
+        assert response.status_code == 200, (host, response.text)
+    with anthropic.Anthropic(api_key=em.api_key, base_url=em.base_url, max_retries=0) as sdk:
+        assert sdk.messages.batches.create(requests=requests(1)).id  # type: ignore[arg-type]
+    response = _admin(em, "GET", "/stats", headers={"host": "emulator.internal"})
+    assert response.status_code == 200
+    # Like admin_hosts, allowed_hosts is set at start only.
+    response = _admin(em, "PATCH", "/config", json={"allowed_hosts": ["evil.example"]})
+    _refused(response, 400, "allowed_hosts: cannot be set through the admin view")
