@@ -228,6 +228,7 @@ def phase_evaluate(work: Path, base_url: str, night: int) -> dict[str, Any]:
         "evaluate_peak_mib": round(peak_mib(), 1),
         "pass_rates": {m: f["pass_rate"] for m, f in summary["models"].items()},
         "compared": sum(f.get("compared", 0) for f in summary["models"].values()),
+        "scores_reused": sum(f.get("scores_reused", 0) for f in summary["models"].values()),
         "regressions": (summary.get("regressions") or {}).get("count"),
         "report_kb": round((folder / "report.html").stat().st_size / 1024, 1),
     }

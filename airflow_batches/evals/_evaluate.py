@@ -21,8 +21,7 @@ and ``score``/``passed`` are null for requests not scored.
 
 from __future__ import annotations
 
-import struct
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -30,6 +29,15 @@ import msgspec
 
 from airflow_batches.api import BatchesError
 from airflow_batches.api._pricing import PriceTable
+from airflow_batches.evals._reuse import answer_digest
+from airflow_batches.evals._scorelines import (
+    PACKED,
+    ScoreLine,
+    entry_key,
+    load_scores,
+    same_answer,
+    score_entries,
+)
 from airflow_batches.evals._scorers import (
     EvalResult,
     Score,
@@ -45,7 +53,6 @@ __all__ = ["Evaluation", "EvaluationError", "ScoreLine", "load_scores", "score_e
 
 UNKNOWN_MODEL = "(unknown model)"
 RESULT_TYPES = ("succeeded", "errored", "expired", "canceled")
-_PACKED = struct.Struct(">d?")
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
 TOO_DEEP = (
@@ -56,20 +63,6 @@ TOO_DEEP = (
 
 class EvaluationError(BatchesError):
     """A line could not be scored (the scorer raised, or returned no score)."""
-
-
-class ScoreLine(msgspec.Struct, omit_defaults=True):
-    custom_id: str
-    model: str
-    type: str
-    score: float | None = None
-    passed: bool | None = None
-    cached: bool = False
-    category: str | None = None
-    details: dict[str, Any] | None = None
-
-
-_decode_score_line = msgspec.json.Decoder(ScoreLine).decode
 
 
 @dataclass
@@ -105,6 +98,7 @@ class _Model:
     regressions: int = 0
     improvements: int = 0
     compared: int = 0
+    reused: int = 0
 
     def __post_init__(self) -> None:
         self.billed = ResultTally(self.prices)
@@ -133,6 +127,10 @@ class Evaluation:
     :param default_model: the model of lines that name none (a job without a matrix: its only
         model), else :data:`UNKNOWN_MODEL`.
     :param group_by: the metadata field whose value breaks the figures down (a category).
+    :param fingerprint: the scorer's (``_reuse.scorer_fingerprint``): each scored line's
+        answer digest is written beside its score. None: no digests.
+    :param reuse: take the baseline's score for an answer with the baseline's digest (the
+        caller checked that the baseline's scorer has ``fingerprint``).
     """
 
     def __init__(
@@ -148,6 +146,8 @@ class Evaluation:
         group_by: str | None = "category",
         max_examples: int = 50,
         tolerance: float = 1e-9,
+        fingerprint: str | None = None,
+        reuse: bool = False,
     ) -> None:
         self.scorer = scorer
         self.prices = prices
@@ -166,6 +166,8 @@ class Evaluation:
         self.group_by = group_by
         self.max_examples = max_examples
         self.tolerance = tolerance
+        self.fingerprint = fingerprint
+        self.reuse = reuse and fingerprint is not None and self._before is not None
         self.models: dict[str, _Model] = {}
         self.examples: list[dict[str, Any]] = []
         self.lines = 0
@@ -206,9 +208,17 @@ class Evaluation:
         model.cached += cached
         category = self._category(metadata)
         out = ScoreLine(request_id, label, kind, cached=cached, category=category)
+        before = None if self._before is None else self._before(entry_key(label, request_id))
         if kind == "succeeded":
-            answer = EvalResult(result, custom_id=request_id, model=label)
-            score, why = (None, TOO_DEEP) if cut else self._score(answer, metadata)
+            digest = None if self.fingerprint is None else answer_digest(line)
+            score = same_answer(before, digest) if self.reuse and digest is not None else None
+            if score is not None:
+                why, out.reused = None, True
+                model.reused += 1
+            else:
+                answer = EvalResult(result, custom_id=request_id, model=label)
+                score, why = (None, TOO_DEEP) if cut else self._score(answer, metadata)
+            out.digest = None if digest is None else digest.hex()
             if why is not None:
                 out.details = {"unscorable": why}
             if score is None:
@@ -219,7 +229,7 @@ class Evaluation:
                     model.categories.setdefault(category, _Group()).add(score)
                 out.score, out.passed, out.details = score.score, score.passed, score.details
         if self.baseline is not None:
-            self._compare(model, out)
+            self._compare(model, out, before)
         if self.scores_out is not None:
             self.scores_out.write(_encode(out) + b"\n")
         return out
@@ -250,12 +260,10 @@ class Evaluation:
                 f"{type(exc).__name__}: {exc}"
             ) from exc
 
-    def _compare(self, model: _Model, now: ScoreLine) -> None:
-        assert self._before is not None
-        packed = self._before(_key(now.model, now.custom_id))
+    def _compare(self, model: _Model, now: ScoreLine, packed: bytes | None) -> None:
         if not packed or now.score is None or now.passed is None:
             return
-        before, passed_before = _PACKED.unpack(packed)
+        before, passed_before = PACKED.unpack_from(packed)
         model.compared += 1
         worse = (passed_before and not now.passed) or now.score < before - self.tolerance
         better = (now.passed and not passed_before) or now.score > before + self.tolerance
@@ -336,34 +344,8 @@ class Evaluation:
             figures["compared"] = m.compared
             figures["regressions"] = m.regressions
             figures["improvements"] = m.improvements
+            figures["scores_reused"] = m.reused
         return figures
-
-
-def _key(model: str, custom_id: str) -> str:
-    return f"{model}\x1f{custom_id}"
-
-
-def score_entries(lines: Iterable[bytes]) -> Iterator[tuple[str, bytes]]:
-    """A ``scores.jsonl`` (an earlier run's) as entries ``(model, custom_id) -> (score,
-    passed)`` packed, in its order; a request not scored then is an entry with no value."""
-    for raw in lines:
-        if not raw.strip():
-            continue
-        entry = _decode_score_line(raw)
-        scored = entry.score is not None and entry.passed is not None
-        packed = _PACKED.pack(entry.score, entry.passed) if scored else b""
-        yield _key(entry.model, entry.custom_id), packed
-
-
-def load_scores(lines: Iterable[bytes], index: DiskIndex) -> int:
-    """Put a ``scores.jsonl`` (an earlier run's) into ``index``: ``(model, custom_id) ->
-    (score, passed)``, scored requests only."""
-    count = 0
-    for key, packed in score_entries(lines):
-        if packed:
-            index.put(key, packed)
-            count += 1
-    return count
 
 
 LineSource = Callable[[], Iterator[bytes]]

@@ -7,6 +7,7 @@ there is one, applies the thresholds, and writes beside each other in ``output``
 ``report.html``, each atomically. No Airflow here: the operator gives the paths.
 
 ``summary.json``: ``summary_version``, ``run`` (who evaluated: dag, run, task, job), ``scorer``,
+``scorer_fingerprint`` (``_reuse``: None for a scorer that cannot be vouched for),
 ``pass_threshold``, ``evaluated_at``, ``lines``, ``models`` (per model: requests, counts by
 result type, scored, passed, failed, unscored, pass_rate, mean_score, cost_usd,
 cost_avoided_usd, cost_per_correct_usd, prompt_cache_hit_rate, cross_run_cache_hits and rate,
@@ -38,8 +39,10 @@ from airflow_batches.evals._compare import (
     deltas,
     history,
 )
-from airflow_batches.evals._evaluate import Evaluation, score_entries
+from airflow_batches.evals._evaluate import Evaluation
 from airflow_batches.evals._report import render_report
+from airflow_batches.evals._reuse import scorer_fingerprint
+from airflow_batches.evals._scorelines import score_entries
 from airflow_batches.evals._scorers import Scorer
 from airflow_batches.jobs import Lookahead, StoragePath, atomic_writer, child
 
@@ -59,6 +62,14 @@ class EvalSettings:
     group_by: str | None = "category"
     thresholds: Thresholds = field(default_factory=Thresholds)
     max_examples: int = 50
+    reuse_scores: bool = True
+    """Take the baseline's score of an unchanged answer (``_reuse``)."""
+
+    @property
+    def fingerprint(self) -> str | None:
+        return scorer_fingerprint(
+            self.scorer, pass_threshold=self.pass_threshold, group_by=self.group_by
+        )
 
 
 def _lines(paths: Iterable[StoragePath]) -> Iterator[bytes]:
@@ -123,6 +134,13 @@ def evaluate_job(
     }
     if baseline is not None:
         files["regressions"] = child(output, REGRESSIONS_FILE)
+    fingerprint = settings.fingerprint
+    reuse = (
+        settings.reuse_scores
+        and fingerprint is not None
+        and baseline is not None
+        and baseline.summary.get("scorer_fingerprint") == fingerprint
+    )
     with ExitStack() as stack:
         index = None
         if baseline is not None and baseline.scores is not None:
@@ -142,6 +160,8 @@ def evaluate_job(
             default_model=default_model(manifest),
             group_by=settings.group_by,
             max_examples=settings.max_examples,
+            fingerprint=fingerprint,
+            reuse=reuse,
         )
         source = (_encode(r) for r in results) if results is not None else _lines(result_files)
         for line in source:
@@ -181,6 +201,7 @@ def _summary(
         "run": {**(run or {}), "job_id": manifest.get("job_id")},
         "evaluated_at": datetime.now(UTC).isoformat(),
         "scorer": repr(settings.scorer),
+        "scorer_fingerprint": settings.fingerprint,
         "pass_threshold": settings.pass_threshold,
         "group_by": settings.group_by,
         **figures,

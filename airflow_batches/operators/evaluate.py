@@ -77,6 +77,10 @@ class EvaluateResultsOperator(EvaluateLineage, BaseOperator):
     :param prices: price overrides or a price file (as the fetch's ``prices``).
     :param conn_id: the API connection whose batches the report links to.
     :param max_examples: regressed requests listed in the summary and the report.
+    :param reuse_scores: take the baseline's score of an answer that is the same as then (same
+        result, same metadata) under the same scorer and settings, instead of scoring it again
+        (``airflow_batches.evals._reuse``): built-in scorers, and a scorer of your own that
+        has a ``version`` attribute. False: score every line.
     """
 
     template_fields: Sequence[str] = ("results", "destination", "baseline")
@@ -104,6 +108,7 @@ class EvaluateResultsOperator(EvaluateLineage, BaseOperator):
         prices: Mapping[str, Mapping[str, Any]] | str | None = None,
         conn_id: str = MessageBatchesHook.default_conn_name,
         max_examples: int = 50,
+        reuse_scores: bool = True,
         **kwargs: Any,
     ) -> None:
         if asset is not None:
@@ -127,6 +132,7 @@ class EvaluateResultsOperator(EvaluateLineage, BaseOperator):
         self.prices = prices
         self.conn_id = conn_id
         self.max_examples = max_examples
+        self.reuse_scores = reuse_scores
         self.report_url = ""
 
     @cached_property
@@ -205,6 +211,7 @@ class EvaluateResultsOperator(EvaluateLineage, BaseOperator):
                 group_by=self.group_by,
                 thresholds=self.thresholds,
                 max_examples=self.max_examples,
+                reuse_scores=self.reuse_scores,
             ),
             output=output,
             result_files=files,

@@ -169,9 +169,20 @@ def test_the_second_run_compares_with_the_first_through_the_asset(
         assert summary["models"][label]["cross_run_cache_hits"] == 30
         assert summary["models"][label]["cost_usd"] == 0
         assert summary["models"][label]["cost_avoided_usd"] > 0
+        # The cache gave the same answers: last night's scores were taken, none judged again.
+        assert summary["models"][label]["scores_reused"] == summary["models"][label]["scored"]
+        assert summary["models"][label]["scored"] > 0
     assert summary["regressions"]["count"] == 0
     assert summary["gate"] == {**summary["gate"], "checked": True, "violations": []}
     assert [h["run_id"] for h in summary["history"]] == [first.run_id]
+    assert summary["scorer_fingerprint"] == first.xcom("evaluate")["scorer_fingerprint"]
+    # reuse_scores=False: every answer is scored again, to the same figures.
+    third = run(evals, tmp_path, reuse_scores=False)
+    again = third.xcom("evaluate")
+    for label in MODELS:
+        assert again["models"][label]["scores_reused"] == 0
+        for figure in ("scored", "passed", "mean_score"):
+            assert again["models"][label][figure] == summary["models"][label][figure]
 
 
 def test_a_regression_beyond_max_regression_fails_the_task_and_names_the_requests(

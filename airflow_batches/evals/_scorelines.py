@@ -1,0 +1,93 @@
+"""``scores.jsonl``: its line (:class:`ScoreLine`), and an earlier run's lines as the entries
+an evaluation compares with (:func:`score_entries`) and may take a score from
+(:func:`same_answer`, ``_reuse``).
+
+An entry is keyed ``(model label, custom_id)`` (:func:`entry_key`); its value packs the score
+and the pass, then, when the line has them, the answer's digest (16 bytes) and the details
+(JSON). A request not scored then is an entry with no value.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import msgspec
+
+from airflow_batches.evals._scorers import Score
+from airflow_batches.jobs import DiskIndex
+
+__all__ = ["PACKED", "ScoreLine", "entry_key", "load_scores", "same_answer", "score_entries"]
+
+PACKED = struct.Struct(">d?")
+"""The score and the pass at the head of an entry's value."""
+_REUSABLE = PACKED.size + 16
+"""An entry this long or longer carries an answer digest."""
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder().decode
+
+
+class ScoreLine(msgspec.Struct, omit_defaults=True):
+    custom_id: str
+    model: str
+    type: str
+    score: float | None = None
+    passed: bool | None = None
+    cached: bool = False
+    category: str | None = None
+    details: dict[str, Any] | None = None
+    digest: str | None = None
+    """The answer's and metadata's digest (``_reuse.answer_digest``), when the scorer has a
+    fingerprint."""
+    reused: bool = False
+    """The score is the baseline's: same answer, same metadata, same scorer."""
+
+
+_decode_score_line = msgspec.json.Decoder(ScoreLine).decode
+
+
+def entry_key(model: str, custom_id: str) -> str:
+    return f"{model}\x1f{custom_id}"
+
+
+def score_entries(lines: Iterable[bytes]) -> Iterator[tuple[str, bytes]]:
+    """A ``scores.jsonl`` (an earlier run's) as entries ``(model, custom_id) -> (score,
+    passed)`` packed, then, when the line has one, the answer's digest (16 bytes) and the
+    details (JSON), in its order; a request not scored then is an entry with no value."""
+    for raw in lines:
+        if not raw.strip():
+            continue
+        entry = _decode_score_line(raw)
+        scored = entry.score is not None and entry.passed is not None
+        packed = PACKED.pack(entry.score, entry.passed) if scored else b""
+        if scored and entry.digest is not None and len(entry.digest) == 32:
+            try:
+                packed += bytes.fromhex(entry.digest)
+            except ValueError:
+                pass  # not a digest of ours: this score is compared, never reused
+            else:
+                if entry.details is not None:
+                    packed += _encode(entry.details)
+        yield entry_key(entry.model, entry.custom_id), packed
+
+
+def same_answer(packed: bytes | None, digest: bytes) -> Score | None:
+    """The baseline's score (packed by :func:`score_entries`) when it was given to an answer
+    with this digest, else None."""
+    if not packed or len(packed) < _REUSABLE or packed[PACKED.size : _REUSABLE] != digest:
+        return None
+    score, passed = PACKED.unpack_from(packed)
+    details = _decode(packed[_REUSABLE:]) if len(packed) > _REUSABLE else None
+    return Score(score, passed, details if isinstance(details, dict) else None)
+
+
+def load_scores(lines: Iterable[bytes], index: DiskIndex) -> int:
+    """Put a ``scores.jsonl`` (an earlier run's) into ``index``: ``(model, custom_id) ->
+    (score, passed)``, scored requests only."""
+    count = 0
+    for key, packed in score_entries(lines):
+        if packed:
+            index.put(key, packed)
+            count += 1
+    return count
