@@ -116,8 +116,12 @@ def _one_pass(
         staging = stack.enter_context(Staging())
         files = [stack.enter_context(_spill()) for _ in models[1:]]
         group.outs = [staging.output(sink), *(staging.output(f) for f in files)]
+        if job.sidecar is not None:  # its metadata entries model by model, as the requests
+            job.sidecar.hold_back(model.prefix for model in models[1:])
         for location, raw in job.source():
             group.request(location, raw, sidecar)
+        if job.sidecar is not None:
+            job.sidecar.release()
         fingerprints = staging.close(*group.outs)
         done = [
             part.finish(fingerprint, validator.anthropic_version)

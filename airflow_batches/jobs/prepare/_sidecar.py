@@ -16,13 +16,17 @@ with ``params.metadata`` (the API's own ``{"user_id": ...}``), which is sent as 
 
 ``sidecar.jsonl`` lines: ``{"id": custom_id, "metadata": ...}``, and for a model-matrix job
 whose custom_ids had to be shortened (``_matrix``), ``{"key": request key, "custom_id":
-original}``. At publish time it is loaded into a ``DiskIndex`` (``jobs._index``), so memory does
-not grow with the number of requests.
+original}``. The metadata entries are in the order of the staged requests: a matrix job's
+model by model (:meth:`Sidecar.hold_back`), as its batches are, so the fetch reads the sidecar
+alongside the results (``jobs._lookahead``); what waits too long there goes to a ``DiskIndex``
+(``jobs._index``), so memory does not grow with the number of requests.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
 from typing import IO
 
 import msgspec
@@ -64,6 +68,7 @@ class Sidecar:
     def __init__(self) -> None:
         self._opener: Callable[[], IO[bytes]] | None = None
         self._stream: IO[bytes] | None = None
+        self._held: dict[str, IO[bytes]] = {}
         self.count = 0
         self.with_metadata = 0
 
@@ -74,6 +79,9 @@ class Sidecar:
 
     def detach(self) -> bool:
         """Close the stream if one was opened; whether anything was written."""
+        for held in self._held.values():  # not released: the staging failed
+            held.close()
+        self._held = {}
         stream, self._stream, self._opener = self._stream, None, None
         if stream is None:
             return False
@@ -96,12 +104,47 @@ class Sidecar:
         its custom_id matches the API's pattern, so it is written as it is (what msgspec
         writes for an ``_Entry``, without encoding one)."""
         if self._opener is not None:
-            self._write_line(b'{"id":"' + custom_id.encode() + b'","metadata":' + metadata + b"}\n")
+            line = b'{"id":"' + custom_id.encode() + b'","metadata":' + metadata + b"}\n"
+            held = self._held.get(custom_id.partition("_")[0]) if self._held else None
+            if held is None:
+                self._write_line(line)
+            else:
+                held.write(line)
+                self.count += 1
             self.with_metadata += 1
+
+    def hold_back(self, prefixes: Iterable[str]) -> None:
+        """Until :meth:`release`, keep the entries of custom_ids ``<prefix>_...`` in local
+        temporary files, one a prefix. A matrix pass judges each request's copies together
+        (one per model); holding back all but the first model's writes the sidecar model by
+        model, in the order of the staged requests and of their batches, which is the order
+        the fetch's join reads it in (``jobs._lookahead``: read alongside the results, not
+        spilled to disk)."""
+        self.release()
+        if self._opener is not None:
+            self._held = {p: _local_file() for p in prefixes}
+
+    def release(self) -> None:
+        """Write the entries held back, prefix by prefix, in the order given."""
+        held, self._held = self._held, {}
+        for spill in held.values():
+            with spill:
+                if not spill.tell():
+                    continue
+                spill.seek(0)
+                if self._stream is None:
+                    assert self._opener is not None
+                    self._stream = self._opener()
+                shutil.copyfileobj(spill, self._stream, 1 << 20)
 
     def original(self, key: str, custom_id: str) -> None:
         """The custom_id a matrix job shortened to ``key``."""
         self._write(_Entry(key=key, custom_id=custom_id))
+
+
+def _local_file() -> IO[bytes]:
+    """A local temporary file (closed, and gone, by :meth:`Sidecar.release` or ``detach``)."""
+    return tempfile.TemporaryFile(prefix="airflow-batches-sidecar-")
 
 
 def sidecar_entries(path: StoragePath) -> Iterator[tuple[str, bytes]]:

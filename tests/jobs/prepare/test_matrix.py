@@ -178,6 +178,10 @@ def test_staging_a_matrix_gives_each_model_its_own_shards(tmp_path: Path) -> Non
         assert index.get(original_key(long_key)) == b"L" * 64
         assert json.loads(index.get("m2_q3") or b"") == {"n": 3}
         assert json.loads(index.get(f"m1_{long_key}") or b"") == {"n": "long"}
+    # The metadata entries come in the order of the staged requests (model by model), the
+    # order of the batches' results: the fetch reads them alongside, never spilled to disk.
+    entries = [json.loads(x) for x in job.path(SIDECAR_FILE).read_bytes().splitlines()]
+    assert [e["id"] for e in entries if "id" in e] == [r["custom_id"] for r in staged]
 
 
 def test_a_matrix_over_a_jsonl_file_and_pre_flight_still_strict(tmp_path: Path) -> None:
