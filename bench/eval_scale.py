@@ -287,6 +287,9 @@ def one_size(n: int) -> dict[str, Any]:
             "--data-dir", str(work / "emulator"), "--workers", "4", "--log-level", "warning",
             "--responder", "airflow_batches.emulator.evalset:eval_responder",
             "--set", f"responder_options={options}",
+            # Room in the workspace's queue for the whole night (default 500,000 requests):
+            # at 1,000,000 x 3 night 1 would otherwise wait for batches to end between creates.
+            "--max-queued-requests", str(max(500_000, n * len(MODELS))),
         ],
         stdout=subprocess.DEVNULL,
     )  # fmt: skip
