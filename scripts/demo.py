@@ -210,7 +210,11 @@ def _report(results: Path, log_path: Path, creates: int) -> int:
     baseline = summary.get("baseline")
     if baseline:
         regressions = (summary.get("regressions") or {}).get("count", 0)
-        print(f"  compared with: run {baseline['run_id']}; {regressions} request(s) regressed")
+        reused = sum(m.get("scores_reused", 0) for m in summary["models"].values())
+        print(
+            f"  compared with: run {baseline['run_id']}; {regressions} request(s) regressed; "
+            f"{reused} score(s) taken from it (same answer, same scorer)"
+        )
     else:
         print("  compared with: nothing yet (first night); run `make demo` again")
     print(f"  report:       {summary['files']['report'].removeprefix('file://')}")

@@ -96,6 +96,22 @@ def test_nightly_eval_example_runs_twice_with_dags_test(
     assert emulator.admin.requests_received() - received == sum(map(sum, sent))
     assert summary2["baseline"]["run_id"] == summary["run"]["run_id"]
     assert summary2["regressions"]["count"] == 0
+    # The cache's answers are the first night's: their scores are taken, not computed again,
+    # each from the same request's line of the same answer.
+    assert summary2["scorer_fingerprint"] == summary["scorer_fingerprint"] is not None
+    reused = sum(m["scores_reused"] for m in summary2["models"].values())
+    assert 0 < reused <= hits, (hits, reused)
+
+    def scores(s: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+        text = Path(s["files"]["scores"].removeprefix("file://")).read_text()
+        return {(x["model"], x["custom_id"]): x for x in map(json.loads, text.splitlines())}
+
+    before, after = scores(summary), scores(summary2)
+    taken = [key for key, line in after.items() if line.get("reused")]
+    assert len(taken) == reused
+    for key in taken:
+        for field in ("digest", "score", "passed", "details"):
+            assert after[key].get(field) == before[key].get(field), (key, field)
     if not misses:  # the second night sent nothing
         assert emulator.admin.create_calls() == creates
         assert manifest2["cost_usd"] == 0
