@@ -61,15 +61,22 @@ def score_entries(lines: Iterable[bytes]) -> Iterator[tuple[str, bytes]]:
         entry = _decode_score_line(raw)
         scored = entry.score is not None and entry.passed is not None
         packed = PACKED.pack(entry.score, entry.passed) if scored else b""
-        if scored and entry.digest is not None and len(entry.digest) == 32:
-            try:
-                packed += bytes.fromhex(entry.digest)
-            except ValueError:
-                pass  # not a digest of ours: this score is compared, never reused
-            else:
-                if entry.details is not None:
-                    packed += _encode(entry.details)
+        digest = _digest_bytes(entry.digest) if scored else None
+        if digest is not None:  # else not a digest of ours: the score is compared, never reused
+            packed += digest
+            if entry.details is not None:
+                packed += _encode(entry.details)
         yield entry_key(entry.model, entry.custom_id), packed
+
+
+def _digest_bytes(text: str | None) -> bytes | None:
+    """A score line's ``digest`` as its 16 bytes: 32 hexadecimal digits, nothing else."""
+    if text is None or len(text) != 32 or not text.isascii() or not text.isalnum():
+        return None
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        return None
 
 
 def same_answer(packed: bytes | None, digest: bytes) -> Score | None:

@@ -195,3 +195,13 @@ def test_the_digest_is_the_answer_and_the_metadata(line: bytes, same_as_first: b
     )
     assert first is not None and (answer_digest(line) == first) is same_as_first
     assert answer_digest(b"not json") is None
+
+
+@pytest.mark.parametrize("digest", ["ab" * 15 + " c", "zz" * 16, "ab" * 17, "", "ÀB" * 16])
+def test_a_digest_that_is_not_ours_is_compared_never_reused(digest: str) -> None:
+    from airflow_batches.evals._scorelines import PACKED, score_entries
+
+    line = {"custom_id": "q", "model": "a", "type": "succeeded", "score": 1.0, "passed": True,
+            "details": {"x": 1}, "digest": digest}  # fmt: skip
+    [(_, packed)] = score_entries([json.dumps(line).encode()])
+    assert packed == PACKED.pack(1.0, True)  # the score, for the comparison; nothing to reuse
