@@ -4,7 +4,9 @@ The emulator runs on the developer's machine, so any page open in their browser 
 requests. :class:`HostGuard` checks every request, API and admin view alike:
 
 * ``Host`` is a loopback name (``localhost``, ``127.0.0.0/8``, ``::1``), the address the
-  request arrived on, or one of ``allowed_hosts`` (or ``admin_hosts``, its older name). A page
+  request arrived on, this machine's own name (``socket.gethostname()``, and
+  ``host.docker.internal``, the name containers give it), or one of ``allowed_hosts`` (or
+  ``admin_hosts``, its older name). A page
   that rebinds its own DNS name to 127.0.0.1 (DNS rebinding, which makes it same-origin with
   the emulator, free to send the default API key in a header) still sends its own name here,
   and is refused.
@@ -25,7 +27,9 @@ loopback already runs on the machine (and can use the API with the emulator's ke
 
 from __future__ import annotations
 
+import functools
 import ipaddress
+import socket
 
 from starlette.datastructures import Headers
 from starlette.requests import Request
@@ -52,6 +56,14 @@ def _same_address(name: str, address: str) -> bool:
         return name == address.lower()
 
 
+@functools.cache
+def machine_names() -> frozenset[str]:
+    """This machine's own names: what a client on it, or in a container on it, may call it. A
+    DNS-rebinding page sends its own domain, never one of these (no DNS lookup is made)."""
+    names = {"host.docker.internal", socket.gethostname().strip().lower().rstrip(".")}
+    return frozenset(n for n in names if n)
+
+
 def extra_hosts(config: EmulatorConfig) -> list[str]:
     """The names let in besides loopback and the address served: ``allowed_hosts`` and
     ``admin_hosts``."""
@@ -64,7 +76,9 @@ def host_allowed(host: str, served: str | None, extra: list[str]) -> bool:
     ``served`` is the address the request arrived on; ``extra`` is :func:`extra_hosts`.
     """
     name = _hostname(host)
-    if name == "localhost" or name in (e.strip().lower().rstrip(".") for e in extra):
+    if name == "localhost" or name in machine_names():
+        return True
+    if name in (e.strip().lower().rstrip(".") for e in extra):
         return True
     if served is not None and _same_address(name, served):
         return True
@@ -81,7 +95,8 @@ def host_refusal(host: str | None, served: str | None, extra: list[str]) -> str 
         return None
     return (
         f"Host {host[:100]!r} refused: the emulator answers only loopback names, the address "
-        "it serves and allowed_hosts (a DNS-rebinding page sends its own name). Reaching it "
+        "it serves, this machine's name and allowed_hosts (a DNS-rebinding page sends its own "
+        "name). Reaching it "
         "by another name (a docker-compose service)? Start it with "
         "--set 'allowed_hosts=[\"that-name\"]'"
     )

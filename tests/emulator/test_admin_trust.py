@@ -8,6 +8,7 @@ it may change the emulator's state or read a key; the project's own tools keep w
 from __future__ import annotations
 
 import json
+import socket
 import sys
 import uuid
 from collections.abc import Callable, Iterator
@@ -219,6 +220,9 @@ def test_own_origin_loopback_names_and_admin_hosts_are_let_in(
         ("localhost.evil.example", "127.0.0.1", False),
         ("127.0.0.1.nip.io:8089", "127.0.0.1", False),
         ("emulator.internal", "10.0.0.2", True),  # admin_hosts
+        ("host.docker.internal:8089", "127.0.0.1", True),  # this machine, from a container
+        (f"{socket.gethostname().upper()}.:8089", "127.0.0.1", True),  # this machine's name
+        (f"{socket.gethostname()}.evil.example", "127.0.0.1", False),
     ],
 )
 def test_which_hosts_are_the_emulators_own(host: str, served: str | None, allowed: bool) -> None:
@@ -329,7 +333,8 @@ def test_the_api_refuses_a_dns_rebinding_page_and_answers_allowed_hosts(
     response = _admin(em, "GET", "/stats", headers={"host": "attacker.example"})
     _refused(response, 403, "refused")
     # The emulator's own names, and a name in allowed_hosts (a docker-compose service), are in.
-    for host in (f"127.0.0.1:{em.port}", f"localhost:{em.port}", "Emulator.Internal:8089"):
+    names = (f"127.0.0.1:{em.port}", f"localhost:{em.port}", "Emulator.Internal:8089")
+    for host in (*names, f"{socket.gethostname()}:{em.port}", "host.docker.internal"):
         response = httpx.get(url, headers={**headers, "host": host}, timeout=30)
         assert response.status_code == 200, (host, response.text)
     with anthropic.Anthropic(api_key=em.api_key, base_url=em.base_url, max_retries=0) as sdk:
