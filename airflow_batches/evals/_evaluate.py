@@ -9,14 +9,16 @@ scored. With a baseline (the previous run's ``scores.jsonl``, read alongside thi
 by a ``Lookahead``: both are in about the job's order; or loaded into a ``DiskIndex``), each
 request's score is compared with its previous one: requests that lost their pass, or some
 score, are *regressions*, written to ``regressions.jsonl`` (the first ``max_examples`` kept
-for the summary and the report).
+for the summary and the report). An answer the baseline scored, unchanged since under the same
+scorer, takes the baseline's score instead of being scored again (``_reuse``).
 
 Memory: one line at a time, the totals (per model, per category), the first regressions, and
 the baseline's entries read ahead (bounded; past the bound, an index on disk).
 
-``scores.jsonl`` lines: ``{"custom_id", "model", "type", "score", "passed", "cached",
-"category", "details"}``, where ``custom_id`` is the request's own (without a matrix prefix)
-and ``score``/``passed`` are null for requests not scored.
+``scores.jsonl`` lines (``_scorelines.ScoreLine``): ``{"custom_id", "model", "type", "score",
+"passed", "cached", "category", "details", "digest", "reused"}``, where ``custom_id`` is the
+request's own (without a matrix prefix) and ``score``/``passed`` are absent for requests not
+scored.
 """
 
 from __future__ import annotations
