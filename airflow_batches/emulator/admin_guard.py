@@ -11,7 +11,8 @@ requests. :class:`HostGuard` checks every request, API and admin view alike:
   the emulator, free to send the default API key in a header) still sends its own name here,
   and is refused.
 
-The admin view needs no key, so :class:`AdminGuard` adds two more checks to its requests:
+The admin view needs no key, so :class:`AdminGuard` adds two more checks to its requests
+(after :class:`HostGuard`'s):
 
 * ``Origin``, when present, is this server's own origin. Browsers send it on every cross-origin
   script request and on every POST, so another site's page is refused; scripts, tests and
@@ -96,20 +97,15 @@ def host_refusal(host: str | None, served: str | None, extra: list[str]) -> str 
     return (
         f"Host {host[:100]!r} refused: the emulator answers only loopback names, the address "
         "it serves, this machine's name and allowed_hosts (a DNS-rebinding page sends its own "
-        "name). Reaching it "
-        "by another name (a docker-compose service)? Start it with "
+        "name). Reaching it by another name (a docker-compose service)? Start it with "
         "--set 'allowed_hosts=[\"that-name\"]'"
     )
 
 
-def check_admin_request(
-    method: str, headers: Headers, served: str | None, extra: list[str]
-) -> APIError | None:
-    """The refusal for an admin request that may come from a web page, or None."""
+def check_admin_request(method: str, headers: Headers) -> APIError | None:
+    """The refusal for an admin request that may come from a web page, or None. Its ``Host``
+    has passed :class:`HostGuard` already (every route's)."""
     host = headers.get("host")
-    refusal = host_refusal(host, served, extra)
-    if refusal is not None:
-        return APIError("permission_error", refusal)
     origin = headers.get("origin")
     own = (host or "").strip().lower()
     if origin is not None and (
@@ -167,11 +163,7 @@ class AdminGuard:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            server = scope.get("server")
-            extra = extra_hosts(scope["app"].state.emulator.config)
-            refusal = check_admin_request(
-                scope["method"], Headers(scope=scope), server[0] if server else None, extra
-            )
+            refusal = check_admin_request(scope["method"], Headers(scope=scope))
             if refusal is not None:
                 raise refusal
         await self.app(scope, receive, send)

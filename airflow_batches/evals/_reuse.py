@@ -78,7 +78,7 @@ def scorer_fingerprint(scorer: Any, *, pass_threshold: float, group_by: str | No
 
 
 def _spec(scorer: Any) -> Any:
-    if isinstance(scorer, _Named) and dataclasses.is_dataclass(scorer):
+    if isinstance(scorer, _Named):  # a built-in: a dataclass of its settings
         fields: dict[str, Any] = {}
         for field in dataclasses.fields(scorer):
             value = _setting(getattr(scorer, field.name))

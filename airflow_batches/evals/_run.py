@@ -201,7 +201,7 @@ def _summary(
         "run": {**(run or {}), "job_id": manifest.get("job_id")},
         "evaluated_at": datetime.now(UTC).isoformat(),
         "scorer": repr(settings.scorer),
-        "scorer_fingerprint": settings.fingerprint,
+        "scorer_fingerprint": evaluation.fingerprint,
         "pass_threshold": settings.pass_threshold,
         "group_by": settings.group_by,
         **figures,

@@ -231,12 +231,12 @@ def test_which_hosts_are_the_emulators_own(host: str, served: str | None, allowe
 
 def test_a_get_needs_no_content_type_but_no_other_origin() -> None:
     own = Headers({"host": "127.0.0.1:8089"})
-    assert check_admin_request("GET", own, "127.0.0.1", []) is None
-    assert check_admin_request("HEAD", own, "127.0.0.1", []) is None
+    assert check_admin_request("GET", own) is None
+    assert check_admin_request("HEAD", own) is None
     other = Headers({"host": "127.0.0.1:8089", "origin": "http://localhost:8089"})
-    refusal = check_admin_request("GET", other, "127.0.0.1", [])
+    refusal = check_admin_request("GET", other)
     assert refusal is not None and refusal.status == 403
-    deleted = check_admin_request("DELETE", own, "127.0.0.1", [])
+    deleted = check_admin_request("DELETE", own)
     assert deleted is not None and deleted.status == 415
 
 
