@@ -31,7 +31,7 @@ import msgspec
 
 from airflow_batches.api import BatchesError
 from airflow_batches.api._pricing import PriceTable
-from airflow_batches.evals._reuse import answer_digest
+from airflow_batches.evals._reuse import members_digest
 from airflow_batches.evals._scorelines import (
     PACKED,
     ScoreLine,
@@ -57,6 +57,26 @@ UNKNOWN_MODEL = "(unknown model)"
 RESULT_TYPES = ("succeeded", "errored", "expired", "canceled")
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
+
+
+class _Head(msgspec.Struct):
+    """What an evaluation reads of every published line; the answer and the metadata stay
+    bytes until they are needed (an answer whose score is reused is never decoded)."""
+
+    custom_id: Any
+    result: msgspec.Raw
+    metadata: msgspec.Raw = msgspec.Raw(b"")
+    matrix: Any = None
+    cached_from: msgspec.Raw = msgspec.Raw(b"")
+    """Empty when the line has none (it was not answered by the cross-run cache)."""
+
+
+class _Kind(msgspec.Struct):
+    type: Any
+
+
+_decode_head = msgspec.json.Decoder(_Head).decode
+_decode_kind = msgspec.json.Decoder(_Kind).decode
 TOO_DEEP = (
     "the line nests arrays or objects deeper than Python's parser can go, so its answer "
     "cannot be handed to a scorer; published as the API sent it, not scored"
@@ -183,16 +203,19 @@ class Evaluation:
     def add(self, line: bytes) -> ScoreLine:
         """Score one published result line; returns what was written to ``scores.jsonl``."""
         try:
-            data, cut = decode_deep(_decode, line)
-            custom_id = str(data["custom_id"])
-            result = data["result"]
-            kind = str(result["type"])
+            head, cut = decode_deep(_decode_head, line)
+            custom_id, matrix = str(head.custom_id), head.matrix
+            result: Any = None  # decoded here only when the line names no matrix model
+            if is_mapping(matrix):
+                kind = str(_decode_kind(head.result).type)
+            else:
+                result = _decode(head.result)
+                kind = str(result["type"])
+            metadata = _decode(head.metadata) if head.metadata else None
         except (msgspec.DecodeError, KeyError, TypeError) as exc:
             raise EvaluationError(f"not a result line ({exc}): {line[:120]!r}") from None
         self.lines += 1
-        matrix = data.get("matrix")
-        metadata = data.get("metadata")
-        if is_mapping(matrix):
+        if result is None:
             label, request_id = str(matrix["model"]), str(matrix["custom_id"])
         else:
             message = result.get("message")
@@ -201,7 +224,7 @@ class Evaluation:
             request_id = custom_id
         model = self._model(label)
         model.counts[kind] = model.counts.get(kind, 0) + 1
-        cached = "cached_from" in data
+        cached = bool(head.cached_from)
         if kind in RESULT_TYPES:
             record = scan_result_line(line)
             tally = model.avoided if cached else model.billed
@@ -212,14 +235,25 @@ class Evaluation:
         out = ScoreLine(request_id, label, kind, cached=cached, category=category)
         before = None if self._before is None else self._before(entry_key(label, request_id))
         if kind == "succeeded":
-            digest = None if self.fingerprint is None else answer_digest(line)
-            score = same_answer(before, digest) if self.reuse and digest is not None else None
-            if score is not None:
-                why, out.reused = None, True
+            digest = (
+                None
+                if self.fingerprint is None or cut
+                else members_digest(head.result, head.metadata)
+            )
+            taken = same_answer(before, digest) if self.reuse and digest is not None else None
+            details: bytes = b""
+            if taken is not None:
+                (score, details), why, out.reused = taken, None, True
                 model.reused += 1
+            elif cut:
+                score, why = None, TOO_DEEP
             else:
-                answer = EvalResult(result, custom_id=request_id, model=label)
-                score, why = (None, TOO_DEEP) if cut else self._score(answer, metadata)
+                answer = EvalResult(
+                    _decode(head.result) if result is None else result,
+                    custom_id=request_id,
+                    model=label,
+                )
+                score, why = self._score(answer, metadata)
             out.digest = None if digest is None else digest.hex()
             if why is not None:
                 out.details = {"unscorable": why}
@@ -229,7 +263,8 @@ class Evaluation:
                 model.scores.add(score)
                 if category is not None:
                     model.categories.setdefault(category, _Group()).add(score)
-                out.score, out.passed, out.details = score.score, score.passed, score.details
+                out.score, out.passed = score.score, score.passed
+                out.details = msgspec.Raw(details) if details else score.details
         if self.baseline is not None:
             self._compare(model, out, before)
         if self.scores_out is not None:

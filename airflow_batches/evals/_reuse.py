@@ -35,7 +35,7 @@ import msgspec
 from airflow_batches._version import __version__
 from airflow_batches.evals._builtin import _Named
 
-__all__ = ["answer_digest", "scorer_fingerprint"]
+__all__ = ["answer_digest", "members_digest", "scorer_fingerprint"]
 
 
 class _Members(msgspec.Struct):
@@ -57,9 +57,15 @@ def answer_digest(line: bytes) -> bytes | None:
         members = _decode_members(line)
     except (msgspec.DecodeError, RecursionError):  # ValidationError is a DecodeError
         return None
-    digest = hashlib.blake2b(members.result, digest_size=16)  # Raw is a buffer: no copy
+    return members_digest(members.result, members.metadata)
+
+
+def members_digest(result: bytes | msgspec.Raw, metadata: bytes | msgspec.Raw) -> bytes:
+    """:func:`answer_digest` of a line whose two members were read already (as their bytes;
+    ``metadata`` empty when the line has none)."""
+    digest = hashlib.blake2b(result, digest_size=16)  # Raw is a buffer: no copy
     digest.update(b"\x1f")
-    digest.update(members.metadata)
+    digest.update(metadata)
     return digest.digest()
 
 

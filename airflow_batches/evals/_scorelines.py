@@ -24,8 +24,6 @@ PACKED = struct.Struct(">d?")
 """The score and the pass at the head of an entry's value."""
 _REUSABLE = PACKED.size + 16
 """An entry this long or longer carries an answer digest."""
-_encode = msgspec.json.Encoder().encode
-_decode = msgspec.json.Decoder().decode
 
 
 class ScoreLine(msgspec.Struct, omit_defaults=True):
@@ -36,7 +34,8 @@ class ScoreLine(msgspec.Struct, omit_defaults=True):
     passed: bool | None = None
     cached: bool = False
     category: str | None = None
-    details: dict[str, Any] | None = None
+    details: dict[str, Any] | msgspec.Raw | None = None
+    """What the scorer said besides the score (a reused score's: the baseline's bytes)."""
     digest: str | None = None
     """The answer's and metadata's digest (``_reuse.answer_digest``), when the scorer has a
     fingerprint."""
@@ -44,7 +43,19 @@ class ScoreLine(msgspec.Struct, omit_defaults=True):
     """The score is the baseline's: same answer, same metadata, same scorer."""
 
 
-_decode_score_line = msgspec.json.Decoder(ScoreLine).decode
+class _Entry(msgspec.Struct):
+    """A ``scores.jsonl`` line as an entry reads it: the details stay bytes."""
+
+    custom_id: str
+    model: str
+    type: str
+    score: float | None = None
+    passed: bool | None = None
+    details: msgspec.Raw = msgspec.Raw(b"")
+    digest: str | None = None
+
+
+_decode_entry = msgspec.json.Decoder(_Entry).decode
 
 
 def entry_key(model: str, custom_id: str) -> str:
@@ -58,14 +69,15 @@ def score_entries(lines: Iterable[bytes]) -> Iterator[tuple[str, bytes]]:
     for raw in lines:
         if not raw.strip():
             continue
-        entry = _decode_score_line(raw)
+        entry = _decode_entry(raw)
         scored = entry.score is not None and entry.passed is not None
         packed = PACKED.pack(entry.score, entry.passed) if scored else b""
         digest = _digest_bytes(entry.digest) if scored else None
         if digest is not None:  # else not a digest of ours: the score is compared, never reused
             packed += digest
-            if entry.details is not None:
-                packed += _encode(entry.details)
+            details = bytes(entry.details)
+            if details[:1] == b"{":  # an object (``null``, or none: no details)
+                packed += details
         yield entry_key(entry.model, entry.custom_id), packed
 
 
@@ -79,14 +91,13 @@ def _digest_bytes(text: str | None) -> bytes | None:
         return None
 
 
-def same_answer(packed: bytes | None, digest: bytes) -> Score | None:
+def same_answer(packed: bytes | None, digest: bytes) -> tuple[Score, bytes] | None:
     """The baseline's score (packed by :func:`score_entries`) when it was given to an answer
-    with this digest, else None."""
+    with this digest, and its details as the baseline wrote them (empty: none); else None."""
     if not packed or len(packed) < _REUSABLE or packed[PACKED.size : _REUSABLE] != digest:
         return None
     score, passed = PACKED.unpack_from(packed)
-    details = _decode(packed[_REUSABLE:]) if len(packed) > _REUSABLE else None
-    return Score(score, passed, details if isinstance(details, dict) else None)
+    return Score(score, passed), packed[_REUSABLE:]
 
 
 def load_scores(lines: Iterable[bytes], index: DiskIndex) -> int:
