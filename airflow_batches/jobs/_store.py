@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
@@ -152,6 +153,30 @@ def atomic_writer(target: StoragePath) -> Iterator[IO[bytes]]:
         with suppress(OSError):
             tmp.unlink(missing_ok=True)
         raise
+
+
+def copy_stream(source: IO[bytes], target: IO[bytes]) -> None:
+    """Copy what is left of ``source`` to ``target``: in the kernel (``os.sendfile``) when
+    both are local files, else in blocks of 4 MiB."""
+    try:
+        fds = source.fileno(), target.fileno()
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError
+        fds = None
+    if fds is not None:
+        target.flush()
+        offset = source.tell()
+        try:
+            while sent := os.sendfile(fds[1], fds[0], offset, 1 << 30):
+                offset += sent
+        except OSError:  # a filesystem that cannot: copy the rest in blocks
+            pass
+        else:
+            source.seek(offset)
+            target.seek(0, os.SEEK_END)  # the writer's own idea of where it is, brought along
+            return
+        source.seek(offset)
+    while block := source.read(1 << 22):
+        target.write(block)
 
 
 class JobStore:

@@ -34,7 +34,14 @@ import msgspec
 
 from airflow_batches._version import __version__
 from airflow_batches.jobs._descriptor import job_key
-from airflow_batches.jobs._store import JobStore, StoragePath, atomic_writer, child, fresh
+from airflow_batches.jobs._store import (
+    JobStore,
+    StoragePath,
+    atomic_writer,
+    child,
+    copy_stream,
+    fresh,
+)
 from airflow_batches.jobs.cache._layout import KEYS_MEMO
 from airflow_batches.jobs.prepare import (
     REJECTED_FILE,
@@ -198,5 +205,4 @@ def _folder_near(root: JobStore, job_dir: str) -> JobStore | None:
 
 def _copy(source: StoragePath, target: StoragePath) -> None:
     with source.open("rb") as stream, atomic_writer(target) as out:
-        while block := stream.read(1 << 22):
-            out.write(block)
+        copy_stream(stream, out)
