@@ -151,7 +151,7 @@ class Lookup:
             for run in runs:
                 self._match(run, readers, hits, found)
             keys.seek(0)
-            sent = self._misses(keys, found)
+            sent = self._misses(keys, found, every=int.from_bytes(found).bit_count() == count)
             with atomic_writer(self.job.path(CACHED_FILE)) as cached:
                 self.hits = copy_hits(self.folder, self.segments, hits, cached)
         return sent
@@ -245,11 +245,17 @@ class Lookup:
             out.write(b"".join(records))
 
     def _misses(
-        self, keys: IO[bytes] | None, found: bytearray, computed: IO[bytes] | None = None
+        self,
+        keys: IO[bytes] | None,
+        found: bytearray,
+        computed: IO[bytes] | None = None,
+        *,
+        every: bool = False,
     ) -> Prepared | None:
         """Stage the misses (see the module docstring); ``keys`` holds each request's key in
         order (None: they are computed here, into ``computed``); ``found`` has a bit set for
-        each hit (empty: none is)."""
+        each hit (empty: none is); ``every``: each request is a hit (the requests are not
+        read again)."""
         parts: list[Prepared] = []
         with ExitStack() as stack:
             uncached = stack.enter_context(atomic_writer(self.job.path(UNCACHED_FILE)))
@@ -258,7 +264,7 @@ class Lookup:
             current: tuple[str, Part, Output] | None = None
             ordinal = written = 0
             with self.requests.open("rb") as stream:
-                for line in stream:
+                for line in () if every else stream:  # every request a hit: none to stage
                     if not line.strip():
                         continue
                     line = line.rstrip(b"\r\n")
