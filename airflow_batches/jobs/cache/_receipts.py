@@ -39,7 +39,7 @@ from airflow_batches.jobs._store import (
     StoragePath,
     atomic_writer,
     child,
-    copy_stream,
+    clone,
     fresh,
 )
 from airflow_batches.jobs.cache._layout import KEYS_MEMO
@@ -142,12 +142,12 @@ def recall(folder: StoragePath, digest: str, root: JobStore, sidecar: Any) -> St
         for name in names:
             target = job.path(name)
             if not fresh(target).exists():
-                _copy(earlier.path(name), target)
+                clone(earlier.path(name), target)
     except FileNotFoundError:
         return None
     with suppress(FileNotFoundError):  # what the earlier job's lookup found out, if any
         if not fresh(job.path(KEYS_MEMO)).exists():
-            _copy(earlier.path(KEYS_MEMO), job.path(KEYS_MEMO))
+            clone(earlier.path(KEYS_MEMO), job.path(KEYS_MEMO))
     for name, value in (receipt.get("sidecar") or {}).items():
         with suppress(AttributeError):
             setattr(sidecar, name, value)
@@ -201,8 +201,3 @@ def _folder_near(root: JobStore, job_dir: str) -> JobStore | None:
                 return None
             return JobStore(child(ancestor, *parts))
     return None
-
-
-def _copy(source: StoragePath, target: StoragePath) -> None:
-    with source.open("rb") as stream, atomic_writer(target) as out:
-        copy_stream(stream, out)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from airflow_batches.jobs._store import JobStore
+from airflow_batches.jobs._store import JobStore, clone
 from airflow_batches.jobs.cache import CacheStep, CrossRunCache, endpoint_identity
 from airflow_batches.jobs.cache._compact import Bounds
 from airflow_batches.jobs.cache._layout import CACHED_FILE
@@ -127,3 +127,20 @@ def test_a_night_then_a_recalled_night_on_s3(s3: Any) -> None:
     # Left: the two new segments; the expired one and the empty one that replaced it are gone.
     assert len([n for n in names if n.endswith(".jsonl")]) == 2
     assert not [n for n in names if n.startswith("20261201")]
+
+
+def test_a_clone_on_one_store_is_copied_inside_it(s3: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    body = b"".join(b'{"custom_id":"q%d","params":{}}\n' % i for i in range(20_000))
+    source, target = s3 / "staging" / "n1" / "requests.jsonl", s3 / "staging" / "n2" / "r.jsonl"
+    source.write_bytes(body)
+    copies: list[tuple[str, str]] = []
+    copy = source.fs.copy
+
+    def spy(path1: str, path2: str, **kwargs: Any) -> Any:
+        copies.append((path1, path2))
+        return copy(path1, path2, **kwargs)
+
+    monkeypatch.setattr(source.fs, "copy", spy)
+    clone(source, target)
+    assert copies == [(source.path, target.path)]  # CopyObject: no byte through this process
+    assert target.read_bytes() == body
