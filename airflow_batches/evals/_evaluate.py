@@ -262,7 +262,10 @@ class Evaluation:
             else:
                 model.scores.add(score)
                 if category is not None:
-                    model.categories.setdefault(category, _Group()).add(score)
+                    group = model.categories.get(category)
+                    if group is None:
+                        group = model.categories[category] = _Group()
+                    group.add(score)
                 out.score, out.passed = score.score, score.passed
                 out.details = msgspec.Raw(details) if details else score.details
         if self.baseline is not None:
