@@ -205,3 +205,26 @@ def test_a_digest_that_is_not_ours_is_compared_never_reused(digest: str) -> None
             "details": {"x": 1}, "digest": digest}  # fmt: skip
     [(_, packed)] = score_entries([json.dumps(line).encode()])
     assert packed == PACKED.pack(1.0, True)  # the score, for the comparison; nothing to reuse
+
+
+@pytest.mark.parametrize(
+    ("details", "kept"),
+    [({"x": 1, "why": 'a\\u00e9"}'}, True), (None, False), ([1, 2], False), ("text", False)],
+)
+def test_a_reused_score_carries_last_nights_details_only_when_they_are_an_object(
+    details: Any, kept: bool
+) -> None:
+    from airflow_batches.evals._scorelines import PACKED, same_answer, score_entries
+
+    digest = "ab" * 16
+    line = {"custom_id": "q", "model": "a", "type": "succeeded", "score": 0.5, "passed": False,
+            "details": details, "digest": digest}  # fmt: skip
+    [(_, packed)] = score_entries([json.dumps(line).encode()])
+    taken = same_answer(packed, bytes.fromhex(digest))
+    assert taken is not None
+    score, raw = taken
+    assert (score.score, score.passed) == (0.5, False)
+    assert packed[: PACKED.size] == PACKED.pack(0.5, False)
+    # The details go into tonight's score line as last night wrote them: valid JSON, an object.
+    assert (json.loads(raw) == details) if kept else raw == b""
+    assert same_answer(packed, bytes.fromhex("cd" * 16)) is None  # another answer: scored
