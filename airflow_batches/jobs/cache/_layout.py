@@ -30,8 +30,9 @@ UNCACHED_FILE = f"{CACHE_FOLDER}/uncached.jsonl"
 KEYS_FILE = f"{CACHE_FOLDER}/keys.jsonl"
 PLAN_FILE = f"{CACHE_FOLDER}/plan.json"
 KEYS_MEMO = f"{CACHE_FOLDER}/keys.bin"
-"""Each staged request's key, in order, after the SHA-256 of the cache's identity (endpoint,
-API version, betas): a later job staged from the same receipt looks its keys up here."""
+"""Each staged request's key, custom_id hash and custom_id (``_plan._MEMO``), in order, after
+the SHA-256 of the memo's layout and the cache's identity (endpoint, API version, betas): a
+later job staged from the same receipt looks its keys up here, without reading its requests."""
 KEYS_RECORD = struct.Struct(">16s8sQI")
 """A ``.keys`` record: key, :func:`custom_id_hash`, offset and length in the ``.jsonl``."""
 RECORD = struct.Struct(">16s8sQII")

@@ -1,9 +1,11 @@
 """A job's lookup in the cross-run cache, in memory that does not grow with the job or the
 cache, and in time that grows with the cache only by a scan of its index records.
 
-1. The staged requests are read once: each one's key (``CrossRunCache.key``) is written to a
-   local temporary file in their order, and ``(key, custom_id hash, ordinal, custom_id)`` to
-   one of ``ranges`` local files, by the key's first byte (``_segments.bucket_runs``).
+1. The staged requests are read once: each one's key (``CrossRunCache.key``), custom_id hash
+   and custom_id are written to a local temporary file in their order, and ``(key, custom_id
+   hash, ordinal, custom_id)`` to one of ``ranges`` local files, by the key's first byte
+   (``_segments.bucket_runs``). The ordered file is kept beside the staged requests
+   (``KEYS_MEMO``): a job recalled from a receipt reads it instead of the staged requests.
 2. Range by range, the job's keys of the range are held in a dict, and the index records of
    that range are read from every live segment (``_segments.record_ranges``) and filtered
    against it, record by record in C (``compress`` over ``dict.__contains__``): a record
@@ -58,6 +60,12 @@ __all__ = ["Lookup", "Observer", "replan"]
 Observer = Callable[[str, Any, bytes], None]
 _JOB = struct.Struct(">24sI64s")
 """A job's request in a range file: key and custom_id hash, ordinal, custom_id (padded)."""
+_MEMO = struct.Struct(">24s64s")
+"""A request in the job's ordered keys (a lookup's temporary file, and ``KEYS_MEMO``): its key
+and custom_id hash, its custom_id (padded). A lookup from the memo reads no staged request."""
+_MEMO_FORMAT = b"keys.bin 2\0"
+"""Hashed into the memo's header with the cache's identity: a memo of another layout (16-byte
+keys, before) is not this one's, and is computed again."""
 _TAIL = struct.Struct(">QII")
 """The offset, length and time of an index record (after its key and custom_id hash)."""
 _key16 = itemgetter(slice(0, 16))
@@ -104,7 +112,7 @@ class Lookup:
         observers: Sequence[Observer],
     ) -> None:
         self.key = key
-        self.identity = hashlib.sha256(identity).digest()
+        self.identity = hashlib.sha256(_MEMO_FORMAT + identity).digest()
         self.request_count = request_count
         self.folder = folder
         self.segments = segments
@@ -160,7 +168,7 @@ class Lookup:
         """The job's keys as an earlier lookup of the same staged requests left them
         (``KEYS_MEMO``), positioned at the first; None if there are none for this cache."""
         memo = self.job.path(KEYS_MEMO)
-        if not self.request_count or data_size(memo) != 32 + 16 * self.request_count:
+        if not self.request_count or data_size(memo) != 32 + _MEMO.size * self.request_count:
             return None
         stream: IO[bytes] = memo.open("rb")
         if stream.read(32) != self.identity:
@@ -170,7 +178,7 @@ class Lookup:
 
     def _remember_keys(self, keys: IO[bytes]) -> None:
         """Keep the job's keys beside its staged requests (``KEYS_MEMO``)."""
-        if not self.request_count or keys.tell() != 16 * self.request_count:
+        if not self.request_count or keys.tell() != _MEMO.size * self.request_count:
             return
         keys.seek(0)
         with atomic_writer(self.job.path(KEYS_MEMO)) as out:
@@ -179,20 +187,32 @@ class Lookup:
                 out.write(block)
 
     def _read_keys(self, keys: IO[bytes], runs: list[IO[bytes]], memo: IO[bytes] | None) -> int:
+        """Write each request's ``_MEMO`` record to ``keys`` in order, and its range record to
+        its range's file; from the memo when there is one (no staged request read), else
+        computed from the staged requests."""
         shift = 8 - (self.ranges.bit_length() - 1)
         ordinal = 0
-        key_of, pack = self.key, _JOB.pack
+        pack = _JOB.pack
+        if memo is not None:
+            rest = b""
+            while block := memo.read(_MEMO.size * 4096):
+                block, size = rest + block, len(rest) + len(block)
+                whole = size - size % _MEMO.size
+                block, rest = block[:whole], block[whole:]
+                keys.write(block)
+                for key_hash, cid in _MEMO.iter_unpack(block):
+                    runs[key_hash[0] >> shift].write(pack(key_hash, ordinal, cid))
+                    ordinal += 1
+            return ordinal
+        key_of, remember = self.key, _MEMO.pack
         with self.requests.open("rb") as stream:
             for line in stream:
                 if not line.strip():
                     continue
-                if memo is None:
-                    custom_id, key = key_of(line.rstrip(b"\r\n"))
-                else:
-                    custom_id, key = _decode_custom_id(line).custom_id, memo.read(16)
-                keys.write(key)
-                cid = custom_id.encode()
-                runs[key[0] >> shift].write(pack(key + custom_id_hash(custom_id), ordinal, cid))
+                custom_id, key = key_of(line.rstrip(b"\r\n"))
+                key_hash, cid = key + custom_id_hash(custom_id), custom_id.encode()
+                keys.write(remember(key_hash, cid))
+                runs[key[0] >> shift].write(pack(key_hash, ordinal, cid))
                 ordinal += 1
         return ordinal
 
@@ -263,38 +283,40 @@ class Lookup:
             staging = stack.enter_context(Staging())
             current: tuple[str, Part, Output] | None = None
             ordinal = written = 0
-            with self.requests.open("rb") as stream:
-                for line in () if every else stream:  # every request a hit: none to stage
-                    if not line.strip():
+            # Every request a hit: none to stage, and the staged requests are not even opened.
+            for line in () if every else stack.enter_context(self.requests.open("rb")):
+                if not line.strip():
+                    continue
+                line = line.rstrip(b"\r\n")
+                if keys is None:
+                    custom_id, key = self.key(line)
+                    if computed is not None:
+                        computed.write(
+                            _MEMO.pack(key + custom_id_hash(custom_id), custom_id.encode())
+                        )
+                else:
+                    key = keys.read(_MEMO.size)[:16]
+                    hit = found and found[ordinal >> 3] >> (ordinal & 7) & 1
+                    ordinal += 1
+                    if hit:
                         continue
-                    line = line.rstrip(b"\r\n")
-                    if keys is None:
-                        custom_id, key = self.key(line)
-                        if computed is not None:
-                            computed.write(key)
-                    else:
-                        key = keys.read(16)
-                        hit = found and found[ordinal >> 3] >> (ordinal & 7) & 1
-                        ordinal += 1
-                        if hit:
-                            continue
-                        custom_id = _decode_custom_id(line).custom_id
-                    this = self.part_of(custom_id) if self.part_of is not None else ""
-                    if current is None or this != current[0]:
-                        if current is not None:
-                            parts.append(self._close_part(staging, current))
-                        self.parts.append(written)
-                        part = Part(self.limits, "fail", 0)
-                        current = (this, part, staging.output(uncached))
-                    if current[1].accept(id_digest(custom_id), len(line) + 1):
-                        current[2].add(line)
-                    written += len(line) + 1
-                    out_keys.write(_KEY_LINE % (custom_id.encode(), key.hex().encode()))
-                    if self.observers:
-                        params = _decode_any(_decode_params(line).params)
-                        for observe in self.observers:
-                            observe(custom_id, params, line)
-                    self.misses += 1
+                    custom_id = _decode_custom_id(line).custom_id
+                this = self.part_of(custom_id) if self.part_of is not None else ""
+                if current is None or this != current[0]:
+                    if current is not None:
+                        parts.append(self._close_part(staging, current))
+                    self.parts.append(written)
+                    part = Part(self.limits, "fail", 0)
+                    current = (this, part, staging.output(uncached))
+                if current[1].accept(id_digest(custom_id), len(line) + 1):
+                    current[2].add(line)
+                written += len(line) + 1
+                out_keys.write(_KEY_LINE % (custom_id.encode(), key.hex().encode()))
+                if self.observers:
+                    params = _decode_any(_decode_params(line).params)
+                    for observe in self.observers:
+                        observe(custom_id, params, line)
+                self.misses += 1
             if current is not None:
                 parts.append(self._close_part(staging, current))
             staging.close()

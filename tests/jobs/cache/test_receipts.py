@@ -188,3 +188,65 @@ def test_what_is_sent_is_shown_to_the_estimate_once_and_never_validated_again(
     seen.clear()
     again = cache.stage(Staged(second.store, second.prepared), Log())
     assert again.sent == second.sent and len(seen) == 6
+
+
+def test_a_recalled_night_all_from_the_cache_never_opens_its_staged_requests(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_batches.jobs.cache._layout import CACHED_FILE, KEYS_MEMO
+
+    source = tmp_path / "in.jsonl"
+    write_input(source, [f"question {i}" for i in range(40)])
+    cache = step(tmp_path)
+    first, _, _ = submit(tmp_path, source, "n1", cache)
+    assert first.sent is not None and first.sent.request_count == 80
+    writer = cache.cache.writer(first.store, first.cache)
+    for model in ("m0", "m1"):
+        for i in range(40):
+            writer.add(f"{model}_q{i}", "msgbatch_1", b'{"type":"succeeded","i":%d}' % i)
+    assert writer.commit() == 80
+
+    opened: list[str] = []
+    open_path = Path.open
+
+    def spying(self: Path, *args: Any, **kwargs: Any) -> Any:
+        opened.append(self.name)
+        return open_path(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", spying)
+    second, _, recalled = submit(tmp_path, source, "n2", cache)
+    assert recalled and second.sent is None and second.cache is not None
+    assert second.cache.hits == 80 and second.cache.misses == 0
+    assert REQUESTS_FILE not in opened  # its keys, hashes and custom_ids came with the receipt
+    assert second.store.path(KEYS_MEMO).read_bytes() == first.store.path(KEYS_MEMO).read_bytes()
+    cached = sorted(
+        json.loads(x)["custom_id"] for x in second.store.path(CACHED_FILE).read_bytes().split()
+    )
+    assert cached == sorted(f"m{m}_q{i}" for m in (0, 1) for i in range(40))
+
+
+@pytest.mark.parametrize("memo", ["older layout", "garbled", "gone"])
+def test_a_memo_that_is_not_this_layouts_is_computed_again(tmp_path: Path, memo: str) -> None:
+    from airflow_batches.jobs.cache._layout import KEYS_MEMO
+
+    source = tmp_path / "in.jsonl"
+    write_input(source, ["a", "b", "c"])
+    cache = step(tmp_path)
+    first, _, _ = submit(tmp_path, source, "n1", cache)
+    writer = cache.cache.writer(first.store, first.cache)
+    for model in ("m0", "m1"):
+        for i in range(3):
+            writer.add(f"{model}_q{i}", "msgbatch_1", b'{"type":"succeeded"}')
+    writer.commit()
+    path = first.store.path(KEYS_MEMO)
+    good = path.read_bytes()
+    if memo == "older layout":  # the header, then 16 bytes a request
+        path.write_bytes(good[:32] + b"".join(good[32 + 88 * i :][:16] for i in range(6)))
+    elif memo == "garbled":  # the right size, the wrong header
+        path.write_bytes(b"\0" * 32 + good[32:])
+    else:
+        path.unlink()
+    second, _, recalled = submit(tmp_path, source, "n2", cache)
+    assert recalled and second.cache is not None
+    assert (second.cache.hits, second.cache.misses) == (6, 0)
+    assert second.store.path(KEYS_MEMO).read_bytes() == good  # computed, and kept, again
