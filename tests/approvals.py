@@ -47,6 +47,19 @@ def answer(api: ApiCall, detail: dict[str, Any], option: str) -> dict[str, Any]:
     return dict(api("PATCH", detail_path(detail), {"chosen_options": [option]}))
 
 
+def _waiting(detail: dict[str, Any]) -> bool:
+    """Whether the task of a request waits for its answer. On Airflow 3.3 a request is listed a
+    few milliseconds before its task is ``awaiting_input``, and an answer given in between is
+    kept but never resumes the task (the answer's PATCH resumes only a task awaiting input):
+    under ``dag.test()``, which has no scheduler to time it out, the run would wait forever. A
+    person is never that fast; this answerer is, so on 3.3 it waits for the state, as the
+    UI's button is pressed once the page shows the task waiting. (3.1 and 3.2 read the answer
+    from the task's trigger, whenever it came.)"""
+    from airflow_batches._compat import TaskAwaitingInput
+
+    return TaskAwaitingInput is None or detail["task_instance"].get("state") == "awaiting_input"
+
+
 class Answerer:
     """A person at the UI: answers each request of ``dag_id``'s tasks as it appears, with the
     option given for its task (``None``: leaves it unanswered), and keeps what it saw.
@@ -97,6 +110,8 @@ class Answerer:
                     key = detail["task_instance"]["id"]
                     if key in known or detail["response_received"]:
                         continue
+                    if not _waiting(detail):
+                        continue  # asked, not yet waiting: see _waiting
                     known.add(key)
                     self.seen.append(detail)
                     task_id = detail["task_instance"]["task_id"]
