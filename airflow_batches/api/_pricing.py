@@ -25,6 +25,7 @@ tool fees are neither batch-discounted nor geo-priced: the API bills them per re
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -181,6 +182,16 @@ class PriceTable(ModelTable[ModelPrice]):
 
     def __repr__(self) -> str:
         return f"PriceTable({len(self._entries)} models, {len(self.aliases)} aliases)"
+
+    def digest(self) -> str:
+        """A digest of every price and alias: two tables with the same digest price any usage
+        alike (a cost computed with one can stand for the other's)."""
+        state = {
+            "prices": {m: p.model_dump(mode="json") for m, p in self._entries.items()},
+            "aliases": dict(self.aliases),
+        }
+        encoded = json.dumps(state, sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.blake2b(encoded, digest_size=16).hexdigest()
 
     def with_overrides(self, overrides: Mapping[str, Mapping[str, Any]]) -> PriceTable:
         """A new table: each entry of ``overrides`` replaces fields of, or adds, a model."""

@@ -23,7 +23,7 @@ scored.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -121,18 +121,70 @@ class _Model:
     improvements: int = 0
     compared: int = 0
     reused: int = 0
+    costs: Mapping[str, Any] | None = None
+    """The fetch's cost figures of this model (``evaluate_job``: the manifest's, priced with
+    the same table); None: its lines are counted here."""
 
     def __post_init__(self) -> None:
         self.billed = ResultTally(self.prices)
         self.avoided = ResultTally(self.prices)
 
     def merge(self, other: _Model) -> None:
-        """Take in the lines of ``other`` (unscored ones: errored, expired, canceled)."""
+        """Take in the lines of ``other`` (unscored ones: errored, expired, canceled). With
+        the fetch's figures, the costs are those: they cover every line of the model."""
         for kind, n in other.counts.items():
             self.counts[kind] = self.counts.get(kind, 0) + n
         assert self.billed is not None and other.billed is not None
         self.billed.merge(other.billed)
         self.unscored += other.unscored
+
+    def cost_figures(self) -> dict[str, Any]:
+        """``cost_usd``, ``cost_avoided_usd``, ``cost_complete`` and ``prompt_cache_hit_rate``."""
+        if self.costs is not None:
+            given = self.costs
+            return {
+                "cost_usd": given["cost_usd"],
+                "cost_avoided_usd": given["cost_avoided_usd"],
+                "cost_complete": given["cost_complete"] and given["cost_avoided_complete"],
+                "prompt_cache_hit_rate": given["cache_hit_rate"],
+            }
+        assert self.billed is not None and self.avoided is not None
+        billed, avoided = self.billed.to_dict(), self.avoided.to_dict()
+        return {
+            "cost_usd": billed["cost_usd"],
+            "cost_avoided_usd": avoided["cost_usd"],
+            "cost_complete": billed["cost_complete"] and avoided["cost_complete"],
+            "prompt_cache_hit_rate": billed["cache_hit_rate"],
+        }
+
+
+COST_FIGURES = (
+    "cost_usd",
+    "cost_complete",
+    "cache_hit_rate",
+    "cost_avoided_usd",
+    "cost_avoided_complete",
+)
+"""What a model's entry in a manifest's ``matrix`` section must carry for an evaluation to
+take its costs from there (``fetched_costs``)."""
+
+
+def fetched_costs(
+    manifest: Mapping[str, Any], prices: PriceTable
+) -> dict[str, Mapping[str, Any]] | None:
+    """Each matrix model's cost figures as the fetch counted them, when they can stand for
+    the evaluation's own: the manifest says they were priced with a table of ``prices``'s
+    digest, and every model's entry has them all. Else None (the evaluation counts)."""
+    matrix = manifest.get("matrix")
+    digest = manifest.get("prices_digest")
+    if not is_mapping(matrix) or not matrix or not isinstance(digest, str):
+        return None
+    entries = list(matrix.items())
+    if not all(is_mapping(e) and all(k in e for k in COST_FIGURES) for _, e in entries):
+        return None
+    if digest != prices.digest():
+        return None
+    return {str(label): entry for label, entry in entries}
 
 
 def _ratio(part: float, whole: float) -> float | None:
@@ -170,6 +222,7 @@ class Evaluation:
         tolerance: float = 1e-9,
         fingerprint: str | None = None,
         reuse: bool = False,
+        costs: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         self.scorer = scorer
         self.prices = prices
@@ -190,6 +243,7 @@ class Evaluation:
         self.tolerance = tolerance
         self.fingerprint = fingerprint
         self.reuse = reuse and fingerprint is not None and self._before is not None
+        self.costs = costs or {}
         self.models: dict[str, _Model] = {}
         self.examples: list[dict[str, Any]] = []
         self.lines = 0
@@ -197,7 +251,7 @@ class Evaluation:
     def _model(self, label: str) -> _Model:
         model = self.models.get(label)
         if model is None:
-            model = self.models[label] = _Model(self.prices)
+            model = self.models[label] = _Model(self.prices, costs=self.costs.get(label))
         return model
 
     def add(self, line: bytes) -> ScoreLine:
@@ -225,7 +279,7 @@ class Evaluation:
         model = self._model(label)
         model.counts[kind] = model.counts.get(kind, 0) + 1
         cached = bool(head.cached_from)
-        if kind in RESULT_TYPES:
+        if kind in RESULT_TYPES and model.costs is None:
             record = scan_result_line(line)
             tally = model.avoided if cached else model.billed
             assert tally is not None
@@ -359,23 +413,22 @@ class Evaluation:
         }
 
     def _figures(self, m: _Model) -> dict[str, Any]:
-        assert m.billed is not None and m.avoided is not None
-        billed, avoided = m.billed.to_dict(), m.avoided.to_dict()
+        costs = m.cost_figures()
         requests = sum(m.counts.values())
-        effective = billed["cost_usd"] + avoided["cost_usd"]
+        effective = costs["cost_usd"] + costs["cost_avoided_usd"]
         figures = {
             "requests": requests,
             "counts": dict(m.counts),
             **m.scores.figures(),
             "failed": m.scores.scored - m.scores.passed,
             "unscored": m.unscored,
-            "cost_usd": billed["cost_usd"],
-            "cost_avoided_usd": avoided["cost_usd"],
+            "cost_usd": costs["cost_usd"],
+            "cost_avoided_usd": costs["cost_avoided_usd"],
             "cost_per_correct_usd": round(effective / m.scores.passed, 8)
             if m.scores.passed
             else None,
-            "cost_complete": billed["cost_complete"] and avoided["cost_complete"],
-            "prompt_cache_hit_rate": billed["cache_hit_rate"],
+            "cost_complete": costs["cost_complete"],
+            "prompt_cache_hit_rate": costs["prompt_cache_hit_rate"],
             "cross_run_cache_hits": m.cached,
             "cross_run_cache_hit_rate": _ratio(m.cached, requests),
             "categories": {k: g.figures() for k, g in sorted(m.categories.items())},

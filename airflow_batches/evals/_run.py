@@ -39,7 +39,7 @@ from airflow_batches.evals._compare import (
     deltas,
     history,
 )
-from airflow_batches.evals._evaluate import Evaluation
+from airflow_batches.evals._evaluate import Evaluation, fetched_costs
 from airflow_batches.evals._report import render_report
 from airflow_batches.evals._reuse import scorer_fingerprint
 from airflow_batches.evals._scorelines import score_entries
@@ -162,6 +162,7 @@ def evaluate_job(
             max_examples=settings.max_examples,
             fingerprint=fingerprint,
             reuse=reuse,
+            costs=fetched_costs(manifest, settings.prices),
         )
         source = (_encode(r) for r in results) if results is not None else _lines(result_files)
         for line in source:

@@ -69,6 +69,48 @@ def test_cost_per_correct_answer_counts_what_the_cache_saved() -> None:
     )
 
 
+def _fetched(cost: float, avoided: float) -> dict[str, Any]:
+    return {"cost_usd": cost, "cost_complete": True, "cache_hit_rate": 0.25,
+            "cost_avoided_usd": avoided, "cost_avoided_complete": False}  # fmt: skip
+
+
+def test_the_fetchs_costs_stand_for_a_model_whose_lines_are_then_not_counted_again() -> None:
+    evaluation = Evaluation(exact_match(), PRICES, costs={"h": _fetched(1.5, 0.5)})
+    meta = {"expected": "yes"}
+    evaluation.add(encode(L.succeeded("a", "yes", metadata=meta, label="h")))
+    evaluation.add(encode(L.succeeded("b", "yes", metadata=meta, label="h", cached=True)))
+    evaluation.add(encode(L.succeeded("c", "yes", metadata=meta, label="k")))
+    models = evaluation.summary()["models"]
+    h, k = models["h"], models["k"]
+    assert (h["cost_usd"], h["cost_avoided_usd"]) == (1.5, 0.5)
+    assert h["cost_complete"] is False  # the avoided part was not complete
+    assert h["prompt_cache_hit_rate"] == 0.25
+    assert h["cost_per_correct_usd"] == pytest.approx(2.0 / 2)
+    assert (h["scored"], h["cross_run_cache_hits"]) == (2, 1)  # the lines are still read
+    one = PRICES.get("claude-haiku-4-5")
+    assert one is not None
+    assert k["cost_usd"] == pytest.approx((100 * one.input + 10 * one.output) / 1e6 / 2, abs=1e-6)
+    assert evaluation.summary()["totals"]["cost_usd"] == pytest.approx(1.5 + k["cost_usd"])
+
+
+def test_the_fetchs_costs_are_taken_only_when_the_same_prices_made_them() -> None:
+    from airflow_batches.evals._evaluate import fetched_costs
+
+    manifest = {"prices_digest": PRICES.digest(), "matrix": {"h": _fetched(1.0, 0.0)}}
+    assert fetched_costs(manifest, PRICES) == {"h": _fetched(1.0, 0.0)}
+    dearer = PRICES.with_overrides({"claude-haiku-4-5": {"output": 99.0}})
+    assert dearer.digest() != PRICES.digest()
+    assert PRICES.digest() == load_price_table().digest()  # the same table, made again
+    assert fetched_costs(manifest, dearer) is None  # priced otherwise: counted again
+    assert fetched_costs({**manifest, "prices_digest": None}, PRICES) is None  # an older fetch
+    assert fetched_costs({"prices_digest": PRICES.digest()}, PRICES) is None  # no matrix
+    partial = {k: v for k, v in _fetched(1.0, 0.0).items() if k != "cost_avoided_complete"}
+    assert fetched_costs({**manifest, "matrix": {"h": partial}}, PRICES) is None
+    assert (
+        fetched_costs({**manifest, "matrix": {"h": partial, "g": _fetched(1, 0)}}, PRICES) is None
+    )
+
+
 def test_a_scorer_that_raises_names_the_request() -> None:
     def broken(result: Any, metadata: Any) -> bool:
         raise KeyError("expected")

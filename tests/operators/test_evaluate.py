@@ -108,6 +108,7 @@ def test_scores_every_model_and_writes_summary_scores_and_report(
         and "http" not in report.split("<body>")[0]
     )
     assert summary["baseline"] is None and summary["history"] == []
+    assert_costs_are_the_lines(summary, manifest)
     # The links open the plugin's pages (the UI shows no file:// or s3:// link); the report's
     # location is kept for the plugin to serve, with the storage connection.
     links = link_xcoms(result.dag_id, result.run_id)
@@ -119,6 +120,28 @@ def test_scores_every_model_and_writes_summary_scores_and_report(
     assert [b["url"] for b in summary["batches"]] == [
         f"{evals.emulator.base_url}/_emulator/batches/{b}" for b in manifest["batch_ids"]
     ]
+
+
+COST_FIGURES = ("cost_usd", "cost_avoided_usd", "cost_complete", "prompt_cache_hit_rate")
+
+
+def assert_costs_are_the_lines(summary: dict[str, Any], manifest: dict[str, Any]) -> None:
+    """The evaluation took each model's costs from the fetch (same prices): they are what
+    counting the published lines again gives."""
+    from airflow_batches.api._pricing import load_price_table
+    from airflow_batches.evals import Evaluation, exact_match
+
+    assert manifest["prices_digest"] == load_price_table().digest()
+    counted = Evaluation(exact_match(), load_price_table())
+    for line in (
+        Path(manifest["files"]["results"].removeprefix("file://")).read_bytes().split(b"\n")
+    ):
+        if line.strip():
+            counted.add(line)
+    again = counted.summary()["models"]
+    for label in MODELS:
+        got = {k: summary["models"][label][k] for k in COST_FIGURES}
+        assert got == {k: again[label][k] for k in COST_FIGURES}, label
 
 
 def link_xcoms(dag_id: str, run_id: str) -> dict[str, Any]:
@@ -173,6 +196,7 @@ def test_the_second_run_compares_with_the_first_through_the_asset(
         assert summary["models"][label]["scores_reused"] == summary["models"][label]["scored"]
         assert summary["models"][label]["scored"] > 0
     assert summary["regressions"]["count"] == 0
+    assert_costs_are_the_lines(summary, second.xcom("fetch"))
     assert summary["gate"] == {**summary["gate"], "checked": True, "violations": []}
     assert [h["run_id"] for h in summary["history"]] == [first.run_id]
     assert summary["scorer_fingerprint"] == first.xcom("evaluate")["scorer_fingerprint"]

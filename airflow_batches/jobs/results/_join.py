@@ -263,6 +263,7 @@ class ResultJoin:
                 else None,
                 "cross_run_cache_hits": cached["counts"]["succeeded"],
                 "cost_avoided_usd": cached["cost_usd"],
+                "cost_avoided_complete": cached["cost_complete"],
             }
         return out
 

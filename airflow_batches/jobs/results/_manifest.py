@@ -111,6 +111,10 @@ class Manifest(_Model):
     unpriced_models: list[str]
     cost_warnings: list[str] = Field(default_factory=list)
     cache_hit_rate: float | None
+    prices_digest: str | None = None
+    """The price table the costs were computed with (``PriceTable.digest``): an evaluation
+    priced with the same table takes the ``matrix`` section's costs instead of counting them
+    again."""
     batch_ids: list[str]
     attempts: list[ManifestAttempt]
     superseded_lines: int
@@ -132,7 +136,15 @@ class Manifest(_Model):
 
     def to_json(self) -> dict[str, Any]:
         data = self.model_dump(mode="json")
-        for key in ("destination", "line_checks", "matrix", "cache", "metadata_lines", "run"):
+        for key in (
+            "destination",
+            "line_checks",
+            "matrix",
+            "cache",
+            "metadata_lines",
+            "run",
+            "prices_digest",
+        ):
             if data.get(key) is None:
                 data.pop(key, None)
         for attempt in data["attempts"]:
@@ -221,6 +233,7 @@ def build_manifest(
         unpriced_models=unpriced,
         cost_warnings=warnings,
         cache_hit_rate=summary["cache_hit_rate"],
+        prices_digest=tally.prices.digest(),
         batch_ids=[b.id for b in all_batches],
         attempts=[
             ManifestAttempt(
