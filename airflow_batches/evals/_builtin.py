@@ -11,7 +11,6 @@ also be named by a string: a built-in's name (``"exact_match"``) or
 from __future__ import annotations
 
 import importlib
-import json
 import math
 import re
 import unicodedata
@@ -19,8 +18,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import msgspec
-
+from airflow_batches.evals._json_checks import extract_json, schema_checker
 from airflow_batches.evals._scorers import EvalResult, Scorer, ScorerError, is_mapping
 
 __all__ = [
@@ -137,32 +135,6 @@ def regex(pattern: str | None = None, *, expected: str = "pattern", flags: int =
     return Regex(name, compiled, expected, flags)
 
 
-_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
-
-
-def extract_json(text: str) -> Any:
-    """The JSON value in an answer: the whole text, a fenced block, or the first ``{...}`` or
-    ``[...]`` span; ``ValueError`` if there is none, or if it nests deeper than Python's
-    parser can go."""
-    candidates = [text.strip()]
-    candidates += [m.group(1).strip() for m in _FENCE.finditer(text)]
-    for opener, closer in ("{}", "[]"):
-        start, end = text.find(opener), text.rfind(closer)
-        if 0 <= start < end:
-            candidates.append(text[start : end + 1])
-    too_deep = False
-    for candidate in candidates:
-        try:
-            return json.loads(candidate)
-        except ValueError:
-            continue
-        except RecursionError:
-            too_deep = True
-    if too_deep:
-        raise ValueError("the answer's JSON nests deeper than Python's parser can go")
-    raise ValueError("no JSON value in the answer")
-
-
 @dataclass(frozen=True, repr=False)
 class JsonSchema(_Named):
     schema: Mapping[str, Any] | None = None
@@ -192,39 +164,13 @@ class JsonSchema(_Named):
             return {"score": False, "error": "the answer nests too deep to be checked"}
 
     def _check(self, schema: Any, value: Any, metadata: Any) -> dict[str, Any]:
-        validator = _validator(schema)
-        if not validator.is_valid(value):
-            first = min(validator.iter_errors(value), key=lambda e: list(e.absolute_path))
-            where = "/".join(str(p) for p in first.absolute_path) or "(root)"
-            return {"score": False, "error": f"{where}: {first.message}"}
+        error = schema_checker(schema).first_error(value)
+        if error is not None:
+            return {"score": False, "error": error}
         wanted = _expected(metadata, self.expected) if self.expected else None
         if wanted is not None and value not in wanted:
             return {"score": False, "error": "valid, but not the expected value"}
         return {"score": True}
-
-
-_VALIDATORS: dict[bytes, Any] = {}
-_MAX_VALIDATORS = 256
-
-
-def _schema_key(schema: Any) -> bytes:
-    try:
-        return b"m" + msgspec.json.encode(schema, order="sorted")
-    except (TypeError, msgspec.EncodeError):  # not JSON: keyed as before
-        return b"j" + json.dumps(schema, sort_keys=True, default=str).encode()
-
-
-def _validator(schema: Any) -> Any:
-    """A compiled validator per schema (JSON Schema 2020-12), kept for the next answers."""
-    import jsonschema
-
-    key = _schema_key(schema)
-    validator = _VALIDATORS.get(key)
-    if validator is None:
-        validator = jsonschema.Draft202012Validator(schema)
-        if len(_VALIDATORS) < _MAX_VALIDATORS:
-            _VALIDATORS[key] = validator
-    return validator
 
 
 def json_schema(

@@ -2,15 +2,16 @@
 
 :class:`Evaluation` reads result lines as the fetch published them (``metadata`` and, for a
 model-matrix job, ``matrix`` joined on), scores each succeeded one with the scorer, writes one
-line per request to ``scores.jsonl``, and folds per-model totals: counts by result type,
-scored / passed / mean score, per category, usage and cost (what the job paid, and what the
-cross-run cache saved). Errored, expired and canceled requests are counted apart and never
-scored. With a baseline (the previous run's ``scores.jsonl``, read alongside this run's lines
-by a ``Lookahead``: both are in about the job's order; or loaded into a ``DiskIndex``), each
-request's score is compared with its previous one: requests that lost their pass, or some
-score, are *regressions*, written to ``regressions.jsonl`` (the first ``max_examples`` kept
-for the summary and the report). An answer the baseline scored, unchanged since under the same
-scorer, takes the baseline's score instead of being scored again (``_reuse``).
+line per request to ``scores.jsonl``, and folds per-model totals: counts by result type, scored
+/ passed / mean score, per category, usage and cost (what the job paid, and what the cross-run
+cache saved: ``_costs``, the fetch's figures when they can stand). Errored, expired and
+canceled requests are counted apart and never scored. With a baseline (the previous run's
+``scores.jsonl``, read alongside this run's lines by a ``Lookahead``: both are in about the
+job's order; or loaded into a ``DiskIndex``), each request's score is compared with its
+previous one: requests that lost their pass, or some score, are *regressions*, written to
+``regressions.jsonl`` (the first ``max_examples`` kept for the summary and the report). An
+answer the baseline scored, unchanged since under the same scorer, takes the baseline's score
+instead of being scored again (``_reuse``).
 
 Memory: one line at a time, the totals (per model, per category), the first regressions, and
 the baseline's entries read ahead (bounded; past the bound, an index on disk).
@@ -31,6 +32,7 @@ import msgspec
 
 from airflow_batches.api import BatchesError
 from airflow_batches.api._pricing import PriceTable
+from airflow_batches.evals._costs import ModelCosts
 from airflow_batches.evals._reuse import members_digest
 from airflow_batches.evals._scorelines import (
     PACKED,
@@ -49,7 +51,6 @@ from airflow_batches.evals._scorers import (
     to_score,
 )
 from airflow_batches.jobs import DiskIndex, Lookahead, decode_deep
-from airflow_batches.jobs.results import ResultTally, scan_result_line
 
 __all__ = ["Evaluation", "EvaluationError", "ScoreLine", "load_scores", "score_entries"]
 
@@ -109,82 +110,23 @@ class _Group:
 
 @dataclass
 class _Model:
-    prices: PriceTable
+    costs: ModelCosts
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RESULT_TYPES, 0))
     scores: _Group = field(default_factory=_Group)
     unscored: int = 0
     cached: int = 0
     categories: dict[str, _Group] = field(default_factory=dict)
-    billed: ResultTally | None = None
-    avoided: ResultTally | None = None
     regressions: int = 0
     improvements: int = 0
     compared: int = 0
     reused: int = 0
-    costs: Mapping[str, Any] | None = None
-    """The fetch's cost figures of this model (``evaluate_job``: the manifest's, priced with
-    the same table); None: its lines are counted here."""
-
-    def __post_init__(self) -> None:
-        self.billed = ResultTally(self.prices)
-        self.avoided = ResultTally(self.prices)
 
     def merge(self, other: _Model) -> None:
-        """Take in the lines of ``other`` (unscored ones: errored, expired, canceled). With
-        the fetch's figures, the costs are those: they cover every line of the model."""
+        """Take in the lines of ``other`` (unscored ones: errored, expired, canceled)."""
         for kind, n in other.counts.items():
             self.counts[kind] = self.counts.get(kind, 0) + n
-        assert self.billed is not None and other.billed is not None
-        self.billed.merge(other.billed)
+        self.costs.merge(other.costs)
         self.unscored += other.unscored
-
-    def cost_figures(self) -> dict[str, Any]:
-        """``cost_usd``, ``cost_avoided_usd``, ``cost_complete`` and ``prompt_cache_hit_rate``."""
-        if self.costs is not None:
-            given = self.costs
-            return {
-                "cost_usd": given["cost_usd"],
-                "cost_avoided_usd": given["cost_avoided_usd"],
-                "cost_complete": given["cost_complete"] and given["cost_avoided_complete"],
-                "prompt_cache_hit_rate": given["cache_hit_rate"],
-            }
-        assert self.billed is not None and self.avoided is not None
-        billed, avoided = self.billed.to_dict(), self.avoided.to_dict()
-        return {
-            "cost_usd": billed["cost_usd"],
-            "cost_avoided_usd": avoided["cost_usd"],
-            "cost_complete": billed["cost_complete"] and avoided["cost_complete"],
-            "prompt_cache_hit_rate": billed["cache_hit_rate"],
-        }
-
-
-COST_FIGURES = (
-    "cost_usd",
-    "cost_complete",
-    "cache_hit_rate",
-    "cost_avoided_usd",
-    "cost_avoided_complete",
-)
-"""What a model's entry in a manifest's ``matrix`` section must carry for an evaluation to
-take its costs from there (``fetched_costs``)."""
-
-
-def fetched_costs(
-    manifest: Mapping[str, Any], prices: PriceTable
-) -> dict[str, Mapping[str, Any]] | None:
-    """Each matrix model's cost figures as the fetch counted them, when they can stand for
-    the evaluation's own: the manifest says they were priced with a table of ``prices``'s
-    digest, and every model's entry has them all. Else None (the evaluation counts)."""
-    matrix = manifest.get("matrix")
-    digest = manifest.get("prices_digest")
-    if not is_mapping(matrix) or not matrix or not isinstance(digest, str):
-        return None
-    entries = list(matrix.items())
-    if not all(is_mapping(e) and all(k in e for k in COST_FIGURES) for _, e in entries):
-        return None
-    if digest != prices.digest():
-        return None
-    return {str(label): entry for label, entry in entries}
 
 
 def _ratio(part: float, whole: float) -> float | None:
@@ -251,7 +193,8 @@ class Evaluation:
     def _model(self, label: str) -> _Model:
         model = self.models.get(label)
         if model is None:
-            model = self.models[label] = _Model(self.prices, costs=self.costs.get(label))
+            given = self.costs.get(label)
+            model = self.models[label] = _Model(ModelCosts(self.prices, given))
         return model
 
     def add(self, line: bytes) -> ScoreLine:
@@ -279,11 +222,8 @@ class Evaluation:
         model = self._model(label)
         model.counts[kind] = model.counts.get(kind, 0) + 1
         cached = bool(head.cached_from)
-        if kind in RESULT_TYPES and model.costs is None:
-            record = scan_result_line(line)
-            tally = model.avoided if cached else model.billed
-            assert tally is not None
-            tally.add(record)
+        if kind in RESULT_TYPES and model.costs.counting:
+            model.costs.add(line, cached=cached)
         model.cached += cached
         category = self._category(metadata)
         out = ScoreLine(request_id, label, kind, cached=cached, category=category)
@@ -413,7 +353,7 @@ class Evaluation:
         }
 
     def _figures(self, m: _Model) -> dict[str, Any]:
-        costs = m.cost_figures()
+        costs = m.costs.figures()
         requests = sum(m.counts.values())
         effective = costs["cost_usd"] + costs["cost_avoided_usd"]
         figures = {

@@ -39,7 +39,8 @@ from airflow_batches.evals._compare import (
     deltas,
     history,
 )
-from airflow_batches.evals._evaluate import Evaluation, fetched_costs
+from airflow_batches.evals._costs import fetched_costs
+from airflow_batches.evals._evaluate import Evaluation
 from airflow_batches.evals._report import render_report
 from airflow_batches.evals._reuse import scorer_fingerprint
 from airflow_batches.evals._scorelines import score_entries

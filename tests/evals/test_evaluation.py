@@ -94,7 +94,7 @@ def test_the_fetchs_costs_stand_for_a_model_whose_lines_are_then_not_counted_aga
 
 
 def test_the_fetchs_costs_are_taken_only_when_the_same_prices_made_them() -> None:
-    from airflow_batches.evals._evaluate import fetched_costs
+    from airflow_batches.evals._costs import fetched_costs
 
     manifest = {"prices_digest": PRICES.digest(), "matrix": {"h": _fetched(1.0, 0.0)}}
     assert fetched_costs(manifest, PRICES) == {"h": _fetched(1.0, 0.0)}

@@ -1,0 +1,129 @@
+"""JSON in an answer: finding it (:func:`extract_json`), and checking it against a JSON Schema
+(:func:`schema_checker`), for the ``json_schema`` scorer (``_builtin``).
+
+Each schema gets two validators, kept for the next answers (up to 256 schemas): ``jsonschema_rs``
+(compiled, in Rust) says whether an answer is valid, in about a microsecond; ``jsonschema`` (in
+Python, installed with Airflow) judges what the first calls invalid, and names the first fault.
+So every verdict of invalid, and every message, is ``jsonschema``'s. No schema is ever fetched
+from elsewhere: a remote ``$ref`` is a request to wherever a request's metadata points.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import msgspec
+
+__all__ = ["SchemaChecker", "extract_json", "schema_checker"]
+
+_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
+
+
+def _candidates(text: str) -> Iterator[str]:
+    """Where :func:`extract_json` looks, in order; each found only when the ones before it
+    were not JSON (most answers asked for JSON are JSON: the first try)."""
+    yield text.strip()
+    for m in _FENCE.finditer(text):
+        yield m.group(1).strip()
+    for opener, closer in ("{}", "[]"):
+        start, end = text.find(opener), text.rfind(closer)
+        if 0 <= start < end:
+            yield text[start : end + 1]
+
+
+def extract_json(text: str) -> Any:
+    """The JSON value in an answer: the whole text, a fenced block, or the first ``{...}`` or
+    ``[...]`` span; ``ValueError`` if there is none, or if it nests deeper than Python's
+    parser can go."""
+    too_deep = False
+    for candidate in _candidates(text):
+        try:
+            return json.loads(candidate)
+        except ValueError:
+            continue
+        except RecursionError:
+            too_deep = True
+    if too_deep:
+        raise ValueError("the answer's JSON nests deeper than Python's parser can go")
+    raise ValueError("no JSON value in the answer")
+
+
+class SchemaChecker:
+    """One schema's validators: ``jsonschema_rs`` (compiled, in Rust) says whether an answer is
+    valid; ``jsonschema`` (the reference, in Python) judges what the first calls invalid and
+    names the first fault. So a valid answer costs a microsecond or so instead of tens, and a
+    verdict of invalid and its message are ``jsonschema``'s, as they always were. Without a
+    compiled validator (a schema it will not build: a remote ``$ref``, a pattern only Python's
+    ``re`` reads), ``jsonschema`` judges every answer."""
+
+    __slots__ = ("fast", "slow")
+
+    def __init__(self, schema: Any) -> None:
+        import jsonschema
+        import referencing
+
+        # A remote $ref is never fetched (jsonschema would, by default): it is a request to
+        # wherever a request's metadata points. Checking an answer against it raises
+        # (``referencing.exceptions.Unresolvable``, naming the address): the request is named.
+        # (``retrieve`` is an attrs alias mypy does not see.)
+        self.slow = jsonschema.Draft202012Validator(
+            schema,
+            registry=referencing.Registry(retrieve=_refuse),  # type: ignore[call-arg]
+        )
+        self.fast = _compiled(schema)
+
+    def first_error(self, value: Any) -> str | None:
+        """None for a valid answer, else where and why it is not (the first fault by path)."""
+        fast = self.fast
+        if fast is not None:
+            try:
+                if fast.is_valid(value):
+                    return None
+            except Exception:  # a value it cannot take (a huge number, NaN): jsonschema judges
+                pass
+        slow = self.slow
+        if slow.is_valid(value):
+            return None
+        first = min(slow.iter_errors(value), key=lambda e: list(e.absolute_path))
+        where = "/".join(str(p) for p in first.absolute_path) or "(root)"
+        return f"{where}: {first.message}"
+
+
+def _refuse(uri: str) -> Any:
+    raise LookupError(f"{uri}: a schema is never fetched from elsewhere")
+
+
+def _compiled(schema: Any) -> Any:
+    """A ``jsonschema_rs`` validator of ``schema`` that fetches nothing (no remote ``$ref``: it
+    would be a request to wherever the metadata points), or None when it will not build."""
+    try:
+        import jsonschema_rs
+
+        return jsonschema_rs.Draft202012Validator(schema, retriever=_refuse)
+    except Exception:  # not a schema it takes: the reference judges alone
+        return None
+
+
+_VALIDATORS: dict[bytes, SchemaChecker] = {}
+_MAX_VALIDATORS = 256
+
+
+def _schema_key(schema: Any) -> bytes:
+    try:
+        return b"m" + msgspec.json.encode(schema, order="sorted")
+    except (TypeError, msgspec.EncodeError):  # not JSON: keyed as before
+        return b"j" + json.dumps(schema, sort_keys=True, default=str).encode()
+
+
+def schema_checker(schema: Any) -> SchemaChecker:
+    """The validators of a schema (JSON Schema 2020-12), kept for the next answers."""
+    key = _schema_key(schema)
+    validator = _VALIDATORS.get(key)
+    if validator is None:
+        validator = SchemaChecker(schema)
+        if len(_VALIDATORS) < _MAX_VALIDATORS:
+            _VALIDATORS[key] = validator
+    return validator
