@@ -262,7 +262,9 @@ class Evaluation:
                     group.add(score)
                 out.score, out.passed = score.score, score.passed
                 out.details = msgspec.Raw(details) if details else score.details
-        if self.baseline is not None:
+        if out.reused:  # the baseline's own score: compared, neither worse nor better
+            model.compared += 1
+        elif self.baseline is not None:
             self._compare(model, out, before)
         if self.scores_out is not None:
             self.scores_out.write(_encode(out) + b"\n")
