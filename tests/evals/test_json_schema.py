@@ -68,6 +68,22 @@ CASES = [
     ),
     ({"prefixItems": [{"type": "string"}], "items": False}, ["a", 1]),
     ({"$defs": {"n": {"type": "integer"}}, "items": {"$ref": "#/$defs/n"}}, [1, "x"]),
+    (  # a $ref by the schema's own $id: resolved in place, nothing fetched
+        {
+            "$id": "https://example.com/person",
+            "$defs": {"n": {"type": "integer"}},
+            "properties": {"age": {"$ref": "https://example.com/person#/$defs/n"}},
+        },
+        {"age": "x"},
+    ),
+    (
+        {
+            "$id": "https://example.com/a",
+            "$defs": {"b": {"$id": "b", "type": "string"}},
+            "$ref": "b",
+        },
+        1,
+    ),
 ]
 
 
