@@ -41,11 +41,28 @@ def fetched_costs(
     if not is_mapping(matrix) or not matrix or not isinstance(digest, str):
         return None
     entries = list(matrix.items())
-    if not all(is_mapping(e) and all(k in e for k in COST_FIGURES) for _, e in entries):
+    if not all(_well_formed(entry) for _, entry in entries):
         return None
     if digest != prices.digest():
         return None
     return {str(label): entry for label, entry in entries}
+
+
+def _well_formed(entry: Any) -> bool:
+    """Whether a manifest's matrix entry holds every cost figure, each of its type (a manifest
+    read back from storage is checked before its figures stand for the lines')."""
+    if not is_mapping(entry) or not all(k in entry for k in COST_FIGURES):
+        return False
+    rate = entry["cache_hit_rate"]
+    return (
+        all(_number(entry[k]) for k in ("cost_usd", "cost_avoided_usd"))
+        and all(type(entry[k]) is bool for k in ("cost_complete", "cost_avoided_complete"))
+        and (rate is None or _number(rate))
+    )
+
+
+def _number(value: Any) -> bool:
+    return type(value) in (int, float) and value == value and value >= 0  # no NaN, no debt
 
 
 class ModelCosts:

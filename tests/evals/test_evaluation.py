@@ -109,6 +109,17 @@ def test_the_fetchs_costs_are_taken_only_when_the_same_prices_made_them() -> Non
     assert (
         fetched_costs({**manifest, "matrix": {"h": partial, "g": _fetched(1, 0)}}, PRICES) is None
     )
+    junks = [
+        ("cost_usd", "1.0"),
+        ("cost_usd", True),
+        ("cost_avoided_usd", -1.0),
+        ("cost_usd", float("nan")),
+        ("cost_complete", 1),
+        ("cache_hit_rate", "x"),
+    ]
+    for field, junk in junks:  # a manifest read back from storage is checked first
+        bad = {**_fetched(1.0, 0.0), field: junk}
+        assert fetched_costs({**manifest, "matrix": {"h": bad}}, PRICES) is None, (field, junk)
 
 
 def test_a_scorer_that_raises_names_the_request() -> None:
