@@ -23,20 +23,24 @@ def _result_types(client: Client, batch_id: str) -> Counter[str]:
 
 
 def test_counts_stay_processing_until_the_end(emulator: RunningEmulator, client: Client) -> None:
-    emulator.configure(latency=0.01, workers=1)
-    batch = client.create(requests(30))
+    # 20 s of work, so the batch is still running however long this test stalls (see below).
+    emulator.configure(latency=0.05, workers=1)
+    batch = client.create(requests(400))
     emulator.wait_processed(batch.id, 3)
     running = client.retrieve(batch.id)
     assert running.processing_status == "in_progress"
-    assert running.request_counts.processing == 30
+    assert running.request_counts.processing == 400
     assert running.request_counts.succeeded == 0
     assert emulator.admin.batch(batch.id)["succeeded"] >= 3
 
 
 def test_cancel_mid_way(emulator: RunningEmulator, client: Client) -> None:
-    # 3 s of work: the cancel lands mid-way even on a busy machine.
+    # 20 s of work: the cancel lands mid-way even on a machine so busy that this test stalls
+    # for seconds between two calls (a CI run with 3 suites on 2 cores stalled past 3 s: all 60
+    # requests of an earlier version were answered before its cancel). The cancel ends the
+    # batch without waiting for the rest.
     emulator.configure(latency=0.05, workers=1)
-    batch = client.create(requests(60))
+    batch = client.create(requests(400))
     emulator.wait_processed(batch.id, 5)
     canceling = client.cancel(batch.id)
     assert canceling.processing_status == "canceling"
@@ -47,7 +51,7 @@ def test_cancel_mid_way(emulator: RunningEmulator, client: Client) -> None:
     counts = ended.request_counts
     assert counts.succeeded >= 5
     assert counts.canceled > 0
-    assert counts.succeeded + counts.canceled == 60
+    assert counts.succeeded + counts.canceled == 400
     assert ended.ended_at is not None
     assert ended.cancel_initiated_at is not None
     assert ended.ended_at >= ended.cancel_initiated_at
@@ -69,15 +73,15 @@ def test_expiry_with_an_advanced_clock(emulator: RunningEmulator, client: Client
 
 
 def test_partial_expiry(emulator: RunningEmulator, client: Client) -> None:
-    emulator.configure(latency=0.01, workers=1)
-    batch = client.create(requests(50))
+    emulator.configure(latency=0.05, workers=1)  # 20 s of work: it expires mid-way
+    batch = client.create(requests(400))
     emulator.wait_processed(batch.id, 3)
     emulator.advance_clock(DAY + 1)
     emulator.wait_ended(batch.id)
     counts = client.retrieve(batch.id).request_counts
     assert counts.succeeded >= 3
     assert counts.expired > 0
-    assert counts.succeeded + counts.expired == 50
+    assert counts.succeeded + counts.expired == 400
 
 
 def test_a_scaled_clock_runs_scale_times_real_time_and_never_backwards() -> None:
