@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_batches.evals._json_checks import extract_json, schema_checker
+from airflow_batches.evals._json_checks import extract_json, remote_ref, schema_checker
 from airflow_batches.evals._scorers import EvalResult, Scorer, ScorerError, is_mapping
 
 __all__ = [
@@ -191,6 +191,12 @@ def json_schema(
             jsonschema.Draft202012Validator.check_schema(schema)
         except jsonschema.SchemaError as exc:
             raise ScorerError(f"json_schema: the schema is not valid: {exc.message}") from None
+        uri = remote_ref(schema)
+        if uri is not None:
+            raise ScorerError(
+                f"json_schema: the schema's $ref {uri} is outside it, and a schema is never "
+                "fetched from elsewhere: put what it refers to under $defs"
+            )
     name = "json_schema(schema)" if schema is not None else f"json_schema({schema_key!r})"
     return JsonSchema(name, schema, schema_key, expected, from_tool)
 

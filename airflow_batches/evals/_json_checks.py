@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-__all__ = ["SchemaChecker", "extract_json", "schema_checker"]
+__all__ = ["SchemaChecker", "extract_json", "remote_ref", "schema_checker"]
 
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
 
@@ -105,6 +105,25 @@ def _compiled(schema: Any) -> Any:
         return jsonschema_rs.Draft202012Validator(schema, retriever=_refuse)
     except Exception:  # not a schema it takes: the reference judges alone
         return None
+
+
+def remote_ref(schema: Any) -> str | None:
+    """The first address outside the schema that a ``$ref`` of it needs (it would have to be
+    fetched, and never is), or None: to refuse such a schema when the scorer is made, before
+    a batch is paid for, not at its first answer."""
+    asked: list[str] = []
+
+    def record(uri: str) -> Any:
+        asked.append(uri)
+        return _refuse(uri)
+
+    try:
+        import jsonschema_rs
+
+        jsonschema_rs.Draft202012Validator(schema, retriever=record)
+    except Exception:  # asked for a remote schema, or not a schema it builds
+        pass
+    return asked[0] if asked else None
 
 
 _VALIDATORS: dict[bytes, SchemaChecker] = {}

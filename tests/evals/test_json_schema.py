@@ -13,7 +13,7 @@ import jsonschema
 import pytest
 
 from airflow_batches.api._pricing import load_price_table
-from airflow_batches.evals import EvalResult, Evaluation, EvaluationError, json_schema
+from airflow_batches.evals import EvalResult, Evaluation, EvaluationError, ScorerError, json_schema
 from airflow_batches.evals._json_checks import SchemaChecker, schema_checker
 from tests.evals import lines as L
 
@@ -23,6 +23,10 @@ PERSON = {
     "required": ["name", "age"],
     "additionalProperties": False,
 }
+
+
+def answer(text: str) -> EvalResult:
+    return EvalResult(L.succeeded("q1", text)["result"], custom_id="q1")
 
 
 def reference(schema: Any, value: Any) -> str | None:
@@ -143,8 +147,11 @@ def test_a_remote_ref_is_never_fetched_and_the_request_is_named(
     line = L.succeeded("q9", '"Ada"', metadata={"schema": {"$ref": url}})
     with pytest.raises(EvaluationError, match=rf"'q9'.*Unresolvable: {url}"):
         evaluation.add(json.dumps(line).encode())
-    fixed = json_schema({"type": "object", "properties": {"p": {"$ref": url}}})
-    with pytest.raises(Exception, match="Unresolvable"):
-        fixed(EvalResult(L.succeeded("q1", '{"p": "x"}')["result"], custom_id="q1"), {})
+    # A schema given to the scorer is refused when the scorer is made: at the DAG's parse,
+    # before any batch is paid for.
+    with pytest.raises(ScorerError, match=rf"\$ref {url} is outside it.*\$defs"):
+        json_schema({"type": "object", "properties": {"p": {"$ref": url}}})
+    inner = {"$defs": {"n": {"type": "integer"}}, "properties": {"p": {"$ref": "#/$defs/n"}}}
+    assert json_schema(inner)(answer('{"p": 1}'), {}) == {"score": True}
     assert schema_checker({"$ref": url}).fast is None
     assert asked == []
