@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import msgspec
@@ -96,13 +96,14 @@ def _refuse(uri: str) -> Any:
     raise LookupError(f"{uri}: a schema is never fetched from elsewhere")
 
 
-def _compiled(schema: Any) -> Any:
-    """A ``jsonschema_rs`` validator of ``schema`` that fetches nothing (no remote ``$ref``: it
-    would be a request to wherever the metadata points), or None when it will not build."""
+def _compiled(schema: Any, retriever: Callable[[str], Any] = _refuse) -> Any:
+    """A ``jsonschema_rs`` validator of ``schema`` that fetches nothing (``retriever`` is asked
+    for any schema outside it, and refuses: a remote ``$ref`` would be a request to wherever
+    the metadata points), or None when it will not build."""
     try:
         import jsonschema_rs
 
-        return jsonschema_rs.Draft202012Validator(schema, retriever=_refuse)
+        return jsonschema_rs.Draft202012Validator(schema, retriever=retriever)
     except Exception:  # not a schema it takes: the reference judges alone
         return None
 
@@ -117,12 +118,7 @@ def remote_ref(schema: Any) -> str | None:
         asked.append(uri)
         return _refuse(uri)
 
-    try:
-        import jsonschema_rs
-
-        jsonschema_rs.Draft202012Validator(schema, retriever=record)
-    except Exception:  # asked for a remote schema, or not a schema it builds
-        pass
+    _compiled(schema, record)
     return asked[0] if asked else None
 
 
