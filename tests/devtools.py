@@ -147,12 +147,20 @@ class Chromium:
             if "method" in message:
                 self.events.append(message)
 
-    def navigate(self, url: str) -> None:
-        """Open ``url`` in the tab and wait until it has loaded."""
-        self.events.clear()
-        answer = self.call("Page.navigate", url=url)
-        if answer.get("errorText"):
-            raise DevToolsError(f"navigating to {url}: {answer['errorText']}")
+    def navigate(self, url: str, *, tries: int = 3) -> None:
+        """Open ``url`` in the tab and wait until it has loaded.
+
+        ``net::ERR_ABORTED`` means the page's own navigation replaced ours (the sign-in page
+        redirects by script once it has its token, at a moment no test can see): asked again,
+        up to ``tries`` times in all. Any other error is raised at once."""
+        for attempt in range(1, tries + 1):
+            self.events.clear()
+            answer = self.call("Page.navigate", url=url)
+            error = answer.get("errorText")
+            if not error:
+                break
+            if error != "net::ERR_ABORTED" or attempt == tries:
+                raise DevToolsError(f"navigating to {url}: {error}")
         self.wait_event("Page.loadEventFired")
 
     def evaluate(self, expression: str, timeout: float = CALL_TIMEOUT) -> Any:
