@@ -68,11 +68,17 @@ class EvalResult(dict[str, Any]):
     @property
     def text(self) -> str:
         """The text blocks of the answer, joined (thinking and tool blocks left out)."""
-        return "".join(
-            str(b.get("text", ""))
-            for b in self.content
-            if is_mapping(b) and b.get("type") == "text"
-        )
+        # Read by most scorers, once an answer: one loop, no generator, no property chain.
+        message = self.get("message")
+        blocks = message.get("content") if is_mapping(message) else None
+        if not isinstance(blocks, list):
+            return ""
+        texts = []
+        for block in blocks:
+            if is_mapping(block) and block.get("type") == "text":
+                text = block.get("text", "")
+                texts.append(text if type(text) is str else str(text))
+        return texts[0] if len(texts) == 1 else "".join(texts)
 
     @property
     def tool_inputs(self) -> list[Any]:
@@ -112,14 +118,23 @@ def to_score(value: Any, *, pass_threshold: float = 1.0) -> Score | None:
     if is_mapping(value):
         if "score" not in value:
             raise ScorerError(f"a scorer's mapping needs a 'score', got keys {sorted(value)}")
-        inner = to_score(value["score"], pass_threshold=pass_threshold)
-        if inner is None:
-            return None
+        given = value["score"]
+        if type(given) is bool:  # the built-ins' verdict: no second Score made
+            number, verdict = (1.0 if given else 0.0), given
+        else:
+            inner = to_score(given, pass_threshold=pass_threshold)
+            if inner is None:
+                return None
+            number, verdict = inner.score, inner.passed
         passed = value.get("passed")
         if passed is not None and not isinstance(passed, bool):
             raise ScorerError(f"'passed' must be a bool, got {passed!r}")
-        details = {k: v for k, v in value.items() if k not in ("score", "passed")}
-        return Score(inner.score, inner.passed if passed is None else passed, details or None)
+        details = (
+            {k: v for k, v in value.items() if k not in ("score", "passed")}
+            if len(value) > 1
+            else None
+        )
+        return Score(number, verdict if passed is None else passed, details or None)
     raise ScorerError(
         f"a scorer must return a bool, a number, a mapping with 'score', or None; got "
         f"{type(value).__name__}"

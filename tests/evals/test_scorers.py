@@ -57,11 +57,34 @@ def test_the_result_is_the_apis_object_with_its_text_and_tool_inputs() -> None:
         (0.5, Score(0.5, False)),
         ({"score": 0.5, "passed": True, "why": "close"}, Score(0.5, True, {"why": "close"})),
         ({"score": False}, Score(0.0, False)),
+        ({"score": True, "passed": False}, Score(1.0, False)),
+        ({"score": True, "passed": None, "answer": 4}, Score(1.0, True, {"answer": 4})),
+        ({"score": None, "why": "skipped"}, None),
+        ({"score": {"score": 0.25}}, Score(0.25, False)),
         (None, None),
     ],
 )
 def test_what_a_scorer_may_return(value: Any, score: Score | None) -> None:
     assert to_score(value) == score
+
+
+@pytest.mark.parametrize(
+    ("content", "text"),
+    [
+        ([{"type": "text", "text": "one"}], "one"),
+        ([{"type": "text", "text": 7}], "7"),
+        ([{"type": "text"}], ""),
+        ([{"type": "thinking", "thinking": "x"}], ""),
+        ([], ""),
+        ("not a list", ""),
+        (None, ""),
+        (["a string block", {"type": "text", "text": "b"}], "b"),
+    ],
+)
+def test_the_text_of_odd_answers(content: Any, text: str) -> None:
+    assert EvalResult({"message": {"content": content}}).text == text
+    assert EvalResult({"message": "not an object"}).text == ""
+    assert EvalResult({}).text == ""
 
 
 def test_a_lower_pass_threshold_passes_partial_scores() -> None:
@@ -145,6 +168,35 @@ def test_scorers_by_name_and_by_import_path() -> None:
     assert resolve_scorer(user_scorer) is user_scorer
     with pytest.raises(ScorerError, match="unknown scorer"):
         resolve_scorer("nope")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"a": 1, "a": 2}',
+        "123456789012345678901234567890",
+        "-9223372036854775809",
+        "1e400",
+        "-1e400",
+        "1.5e-400",
+        "0.1",
+        "-0.0",
+        '{"a": NaN, "b": Infinity}',
+        '"\\ud800"',
+        '"\\u00e9 \\ud83d\\ude00"',
+        '"\ud83d\ude00"',
+        '"a\\u0000b"',
+        ' {"a": [1, 2.5e-3, true, null]} ',
+    ],
+)
+def test_extract_json_reads_what_json_reads(text: str) -> None:
+    """msgspec reads an answer first, ``json`` what msgspec refuses: the value is always the
+    one ``json.loads`` gives (the same type, the same repr)."""
+    import json
+
+    expected = json.loads(text)
+    got = extract_json(text)
+    assert type(got) is type(expected) and repr(got) == repr(expected)
 
 
 def test_extract_json_fails_clearly() -> None:
