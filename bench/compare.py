@@ -325,7 +325,27 @@ def run_case(case: Case, ctx: Context, sink: SinkProcess, rounds: int) -> dict[s
         print(f"  sdk / ours: {sdk['seconds'] / ours['seconds']:.1f}x the time")
     if case.target and curl and "floor" in runs:
         print(target_line(case.target, curl, summary["contenders"]))
+    if "ours" in runs and "floor" in runs:
+        print(floor_line(runs["ours"], runs["floor"]))
     return summary
+
+
+FLOOR_TARGET = 1.5
+"""Issue 31: ours at most this many times the floor, every check kept."""
+
+
+def floor_line(ours: list[Any], floor: list[Any]) -> str:
+    """Ours against the floor: the ratio of the medians, and the median of each round's own
+    ratio (the two ran back to back in a round, so a round's load weighs on both)."""
+    by_median = statistics.median(r.seconds for r in ours) / statistics.median(
+        r.seconds for r in floor
+    )
+    paired = statistics.median(o.seconds / f.seconds for o, f in zip(ours, floor, strict=False))
+    verdict = "met" if max(by_median, paired) <= FLOOR_TARGET else "not met"
+    return (
+        f"  ours / floor: {by_median:.2f}x (medians), {paired:.2f}x (median of the rounds'"
+        f" ratios); target at most {FLOOR_TARGET:g}x: {verdict}"
+    )
 
 
 def target_line(target: float, curl: float, contenders: dict[str, Any]) -> str:
