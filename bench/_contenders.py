@@ -36,11 +36,12 @@ def child_p1_ours(work: Path, base_url: str) -> dict[str, Any]:
             JobSubmitter(client, MemoryLedger(), lambda: job.path(REQUESTS_FILE).open("rb")).submit(
                 ledger
             )
-        t2 = time.perf_counter()
+        t2, cpu2 = time.perf_counter(), time.process_time()
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return {
         "seconds": t2 - t0,
+        "cpu_s": cpu2 - cpu0,
         "validate_stage_s": t1 - t0,
         "validate_stage_cpu_s": cpu1 - cpu0,
         "upload_s": t2 - t1,
@@ -74,7 +75,7 @@ def child_p2_ours(work: Path, base_url: str) -> dict[str, Any]:
     count = count_lines(work / "p2-results.jsonl")
     out = Path(tempfile.mkdtemp(prefix="p2-ours-", dir=work))
     try:
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         with Client(api_key=API_KEY, base_url=base_url, timeout=600) as client:
             job = JobDescriptor(
                 job_id="p2",
@@ -96,13 +97,13 @@ def child_p2_ours(work: Path, base_url: str) -> dict[str, Any]:
             )
             assert flow.next_wait() is None
             published = flow.publish(out, datetime.now(UTC))
-        seconds = time.perf_counter() - t0
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
         lines = published.manifest.lines
     finally:
         shutil.rmtree(out, ignore_errors=True)
     if lines != count:
         raise RuntimeError(f"ours published {lines} lines of {count}")
-    return {"seconds": seconds}
+    return {"seconds": seconds, "cpu_s": cpu}
 
 
 def child_p2_sdk(work: Path, base_url: str) -> dict[str, Any]:

@@ -35,7 +35,7 @@ def child_p1_floor(work: Path, base_url: str) -> dict[str, Any]:
     digest = hashlib.sha256()
     with tempfile.TemporaryDirectory(prefix="p1-floor-", dir=work) as staging:
         body = Path(staging) / "body.json"
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         with (
             (work / "p1-requests.jsonl").open("rb") as source,
             body.open("wb") as out,
@@ -75,8 +75,13 @@ def child_p1_floor(work: Path, base_url: str) -> dict[str, Any]:
         with httpx.Client(timeout=600) as client:
             url = f"{base_url}/v1/messages/batches"
             client.post(url, content=blocks(), headers=headers).raise_for_status()
-        t2 = time.perf_counter()
-    return {"seconds": t2 - t0, "read_decode_stage_s": t1 - t0, "upload_s": t2 - t1}
+        t2, cpu2 = time.perf_counter(), time.process_time()
+    return {
+        "seconds": t2 - t0,
+        "cpu_s": cpu2 - cpu0,
+        "read_decode_stage_s": t1 - t0,
+        "upload_s": t2 - t1,
+    }
 
 
 def child_p2_floor(work: Path, base_url: str) -> dict[str, Any]:
@@ -90,7 +95,7 @@ def child_p2_floor(work: Path, base_url: str) -> dict[str, Any]:
     expected = count_lines(work / "p2-results.jsonl")
     lines = 0
     target = work / "p2-floor.jsonl"
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     url = f"{base_url}/v1/messages/batches/msgbatch_p2/results"
     with (
         httpx.Client(timeout=600) as client,
@@ -110,8 +115,8 @@ def child_p2_floor(work: Path, base_url: str) -> dict[str, Any]:
         if rest.strip():
             decode(rest)
             lines += 1
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     target.unlink()
     if lines != expected:
         raise RuntimeError(f"the floor read {lines} lines of {expected}")
-    return {"seconds": seconds}
+    return {"seconds": seconds, "cpu_s": cpu}

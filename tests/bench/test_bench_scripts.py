@@ -52,6 +52,9 @@ def test_compare_runs_every_contender_against_the_sink(tmp_path: Path) -> None:
     # The floor sent the very body ours and curl send (the runner checks its size).
     assert {"read_decode_stage_s", "upload_s"} <= set(contenders["floor"])
     assert "validation (validate + stage) of ours" in out
+    # Ours against the floor, of the time and of CPU (each child counts its own).
+    assert "ours / floor: " in out and "x of CPU time" in out
+    assert contenders["ours"]["cpu_s"] > 0 and contenders["floor"]["cpu_s"] > 0
     if has_curl:
         assert "target 3x curl = " in out
         assert "target 1.5x curl = " in out
@@ -70,6 +73,8 @@ def test_compare_fetch_case_runs_every_contender(tmp_path: Path) -> None:
     contenders = json.loads(figures.read_text())["cases"]["P2"]["contenders"]
     assert {"ours", "sdk", "floor"} <= set(contenders)
     assert all(c["seconds"] > 0 for c in contenders.values())
+    assert contenders["ours"]["cpu_s"] > 0 and contenders["floor"]["cpu_s"] > 0
+    assert "ours / floor: " in out
 
 
 def test_validation_layers_and_the_absurd_line() -> None:
