@@ -20,9 +20,13 @@ from _inputs import API_KEY, count_lines
 def child_p1_ours(work: Path, base_url: str) -> dict[str, Any]:
     from airflow_batches.api import Client
     from airflow_batches.jobs._store import JobStore
-    from airflow_batches.jobs.prepare import RequestValidator, records_from_jsonl
+    from airflow_batches.jobs.prepare import (
+        REQUESTS_FILE,
+        RequestValidator,
+        records_from_jsonl,
+        stage_requests,
+    )
     from airflow_batches.jobs.submit import JobSubmitter, MemoryLedger, new_ledger
-    from airflow_batches.jobs.submit._submitter import REQUESTS_FILE, stage_requests
 
     staging = Path(tempfile.mkdtemp(prefix="staging-", dir=work))
     try:
@@ -70,7 +74,7 @@ def child_p2_ours(work: Path, base_url: str) -> dict[str, Any]:
     from airflow_batches.api import Client
     from airflow_batches.api._pricing import load_price_table
     from airflow_batches.jobs._descriptor import BatchInfo, JobDescriptor
-    from airflow_batches.jobs.results import FetchOptions, FetchState, FetchWorkflow
+    from airflow_batches.jobs.results import FetchOptions, FetchState, FetchWorkflow, Published
 
     count = count_lines(work / "p2-results.jsonl")
     out = Path(tempfile.mkdtemp(prefix="p2-ours-", dir=work))
@@ -98,6 +102,7 @@ def child_p2_ours(work: Path, base_url: str) -> dict[str, Any]:
             assert flow.next_wait() is None
             published = flow.publish(out, datetime.now(UTC))
         seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        assert isinstance(published, Published), "the batch had not ended"
         lines = published.manifest.lines
     finally:
         shutil.rmtree(out, ignore_errors=True)

@@ -393,8 +393,8 @@ def main() -> int:
     parser.add_argument("--base-url", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        figures = CHILDREN[args.child](args.work, args.base_url)
-        print(json.dumps({**figures, "rss_mib": peak_rss_mib()}))
+        answer = CHILDREN[args.child](args.work, args.base_url)
+        print(json.dumps({**answer, "rss_mib": peak_rss_mib()}))
         return 0
 
     print(f"machine: {machine()}")
