@@ -66,29 +66,36 @@ def score_entries(lines: Iterable[bytes]) -> Iterator[tuple[str, bytes]]:
     """A ``scores.jsonl`` (an earlier run's) as entries ``(model, custom_id) -> (score,
     passed)`` packed, then, when the line has one, the answer's digest (16 bytes) and the
     details (JSON), in its order; a request not scored then is an entry with no value."""
+    pack = PACKED.pack
     for raw in lines:
-        if not raw.strip():
+        if raw.isspace() or not raw:
             continue
         entry = _decode_entry(raw)
-        scored = entry.score is not None and entry.passed is not None
-        packed = PACKED.pack(entry.score, entry.passed) if scored else b""
-        digest = _digest_bytes(entry.digest) if scored else None
-        if digest is not None:  # else not a digest of ours: the score is compared, never reused
-            packed += digest
-            details = bytes(entry.details)
-            if details[:1] == b"{":  # an object (``null``, or none: no details)
-                packed += details
+        score, passed = entry.score, entry.passed
+        if score is None or passed is None:
+            packed = b""
+        else:
+            digest = _digest_bytes(entry.digest)
+            if digest is None:  # not a digest of ours: the score is compared, never reused
+                packed = pack(score, passed)
+            else:
+                details = memoryview(entry.details)  # kept when an object (not null, nor none)
+                packed = b"".join(
+                    (pack(score, passed), digest, details if details[:1].tobytes() == b"{" else b"")
+                )
         yield entry_key(entry.model, entry.custom_id), packed
 
 
 def _digest_bytes(text: str | None) -> bytes | None:
-    """A score line's ``digest`` as its 16 bytes: 32 hexadecimal digits, nothing else."""
-    if text is None or len(text) != 32 or not text.isascii() or not text.isalnum():
+    """A score line's ``digest`` as its 16 bytes: 32 hexadecimal digits, nothing else (a
+    space or a sign between them leaves fewer than 16 bytes, or is refused)."""
+    if text is None or len(text) != 32:
         return None
     try:
-        return bytes.fromhex(text)
+        digest = bytes.fromhex(text)
     except ValueError:
         return None
+    return digest if len(digest) == 16 else None
 
 
 def same_answer(packed: bytes | None, digest: bytes) -> tuple[Score, bytes] | None:

@@ -197,7 +197,11 @@ def test_the_digest_is_the_answer_and_the_metadata(line: bytes, same_as_first: b
     assert answer_digest(b"not json") is None
 
 
-@pytest.mark.parametrize("digest", ["ab" * 15 + " c", "zz" * 16, "ab" * 17, "", "ÀB" * 16])
+@pytest.mark.parametrize(
+    "digest",
+    ["ab" * 15 + " c", "ab" * 15 + "\tc", " " + "a" * 31, "+" + "a" * 31, "zz" * 16, "ab" * 17,
+     "", "ÀB" * 16, "a" * 30 + "\u0660\u0661", "ab" * 8 + " " * 16],
+)  # fmt: skip
 def test_a_digest_that_is_not_ours_is_compared_never_reused(digest: str) -> None:
     from airflow_batches.evals._scorelines import PACKED, score_entries
 
