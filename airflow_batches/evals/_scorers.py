@@ -68,13 +68,9 @@ class EvalResult(dict[str, Any]):
     @property
     def text(self) -> str:
         """The text blocks of the answer, joined (thinking and tool blocks left out)."""
-        # Read by most scorers, once an answer: one loop, no generator, no property chain.
-        message = self.get("message")
-        blocks = message.get("content") if is_mapping(message) else None
-        if not isinstance(blocks, list):
-            return ""
+        # Read by most scorers, once an answer: one loop, no generator.
         texts = []
-        for block in blocks:
+        for block in self.content:
             if is_mapping(block) and block.get("type") == "text":
                 text = block.get("text", "")
                 texts.append(text if type(text) is str else str(text))
