@@ -78,6 +78,7 @@ class _Kind(msgspec.Struct):
 
 _decode_head = msgspec.json.Decoder(_Head).decode
 _decode_kind = msgspec.json.Decoder(_Kind).decode
+_SUCCEEDED = b'{"type":"succeeded",'
 TOO_DEEP = (
     "the line nests arrays or objects deeper than Python's parser can go, so its answer "
     "cannot be handed to a scorer; published as the API sent it, not scored"
@@ -202,8 +203,28 @@ class Evaluation:
         try:
             head, cut = decode_deep(_decode_head, line)
             custom_id, matrix = str(head.custom_id), head.matrix
-            result: Any = None  # decoded here only when the line names no matrix model
+            result: Any = None  # decoded once, and only when it is scored or names the model
             if is_mapping(matrix):
+                label, request_id = str(matrix["model"]), str(matrix["custom_id"])
+            else:
+                result = _decode(head.result)
+                kind = str(result["type"])
+                message = result.get("message")
+                named = message.get("model") if is_mapping(message) else None
+                label = str(named or self.default_model)
+                request_id = custom_id
+            before = None if self._before is None else self._before(entry_key(label, request_id))
+            digest = (
+                None
+                if self.fingerprint is None or cut
+                else members_digest(head.result, head.metadata)
+            )
+            taken = same_answer(before, digest) if self.reuse and digest is not None else None
+            if result is not None:
+                pass  # the kind is read
+            elif taken is not None and memoryview(head.result)[: len(_SUCCEEDED)] == _SUCCEEDED:
+                kind = "succeeded"  # the baseline scored these very bytes, as the API writes them
+            elif self.reuse:  # most answers are last night's: the kind alone, no full decode
                 kind = str(_decode_kind(head.result).type)
             else:
                 result = _decode(head.result)
@@ -212,31 +233,20 @@ class Evaluation:
         except (msgspec.DecodeError, KeyError, TypeError) as exc:
             raise EvaluationError(f"not a result line ({exc}): {line[:120]!r}") from None
         self.lines += 1
-        if result is None:
-            label, request_id = str(matrix["model"]), str(matrix["custom_id"])
-        else:
-            message = result.get("message")
-            named = message.get("model") if is_mapping(message) else None
-            label = str(named or self.default_model)
-            request_id = custom_id
-        model = self._model(label)
+        model = self.models.get(label) or self._model(label)
         model.counts[kind] = model.counts.get(kind, 0) + 1
         cached = bool(head.cached_from)
-        if kind in RESULT_TYPES and model.costs.counting:
+        if model.costs.counting and kind in RESULT_TYPES:
             model.costs.add(line, cached=cached)
         model.cached += cached
-        category = self._category(metadata)
+        category = None
+        if self.group_by is not None and is_mapping(metadata):
+            value = metadata.get(self.group_by)
+            category = None if value is None else str(value)
         out = ScoreLine(request_id, label, kind, cached=cached, category=category)
-        before = None if self._before is None else self._before(entry_key(label, request_id))
         if kind == "succeeded":
-            digest = (
-                None
-                if self.fingerprint is None or cut
-                else members_digest(head.result, head.metadata)
-            )
-            taken = same_answer(before, digest) if self.reuse and digest is not None else None
             details: bytes = b""
-            if taken is not None:
+            if taken is not None:  # a score taken from the baseline is of a succeeded answer
                 (score, details), why, out.reused = taken, None, True
                 model.reused += 1
             elif cut:
@@ -269,12 +279,6 @@ class Evaluation:
         if self.scores_out is not None:
             self.scores_out.write(_encode(out) + b"\n")
         return out
-
-    def _category(self, metadata: Any) -> str | None:
-        if self.group_by is None or not is_mapping(metadata):
-            return None
-        value = metadata.get(self.group_by)
-        return None if value is None else str(value)
 
     def _score(self, result: EvalResult, metadata: Any) -> tuple[Score | None, str | None]:
         """The score, or None and, when the answer could not be scored at all, why."""

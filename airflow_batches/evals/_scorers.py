@@ -46,10 +46,12 @@ class ScorerError(ValueError):
 class EvalResult(dict[str, Any]):
     """The ``result`` object of one succeeded line, and what a scorer usually wants of it."""
 
+    __slots__ = ("custom_id", "model")  # one made per answer: no instance dict
+
     def __init__(
         self, result: Mapping[str, Any], *, custom_id: str = "", model: str | None = None
     ) -> None:
-        super().__init__(result)
+        dict.__init__(self, result)
         self.custom_id = custom_id
         """The line's custom_id (for a matrix job, the request's own, without the prefix)."""
         self.model = model

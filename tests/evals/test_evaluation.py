@@ -128,8 +128,20 @@ def test_a_scorer_that_raises_names_the_request() -> None:
 
     with pytest.raises(EvaluationError, match=r"raised on 'q7'.*KeyError"):
         Evaluation(broken, PRICES).add(encode(L.succeeded("q7", "x")))
-    with pytest.raises(EvaluationError, match="not a result line"):
-        Evaluation(exact_match(), PRICES).add(b'{"custom_id": "x"}')
+    odd = [
+        b'{"custom_id": "x"}',
+        b'{"custom_id": "x", "result": [1]}',
+        b'{"custom_id": "x", "result": "succeeded"}',
+        b'{"custom_id": "x", "result": {"message": {}}}',
+        b'{"custom_id": "x", "result": {"type": "succeeded"}, "matrix": {"model": "m"}}',
+        b'{"custom_id": "x", "result": [1], "matrix": {"model": "m", "custom_id": "x"}}',
+        b'{"custom_id": "x", "result": {}, "matrix": {"model": "m", "custom_id": "x"}}',
+    ]
+    for line in odd:
+        for fingerprint in (None, "f"):
+            evaluation = Evaluation(exact_match(), PRICES, fingerprint=fingerprint)
+            with pytest.raises(EvaluationError, match="not a result line"):
+                evaluation.add(line)
 
 
 def test_requests_that_lost_their_pass_are_regressions() -> None:

@@ -232,3 +232,45 @@ def test_a_reused_score_carries_last_nights_details_only_when_they_are_an_object
     # The details go into tonight's score line as last night wrote them: valid JSON, an object.
     assert (json.loads(raw) == details) if kept else raw == b""
     assert same_answer(packed, bytes.fromhex("cd" * 16)) is None  # another answer: scored
+
+
+@pytest.mark.parametrize("separators", [(",", ":"), (", ", ": ")])
+def test_a_forged_baseline_score_never_makes_an_errored_answer_succeed(
+    tmp_path: Path, separators: tuple[str, str]
+) -> None:
+    # Last night's scores.jsonl claims a pass for the very bytes of tonight's errored result:
+    # the kind is still read from tonight's line, so the line stays errored and unscored.
+    meta = {"expected": "4", "category": "math"}
+
+    def evaluate(folder: Path, lines: list[dict[str, Any]], baseline: Path | None) -> Any:
+        folder.mkdir()
+        results = folder / "results.jsonl"
+        results.write_text("".join(json.dumps(x, separators=separators) + "\n" for x in lines))
+        return evaluate_job(
+            MANIFEST,
+            EvalSettings(numeric(), PRICES),
+            output=folder,
+            result_files=[results],
+            baseline=Baseline.load(baseline) if baseline else None,
+        )
+
+    q1 = L.succeeded("q1", "4", label="a", metadata=meta)
+    evaluate(tmp_path / "n1", [q1, L.succeeded("q2", "4", label="a", metadata=meta)], None)
+    errored = L.errored("q2", label="a", metadata=meta)
+    forged = answer_digest(json.dumps(errored, separators=separators).encode())
+    assert forged is not None
+    scores = tmp_path / "n1" / "scores.jsonl"
+    kept = [json.loads(x) for x in scores.read_text().splitlines()]
+    for entry in kept:
+        if entry["custom_id"] == "q2":
+            entry["digest"] = forged.hex()
+    scores.write_text("".join(json.dumps(x) + "\n" for x in kept))
+    summary = evaluate(tmp_path / "n2", [q1, errored], tmp_path / "n1")
+    tonight = (tmp_path / "n2" / "scores.jsonl").read_text().splitlines()
+    lines = {x["custom_id"]: x for x in map(json.loads, tonight)}
+    assert lines["q2"]["type"] == "errored" and "score" not in lines["q2"]
+    assert not lines["q2"].get("reused")
+    assert lines["q1"]["reused"] is True and lines["q1"]["passed"] is True
+    figures = summary["models"]["a"]
+    assert figures["counts"]["errored"] == 1 and figures["counts"]["succeeded"] == 1
+    assert (figures["scored"], figures["scores_reused"]) == (1, 1)
