@@ -34,11 +34,13 @@ __all__ = [
 ]
 
 
-def _expected(metadata: Any, key: str) -> list[Any] | None:
-    """The expected values (a list: any of them will do), or None when the metadata has none."""
+def _expected(metadata: Any, key: str) -> Sequence[Any] | None:
+    """The expected values (any of them will do), or None when the metadata has none."""
     if not is_mapping(metadata) or key not in metadata:
         return None
     value = metadata[key]
+    if type(value) is list:  # as JSON decodes it: read, never changed
+        return value
     return list(value) if isinstance(value, list | tuple) else [value]
 
 
@@ -67,11 +69,13 @@ class ExactMatch(_Named):
         wanted = _expected(metadata, self.expected)
         if wanted is None:
             return None
-        answer = _normalise(result.text, case=self.case_sensitive, spaces=True)
+        case = self.case_sensitive
+        answer = _normalise(result.text, case=case, spaces=True)
         answer = answer.rstrip(self.strip_punctuation).strip()
-        return any(
-            answer == _normalise(str(w), case=self.case_sensitive, spaces=True) for w in wanted
-        )
+        for w in wanted:
+            if answer == _normalise(w if type(w) is str else str(w), case=case, spaces=True):
+                return True
+        return False
 
 
 def exact_match(

@@ -70,9 +70,19 @@ class EvalResult(dict[str, Any]):
     @property
     def text(self) -> str:
         """The text blocks of the answer, joined (thinking and tool blocks left out)."""
-        # Read by most scorers, once an answer: one loop, no generator.
+        # Read by most scorers, once an answer: one loop, no generator; one text block (most
+        # answers) read at once.
+        message = self.get("message")
+        blocks = message.get("content") if type(message) is dict or is_mapping(message) else None
+        if type(blocks) is not list:
+            blocks = blocks if isinstance(blocks, list) else []
+        if len(blocks) == 1:
+            block = blocks[0]
+            if type(block) is dict and block.get("type") == "text":
+                text = block.get("text", "")
+                return text if type(text) is str else str(text)
         texts = []
-        for block in self.content:
+        for block in blocks:
             if is_mapping(block) and block.get("type") == "text":
                 text = block.get("text", "")
                 texts.append(text if type(text) is str else str(text))
@@ -127,11 +137,11 @@ def to_score(value: Any, *, pass_threshold: float = 1.0) -> Score | None:
         passed = value.get("passed")
         if passed is not None and not isinstance(passed, bool):
             raise ScorerError(f"'passed' must be a bool, got {passed!r}")
-        details = (
-            {k: v for k, v in value.items() if k not in ("score", "passed")}
-            if len(value) > 1
-            else None
-        )
+        details = None
+        if len(value) > 1:
+            details = dict(value)  # one copy in C, then the two verdict keys out
+            del details["score"]
+            details.pop("passed", None)
         return Score(number, verdict if passed is None else passed, details or None)
     raise ScorerError(
         f"a scorer must return a bool, a number, a mapping with 'score', or None; got "
