@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -79,6 +80,10 @@ def test_what_a_scorer_may_return(value: Any, score: Score | None) -> None:
         ("not a list", ""),
         (None, ""),
         (["a string block", {"type": "text", "text": "b"}], "b"),
+        (["a string block"], ""),
+        ([{"type": "tool_use", "input": {"text": "no"}}], ""),
+        ([MappingProxyType({"type": "text", "text": "z"})], "z"),
+        ([{"type": "text", "text": "a"}, {"type": "text", "text": "b"}], "ab"),
     ],
 )
 def test_the_text_of_odd_answers(content: Any, text: str) -> None:
