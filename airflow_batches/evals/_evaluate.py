@@ -113,14 +113,27 @@ class _Group:
 class _Model:
     costs: ModelCosts
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RESULT_TYPES, 0))
-    scores: _Group = field(default_factory=_Group)
     unscored: int = 0
     cached: int = 0
-    categories: dict[str, _Group] = field(default_factory=dict)
+    groups: dict[str | None, _Group] = field(default_factory=dict)
+    """The scores by category (None: lines of no category); the model's are their sum."""
     regressions: int = 0
     improvements: int = 0
     compared: int = 0
     reused: int = 0
+
+    @property
+    def scores(self) -> _Group:
+        total = _Group()
+        for group in self.groups.values():
+            total.scored += group.scored
+            total.passed += group.passed
+            total.total += group.total
+        return total
+
+    @property
+    def categories(self) -> dict[str, _Group]:
+        return {k: g for k, g in sorted(self.groups.items(), key=_named) if k is not None}
 
     def merge(self, other: _Model) -> None:
         """Take in the lines of ``other`` (unscored ones: errored, expired, canceled)."""
@@ -128,6 +141,10 @@ class _Model:
             self.counts[kind] = self.counts.get(kind, 0) + n
         self.costs.merge(other.costs)
         self.unscored += other.unscored
+
+
+def _named(item: tuple[str | None, _Group]) -> str:
+    return item[0] or ""
 
 
 def _ratio(part: float, whole: float) -> float | None:
@@ -201,7 +218,10 @@ class Evaluation:
     def add(self, line: bytes) -> ScoreLine:
         """Score one published result line; returns what was written to ``scores.jsonl``."""
         try:
-            head, cut = decode_deep(_decode_head, line)
+            try:
+                head, cut = _decode_head(line), False
+            except RecursionError:  # nested too deep: its shallow copy
+                head, cut = decode_deep(_decode_head, line)
             custom_id, matrix = str(head.custom_id), head.matrix
             result: Any = None  # decoded once, and only when it is scored or names the model
             if is_mapping(matrix):
@@ -264,12 +284,10 @@ class Evaluation:
             if score is None:
                 model.unscored += 1
             else:
-                model.scores.add(score)
-                if category is not None:
-                    group = model.categories.get(category)
-                    if group is None:
-                        group = model.categories[category] = _Group()
-                    group.add(score)
+                group = model.groups.get(category)
+                if group is None:
+                    group = model.groups[category] = _Group()
+                group.add(score)
                 out.score, out.passed = score.score, score.passed
                 out.details = msgspec.Raw(details) if details else score.details
         if out.reused:  # the baseline's own score: compared, neither worse nor better
@@ -342,9 +360,10 @@ class Evaluation:
         models = {label: self._figures(self.models[label]) for label in labels}
         total = _Group()
         for m in self.models.values():
-            total.scored += m.scores.scored
-            total.passed += m.scores.passed
-            total.total += m.scores.total
+            scores = m.scores
+            total.scored += scores.scored
+            total.passed += scores.passed
+            total.total += scores.total
         cost = sum(f["cost_usd"] for f in models.values())
         avoided = sum(f["cost_avoided_usd"] for f in models.values())
         return {
@@ -362,22 +381,21 @@ class Evaluation:
         costs = m.costs.figures()
         requests = sum(m.counts.values())
         effective = costs["cost_usd"] + costs["cost_avoided_usd"]
+        scores = m.scores
         figures = {
             "requests": requests,
             "counts": dict(m.counts),
-            **m.scores.figures(),
-            "failed": m.scores.scored - m.scores.passed,
+            **scores.figures(),
+            "failed": scores.scored - scores.passed,
             "unscored": m.unscored,
             "cost_usd": costs["cost_usd"],
             "cost_avoided_usd": costs["cost_avoided_usd"],
-            "cost_per_correct_usd": round(effective / m.scores.passed, 8)
-            if m.scores.passed
-            else None,
+            "cost_per_correct_usd": round(effective / scores.passed, 8) if scores.passed else None,
             "cost_complete": costs["cost_complete"],
             "prompt_cache_hit_rate": costs["prompt_cache_hit_rate"],
             "cross_run_cache_hits": m.cached,
             "cross_run_cache_hit_rate": _ratio(m.cached, requests),
-            "categories": {k: g.figures() for k, g in sorted(m.categories.items())},
+            "categories": {k: g.figures() for k, g in m.categories.items()},
         }
         if self.baseline is not None:
             figures["compared"] = m.compared
