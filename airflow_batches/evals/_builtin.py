@@ -210,6 +210,8 @@ _NUMBER = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)
 
 def last_number(text: str) -> float | None:
     """The last number written in a text (``1,234.5`` reads as 1234.5), or None."""
+    if text.isdecimal():  # digits alone (the characters `\d` matches): the number is the text
+        return float(text)
     found = _NUMBER.findall(text)
     return float(found[-1].replace(",", "")) if found else None
 

@@ -38,6 +38,10 @@ def extract_json(text: str) -> Any:
     """The JSON value in an answer: the whole text, a fenced block, or the first ``{...}`` or
     ``[...]`` span; ``ValueError`` if there is none, or if it nests deeper than Python's
     parser can go."""
+    try:  # most answers asked for JSON are JSON: read at once (JSON's own spaces around it)
+        return _decode(text)
+    except Exception:
+        pass
     too_deep = False
     for candidate in _candidates(text):
         try:
@@ -147,12 +151,28 @@ def _schema_key(schema: Any) -> bytes:
         return b"j" + json.dumps(schema, sort_keys=True, default=str).encode()
 
 
+_AS_WRITTEN: dict[bytes, SchemaChecker] = {}
+"""The same validators by the schema's JSON in its own key order: found without sorting
+(a request's metadata holds the same schema in the same order, answer after answer)."""
+_encode = msgspec.json.Encoder().encode
+
+
 def schema_checker(schema: Any) -> SchemaChecker:
     """The validators of a schema (JSON Schema 2020-12), kept for the next answers."""
+    try:
+        written: bytes | None = _encode(schema)
+    except (TypeError, msgspec.EncodeError):
+        written = None
+    else:
+        found = _AS_WRITTEN.get(written)
+        if found is not None:
+            return found
     key = _schema_key(schema)
     validator = _VALIDATORS.get(key)
     if validator is None:
         validator = SchemaChecker(schema)
         if len(_VALIDATORS) < _MAX_VALIDATORS:
             _VALIDATORS[key] = validator
+    if written is not None and len(_AS_WRITTEN) < _MAX_VALIDATORS:
+        _AS_WRITTEN[written] = validator
     return validator

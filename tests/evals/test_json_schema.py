@@ -155,3 +155,15 @@ def test_a_remote_ref_is_never_fetched_and_the_request_is_named(
     assert json_schema(inner)(answer('{"p": 1}'), {}) == {"score": True}
     assert schema_checker({"$ref": url}).fast is None
     assert asked == []
+
+
+def test_a_schema_is_kept_by_its_meaning_and_never_confused_with_another() -> None:
+    # Kept by its JSON as written (no sort) and by its sorted JSON: the same schema in another
+    # key order shares the validators; 1 and true are other schemas (true is not a number).
+    one = schema_checker({"type": "integer", "const": 1})
+    assert schema_checker({"type": "integer", "const": 1}) is one
+    assert schema_checker({"const": 1, "type": "integer"}) is one
+    truth = schema_checker({"type": "integer", "const": True})
+    assert truth is not one
+    assert one.first_error(1) is None and one.first_error(True) is not None
+    assert truth.first_error(1) is not None

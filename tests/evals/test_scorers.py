@@ -155,6 +155,16 @@ def test_numeric_reads_the_last_number_within_a_tolerance() -> None:
         numeric()(answer("1"), {"expected": "one"})
 
 
+@pytest.mark.parametrize(
+    "text", ["7", "0042", "83769", "\u0663\u0664", "\uff11\uff12", "\u00b2", "1" * 400, "", "12a"]
+)
+def test_last_number_of_digits_alone_is_what_the_pattern_reads(text: str) -> None:
+    from airflow_batches.evals._builtin import _NUMBER
+
+    found = _NUMBER.findall(text)
+    assert last_number(text) == (float(found[-1].replace(",", "")) if found else None)
+
+
 def test_by_category_picks_the_scorer_of_the_requests_category() -> None:
     scorer = by_category({"math": "numeric", "city": exact_match()}, default=contains())
     assert scorer(answer("4"), {"category": "math", "expected": 4})["score"] is True
