@@ -159,14 +159,14 @@ _encode = msgspec.json.Encoder().encode
 
 def schema_checker(schema: Any) -> SchemaChecker:
     """The validators of a schema (JSON Schema 2020-12), kept for the next answers."""
+    written: bytes | None
     try:
-        written: bytes | None = _encode(schema)
+        written = _encode(schema)
     except (TypeError, msgspec.EncodeError):
         written = None
-    else:
-        found = _AS_WRITTEN.get(written)
-        if found is not None:
-            return found
+    found = _AS_WRITTEN.get(written) if written is not None else None
+    if found is not None:
+        return found
     key = _schema_key(schema)
     validator = _VALIDATORS.get(key)
     if validator is None:
