@@ -46,7 +46,9 @@ class ScorerError(ValueError):
 class EvalResult(dict[str, Any]):
     """The ``result`` object of one succeeded line, and what a scorer usually wants of it."""
 
-    __slots__ = ("custom_id", "model")  # one made per answer: no instance dict
+    # One is made per answer: its two attributes in slots, and an instance dict only when a
+    # scorer sets an attribute of its own.
+    __slots__ = ("__dict__", "custom_id", "model")
 
     def __init__(
         self, result: Mapping[str, Any], *, custom_id: str = "", model: str | None = None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
 from types import MappingProxyType
 from typing import Any
 
@@ -67,6 +69,15 @@ def test_the_result_is_the_apis_object_with_its_text_and_tool_inputs() -> None:
 )
 def test_what_a_scorer_may_return(value: Any, score: Score | None) -> None:
     assert to_score(value) == score
+
+
+def test_an_answer_travels_and_takes_a_scorers_own_attributes() -> None:
+    result = EvalResult({"message": {"content": [{"type": "text", "text": "hi"}]}}, custom_id="c")
+    result.note = "a scorer's own"  # type: ignore[attr-defined]
+    for copied in (pickle.loads(pickle.dumps(result)), copy.deepcopy(result)):
+        assert isinstance(copied, EvalResult) and copied == result
+        assert (copied.custom_id, copied.model, copied.text) == ("c", None, "hi")
+        assert copied.note == "a scorer's own"  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(
