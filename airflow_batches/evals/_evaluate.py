@@ -25,7 +25,6 @@ scored.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
 from typing import IO, Any
 
 import msgspec
@@ -50,12 +49,12 @@ from airflow_batches.evals._scorers import (
     is_mapping,
     to_score,
 )
+from airflow_batches.evals._tallies import RESULT_TYPES, ModelTally, ScoreTally
 from airflow_batches.jobs import DiskIndex, Lookahead, decode_deep
 
 __all__ = ["Evaluation", "EvaluationError", "ScoreLine", "load_scores", "score_entries"]
 
 UNKNOWN_MODEL = "(unknown model)"
-RESULT_TYPES = ("succeeded", "errored", "expired", "canceled")
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
 
@@ -87,68 +86,6 @@ TOO_DEEP = (
 
 class EvaluationError(BatchesError):
     """A line could not be scored (the scorer raised, or returned no score)."""
-
-
-@dataclass
-class _Group:
-    scored: int = 0
-    passed: int = 0
-    total: float = 0.0
-
-    def add(self, score: Score) -> None:
-        self.scored += 1
-        self.passed += score.passed
-        self.total += score.score
-
-    def figures(self) -> dict[str, Any]:
-        return {
-            "scored": self.scored,
-            "passed": self.passed,
-            "pass_rate": _ratio(self.passed, self.scored),
-            "mean_score": _ratio(self.total, self.scored),
-        }
-
-
-@dataclass
-class _Model:
-    costs: ModelCosts
-    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RESULT_TYPES, 0))
-    unscored: int = 0
-    cached: int = 0
-    groups: dict[str | None, _Group] = field(default_factory=dict)
-    """The scores by category (None: lines of no category); the model's are their sum."""
-    regressions: int = 0
-    improvements: int = 0
-    compared: int = 0
-    reused: int = 0
-
-    @property
-    def scores(self) -> _Group:
-        total = _Group()
-        for group in self.groups.values():
-            total.scored += group.scored
-            total.passed += group.passed
-            total.total += group.total
-        return total
-
-    @property
-    def categories(self) -> dict[str, _Group]:
-        return {k: g for k, g in sorted(self.groups.items(), key=_named) if k is not None}
-
-    def merge(self, other: _Model) -> None:
-        """Take in the lines of ``other`` (unscored ones: errored, expired, canceled)."""
-        for kind, n in other.counts.items():
-            self.counts[kind] = self.counts.get(kind, 0) + n
-        self.costs.merge(other.costs)
-        self.unscored += other.unscored
-
-
-def _named(item: tuple[str | None, _Group]) -> str:
-    return item[0] or ""
-
-
-def _ratio(part: float, whole: float) -> float | None:
-    return round(part / whole, 6) if whole else None
 
 
 class Evaluation:
@@ -204,15 +141,15 @@ class Evaluation:
         self.fingerprint = fingerprint
         self.reuse = reuse and fingerprint is not None and self._before is not None
         self.costs = costs or {}
-        self.models: dict[str, _Model] = {}
+        self.models: dict[str, ModelTally] = {}
         self.examples: list[dict[str, Any]] = []
         self.lines = 0
 
-    def _model(self, label: str) -> _Model:
+    def _model(self, label: str) -> ModelTally:
         model = self.models.get(label)
         if model is None:
             given = self.costs.get(label)
-            model = self.models[label] = _Model(ModelCosts(self.prices, given))
+            model = self.models[label] = ModelTally(ModelCosts(self.prices, given))
         return model
 
     def add(self, line: bytes) -> ScoreLine:
@@ -286,7 +223,7 @@ class Evaluation:
             else:
                 group = model.groups.get(category)
                 if group is None:
-                    group = model.groups[category] = _Group()
+                    group = model.groups[category] = ScoreTally()
                 group.add(score)
                 out.score, out.passed = score.score, score.passed
                 out.details = msgspec.Raw(details) if details else score.details
@@ -318,7 +255,7 @@ class Evaluation:
                 f"{type(exc).__name__}: {exc}"
             ) from exc
 
-    def _compare(self, model: _Model, now: ScoreLine, packed: bytes | None) -> None:
+    def _compare(self, model: ModelTally, now: ScoreLine, packed: bytes | None) -> None:
         if not packed or now.score is None or now.passed is None:
             return
         before, passed_before = PACKED.unpack_from(packed)
@@ -357,13 +294,9 @@ class Evaluation:
             del self.models[UNKNOWN_MODEL]
         labels = [m for m in order or () if m in self.models]
         labels += sorted(m for m in self.models if m not in labels)
-        models = {label: self._figures(self.models[label]) for label in labels}
-        total = _Group()
-        for m in self.models.values():
-            scores = m.scores
-            total.scored += scores.scored
-            total.passed += scores.passed
-            total.total += scores.total
+        compared = self.baseline is not None
+        models = {label: self.models[label].figures(compared=compared) for label in labels}
+        total = ScoreTally.sum(m.scores for m in self.models.values())
         cost = sum(f["cost_usd"] for f in models.values())
         avoided = sum(f["cost_avoided_usd"] for f in models.values())
         return {
@@ -376,33 +309,6 @@ class Evaluation:
                 "regressions": sum(m.regressions for m in self.models.values()),
             },
         }
-
-    def _figures(self, m: _Model) -> dict[str, Any]:
-        costs = m.costs.figures()
-        requests = sum(m.counts.values())
-        effective = costs["cost_usd"] + costs["cost_avoided_usd"]
-        scores = m.scores
-        figures = {
-            "requests": requests,
-            "counts": dict(m.counts),
-            **scores.figures(),
-            "failed": scores.scored - scores.passed,
-            "unscored": m.unscored,
-            "cost_usd": costs["cost_usd"],
-            "cost_avoided_usd": costs["cost_avoided_usd"],
-            "cost_per_correct_usd": round(effective / scores.passed, 8) if scores.passed else None,
-            "cost_complete": costs["cost_complete"],
-            "prompt_cache_hit_rate": costs["prompt_cache_hit_rate"],
-            "cross_run_cache_hits": m.cached,
-            "cross_run_cache_hit_rate": _ratio(m.cached, requests),
-            "categories": {k: g.figures() for k, g in m.categories.items()},
-        }
-        if self.baseline is not None:
-            figures["compared"] = m.compared
-            figures["regressions"] = m.regressions
-            figures["improvements"] = m.improvements
-            figures["scores_reused"] = m.reused
-        return figures
 
 
 LineSource = Callable[[], Iterator[bytes]]
