@@ -207,8 +207,10 @@ class IndexBuilder:
     def add(self, key: bytes, id_hash: bytes, offset: int, length: int, stored: int) -> None:
         self._spills[key[0] >> 4].write(RECORD.pack(key, id_hash, offset, length, stored))
         self.count += 1
-        self.oldest = min(self.oldest, stored)
-        self.newest = max(self.newest, stored)
+        if stored < self.oldest:
+            self.oldest = stored
+        if stored > self.newest:
+            self.newest = stored
 
     def write(self, target: StoragePath, data_bytes: int, supersedes: list[str]) -> None:
         """Write the index to ``target`` (atomically), then drop the temporary files."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from binascii import hexlify
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from datetime import UTC, datetime
@@ -81,7 +82,7 @@ class CacheWriter:
         data = b"".join(
             (
                 b'{"key":"',
-                key.hex().encode(),
+                hexlify(key),
                 b'","custom_id":',
                 _encode(custom_id),
                 b',"batch_id":',
