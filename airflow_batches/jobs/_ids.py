@@ -55,8 +55,8 @@ class SeenLines:
     """custom_id (by its :func:`id_hash`) to the key of its line, for one batch's results.
 
     Open addressing with linear probing over two ``array("Q")``: the low 64 bits of the hash
-    (0 marks a free slot) and the line's key (``_download.line_key``, never 0 for a line that is
-    not blank). Sized for ``expected`` ids at half load and doubled if more come. Two ids whose
+    (0 marks a free slot) and the line's key (``_download.line_key``, never 0). Sized for
+    ``expected`` ids at half load and doubled if more come. Two ids whose
     hashes share 64 bits (about 3e-10 for 100,000 ids) would read as one: the batch then fails
     with two different lines for one custom_id; nothing is published wrong.
     """

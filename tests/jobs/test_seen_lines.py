@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import zlib
 
 from airflow_batches.jobs._ids import SeenLines, id_hash
 from airflow_batches.jobs.results._download import line_key
@@ -41,3 +42,19 @@ def test_hashes_that_share_their_low_bits_are_told_apart() -> None:
         assert seen.put(value, 99) == n
     assert seen.put(0, 7) == 0  # a hash of 0 takes the slot of 1, not the free mark
     assert seen.put(1, 8) == 7
+
+
+def test_line_keys_tell_lines_apart_even_where_a_crc_would_not() -> None:
+    # Two different lines of one length and one CRC-32 (found by a seeded birthday search):
+    # a server could forge such a pair against a CRC; the keyed hash gives them two keys.
+    rng = random.Random(31)
+    by_crc: dict[int, bytes] = {}
+    while True:
+        line = b'{"custom_id":"a","x":"' + rng.randbytes(6).hex().encode() + b'"}'
+        other = by_crc.setdefault(zlib.crc32(line), line)
+        if other != line:
+            break
+    assert len(other) == len(line) and zlib.crc32(other) == zlib.crc32(line)
+    assert line_key(other) != line_key(line)
+    assert line_key(bytes(bytearray(line))) == line_key(line)  # equal bytes, another object
+    assert all(line_key(x) for x in (b"", b"a", line))  # never 0 (0 is SeenLines' "none")

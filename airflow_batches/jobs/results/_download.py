@@ -9,8 +9,8 @@ Two layers. A cut mid-body is resumed by the client itself (``Client.iter_result
 read fails anyway (a 5xx, 529 or 429 that outlasts the client's own retries, the resumes
 spent), the read starts again here, within ``DownloadPolicy.max_tries``, and the lines already
 delivered are skipped. They are checked, not trusted: their count and the sum of their keys
-(CRC-32 and length) must match what was delivered; otherwise :class:`ResultsChangedError`,
-and the caller starts over.
+(:func:`line_key`) must match what was delivered; otherwise :class:`ResultsChangedError`, and
+the caller starts over.
 
 Lines are numbered as they stand in the body, blank ones included, so that every message
 names the line a person finds in the file.
@@ -19,7 +19,6 @@ names the line a person finds in the file.
 from __future__ import annotations
 
 import time
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -64,11 +63,15 @@ class RawLine(NamedTuple):
     data: bytes
     """The line without its ``\\n`` (nor a ``\\r`` before it); empty for a blank line."""
     key: int
-    """CRC-32 and length of ``data``: equal keys mean (almost surely) equal lines."""
+    """:func:`line_key` of ``data``: equal keys mean (almost surely) equal lines."""
 
 
 def line_key(data: bytes) -> int:
-    return (zlib.crc32(data) << 32) | (len(data) & 0xFFFFFFFF)
+    """A line's 64-bit key, never 0: Python's keyed hash of its bytes (SipHash, with a secret
+    drawn per process), so a server cannot make two different lines share a key as it could
+    with a CRC. Keys live only as long as the process (a read, its resumed reads, the check of
+    a batch's lines): they are never stored."""
+    return hash(data) & _MASK or 1
 
 
 def _skip_checked(lines: Iterator[bytes], count: int, total: int, batch: MessageBatch) -> None:
@@ -97,7 +100,7 @@ def read_batch_lines(
     a permanent failure (results archived, 401, ...).
     """
     policy = policy or DownloadPolicy()
-    crc32, new = zlib.crc32, tuple.__new__  # a RawLine without its Python-level __new__
+    new = tuple.__new__  # a RawLine without its Python-level __new__
     count = total = 0  # what has been handed out: lines, and the sum of their keys
     tries = 0
     while True:
@@ -109,7 +112,7 @@ def read_batch_lines(
             if count:
                 _skip_checked(lines, count, total, batch)
             for data in lines:
-                key = (crc32(data) << 32) | (len(data) & 0xFFFFFFFF)
+                key = hash(data) & _MASK or 1  # line_key, inline
                 count += 1
                 total = (total + key) & _MASK
                 yield new(RawLine, (count, data, key))
