@@ -177,15 +177,14 @@ class Evaluation:
                 else members_digest(head.result, head.metadata)
             )
             taken = same_answer(before, digest) if self.reuse and digest is not None else None
-            if result is not None:
-                pass  # the kind is read
-            elif taken is not None and memoryview(head.result)[: len(_SUCCEEDED)] == _SUCCEEDED:
-                kind = "succeeded"  # the baseline scored these very bytes, as the API writes them
-            elif self.reuse:  # most answers are last night's: the kind alone, no full decode
-                kind = str(_decode_kind(head.result).type)
-            else:
-                result = _decode(head.result)
-                kind = str(result["type"])
+            if result is None:  # a matrix line: its kind is not read yet
+                if taken is not None and memoryview(head.result)[: len(_SUCCEEDED)] == _SUCCEEDED:
+                    kind = "succeeded"  # the very bytes the baseline scored
+                elif self.reuse:  # most answers are last night's: the kind alone, no full decode
+                    kind = str(_decode_kind(head.result).type)
+                else:
+                    result = _decode(head.result)
+                    kind = str(result["type"])
             metadata = _decode(head.metadata) if head.metadata else None
         except (msgspec.DecodeError, KeyError, TypeError) as exc:
             raise EvaluationError(f"not a result line ({exc}): {line[:120]!r}") from None

@@ -72,19 +72,8 @@ class EvalResult(dict[str, Any]):
     @property
     def text(self) -> str:
         """The text blocks of the answer, joined (thinking and tool blocks left out)."""
-        # Read by most scorers, once an answer: one loop, no generator; one text block (most
-        # answers) read at once.
-        message = self.get("message")
-        blocks = message.get("content") if type(message) is dict or is_mapping(message) else None
-        if type(blocks) is not list:
-            blocks = blocks if isinstance(blocks, list) else []
-        if len(blocks) == 1:
-            block = blocks[0]
-            if type(block) is dict and block.get("type") == "text":
-                text = block.get("text", "")
-                return text if type(text) is str else str(text)
-        texts = []
-        for block in blocks:
+        texts = []  # read by most scorers, once an answer: one loop, no generator
+        for block in self.content:
             if is_mapping(block) and block.get("type") == "text":
                 text = block.get("text", "")
                 texts.append(text if type(text) is str else str(text))
