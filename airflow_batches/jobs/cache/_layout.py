@@ -69,9 +69,14 @@ class KeyLine(msgspec.Struct):
 decode_key_line = msgspec.json.Decoder(KeyLine).decode
 
 
+_BLAKE2B_64 = hashlib.blake2b(digest_size=8)
+
+
 def custom_id_hash(custom_id: str) -> bytes:
     """The 8 bytes of a custom_id in an index record (BLAKE2b-64)."""
-    return hashlib.blake2b(custom_id.encode(), digest_size=8).digest()
+    digest = _BLAKE2B_64.copy()  # cheaper than a new hash object with its options
+    digest.update(custom_id.encode())
+    return digest.digest()
 
 
 def segment_name(now: datetime, tag: str) -> str:

@@ -193,6 +193,8 @@ class CrossRunCache:
         self.bounds = Bounds(max_age=max_age, max_bytes=max_bytes)
         self.clock = clock
         self._identity = _identity(endpoint, anthropic_version, self.betas)
+        self._keyed = hashlib.blake2b(self._identity, digest_size=16)
+        """The identity hashed already: a request's key is a copy of it, its params added."""
 
     def __repr__(self) -> str:
         return f"CrossRunCache({str(self.root)!r})"
@@ -206,7 +208,9 @@ class CrossRunCache:
         except (msgspec.DecodeError, msgspec.EncodeError, OverflowError, RecursionError):
             parsed = _decode_params(line)
             return parsed.custom_id, _key(self._identity, bytes(parsed.params))
-        return custom_id, hashlib.blake2b(self._identity + canonical, digest_size=16).digest()
+        key = self._keyed.copy()
+        key.update(canonical)
+        return custom_id, key.digest()
 
     def segments(self) -> list[str]:
         """Names of the segments a lookup reads now, newest first."""

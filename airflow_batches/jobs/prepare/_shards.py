@@ -9,14 +9,13 @@ flight to the writer thread), and 16 bytes per custom_id (for uniqueness).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any, Literal
 
 from airflow_batches.api import BatchesError
 from airflow_batches.api._envelope import ENVELOPE_BYTES, SEPARATOR, frame_body
-from airflow_batches.jobs._ids import IdsDigest
+from airflow_batches.jobs._ids import IdsDigest, id_digest
 from airflow_batches.jobs.prepare._blocks import Staging
 from airflow_batches.jobs.prepare._limits import Limits
 from airflow_batches.jobs.prepare._problems import Problem, RequestValidationError
@@ -67,12 +66,6 @@ class Prepared:
     shards: list[Shard]
     rejected: list[Problem] = field(default_factory=list)
     rejected_count: int = 0
-
-
-def id_digest(custom_id: str) -> bytes:
-    """The 128-bit BLAKE2b of a custom_id: its entry in :class:`CustomIds`, and (as an integer)
-    what a shard's ``IdsDigest`` sums (``jobs._ids.id_hash``)."""
-    return hashlib.blake2b(custom_id.encode(), digest_size=16).digest()
 
 
 class CustomIds:
