@@ -70,7 +70,9 @@ def line_key(data: bytes) -> int:
     """A line's 64-bit key, never 0: Python's keyed hash of its bytes (SipHash, with a secret
     drawn per process), so a server cannot make two different lines share a key as it could
     with a CRC. Keys live only as long as the process (a read, its resumed reads, the check of
-    a batch's lines): they are never stored."""
+    a batch's lines): they are never stored. The secret is only as secret as the process's:
+    with ``PYTHONHASHSEED`` set to a number it is known, and the key is then a plain 64-bit
+    hash (still far harder to collide on purpose than a CRC, never a proof)."""
     return hash(data) & _MASK or 1
 
 
