@@ -20,7 +20,7 @@ from typing import IO
 import msgspec
 
 from airflow_batches.api import BatchesError
-from airflow_batches.jobs._store import StoragePath, child
+from airflow_batches.jobs._store import StoragePath, child, open_to_read
 from airflow_batches.jobs.cache._layout import StoredLine
 from airflow_batches.jobs.cache._segments import Segment, data_size
 
@@ -29,6 +29,8 @@ __all__ = ["cached_line", "copy_hits"]
 HIT = struct.Struct(">QI64s")
 """A hit in a lookup's per-segment file: offset and length of the stored line, the custom_id
 that asked (padded with NULs)."""
+_OFFSET = struct.Struct(">Q68x")
+"""A hit's offset alone (the head of :data:`HIT`)."""
 _SORTED = 50_000
 _decode_stored = msgspec.json.Decoder(StoredLine).decode
 
@@ -58,7 +60,7 @@ def copy_hits(
             continue
         found.seek(0)
         try:
-            stream = child(folder, f"{segment.name}.jsonl").open("rb")
+            stream = open_to_read(child(folder, f"{segment.name}.jsonl"))
         except FileNotFoundError:
             raise _vanished(segment) from None
         with stream:
@@ -95,18 +97,32 @@ def _in_order(found: IO[bytes], count: int, span: int) -> Iterator[list[tuple[in
     """The hits of one segment (``span`` bytes of data) by offset, in sorted runs of at most
     about :data:`_SORTED`."""
     if count <= _SORTED:
-        yield sorted(HIT.iter_unpack(found.read()))
+        yield _by_offset(found.read())
         return
     span = max(span, 1)
     runs = count // _SORTED + 1
+    size = HIT.size
     with ExitStack() as stack:
         cuts = [stack.enter_context(_temporary()) for _ in range(runs)]
-        while block := found.read(HIT.size * 65536):
-            for record in HIT.iter_unpack(block):
-                cuts[min(record[0] * runs // span, runs - 1)].write(HIT.pack(*record))
+        while block := found.read(size * 65536):
+            parts: list[list[bytes]] = [[] for _ in cuts]
+            offsets = _OFFSET.iter_unpack(block)
+            for at, (offset,) in zip(range(0, len(block), size), offsets, strict=True):
+                parts[min(offset * runs // span, runs - 1)].append(block[at : at + size])
+            for cut, part in zip(cuts, parts, strict=True):
+                cut.write(b"".join(part))
         for cut in cuts:
             cut.seek(0)
-            yield sorted(HIT.iter_unpack(cut.read()))
+            yield _by_offset(cut.read())
+
+
+def _by_offset(data: bytes) -> list[tuple[int, int, bytes]]:
+    """The hits packed in ``data``, by offset (stable: hits of one stored line stay in the
+    lookup's order). Sorting the offsets alone, then picking the records, costs a third of
+    sorting the records (their tuples compare member by member)."""
+    records = list(HIT.iter_unpack(data))
+    offsets = [offset for offset, _, _ in records]
+    return [records[i] for i in sorted(range(len(records)), key=offsets.__getitem__)]
 
 
 def cached_line(custom_id: bytes, stored: bytes) -> bytes:
