@@ -45,7 +45,7 @@ from airflow_batches.evals._report import render_report
 from airflow_batches.evals._reuse import scorer_fingerprint
 from airflow_batches.evals._scorelines import score_entries
 from airflow_batches.evals._scorers import Scorer
-from airflow_batches.jobs import Lookahead, StoragePath, atomic_writer, child
+from airflow_batches.jobs import Lookahead, StoragePath, atomic_writer, child, open_to_read
 
 __all__ = ["EvalSettings", "evaluate_job"]
 
@@ -75,7 +75,7 @@ class EvalSettings:
 
 def _lines(paths: Iterable[StoragePath]) -> Iterator[bytes]:
     for path in paths:
-        with path.open("rb") as stream:
+        with open_to_read(path) as stream:
             for line in stream:
                 data = line.rstrip(b"\r\n")
                 if data and not data.isspace():
@@ -83,7 +83,7 @@ def _lines(paths: Iterable[StoragePath]) -> Iterator[bytes]:
 
 
 def _scores(path: StoragePath) -> Iterator[tuple[str, bytes]]:
-    with path.open("rb") as stream:
+    with open_to_read(path) as stream:
         yield from score_entries(stream)
 
 

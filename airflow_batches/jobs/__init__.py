@@ -43,6 +43,7 @@ if TYPE_CHECKING:
         file_name,
         fresh,
         name_clash,
+        open_to_read,
         path_part,
     )
     from airflow_batches.jobs.prepare import (
@@ -82,6 +83,7 @@ _HOME = {
     "file_name": "._store",
     "fresh": "._store",
     "name_clash": "._store",
+    "open_to_read": "._store",
     "path_part": "._store",
     "Limits": ".prepare",
     "Prepared": ".prepare",
@@ -134,6 +136,7 @@ __all__ = [
     "job_key",
     "judge",
     "name_clash",
+    "open_to_read",
     "path_part",
     "prepare",
     "records_from_items",

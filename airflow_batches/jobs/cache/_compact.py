@@ -27,7 +27,7 @@ from typing import IO
 
 import msgspec
 
-from airflow_batches.jobs._store import StoragePath, atomic_writer, child
+from airflow_batches.jobs._store import StoragePath, atomic_writer, child, open_to_read
 from airflow_batches.jobs.cache._layout import StoredLine, custom_id_hash, segment_name
 from airflow_batches.jobs.cache._segments import (
     IndexBuilder,
@@ -128,7 +128,7 @@ def _copy_live(
 ) -> int:
     """Append ``segment``'s entries younger than ``cutoff`` to ``out``, read front to back."""
     written = int(segment.written.timestamp())
-    with child(folder, f"{segment.name}.jsonl").open("rb") as stream:
+    with open_to_read(child(folder, f"{segment.name}.jsonl")) as stream:
         for line in stream:
             if not line.strip():
                 continue

@@ -33,7 +33,7 @@ from typing import IO, Any
 
 import msgspec
 
-from airflow_batches.jobs._store import JobStore, StoragePath, atomic_writer
+from airflow_batches.jobs._store import JobStore, StoragePath, atomic_writer, open_to_read
 from airflow_batches.jobs.cache._hits import HIT, copy_hits
 from airflow_batches.jobs.cache._layout import (
     CACHED_FILE,
@@ -205,7 +205,7 @@ class Lookup:
                     ordinal += 1
             return ordinal
         key_of, remember = self.key, _MEMO.pack
-        with self.requests.open("rb") as stream:
+        with open_to_read(self.requests) as stream:
             for line in stream:
                 if not line.strip():
                     continue
@@ -284,7 +284,7 @@ class Lookup:
             current: tuple[str, Part, Output] | None = None
             ordinal = written = 0
             # Every request a hit: none to stage, and the staged requests are not even opened.
-            for line in () if every else stack.enter_context(self.requests.open("rb")):
+            for line in () if every else stack.enter_context(open_to_read(self.requests)):
                 if not line.strip():
                     continue
                 line = line.rstrip(b"\r\n")
@@ -339,7 +339,7 @@ def replan(
     planned and fingerprinted again, and shown to ``observers``: what a task retry sends."""
     parts: list[Prepared] = []
     bounds = [*(starts or [0])[1:], None]
-    with path.open("rb") as stream:
+    with open_to_read(path) as stream:
         at = 0
         for end in bounds:
             part = Part(limits, "fail", 0)

@@ -22,7 +22,13 @@ from typing import IO
 import msgspec
 
 from airflow_batches.jobs._lookahead import Lookahead
-from airflow_batches.jobs._store import StoragePath, atomic_writer, child, ensure_dir
+from airflow_batches.jobs._store import (
+    StoragePath,
+    atomic_writer,
+    child,
+    ensure_dir,
+    open_to_read,
+)
 from airflow_batches.jobs.cache._compact import Bounds, compact
 from airflow_batches.jobs.cache._layout import (
     custom_id_hash,
@@ -140,7 +146,7 @@ class CacheWriter:
 
 
 def _key_entries(keys_file: StoragePath) -> Iterator[tuple[str, bytes]]:
-    with keys_file.open("rb") as stream:
+    with open_to_read(keys_file) as stream:
         for line in stream:
             if line.strip():
                 entry = decode_key_line(line)

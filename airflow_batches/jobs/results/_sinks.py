@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 from airflow_batches.api._format import shorten
+from airflow_batches.jobs._store import open_to_read
 from airflow_batches.jobs.prepare import MAX_NESTING, nests_deeper
 from airflow_batches.jobs.results._checks import OTHER, ReadStats, XComTooLargeError, custom_id_of
 from airflow_batches.jobs.results._scan import ResultRecord, scan_result_line
@@ -107,7 +108,7 @@ class FileSinks:
 def read_cached_lines(path: Any, stats: ReadStats) -> Iterator[tuple[ResultRecord, bytes]]:
     """The lines the cross-run cache answered for a job (``jobs.cache``), each scanned; counted
     in ``stats.lines``."""
-    with path.open("rb") as stream:
+    with open_to_read(path) as stream:
         for number, raw in enumerate(stream, start=1):
             data = raw.rstrip(b"\r\n")
             if not data.strip():

@@ -6,13 +6,9 @@ from __future__ import annotations
 
 import io
 import random
-from pathlib import Path
 
 import pytest
-from airflow.sdk import ObjectStoragePath
-from upath import UPath
 
-from airflow_batches.jobs._store import open_to_read
 from airflow_batches.jobs.cache import _hits
 from airflow_batches.jobs.cache._hits import HIT
 
@@ -62,27 +58,3 @@ def test_the_hits_come_back_by_offset_each_once(
 
 def test_no_hits_is_one_empty_run() -> None:
     assert list(_hits._in_order(_hits_file([]), 0, 0)) == [[]]
-
-
-def test_a_file_opened_to_read_gives_the_same_bytes_on_every_kind_of_path(
-    tmp_path: Path,
-) -> None:
-    body = bytes(range(256)) * 1000
-    (tmp_path / "segment.jsonl").write_bytes(body)
-    paths = [
-        tmp_path / "segment.jsonl",
-        ObjectStoragePath(f"file://{tmp_path}/segment.jsonl"),
-    ]
-    memory = UPath("memory://hits-test/segment.jsonl")  # through fsspec
-    with memory.open("wb") as out:
-        out.write(body)
-    for path in [*paths, memory]:
-        with open_to_read(path) as stream:
-            assert stream.read(10) == body[:10]
-            stream.seek(70_000)
-            assert stream.read(300) == body[70_000:70_300]
-            stream.seek(5)
-            assert stream.read() == body[5:]
-    with pytest.raises(FileNotFoundError):
-        open_to_read(tmp_path / "gone.jsonl")
-    memory.unlink()
