@@ -32,7 +32,7 @@ from typing import IO
 import msgspec
 
 from airflow_batches.jobs._index import DiskIndex
-from airflow_batches.jobs._store import StoragePath
+from airflow_batches.jobs._store import StoragePath, open_to_read
 
 __all__ = ["SIDECAR_FILE", "Sidecar", "load_sidecar", "original_key", "sidecar_entries"]
 
@@ -150,9 +150,9 @@ def _local_file() -> IO[bytes]:
 def sidecar_entries(path: StoragePath) -> Iterator[tuple[str, bytes]]:
     """The sidecar at ``path`` as index entries, in its order: custom_id -> metadata JSON, and
     :func:`original_key` (key) -> original custom_id; one entry a line."""
-    with path.open("rb") as stream:
+    with open_to_read(path) as stream:
         for line in stream:
-            if not line.strip():
+            if line.isspace() or not line:
                 continue
             entry = _decode_entry(line)
             if entry.id is not None:
