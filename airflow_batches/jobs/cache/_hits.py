@@ -104,7 +104,7 @@ def _in_order(found: IO[bytes], count: int, span: int) -> Iterator[list[tuple[in
     size = HIT.size
     with ExitStack() as stack:
         cuts = [stack.enter_context(_temporary()) for _ in range(runs)]
-        while block := found.read(size * 8192):  # its slices, about 1 MiB, wait in parts
+        while block := found.read(size * 8192):  # its slices (600 KB) wait in parts
             parts: list[list[bytes]] = [[] for _ in cuts]
             offsets = _OFFSET.iter_unpack(block)
             for at, (offset,) in zip(range(0, len(block), size), offsets, strict=True):
