@@ -329,8 +329,8 @@ def one_size(n: int) -> dict[str, Any]:
 
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "--phase":
-        name, work, base_url, night = sys.argv[2:6]
-        print(json.dumps(PHASES[name](Path(work), base_url, int(night))))
+        name, work, base_url, number = sys.argv[2:6]
+        print(json.dumps(PHASES[name](Path(work), base_url, int(number))))
         return 0
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, action="append")

@@ -28,25 +28,30 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from airflow_batches.emulator.config import Endpoint, FaultRates
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 DAG_ID = "message_batches_nightly_eval"
 MODELS = 3
 """Models of the example DAG's matrix: each question is a request per model."""
-ENDPOINTS = ("create", "retrieve", "list", "results", "cancel")
+ENDPOINTS: tuple[Endpoint, ...] = ("create", "retrieve", "list", "results", "cancel")
 
 
-def faults(rate: float) -> dict[str, dict[str, float]]:
+def faults(rate: float) -> dict[Endpoint | Literal["*"], FaultRates]:
     """``rate`` of the calls of every endpoint faulted, spread over every kind of fault."""
+    from airflow_batches.emulator.config import FaultRates
+
     share = {"rate_429": 0.25, "rate_500": 0.2, "rate_529": 0.2, "rate_drop": 0.15}
-    out: dict[str, dict[str, float]] = {}
+    out: dict[Endpoint | Literal["*"], FaultRates] = {}
     for endpoint in ENDPOINTS:
         kinds = dict(share)
         kinds["rate_cut" if endpoint == "results" else "rate_drop_after"] = 0.2
-        out[endpoint] = {k: round(rate * v, 4) for k, v in kinds.items()}
-        out[endpoint]["retry_after"] = 0.2
+        rates = {k: round(rate * v, 4) for k, v in kinds.items()}
+        out[endpoint] = FaultRates.model_validate({**rates, "retry_after": 0.2})
     return out
 
 

@@ -19,17 +19,22 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from airflow_batches.api import Client
 from airflow_batches.emulator.config import EmulatorConfig
 from airflow_batches.emulator.testing import serve_emulator
 from airflow_batches.jobs._descriptor import BatchInfo
 from airflow_batches.jobs._store import JobStore
-from airflow_batches.jobs.prepare import Limits, RequestValidator, records_from_jsonl
+from airflow_batches.jobs.prepare import (
+    REQUESTS_FILE,
+    Limits,
+    RequestValidator,
+    records_from_jsonl,
+    stage_requests,
+)
 from airflow_batches.jobs.results import Attempt, FileSinks, Reader, ResultTally, stream_final_lines
 from airflow_batches.jobs.submit import JobSubmitter, MemoryLedger, new_ledger
-from airflow_batches.jobs.submit._submitter import REQUESTS_FILE, stage_requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _inputs import write_requests
@@ -55,7 +60,7 @@ def phase_submit(args: argparse.Namespace) -> dict[str, object]:
     t1 = time.perf_counter()
     JobSubmitter(client, MemoryLedger(), lambda: job.path(REQUESTS_FILE).open("rb")).submit(ledger)
     t_submit = time.perf_counter() - t1
-    batches = [
+    batches: list[dict[str, Any]] = [
         {"id": s.batch_id, "request_count": s.request_count, "body_bytes": s.body_bytes}
         for s in ledger.shards
     ]

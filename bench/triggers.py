@@ -97,10 +97,11 @@ def server_calls(url: str) -> dict[str, int]:
 
 
 def ours(kind: str, n: int, interval: float, counter: list[int]) -> list[Any]:
+    from fake_batches import batch_id
+
     from airflow_batches._compat import TriggerEvent
     from airflow_batches.jobs.wait import WaitCore, wait_in_triggerer
     from airflow_batches.triggers.batch import BatchTrigger
-    from bench.fake_batches import batch_id
 
     class RetrieveEach(BatchTrigger):
         """BatchTrigger.run as it was before the shared poller (kept here to compare)."""
@@ -111,7 +112,7 @@ def ours(kind: str, n: int, interval: float, counter: list[int]) -> list[Any]:
                 event = await wait_in_triggerer(client, self.core, log=self.log)
             finally:
                 await client.aclose()
-            yield TriggerEvent(event.model_dump(mode="json"))
+            yield TriggerEvent(event.model_dump(mode="json"))  # type: ignore[no-untyped-call]
 
     observe = WaitCore.observe
 
@@ -119,7 +120,7 @@ def ours(kind: str, n: int, interval: float, counter: list[int]) -> list[Any]:
         counter[0] += 1
         return observe(self, *args)
 
-    WaitCore.observe = counted  # type: ignore[method-assign]  # this process is the bench's
+    WaitCore.observe = counted  # type: ignore[method-assign,assignment]  # this process is the bench's
     cls = BatchTrigger if kind in ("shared", "unfrozen") else RetrieveEach
     deadline = time.time() + 3600
     return [
@@ -136,8 +137,7 @@ def ours(kind: str, n: int, interval: float, counter: list[int]) -> list[Any]:
 
 def official(n: int, interval: float) -> list[Any]:
     from airflow.providers.anthropic.triggers.batch import AnthropicBatchTrigger
-
-    from bench.fake_batches import batch_id
+    from fake_batches import batch_id
 
     end = time.time() + 3600
     return [

@@ -100,7 +100,7 @@ def layers(path: Path, repeat: int, label: str) -> None:
         if name.startswith("decode_line"):
             _decode._careful = counting  # type: ignore[assignment]
             fn()
-            _decode._careful = original  # type: ignore[assignment]
+            _decode._careful = original
         wall, cpu = best(repeat, fn)
         print(
             f"  {name:34} {wall:8.3f} {size / 1e6 / wall:7.0f} {cpu:8.3f} {size / 1e6 / cpu:7.0f}"
