@@ -144,6 +144,10 @@ class LiveAirflow:
         when a test must prove that a trigger is importable from the *installed* package.
     :param parallelism: ``[core] parallelism``; LocalExecutor starts this many worker processes.
     :param startup_timeout: seconds to wait for every component to report healthy.
+    :param users: named log-ins of the simple auth manager, user name to role (``admin``,
+        ``op``, ``user``, ``viewer``), each with a password of its own: :meth:`api` calls as
+        the first, ``api(..., as_user=name)`` as any. None (default): every caller is an
+        anonymous admin, as a developer's local stack.
 
     Subclasses run other stacks (``tests/e2e/distributed.py``) by overriding
     :meth:`component_specs`, :meth:`_stack_env` and :meth:`_not_ready`.
@@ -160,6 +164,7 @@ class LiveAirflow:
         pythonpath: Sequence[Path | str] = (),
         parallelism: int = 4,
         startup_timeout: float = 120.0,
+        users: Mapping[str, str] | None = None,
     ) -> None:
         unknown = set(components) - set(ALL_COMPONENTS)
         if unknown:
@@ -187,6 +192,9 @@ class LiveAirflow:
         self._stopped = False
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         self._token: str | None = None
+        self._users = dict(users or {})
+        self._passwords = {user: secrets.token_urlsafe(16) for user in self._users}
+        self._tokens: dict[str, str] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -317,6 +325,14 @@ class LiveAirflow:
             env["PYTHONPATH"] = os.pathsep.join(
                 [*self._pythonpath, *filter(None, [env.get("PYTHONPATH")])]
             )
+        if self._users:
+            # The api-server keeps the passwords it finds and makes up only the missing ones.
+            passwords = self.home / "simple_auth_manager_passwords.json.generated"
+            passwords.write_text(json.dumps(self._passwords))
+            env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS"] = "False"
+            env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] = ",".join(
+                f"{user}:{role}" for user, role in self._users.items()
+            )
         env.update(self._extra_env)
         return env
 
@@ -415,8 +431,11 @@ class LiveAirflow:
         *,
         query: Mapping[str, Any] | None = None,
         timeout: float = 30.0,
+        as_user: str | None = None,
     ) -> Any:
-        """Call the public REST API (``/api/v2/<path>``) and return the decoded JSON."""
+        """Call the public REST API (``/api/v2/<path>``) and return the decoded JSON
+        (``as_user``: logged in as one of the stack's ``users``)."""
+        token = self._token if as_user is None else self._token_of(as_user)
         url = f"{self.base_url}/api/v2/{path.lstrip('/')}"
         if query:
             url += "?" + urllib.parse.urlencode(query, doseq=True)
@@ -427,7 +446,7 @@ class LiveAirflow:
             headers={
                 "Content-Type": "application/json",
                 "Accept": "application/json",
-                **({"Authorization": f"Bearer {self._token}"} if self._token else {}),
+                **({"Authorization": f"Bearer {token}"} if token else {}),
             },
         )
         try:
@@ -441,11 +460,28 @@ class LiveAirflow:
         return json.loads(raw) if raw else None
 
     def _log_in(self) -> None:
+        if self._users:
+            self._token = self._token_of(next(iter(self._users)))
+            return
         # With all users admins, the simple auth manager hands out a token for no credentials.
         # Airflow 3.3 also lets token-less REST calls through; 3.1 and 3.2 need the token.
         request = urllib.request.Request(f"{self.base_url}/auth/token", method="GET")
         with self._opener.open(request, timeout=30) as response:
             self._token = json.loads(response.read())["access_token"]
+
+    def _token_of(self, user: str) -> str:
+        """A token of one of the stack's ``users``, logged in with its password once."""
+        if user not in self._tokens:
+            body = json.dumps({"username": user, "password": self._passwords[user]}).encode()
+            request = urllib.request.Request(
+                f"{self.base_url}/auth/token",
+                data=body,
+                method="POST",
+                headers={"Content-Type": "application/json"},
+            )
+            with self._opener.open(request, timeout=30) as response:
+                self._tokens[user] = json.loads(response.read())["access_token"]
+        return self._tokens[user]
 
     def _paged(self, path: str, key: str, query: Mapping[str, Any]) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []

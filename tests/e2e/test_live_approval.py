@@ -1,15 +1,18 @@
 """The spend approval on a live stack: a person answers through the REST API as the UI does.
 
-Four submits in one run: one under its ``approve_over_usd`` (never asks), one a person
-approves, one a person rejects, one nobody answers. The task waits for the answer without a
-worker slot: ``awaiting_input`` on Airflow 3.3 (the API's answer and the scheduler's deadline
-sweep resume it), deferred to the standard provider's ``HITLTrigger`` on a real triggerer on
-3.1 and 3.2. Then the approved task is cleared: the new try finds the approval and its ledger,
-asks no one and creates nothing.
+Five submits in one run: one under its ``approve_over_usd`` (never asks), one a person
+approves, one a person rejects, one nobody answers, and one only ``alice`` may answer (its
+``approvers``): ``bob``, an admin, is refused, and ``alice``, who may only use DAGs, approves.
+The stack logs each of them in (the simple auth manager with named users). The task waits for
+the answer without a worker slot: ``awaiting_input`` on Airflow 3.3 (the API's answer and the
+scheduler's deadline sweep resume it), deferred to the standard provider's ``HITLTrigger`` on
+a real triggerer on 3.1 and 3.2. Then the approved task is cleared: the new try finds the
+approval and its ledger, asks no one and creates nothing.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -56,7 +59,8 @@ def stack(
         # The scheduler's sweep of answers past their deadline (3.3), every 2 s, not 15.
         "AIRFLOW__SCHEDULER__TRIGGER_TIMEOUT_CHECK_INTERVAL": "2",
     }
-    stack: LiveAirflow = live_airflow_factory(DAGS, env=env)
+    users = {"admin": "admin", "alice": "user", "bob": "admin"}
+    stack: LiveAirflow = live_airflow_factory(DAGS, env=env, users=users)
     return stack
 
 
@@ -84,7 +88,7 @@ def test_approve_reject_and_no_answer_through_the_rest_api(
     stack: LiveAirflow, live_emulator: RunningEmulator
 ) -> None:
     run_id = stack.trigger(DAG_ID)
-    asking = ("approved", "rejected", "unanswered")
+    asking = ("approved", "rejected", "assigned", "unanswered")
     for task in asking:
         stack.wait_for_task_state(DAG_ID, run_id, task, WAITING, timeout=180)
         if not HAS_AWAITING_INPUT:  # an answer is read by the trigger on the triggerer
@@ -103,6 +107,14 @@ def test_approve_reject_and_no_answer_through_the_rest_api(
     assert "6 request(s) in 2 batch(es); nothing has been sent yet" in approved["body"]
     assert "| claude-opus-5-5 | 6 |" in approved["body"]
     assert "worst case $" in approved["body"]
+    assigned = listed["assigned"]
+    assert [u["id"] for u in assigned["assigned_users"]] == ["alice"]
+    assert "Only alice may answer." in assigned["body"]
+    assert not approved["assigned_users"]  # anyone may answer it
+    with pytest.raises(ApiError) as refused:  # not among its approvers, admin or not
+        answer(functools.partial(stack.api, as_user="bob"), assigned, "Approve")
+    assert refused.value.status == 403
+    answer(functools.partial(stack.api, as_user="alice"), assigned, "Approve")
 
     answer(stack.api, listed["rejected"], "Reject")
     answer(stack.api, approved, "Approve")
@@ -116,11 +128,14 @@ def test_approve_reject_and_no_answer_through_the_rest_api(
         "cheap": "success",
         "approved": "success",
         "rejected": "failed",
+        "assigned": "success",
         "unanswered": "failed",
     }, stack.diagnostics(DAG_ID, run_id)
     assert len(batches_of(live_emulator, "approved")) == 2  # one per shard
+    assert len(batches_of(live_emulator, "assigned")) == 1
     assert batches_of(live_emulator, "rejected") == batches_of(live_emulator, "unanswered") == []
-    assert live_emulator.admin.create_calls() == 3
+    assert live_emulator.admin.create_calls() == 4
+    assert "Spend approved by alice" in stack.task_log(DAG_ID, run_id, "assigned")
 
     rejected_log = stack.task_log(DAG_ID, run_id, "rejected")
     assert "rejected the spend approval at " in rejected_log
@@ -147,7 +162,7 @@ def test_approve_reject_and_no_answer_through_the_rest_api(
         timeout=180,
         what="the cleared task to run again",
     )
-    assert live_emulator.admin.create_calls() == 3
+    assert live_emulator.admin.create_calls() == 4
     asked_again = [
         d
         for d in requests_of(stack.api, DAG_ID)

@@ -37,6 +37,12 @@ with DAG("spend_approval", schedule=None, start_date=datetime(2026, 1, 1), catch
     SubmitBatchOperator(
         task_id="rejected", requests=requests("rejected", 2), approve_over_usd=0.001
     )
+    SubmitBatchOperator(  # alice may answer; bob, an admin, may not
+        task_id="assigned",
+        requests=requests("assigned", 2),
+        approve_over_usd=0.001,
+        approvers=["alice"],
+    )
     SubmitBatchOperator(
         task_id="unanswered",
         requests=requests("unanswered", 2),
