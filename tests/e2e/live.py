@@ -145,9 +145,9 @@ class LiveAirflow:
     :param parallelism: ``[core] parallelism``; LocalExecutor starts this many worker processes.
     :param startup_timeout: seconds to wait for every component to report healthy.
     :param users: named log-ins of the simple auth manager, user name to role (``admin``,
-        ``op``, ``user``, ``viewer``), each with a password of its own: :meth:`api` calls as
-        the first, ``api(..., as_user=name)`` as any. None (default): every caller is an
-        anonymous admin, as a developer's local stack.
+        ``op``, ``user``, ``viewer``), each with a password of its own (:attr:`passwords`):
+        :meth:`api` calls as the first, ``api(..., as_user=name)`` as any (:meth:`token`).
+        None (default): every caller is an anonymous admin, as on a developer's own stack.
 
     Subclasses run other stacks (``tests/e2e/distributed.py``) by overriding
     :meth:`component_specs`, :meth:`_stack_env` and :meth:`_not_ready`.
@@ -193,7 +193,7 @@ class LiveAirflow:
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         self._token: str | None = None
         self._users = dict(users or {})
-        self._passwords = {user: secrets.token_urlsafe(16) for user in self._users}
+        self.passwords = {user: secrets.token_urlsafe(16) for user in self._users}
         self._tokens: dict[str, str] = {}
 
     # ------------------------------------------------------------------ lifecycle
@@ -328,7 +328,7 @@ class LiveAirflow:
         if self._users:
             # The api-server keeps the passwords it finds and makes up only the missing ones.
             passwords = self.home / "simple_auth_manager_passwords.json.generated"
-            passwords.write_text(json.dumps(self._passwords))
+            passwords.write_text(json.dumps(self.passwords))
             env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS"] = "False"
             env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] = ",".join(
                 f"{user}:{role}" for user, role in self._users.items()
@@ -435,7 +435,7 @@ class LiveAirflow:
     ) -> Any:
         """Call the public REST API (``/api/v2/<path>``) and return the decoded JSON
         (``as_user``: logged in as one of the stack's ``users``)."""
-        token = self._token if as_user is None else self._token_of(as_user)
+        token = self._token if as_user is None else self.token(as_user)
         url = f"{self.base_url}/api/v2/{path.lstrip('/')}"
         if query:
             url += "?" + urllib.parse.urlencode(query, doseq=True)
@@ -461,7 +461,7 @@ class LiveAirflow:
 
     def _log_in(self) -> None:
         if self._users:
-            self._token = self._token_of(next(iter(self._users)))
+            self._token = self.token(next(iter(self._users)))
             return
         # With all users admins, the simple auth manager hands out a token for no credentials.
         # Airflow 3.3 also lets token-less REST calls through; 3.1 and 3.2 need the token.
@@ -469,10 +469,11 @@ class LiveAirflow:
         with self._opener.open(request, timeout=30) as response:
             self._token = json.loads(response.read())["access_token"]
 
-    def _token_of(self, user: str) -> str:
-        """A token of one of the stack's ``users``, logged in with its password once."""
+    def token(self, user: str) -> str:
+        """A JWT of one of the stack's ``users``, from the auth manager's token endpoint (as
+        its login page gets one), once."""
         if user not in self._tokens:
-            body = json.dumps({"username": user, "password": self._passwords[user]}).encode()
+            body = json.dumps({"username": user, "password": self.passwords[user]}).encode()
             request = urllib.request.Request(
                 f"{self.base_url}/auth/token",
                 data=body,

@@ -1,17 +1,16 @@
 """A live stack for the Message Batches page: users who sign in, and a browser to look.
 
-:class:`UiStack` is the live harness (``tests/e2e/live.py``) with SimpleAuthManager's users
-and passwords instead of "every user is an admin": the harness's own REST calls sign in as
-the admin; the plugin comes from the installed package's ``airflow.plugins`` entry point.
-:func:`sign_in` signs a user in through the UI's own login page in Chromium.
+:class:`UiStack` is the live harness (``tests/e2e/live.py``) with named users and passwords
+(its ``users``) instead of "every user is an admin", and an auth manager that keeps some DAGs
+from some of them: the harness's own REST calls sign in as the admin; the plugin comes from
+the installed package's ``airflow.plugins`` entry point. :func:`sign_in` signs a user in
+through the UI's own login page in Chromium.
 """
 
 from __future__ import annotations
 
 import json
-import secrets
 import time
-import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,15 +35,11 @@ class UiStack(LiveAirflow):
         env: Mapping[str, str] | None = None,
         **kwargs: Any,
     ) -> None:
-        self.passwords = {name: secrets.token_urlsafe(12) for name in ["admin", *users]}
         super().__init__(
             dags_folder,
+            users={"admin": "admin", **users},
             env={
                 "AIRFLOW__CORE__AUTH_MANAGER": "tests.e2e.ui_auth.DagScopedAuthManager",
-                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
-                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(
-                    ["admin:admin", *(f"{name}:{role}" for name, role in users.items())]
-                ),
                 HIDDEN_ENV: json.dumps(dict(hidden or {})),
                 **(env or {}),
             },
@@ -52,25 +47,6 @@ class UiStack(LiveAirflow):
             pythonpath=[ROOT],
             **kwargs,
         )
-        passwords = self.home / "passwords.json"
-        passwords.write_text(json.dumps(self.passwords))
-        self._extra_env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"] = str(passwords)
-
-    def token(self, user: str) -> str:
-        """A JWT for ``user``, from the auth manager's token endpoint (as its login page gets
-        one)."""
-        body = json.dumps({"username": user, "password": self.passwords[user]}).encode()
-        request = urllib.request.Request(
-            f"{self.base_url}/auth/token",
-            data=body,
-            method="POST",
-            headers={"Content-Type": "application/json"},
-        )
-        with self._opener.open(request, timeout=30) as response:
-            return str(json.loads(response.read())["access_token"])
-
-    def _log_in(self) -> None:
-        self._token = self.token("admin")
 
 
 def sign_in(browser: Chromium, stack: UiStack, user: str, *, timeout: float = 30.0) -> None:
