@@ -71,7 +71,14 @@ class Chromium:
             log.close()
         try:
             self._socket = self._open.enter_context(
-                connect(self._page_socket(), max_size=None, open_timeout=START_TIMEOUT)
+                # No keepalive pings: the browser is a local child, and on a starved CI machine
+                # a pong later than 20 s closed a healthy page socket mid-test.
+                connect(
+                    self._page_socket(),
+                    max_size=None,
+                    open_timeout=START_TIMEOUT,
+                    ping_interval=None,
+                )
             )
             self.call("Page.enable")
         except BaseException:

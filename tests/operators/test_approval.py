@@ -134,7 +134,9 @@ def test_an_approval_creates_each_shard_once_and_a_retry_does_not_ask_again(
         )
     assert result.state == "success", result.states
     assert result.tries["submit"] == 2
-    events = result.events["submit"]
+    # The task's own states: on 3.1 and 3.2 a quick answer's audit row ("update_hitl_detail")
+    # can come before the row of the wait it answers (the trigger reads it either way).
+    events = [e for e in result.events["submit"] if e != "update_hitl_detail"]
     if HAS_STATE_AUDIT_LOG:
         assert events[:2] == ["running", WAITING]
         assert WAITING not in events[2:]  # the retry did not wait again
