@@ -83,6 +83,44 @@ def test_what_the_fast_parser_refuses_is_named_by_the_careful_one(
     assert faults[0].field == field and words in faults[0].message
 
 
+def test_depth_the_fast_parser_allows_is_measured() -> None:
+    """Between MAX_NESTING (100) and the parser's own limit (200) the walk refuses it; past
+    200 the parser does, and the careful path names the field all the same."""
+    line = b'{"a":{"b":' + b"[" * 120 + b"]" * 120 + b"}}"
+    _, faults = decode_line(line)
+    assert len(faults) == 1
+    assert faults[0].field.startswith("a.b[0]") and "100 levels" in faults[0].message
+    _, faults = decode_line(b'{"a":{"b":' + b"[" * 250 + b"]" * 250 + b"}}")
+    assert len(faults) == 1 and faults[0].field.startswith("a.b[0]")
+    _, faults = decode_line(b'{"a":{"b":' + b"[" * 98 + b"]" * 98 + b"}}")
+    assert faults == []
+
+
+@pytest.mark.parametrize(
+    ("line", "exotic"),
+    [
+        (b'{"a":[0.5,1,"1e5"]}', False),
+        (b'{"a":[{"b":1e-05}]}', True),
+        (b'{"a":1E+2}', False),
+        (b'{"a":1E+20}', True),
+        (b'{"a":10000000000000000.0}', True),
+        (b"0.00001", True),
+        (b"0.5", False),
+    ],
+)
+def test_floats_written_with_an_exponent_are_noticed(line: bytes, exotic: bool) -> None:
+    """Such a value is encoded again as json.dumps writes it, not by msgspec."""
+    value, faults, noticed = _decode.decode_request(line)
+    assert faults == [] and value == json.loads(line)
+    assert noticed is exotic
+
+
+@pytest.mark.parametrize("line", [b'{"a":[1,{"b":-1e400}]}', b"1e400", b"[2e308]"])
+def test_numbers_past_a_double_are_refused_wherever_they_are(line: bytes) -> None:
+    _, faults = decode_line(line)
+    assert len(faults) == 1 and "out of range" in faults[0].message
+
+
 def _random_value(rng: random.Random, depth: int) -> Any:
     roll = rng.random()
     if depth > 4 or roll < 0.35:
