@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import sys
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -44,18 +43,11 @@ LINE = "(line)"
 BOM = b"\xef\xbb\xbf"
 
 
-def _decode(line: bytes) -> Any:
-    return jiter.from_json(line, allow_inf_nan=False, cache_mode="keys", catch_duplicate_keys=True)
-
-
-_FAST_FAILURES = (ValueError, RecursionError)
-"""What jiter raises for any fault of the line (its ``ValueError`` names the first)."""
+_from_json = jiter.from_json
 _PARSE_DEPTH = 500
-"""Deeper lines are refused before parsing (a line less deep is parsed, so that the walk can
-name the field that nests too deep)."""
-_TRUSTED_RECURSION_LIMIT = 5000
-"""Parsers recurse in C, guarded by ``sys.getrecursionlimit()``; above this limit the guard
-could let a deep line overflow the C stack, so depth is measured before parsing."""
+"""Deeper lines are refused before the careful path parses them (a line less deep is parsed,
+so that the walk can name the field that nests too deep). The fast path needs no such
+measure: jiter stops at 200 levels whatever ``sys.getrecursionlimit()`` says."""
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+"', re.DOTALL)
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
@@ -83,17 +75,16 @@ def decode_request(line: bytes) -> tuple[Any, list[Fault], bool]:
     """:func:`decode_line`, and whether the value holds a float that encoders write in more
     than one way (an exponent: ``1e-05``, ``1e+16``). Without one, msgspec and ``json.dumps``
     (compact, ``ensure_ascii=False``) write the value byte for byte alike."""
-    if sys.getrecursionlimit() > _TRUSTED_RECURSION_LIMIT:
-        too_deep = _too_deep(line)
-        if too_deep:
-            return None, [too_deep], True
     try:
-        value = _decode(line)
-    except _FAST_FAILURES:
+        value = _from_json(line, allow_inf_nan=False, cache_mode="keys", catch_duplicate_keys=True)
+    except ValueError:  # jiter's, for any fault: the careful path names it
         return (*_careful(line), True)
     exotic = False
     if type(value) is dict or type(value) is list:
-        depth, exponents = _census(value)
+        try:
+            depth, exponents = _census(value)
+        except RecursionError:  # a recursion limit set below MAX_NESTING
+            return (*_careful(line), True)
         if depth > MAX_NESTING or exponents < 0 or (not line.isascii() and BOM in line):
             return (*_careful(line), True)
         exotic = exponents > 0

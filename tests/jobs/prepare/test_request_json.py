@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import sys
 from typing import Any
 
 import pytest
@@ -94,6 +95,18 @@ def test_depth_the_fast_parser_allows_is_measured() -> None:
     assert len(faults) == 1 and faults[0].field.startswith("a.b[0]")
     _, faults = decode_line(b'{"a":{"b":' + b"[" * 98 + b"]" * 98 + b"}}")
     assert faults == []
+
+
+def test_a_high_recursion_limit_lets_no_deep_line_through() -> None:
+    """The fast parser stops at its own depth and the careful one measures before parsing,
+    whatever ``sys.getrecursionlimit()`` allows."""
+    before = sys.getrecursionlimit()
+    sys.setrecursionlimit(200_000)
+    try:
+        _, faults = decode_line(b'{"a":' + b"[" * 50_000 + b"]" * 50_000 + b"}")
+    finally:
+        sys.setrecursionlimit(before)
+    assert [(f.field, "levels" in f.message) for f in faults] == [(LINE, True)]
 
 
 @pytest.mark.parametrize(
