@@ -277,6 +277,37 @@ def _not_sendable(params: Mapping[str, Any], at: FieldPath, out: list[Fault]) ->
         out.append(Fault((*at, key), "sdk_only", text, value=params[key]))
 
 
+def _unremarkable(params: Mapping[str, Any]) -> bool:
+    """True when no check of ``PARAMS_CHECKS`` would find a fault, decided in one call (the
+    checks are four calls, and most requests pass them all): each test below is the early
+    return of its check. False only means that the checks must look.
+    ``tests/api/test_request_shape.py`` holds the two to agreeing on generated params."""
+    if type(params) is not dict:
+        return False
+    model, max_tokens, messages = (
+        params.get("model"),
+        params.get("max_tokens"),
+        params.get("messages"),
+    )
+    if not (
+        type(model) is str
+        and model
+        and type(max_tokens) is int
+        and max_tokens >= 1
+        and type(messages) is list
+        and messages
+        and NOT_SENDABLE.isdisjoint(params)
+    ):
+        return False
+    for message in messages:
+        if type(message) is not dict or message.get("role") not in ROLES:
+            return False
+        content = message.get("content")
+        if type(content) is not str and type(content) is not list:
+            return False
+    return True
+
+
 PARAMS_CHECKS: Final[dict[str, _Check]] = {
     "model": _model,
     "max_tokens": _max_tokens,
@@ -301,8 +332,9 @@ def params_faults(
     ``checks``, when given); then, with an ``anthropic_version``, the parameters it removed.
     Paths start at ``at``."""
     faults: list[Fault] = []
-    for check in _ALL_CHECKS if checks is None else (PARAMS_CHECKS[name] for name in checks):
-        check(params, at, faults)
+    if checks is not None or not _unremarkable(params):
+        for check in _ALL_CHECKS if checks is None else (PARAMS_CHECKS[name] for name in checks):
+            check(params, at, faults)
     removed = PARAMS_REMOVED_IN.get(anthropic_version) if anthropic_version else None
     if removed and not removed.isdisjoint(params):
         for key in sorted(removed.intersection(params)):
