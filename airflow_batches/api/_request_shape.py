@@ -281,7 +281,7 @@ def _unremarkable(params: Mapping[str, Any]) -> bool:
     """True when no check of ``PARAMS_CHECKS`` would find a fault, decided in one call (the
     checks are four calls, and most requests pass them all): each test below is the early
     return of its check. False only means that the checks must look.
-    ``tests/api/test_request_shape.py`` holds the two to agreeing on generated params."""
+    ``tests/api/test_params_first_test.py`` holds the two to agreeing on generated params."""
     if type(params) is not dict:
         return False
     model, max_tokens, messages = (
