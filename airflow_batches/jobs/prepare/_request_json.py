@@ -42,12 +42,13 @@ LINE = "(line)"
 """The field of a fault that belongs to the line as a whole."""
 BOM = b"\xef\xbb\xbf"
 
-
 _from_json = jiter.from_json
 _PARSE_DEPTH = 500
 """Deeper lines are refused before the careful path parses them (a line less deep is parsed,
 so that the walk can name the field that nests too deep). The fast path needs no such
 measure: jiter stops at 200 levels whatever ``sys.getrecursionlimit()`` says."""
+_TOO_DEEP = f"nests arrays or objects more than {MAX_NESTING} levels deep"
+"""The careful path's fault of a line too deep to parse (a line it parses is named by field)."""
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+"', re.DOTALL)
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
@@ -197,23 +198,15 @@ def _careful(line: bytes) -> tuple[Any, list[Fault]]:
         return None, [
             Fault(LINE, f"a NUL byte at byte {at + 1}: JSON has none (UTF-16 text, or binary?)")
         ]
-    too_deep = _too_deep(line, _PARSE_DEPTH)
-    if too_deep:
-        return None, [too_deep]
+    if nests_deeper(line, _PARSE_DEPTH):
+        return None, [Fault(LINE, _TOO_DEEP)]
     try:
         value = _STRICT.decode(text)
     except json.JSONDecodeError as exc:
         return None, [Fault(LINE, _syntax_message(text, exc))]
     except RecursionError:
-        return None, [Fault(LINE, f"nests arrays or objects more than {MAX_NESTING} levels deep")]
+        return None, [Fault(LINE, _TOO_DEEP)]
     return value, audit(value)
-
-
-def _too_deep(line: bytes, limit: int = MAX_NESTING) -> Fault | None:
-    """A fault if the line nests more than ``limit`` levels (measured, not parsed)."""
-    if not nests_deeper(line, limit):
-        return None
-    return Fault(LINE, f"nests arrays or objects more than {MAX_NESTING} levels deep")
 
 
 def nests_deeper(line: bytes, limit: int) -> bool:
